@@ -4,9 +4,14 @@ namespace Mtfm.Engine.Backends.Cpu;
 internal static unsafe class CpuGemm
 {
     /// <summary>
-    /// Row-major SGEMM. op(A) is [m,k], op(B) is [k,n], C is [m,n]. With <paramref name="transA"/>, A is stored [k,m]
+    /// Row-major SGEMM, parallel over <paramref name="pool"/> when given. op(A) is [m,k], op(B) is [k,n], C is [m,n]. With <paramref name="transA"/>, A is stored [k,m]
     /// (lda ≥ m); otherwise [m,k] (lda ≥ k). Likewise B: [n,k] when transposed, else [k,n]. beta = 0 ignores C's contents.
     /// </summary>
+    public static void Sgemm(CpuWorkerPool? pool, bool transA, bool transB, int m, int n, int k, float alpha,
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+        => Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+
+    /// <summary>Single-threaded row-major SGEMM; see the pooled overload for the layout.</summary>
     public static void Sgemm(bool transA, bool transB, int m, int n, int k, float alpha,
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
     {
