@@ -1,0 +1,248 @@
+using System.Buffers;
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
+using Mtfm.Engine.Tensors;
+
+namespace Mtfm.Engine.Backends.Cpu;
+
+internal sealed unsafe partial class CpuBackend
+{
+    private struct LayerNormBody : IRangeBody
+    {
+        public float* X, Gamma, Beta, Y, Mean, Rstd;
+        public void* Groups;
+        public bool Groups64;
+        public int Cols;
+        public float Eps;
+
+        public void Run(int start, int end)
+        {
+            for (int i = start; i < end; i++)
+            {
+                var x = new ReadOnlySpan<float>(X + (long)i * Cols, Cols);
+                var y = new Span<float>(Y + (long)i * Cols, Cols);
+                float mean = TensorPrimitives.Sum(x) / Cols;
+                TensorPrimitives.Subtract(x, mean, y);
+                float variance = TensorPrimitives.SumOfSquares(y) / Cols;
+                float rstd = 1f / MathF.Sqrt(variance + Eps);
+                Mean[i] = mean;
+                Rstd[i] = rstd;
+                TensorPrimitives.Multiply(y, rstd, y);
+                if (Gamma != null)
+                {
+                    long g = Groups == null ? 0 : ReadIndex(Groups, Groups64, i);
+                    TensorPrimitives.MultiplyAdd(y, new ReadOnlySpan<float>(Gamma + g * Cols, Cols), new ReadOnlySpan<float>(Beta + g * Cols, Cols), y);
+                }
+            }
+        }
+    }
+
+    /// <inheritdoc />
+    public void LayerNorm(Tensor x, Tensor? gamma, Tensor? beta, Tensor? groupIds, float eps, Tensor y, Tensor mean, Tensor rstd)
+    {
+        float* px = F(x, nameof(x)), py = F(y, nameof(y)), pm = F(mean, nameof(mean)), pr = F(rstd, nameof(rstd));
+        var (rows, cols) = Matrix(x);
+        CheckSameLength(x, y, nameof(y));
+        if (mean.Length != rows) throw new ArgumentException($"mean {mean.ShapeString} must hold {rows} elements.", nameof(mean));
+        if (rstd.Length != rows) throw new ArgumentException($"rstd {rstd.ShapeString} must hold {rows} elements.", nameof(rstd));
+        if (!(eps > 0f)) throw new ArgumentOutOfRangeException(nameof(eps), eps, "eps must be > 0.");
+        int groups = AffineParams(gamma, beta, cols, out float* pg, out float* pb);
+        void* pid = CheckGroupIds(groupIds, rows, groups, gamma is not null);
+        var body = new LayerNormBody
+        {
+            X = px, Gamma = pg, Beta = pb, Y = py, Mean = pm, Rstd = pr, Groups = pid,
+            Groups64 = groupIds?.DType == DType.Int64, Cols = cols, Eps = eps,
+        };
+        _pool.For(rows, MinRows(cols), ref body);
+    }
+
+    private int AffineParams(Tensor? gamma, Tensor? beta, int cols, out float* pg, out float* pb)
+    {
+        pg = null;
+        pb = null;
+        if (gamma is null && beta is null) return 0;
+        if (gamma is null || beta is null) throw new ArgumentException("gamma and beta must both be given or both be null.", gamma is null ? nameof(gamma) : nameof(beta));
+        pg = F(gamma, nameof(gamma));
+        pb = F(beta, nameof(beta));
+        if (gamma.LastDim != cols || gamma.Length % cols != 0)
+            throw new ArgumentException($"gamma {gamma.ShapeString} must be [groups, {cols}] (the feature width of x).", nameof(gamma));
+        if (!beta.SameShape(gamma)) throw new ArgumentException($"beta {beta.ShapeString} must have gamma's shape {gamma.ShapeString}.", nameof(beta));
+        return (int)(gamma.Length / cols);
+    }
+
+    private void* CheckGroupIds(Tensor? groupIds, int rows, int groups, bool affine)
+    {
+        if (groupIds is null) return null;
+        if (!affine) throw new ArgumentException("groupIds were given to a LayerNorm without gamma/beta.", nameof(groupIds));
+        void* p = I(groupIds, nameof(groupIds));
+        if (groupIds.Length != rows) throw new ArgumentException($"groupIds {groupIds.ShapeString} must hold {rows} elements (one per row of x).", nameof(groupIds));
+        bool is64 = groupIds.DType == DType.Int64;
+        for (long i = 0; i < rows; i++)
+        {
+            long g = ReadIndex(p, is64, i);
+            if ((ulong)g >= (ulong)groups)
+                throw new ArgumentOutOfRangeException(nameof(groupIds), g, $"groupIds[{i}] = {g} is outside [0, {groups}) (gamma has {groups} groups).");
+        }
+        return p;
+    }
+
+    private struct LayerNormDxBody : IRangeBody
+    {
+        public float* X, Mean, Rstd, Gamma, Dy, Dx;
+        public void* Groups;
+        public bool Groups64;
+        public int Cols;
+
+        public void Run(int start, int end)
+        {
+            float[] rented = ArrayPool<float>.Shared.Rent(2 * Cols);
+            var xhat = rented.AsSpan(0, Cols);
+            var g = rented.AsSpan(Cols, Cols);
+            for (int i = start; i < end; i++)
+            {
+                var x = new ReadOnlySpan<float>(X + (long)i * Cols, Cols);
+                var dy = new ReadOnlySpan<float>(Dy + (long)i * Cols, Cols);
+                float rstd = Rstd[i];
+                TensorPrimitives.Subtract(x, Mean[i], xhat);
+                TensorPrimitives.Multiply(xhat, rstd, xhat);
+                if (Gamma != null)
+                {
+                    long grp = Groups == null ? 0 : ReadIndex(Groups, Groups64, i);
+                    TensorPrimitives.Multiply(dy, new ReadOnlySpan<float>(Gamma + grp * Cols, Cols), g);
+                }
+                else dy.CopyTo(g);
+                float meanG = TensorPrimitives.Sum((ReadOnlySpan<float>)g) / Cols;
+                float meanGx = TensorPrimitives.Dot((ReadOnlySpan<float>)g, xhat) / Cols;
+                // dx += rstd·(g − mean(g) − x̂·mean(g·x̂))
+                TensorPrimitives.MultiplyAdd(xhat, -meanGx, g, g);
+                TensorPrimitives.Subtract(g, meanG, g);
+                var dx = new Span<float>(Dx + (long)i * Cols, Cols);
+                TensorPrimitives.MultiplyAdd(g, rstd, dx, dx);
+            }
+            ArrayPool<float>.Shared.Return(rented);
+        }
+    }
+
+    /// <summary>A run of at most <see cref="ReduceRowBlock"/> rows of one group (indices into the group-sorted order).</summary>
+    private struct GroupBlock
+    {
+        public int Group, Start, Count;
+    }
+
+    private struct LayerNormParamPartialBody : IRangeBody
+    {
+        public float* X, Mean, Rstd, Dy, Partial; // Partial: [blocks, 2, Cols] (dgamma, dbeta)
+        public int* Order;
+        public GroupBlock* Blocks;
+        public int Cols;
+
+        public void Run(int start, int end)
+        {
+            float[] rented = ArrayPool<float>.Shared.Rent(Cols);
+            var xhat = rented.AsSpan(0, Cols);
+            for (int b = start; b < end; b++)
+            {
+                var dg = new Span<float>(Partial + (long)b * 2 * Cols, Cols);
+                var db = new Span<float>(Partial + ((long)b * 2 + 1) * Cols, Cols);
+                dg.Clear();
+                db.Clear();
+                var blk = Blocks[b];
+                for (int r = blk.Start; r < blk.Start + blk.Count; r++)
+                {
+                    int i = Order[r];
+                    var x = new ReadOnlySpan<float>(X + (long)i * Cols, Cols);
+                    var dy = new ReadOnlySpan<float>(Dy + (long)i * Cols, Cols);
+                    TensorPrimitives.Subtract(x, Mean[i], xhat);
+                    TensorPrimitives.Multiply(xhat, Rstd[i], xhat);
+                    TensorPrimitives.MultiplyAdd(dy, xhat, dg, dg);
+                    TensorPrimitives.Add(db, dy, db);
+                }
+            }
+            ArrayPool<float>.Shared.Return(rented);
+        }
+    }
+
+    private struct LayerNormParamReduceBody : IRangeBody
+    {
+        public float* Partial, DGamma, DBeta;
+        public int* GroupFirstBlock; // [groups + 1]
+        public int Cols;
+
+        public void Run(int start, int end)
+        {
+            for (int g = start; g < end; g++)
+            {
+                var dg = DGamma == null ? Span<float>.Empty : new Span<float>(DGamma + (long)g * Cols, Cols);
+                var db = DBeta == null ? Span<float>.Empty : new Span<float>(DBeta + (long)g * Cols, Cols);
+                for (int b = GroupFirstBlock[g]; b < GroupFirstBlock[g + 1]; b++)
+                {
+                    if (DGamma != null) TensorPrimitives.Add(dg, new ReadOnlySpan<float>(Partial + (long)b * 2 * Cols, Cols), dg);
+                    if (DBeta != null) TensorPrimitives.Add(db, new ReadOnlySpan<float>(Partial + ((long)b * 2 + 1) * Cols, Cols), db);
+                }
+            }
+        }
+    }
+
+    /// <inheritdoc />
+    public void LayerNormBackward(Tensor x, Tensor mean, Tensor rstd, Tensor? gamma, Tensor? groupIds, Tensor dy,
+        Tensor? dx, Tensor? dgamma, Tensor? dbeta)
+    {
+        float* px = F(x, nameof(x)), pm = F(mean, nameof(mean)), pr = F(rstd, nameof(rstd)), pdy = F(dy, nameof(dy));
+        var (rows, cols) = Matrix(x);
+        CheckSameLength(x, dy, nameof(dy));
+        if (mean.Length != rows) throw new ArgumentException($"mean {mean.ShapeString} must hold {rows} elements.", nameof(mean));
+        if (rstd.Length != rows) throw new ArgumentException($"rstd {rstd.ShapeString} must hold {rows} elements.", nameof(rstd));
+        float* pg = null;
+        int groups = 1;
+        if (gamma is not null)
+        {
+            pg = F(gamma, nameof(gamma));
+            if (gamma.LastDim != cols || gamma.Length % cols != 0) throw new ArgumentException($"gamma {gamma.ShapeString} must be [groups, {cols}].", nameof(gamma));
+            groups = (int)(gamma.Length / cols);
+        }
+        void* pid = CheckGroupIds(groupIds, rows, groups, gamma is not null);
+        bool ids64 = groupIds?.DType == DType.Int64;
+
+        if (dx is not null)
+        {
+            float* pdx = F(dx, nameof(dx));
+            CheckSameLength(x, dx, nameof(dx));
+            var body = new LayerNormDxBody { X = px, Mean = pm, Rstd = pr, Gamma = pg, Dy = pdy, Dx = pdx, Groups = pid, Groups64 = ids64, Cols = cols };
+            _pool.For(rows, MinRows(cols), ref body);
+        }
+        if (dgamma is null && dbeta is null) return;
+        if (gamma is null) throw new ArgumentException("dgamma/dbeta need gamma (the LayerNorm was not affine).", nameof(gamma));
+        float* pdg = dgamma is null ? null : F(dgamma, nameof(dgamma));
+        float* pdb = dbeta is null ? null : F(dbeta, nameof(dbeta));
+        if (dgamma is not null && dgamma.Length != gamma.Length) throw new ArgumentException($"dgamma {dgamma.ShapeString} must have gamma's shape {gamma.ShapeString}.", nameof(dgamma));
+        if (dbeta is not null && dbeta.Length != gamma.Length) throw new ArgumentException($"dbeta {dbeta.ShapeString} must have gamma's shape {gamma.ShapeString}.", nameof(dbeta));
+
+        // Stable counting sort of rows by group, then fixed blocks of ≤ ReduceRowBlock rows per group: the partition
+        // depends only on the group ids, so the sums are identical for any thread count.
+        var order = new int[rows];
+        var firstBlock = new int[groups + 1];
+        var counts = new int[groups + 1];
+        for (int i = 0; i < rows; i++) counts[(pid == null ? 0 : ReadIndex(pid, ids64, i)) + 1]++;
+        for (int g = 0; g < groups; g++) counts[g + 1] += counts[g];
+        var cursor = (int[])counts.Clone();
+        for (int i = 0; i < rows; i++) order[cursor[pid == null ? 0 : ReadIndex(pid, ids64, i)]++] = i;
+        var blocks = new List<GroupBlock>();
+        for (int g = 0; g < groups; g++)
+        {
+            firstBlock[g] = blocks.Count;
+            for (int s = counts[g]; s < counts[g + 1]; s += ReduceRowBlock)
+                blocks.Add(new GroupBlock { Group = g, Start = s, Count = Math.Min(ReduceRowBlock, counts[g + 1] - s) });
+        }
+        firstBlock[groups] = blocks.Count;
+        var blockArr = blocks.ToArray();
+        var partial = GC.AllocateUninitializedArray<float>(Math.Max(1, blockArr.Length * 2 * cols));
+        fixed (int* po = order, pfb = firstBlock)
+        fixed (GroupBlock* pbl = blockArr)
+        fixed (float* pp = partial)
+        {
+            var pbody = new LayerNormParamPartialBody { X = px, Mean = pm, Rstd = pr, Dy = pdy, Partial = pp, Order = po, Blocks = pbl, Cols = cols };
+            _pool.For(blockArr.Length, 1, ref pbody);
+            var rbody = new LayerNormParamReduceBody { Partial = pp, DGamma = pdg, DBeta = pdb, GroupFirstBlock = pfb, Cols = cols };
+            _pool.For(groups, 1, ref rbody);
+        }
+    }
+}

@@ -1,0 +1,200 @@
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
+using Mtfm.Engine.Tensors;
+
+namespace Mtfm.Engine.Backends.Cpu;
+
+internal sealed unsafe partial class CpuBackend
+{
+    /// <summary>Validates an index tensor against [0, limit) and returns its pointer; throws naming the bad position.</summary>
+    private void* CheckIndex(Tensor index, string indexName, long limit, string limitWhat, out bool is64)
+    {
+        void* p = I(index, indexName);
+        is64 = index.DType == DType.Int64;
+        for (long i = 0; i < index.Length; i++)
+        {
+            long v = ReadIndex(p, is64, i);
+            if ((ulong)v >= (ulong)limit)
+                throw new ArgumentOutOfRangeException(indexName, v, $"{indexName}[{i}] = {v} is outside [0, {limit}) ({limitWhat}).");
+        }
+        return p;
+    }
+
+    private struct CopyRowsBody : IRangeBody
+    {
+        public float* Src, Dst;
+        public void* Index;
+        public bool Is64, ScatterSide; // ScatterSide: dst[index[i]] = src[i]; else dst[i] = src[index[i]]
+        public int Cols;
+
+        public void Run(int start, int end)
+        {
+            for (int i = start; i < end; i++)
+            {
+                long j = ReadIndex(Index, Is64, i);
+                long si = ScatterSide ? i : j, di = ScatterSide ? j : i;
+                new ReadOnlySpan<float>(Src + si * Cols, Cols).CopyTo(new Span<float>(Dst + di * Cols, Cols));
+            }
+        }
+    }
+
+    private static void CheckRowShapes(Tensor rowsSide, Tensor indexed, Tensor index, string rowsName, string indexedName, string indexName)
+    {
+        if (rowsSide.Rank < 1 || indexed.Rank < 1) throw new ArgumentException($"{rowsName} and {indexedName} must have rank ≥ 1.", rowsName);
+        if (rowsSide.RowLength != indexed.RowLength)
+            throw new ArgumentException($"{rowsName} {rowsSide.ShapeString} and {indexedName} {indexed.ShapeString} must have equal row widths.", rowsName);
+        if (index.Length != rowsSide.RowCount)
+            throw new ArgumentException($"{indexName} holds {index.Length} ids but {rowsName} {rowsSide.ShapeString} has {rowsSide.RowCount} rows.", indexName);
+    }
+
+    /// <inheritdoc />
+    public void GatherRows(Tensor src, Tensor index, Tensor dst, string indexName = "index")
+    {
+        float* ps = F(src, nameof(src)), pd = F(dst, nameof(dst));
+        CheckRowShapes(dst, src, index, nameof(dst), nameof(src), indexName);
+        void* pi = CheckIndex(index, indexName, src.RowCount, $"{nameof(src)} has {src.RowCount} rows", out bool is64);
+        int cols = checked((int)src.RowLength);
+        var body = new CopyRowsBody { Src = ps, Dst = pd, Index = pi, Is64 = is64, Cols = cols };
+        _pool.For(dst.RowCount, MinRows(cols), ref body);
+    }
+
+    /// <inheritdoc />
+    public void ScatterRows(Tensor src, Tensor index, Tensor dst, string indexName = "index")
+    {
+        float* ps = F(src, nameof(src)), pd = F(dst, nameof(dst));
+        CheckRowShapes(src, dst, index, nameof(src), nameof(dst), indexName);
+        void* pi = CheckIndex(index, indexName, dst.RowCount, $"{nameof(dst)} has {dst.RowCount} rows", out bool is64);
+        var seen = new long[dst.RowCount];
+        for (long i = 0; i < index.Length; i++)
+        {
+            long v = ReadIndex(pi, is64, i);
+            if (seen[v] != 0) throw new ArgumentException($"{indexName}[{i}] = {v} repeats {indexName}[{seen[v] - 1}]: scattered rows must be distinct.", indexName);
+            seen[v] = i + 1;
+        }
+        int cols = checked((int)src.RowLength);
+        var body = new CopyRowsBody { Src = ps, Dst = pd, Index = pi, Is64 = is64, ScatterSide = true, Cols = cols };
+        _pool.For(src.RowCount, MinRows(cols), ref body);
+    }
+
+    /// <inheritdoc />
+    public void FillRows(Tensor dst, Tensor index, float value, string indexName = "index")
+    {
+        float* pd = F(dst, nameof(dst));
+        void* pi = CheckIndex(index, indexName, dst.RowCount, $"{nameof(dst)} has {dst.RowCount} rows", out bool is64);
+        int cols = checked((int)dst.RowLength);
+        for (long i = 0; i < index.Length; i++)
+            new Span<float>(pd + ReadIndex(pi, is64, i) * cols, cols).Fill(value);
+    }
+
+    private struct ScatterAddBody : IRangeBody
+    {
+        public float* Src, Dst;
+        public int* Targets, Start, Order; // per distinct target t: sources Order[Start[t] .. Start[t+1]) ascending
+        public int Cols;
+
+        public void Run(int start, int end)
+        {
+            for (int t = start; t < end; t++)
+            {
+                var dst = new Span<float>(Dst + (long)Targets[t] * Cols, Cols);
+                for (int s = Start[t]; s < Start[t + 1]; s++)
+                    TensorPrimitives.Add(dst, new ReadOnlySpan<float>(Src + (long)Order[s] * Cols, Cols), dst);
+            }
+        }
+    }
+
+    /// <inheritdoc />
+    public void ScatterAddRows(Tensor src, Tensor index, Tensor dst, string indexName = "index")
+    {
+        float* ps = F(src, nameof(src)), pd = F(dst, nameof(dst));
+        CheckRowShapes(src, dst, index, nameof(src), nameof(dst), indexName);
+        void* pi = CheckIndex(index, indexName, dst.RowCount, $"{nameof(dst)} has {dst.RowCount} rows", out bool is64);
+        int m = src.RowCount, cols = checked((int)src.RowLength);
+        if (m == 0) return;
+        // Group sources by target (stable sort by target, ascending source order within a target), then each target
+        // row sums its sources in order on one thread: race-free and independent of the thread count.
+        var keys = new long[m];
+        var order = new int[m];
+        for (int i = 0; i < m; i++) { keys[i] = ReadIndex(pi, is64, i); order[i] = i; }
+        Array.Sort(keys, order); // introsort is not stable: restore ascending source order within equal keys below
+        var targets = new List<int>();
+        var starts = new List<int>();
+        for (int s = 0; s < m;)
+        {
+            int e = s + 1;
+            while (e < m && keys[e] == keys[s]) e++;
+            Array.Sort(order, s, e - s);
+            targets.Add((int)keys[s]);
+            starts.Add(s);
+            s = e;
+        }
+        starts.Add(m);
+        var pt = targets.ToArray();
+        var pst = starts.ToArray();
+        fixed (int* t = pt, st = pst, o = order)
+        {
+            var body = new ScatterAddBody { Src = ps, Dst = pd, Targets = t, Start = st, Order = o, Cols = cols };
+            _pool.For(pt.Length, MinRows(cols), ref body);
+        }
+    }
+
+    /// <inheritdoc />
+    public (Tensor Unique, Tensor Inverse) UniqueIndices(Tensor index)
+    {
+        void* pi = I(index, nameof(index));
+        bool is64 = index.DType == DType.Int64;
+        int m = checked((int)index.Length);
+        var values = new long[m];
+        for (int i = 0; i < m; i++)
+        {
+            long v = ReadIndex(pi, is64, i);
+            if (v < 0 || v > int.MaxValue) throw new ArgumentOutOfRangeException(nameof(index), v, $"index[{i}] = {v} is outside [0, {int.MaxValue}].");
+            values[i] = v;
+        }
+        var sorted = (long[])values.Clone();
+        Array.Sort(sorted);
+        int u = 0;
+        for (int i = 0; i < m; i++)
+            if (i == 0 || sorted[i] != sorted[u - 1]) sorted[u++] = sorted[i];
+        var uniq = new int[u];
+        for (int i = 0; i < u; i++) uniq[i] = (int)sorted[i];
+        var inverse = new int[m];
+        for (int i = 0; i < m; i++) inverse[i] = Array.BinarySearch(uniq, (int)values[i]);
+        var tu = Allocate(DType.Int32, [u]);
+        var ti = Allocate(DType.Int32, [m]);
+        Upload<int>(uniq, tu);
+        Upload<int>(inverse, ti);
+        return (tu, ti);
+    }
+
+    private struct CopyColumnsBody : IRangeBody
+    {
+        public float* Src, Dst;
+        public int SrcCols, DstCols, Cols;
+        public bool Accumulate;
+
+        public void Run(int start, int end)
+        {
+            for (int i = start; i < end; i++)
+            {
+                var s = new ReadOnlySpan<float>(Src + (long)i * SrcCols, Cols);
+                var d = new Span<float>(Dst + (long)i * DstCols, Cols);
+                if (Accumulate) TensorPrimitives.Add(d, s, d);
+                else s.CopyTo(d);
+            }
+        }
+    }
+
+    /// <inheritdoc />
+    public void CopyColumns(Tensor src, int srcCol, Tensor dst, int dstCol, int cols, bool accumulate)
+    {
+        float* ps = F(src, nameof(src)), pd = F(dst, nameof(dst));
+        var (rows, sc) = Matrix(src);
+        var (drows, dc) = Matrix(dst);
+        if (drows != rows) throw new ArgumentException($"dst {dst.ShapeString} has {drows} rows, src {src.ShapeString} has {rows}.", nameof(dst));
+        if (cols < 0) throw new ArgumentOutOfRangeException(nameof(cols), cols, "cols must be ≥ 0.");
+        if (srcCol < 0 || srcCol + cols > sc) throw new ArgumentOutOfRangeException(nameof(srcCol), srcCol, $"Columns [{srcCol}, {srcCol + cols}) exceed src's {sc} columns.");
+        if (dstCol < 0 || dstCol + cols > dc) throw new ArgumentOutOfRangeException(nameof(dstCol), dstCol, $"Columns [{dstCol}, {dstCol + cols}) exceed dst's {dc} columns.");
+        var body = new CopyColumnsBody { Src = ps + srcCol, Dst = pd + dstCol, SrcCols = sc, DstCols = dc, Cols = cols, Accumulate = accumulate };
+        _pool.For(rows, MinRows(Math.Max(1, cols)), ref body);
+    }
+}

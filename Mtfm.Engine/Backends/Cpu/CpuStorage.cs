@@ -1,0 +1,43 @@
+using System.Runtime.InteropServices;
+using Mtfm.Engine.Tensors;
+
+namespace Mtfm.Engine.Backends.Cpu;
+
+/// <summary>Host memory for the CPU backend: 64-byte aligned native memory, freed on <see cref="TensorStorage.Dispose"/>.</summary>
+internal sealed unsafe class CpuStorage : TensorStorage
+{
+    /// <summary>Alignment of every CPU allocation in bytes (one cache line, one AVX-512 register).</summary>
+    public const int Alignment = 64;
+
+    private readonly CpuBackend _owner;
+    private void* _ptr;
+
+    internal CpuStorage(CpuBackend backend, DType dtype, long elements, bool zero) : base(backend, dtype, elements)
+    {
+        _owner = backend;
+        nuint bytes = (nuint)Math.Max(Alignment, elements * dtype.SizeOf());
+        _ptr = NativeMemory.AlignedAlloc(bytes, Alignment);
+        if (zero) NativeMemory.Clear(_ptr, bytes);
+    }
+
+    /// <summary>The host address of element 0.</summary>
+    public void* Pointer
+    {
+        get
+        {
+            ThrowIfDisposed();
+            return _ptr;
+        }
+    }
+
+    /// <inheritdoc />
+    public override nint Handle => (nint)Pointer;
+
+    /// <inheritdoc />
+    protected override void Free()
+    {
+        NativeMemory.AlignedFree(_ptr);
+        _ptr = null;
+        _owner.OnFreed(Bytes);
+    }
+}

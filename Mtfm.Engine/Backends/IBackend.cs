@@ -1,0 +1,152 @@
+using Mtfm.Engine.Tensors;
+
+namespace Mtfm.Engine.Backends;
+
+/// <summary>
+/// The seam between autograd/ops and a compute device. A backend owns allocation, host⇄backend copies and every
+/// primitive kernel, forward and backward. Ops never touch storage memory themselves, so a device backend (CUDA:
+/// device pointers, streams, kernels that run asynchronously) implements exactly this interface.
+/// <para>Conventions: all tensors are contiguous row-major and belong to this backend. "Rows" means the first
+/// dimension, the "feature axis" the last; a tensor of rank r is treated as <c>[RowCount, RowLength]</c> where a kernel
+/// says so. Kernels whose name ends in <c>Backward</c>, and every parameter called <c>accumulate</c> when true, ADD
+/// into their gradient outputs (gradients accumulate); everything else overwrites. Scalars that live on the backend
+/// (a loss, the gradient of a loss) are rank-1 tensors of one element, read by the kernels without a host round trip.
+/// Index tensors are Int32 or Int64. Reductions are deterministic for a fixed thread count / launch configuration.</para>
+/// </summary>
+internal interface IBackend : IDisposable
+{
+    /// <summary>Short name (<c>cpu</c>, <c>cuda</c>).</summary>
+    string Name { get; }
+
+    // ---------------------------------------------------------------- memory
+
+    /// <summary>Allocates an owning tensor; contents are undefined unless <paramref name="zero"/>.</summary>
+    Tensor Allocate(DType dtype, ReadOnlySpan<int> shape, bool zero = false);
+
+    /// <summary>Number of storages allocated and not yet freed.</summary>
+    long LiveAllocations { get; }
+
+    /// <summary>Bytes allocated and not yet freed.</summary>
+    long LiveBytes { get; }
+
+    /// <summary>Copies host data into <paramref name="dst"/> (element type must match its dtype, lengths equal).</summary>
+    void Upload<T>(ReadOnlySpan<T> src, Tensor dst) where T : unmanaged;
+
+    /// <summary>Copies <paramref name="src"/> to host memory (synchronises with pending work on a device).</summary>
+    void Download<T>(Tensor src, Span<T> dst) where T : unmanaged;
+
+    /// <summary>dst = src (same dtype and length).</summary>
+    void Copy(Tensor src, Tensor dst);
+
+    /// <summary>Sets every element of an fp32 tensor to <paramref name="value"/>.</summary>
+    void Fill(Tensor dst, float value);
+
+    // ---------------------------------------------------------------- GEMM
+
+    /// <summary>C = alpha·op(A)·op(B) + beta·C for rank-2 tensors; op(A) [m,k], op(B) [k,n], C [m,n].</summary>
+    void Gemm(bool transA, bool transB, float alpha, Tensor a, Tensor b, float beta, Tensor c);
+
+    /// <summary>Batched <see cref="Gemm"/> over the first axis of rank-3 tensors: A [bt,·,·], B [bt,·,·], C [bt,m,n].</summary>
+    void BatchedGemm(bool transA, bool transB, float alpha, Tensor a, Tensor b, float beta, Tensor c);
+
+    // ---------------------------------------------------------------- element-wise (same length unless said)
+
+    /// <summary>y = a + b.</summary>
+    void Add(Tensor a, Tensor b, Tensor y);
+
+    /// <summary>y = a ⊙ b.</summary>
+    void Mul(Tensor a, Tensor b, Tensor y);
+
+    /// <summary>y += a ⊙ b (the backward of <see cref="Mul"/>).</summary>
+    void MulAccumulate(Tensor a, Tensor b, Tensor y);
+
+    /// <summary>y = alpha·x.</summary>
+    void Scale(Tensor x, float alpha, Tensor y);
+
+    /// <summary>y += alpha·x.</summary>
+    void Axpy(float alpha, Tensor x, Tensor y);
+
+    /// <summary>y[i,:] = x[i,:] + bias for x, y [n,d] and bias [d].</summary>
+    void AddBias(Tensor x, Tensor bias, Tensor y);
+
+    /// <summary>y = x·sigmoid(x).</summary>
+    void Silu(Tensor x, Tensor y);
+
+    /// <summary>dx += dy·σ(x)·(1 + x·(1−σ(x))).</summary>
+    void SiluBackward(Tensor x, Tensor dy, Tensor dx);
+
+    // ---------------------------------------------------------------- reductions
+
+    /// <summary>y[0] = alpha·Σ x (y has one element).</summary>
+    void SumAll(Tensor x, float alpha, Tensor y);
+
+    /// <summary>dx += alpha·dy[0] for every element (the backward of <see cref="SumAll"/>).</summary>
+    void AddScalar(Tensor dy, float alpha, Tensor dx);
+
+    /// <summary>y[i] = alpha·Σ_j x[i,j] for x [n,d], y [n] (sum over the feature axis).</summary>
+    void SumLastAxis(Tensor x, float alpha, Tensor y);
+
+    /// <summary>dx[i,j] += alpha·dy[i] (the backward of <see cref="SumLastAxis"/>).</summary>
+    void SumLastAxisBackward(Tensor dy, float alpha, Tensor dx);
+
+    /// <summary>y[j] (+)= Σ_i x[i,j] for x [n,d], y [d] (sum over rows: the bias gradient).</summary>
+    void SumRows(Tensor x, Tensor y, bool accumulate);
+
+    // ---------------------------------------------------------------- normalisation
+
+    /// <summary>
+    /// (Group) LayerNorm over the feature axis of x [n,d]: y = (x−μ)·rstd·γ[g] + β[g], with mean/rstd [n] saved.
+    /// gamma/beta are [G,d] (or [d] = one group) or null (no affine). groupIds [n] selects the row g of each token;
+    /// null means group 0. Ids outside [0,G) throw naming <c>groupIds</c>, the value and its position.
+    /// </summary>
+    void LayerNorm(Tensor x, Tensor? gamma, Tensor? beta, Tensor? groupIds, float eps, Tensor y, Tensor mean, Tensor rstd);
+
+    /// <summary>Backward of <see cref="LayerNorm"/>: dx (if not null), dgamma, dbeta (per group) accumulate.</summary>
+    void LayerNormBackward(Tensor x, Tensor mean, Tensor rstd, Tensor? gamma, Tensor? groupIds, Tensor dy,
+        Tensor? dx, Tensor? dgamma, Tensor? dbeta);
+
+    // ---------------------------------------------------------------- softmax and loss
+
+    /// <summary>Softmax over the feature axis of x [n,d].</summary>
+    void Softmax(Tensor x, Tensor y);
+
+    /// <summary>dx += y ⊙ (dy − Σ_j dy·y) per row.</summary>
+    void SoftmaxBackward(Tensor y, Tensor dy, Tensor dx);
+
+    /// <summary>
+    /// loss[0] = Σ mask·(max(z,0) − z·t + log(1+e^−|z|)) / Σ mask over logits z, labels t and mask (0 or 1, all of
+    /// one length); 0 when no label is present.
+    /// </summary>
+    void BceWithLogits(Tensor logits, Tensor labels, Tensor mask, Tensor loss);
+
+    /// <summary>dlogits += dloss[0]·mask·(σ(z) − t)/Σ mask.</summary>
+    void BceWithLogitsBackward(Tensor logits, Tensor labels, Tensor mask, Tensor dloss, Tensor dlogits);
+
+    // ---------------------------------------------------------------- rows and columns
+
+    /// <summary>
+    /// dst[i,:] = src[index[i],:] for src [n,d], index [m], dst [m,d] (embedding lookup, token selection). An index
+    /// outside [0,n) throws naming <paramref name="indexName"/>, the value and its position.
+    /// </summary>
+    void GatherRows(Tensor src, Tensor index, Tensor dst, string indexName = "index");
+
+    /// <summary>dst[index[i],:] += src[i,:]; duplicates are summed in ascending i (deterministic).</summary>
+    void ScatterAddRows(Tensor src, Tensor index, Tensor dst, string indexName = "index");
+
+    /// <summary>dst[index[i],:] = src[i,:]; index must not repeat.</summary>
+    void ScatterRows(Tensor src, Tensor index, Tensor dst, string indexName = "index");
+
+    /// <summary>dst[index[i],:] = value for every i.</summary>
+    void FillRows(Tensor dst, Tensor index, float value, string indexName = "index");
+
+    /// <summary>
+    /// The distinct values of <paramref name="index"/> in ascending order (Int32 [u]) and, for each position, the slot of
+    /// its value among them (Int32 [m]). Both tensors are newly allocated and owned by the caller.
+    /// </summary>
+    (Tensor Unique, Tensor Inverse) UniqueIndices(Tensor index);
+
+    /// <summary>
+    /// dst[:, dstCol..dstCol+cols) (+)= src[:, srcCol..srcCol+cols) for src [n,ds], dst [n,dd]: concat and split.
+    /// </summary>
+    void CopyColumns(Tensor src, int srcCol, Tensor dst, int dstCol, int cols, bool accumulate);
+}
