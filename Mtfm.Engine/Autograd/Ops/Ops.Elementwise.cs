@@ -1,0 +1,76 @@
+namespace Mtfm.Engine.Autograd;
+
+internal static partial class Ops
+{
+    /// <summary>y = a + b (same shapes).</summary>
+    public static Variable Add(this Tape tape, Variable a, Variable b)
+    {
+        RequireSameShape(a, b, nameof(b));
+        var be = tape.Backend;
+        var y = tape.Output(tape.Allocate(a.Shape));
+        be.Add(a.Value, b.Value, y.Value);
+        tape.Record([y], [a, b], () =>
+        {
+            if (tape.GradFor(a) is { } da) be.Axpy(1f, y.Grad!, da);
+            if (tape.GradFor(b) is { } db) be.Axpy(1f, y.Grad!, db);
+        });
+        return y;
+    }
+
+    /// <summary>y = a ⊙ b (same shapes).</summary>
+    public static Variable Mul(this Tape tape, Variable a, Variable b)
+    {
+        RequireSameShape(a, b, nameof(b));
+        var be = tape.Backend;
+        var y = tape.Output(tape.Allocate(a.Shape));
+        be.Mul(a.Value, b.Value, y.Value);
+        tape.Record([y], [a, b], () =>
+        {
+            if (tape.GradFor(a) is { } da) be.MulAccumulate(y.Grad!, b.Value, da);
+            if (tape.GradFor(b) is { } db) be.MulAccumulate(y.Grad!, a.Value, db);
+        });
+        return y;
+    }
+
+    /// <summary>y = alpha·x.</summary>
+    public static Variable Scale(this Tape tape, Variable x, float alpha)
+    {
+        var be = tape.Backend;
+        var y = tape.Output(tape.Allocate(x.Shape));
+        be.Scale(x.Value, alpha, y.Value);
+        tape.Record([y], [x], () =>
+        {
+            if (tape.GradFor(x) is { } dx) be.Axpy(alpha, y.Grad!, dx);
+        });
+        return y;
+    }
+
+    /// <summary>y[i,:] = x[i,:] + bias for x [n,d] (any rank; d = last dimension) and bias [d].</summary>
+    public static Variable AddBias(this Tape tape, Variable x, Variable bias)
+    {
+        if (bias.Value.Length != x.Value.LastDim)
+            throw new ArgumentException($"bias {bias.Value.ShapeString} must hold {x.Value.LastDim} elements (the last dimension of x {x.Value.ShapeString}).", nameof(bias));
+        var be = tape.Backend;
+        var y = tape.Output(tape.Allocate(x.Shape));
+        be.AddBias(x.Value, bias.Value, y.Value);
+        tape.Record([y], [x, bias], () =>
+        {
+            if (tape.GradFor(x) is { } dx) be.Axpy(1f, y.Grad!, dx);
+            if (tape.GradFor(bias) is { } db) be.SumRows(y.Grad!, db, accumulate: true);
+        });
+        return y;
+    }
+
+    /// <summary>y = SiLU(x) = x·σ(x).</summary>
+    public static Variable Silu(this Tape tape, Variable x)
+    {
+        var be = tape.Backend;
+        var y = tape.Output(tape.Allocate(x.Shape));
+        be.Silu(x.Value, y.Value);
+        tape.Record([y], [x], () =>
+        {
+            if (tape.GradFor(x) is { } dx) be.SiluBackward(x.Value, y.Grad!, dx);
+        });
+        return y;
+    }
+}

@@ -1,0 +1,171 @@
+using Mtfm.Engine.Backends;
+using Mtfm.Engine.Tensors;
+
+namespace Mtfm.Engine.Autograd;
+
+/// <summary>
+/// A reverse-mode autograd tape and the memory scope of one step. Ops (see <see cref="Ops"/>) allocate their outputs
+/// from <see cref="Scope"/> and, while recording, append a node holding a backward callback. <see cref="Backward(Variable)"/>
+/// runs the nodes in reverse; every backward ADDS into the gradients of its inputs, so a variable used twice receives
+/// both contributions. Disposing the tape frees every activation and activation gradient it allocated; parameter
+/// gradients stay with their <see cref="Parameter"/>.
+/// </summary>
+internal sealed class Tape : IDisposable
+{
+    private readonly List<Node> _nodes = new();
+    private readonly List<Variable> _gradsOwned = new();
+    private readonly bool _gradEnabled;
+    private int _noGradDepth;
+    private bool _backwardDone;
+    private bool _disposed;
+
+    private sealed record Node(Variable[] Outputs, Variable[] Inputs, Action Backward);
+
+    /// <summary>Creates a tape over <paramref name="backend"/>; with <paramref name="gradEnabled"/> false it never records (inference).</summary>
+    public Tape(IBackend backend, bool gradEnabled = true)
+    {
+        Backend = backend ?? throw new ArgumentNullException(nameof(backend));
+        Scope = new TensorScope(backend);
+        _gradEnabled = gradEnabled;
+    }
+
+    /// <summary>The backend every op of this tape runs on.</summary>
+    public IBackend Backend { get; }
+
+    /// <summary>The arena holding this tape's activations and their gradients.</summary>
+    public TensorScope Scope { get; }
+
+    /// <summary>True while ops record backward nodes (grad enabled and outside every <see cref="NoGrad"/> scope).</summary>
+    public bool IsRecording => _gradEnabled && _noGradDepth == 0 && !_backwardDone;
+
+    /// <summary>Number of recorded nodes.</summary>
+    public int NodeCount => _nodes.Count;
+
+    /// <summary>Suspends recording until the returned scope is disposed (nested scopes are fine).</summary>
+    public NoGradScope NoGrad()
+    {
+        _noGradDepth++;
+        return new NoGradScope(this);
+    }
+
+    /// <summary>Restores recording when disposed; see <see cref="NoGrad"/>.</summary>
+    public readonly struct NoGradScope : IDisposable
+    {
+        private readonly Tape _tape;
+
+        internal NoGradScope(Tape tape) => _tape = tape;
+
+        /// <summary>Leaves the no-grad region.</summary>
+        public void Dispose()
+        {
+            if (_tape is not null) _tape._noGradDepth--;
+        }
+    }
+
+    /// <summary>Allocates a tensor in the tape's scope (freed with the tape).</summary>
+    public Tensor Allocate(DType dtype, ReadOnlySpan<int> shape, bool zero = false) => Scope.Allocate(dtype, shape, zero);
+
+    /// <summary>Allocates an fp32 tensor in the tape's scope.</summary>
+    public Tensor Allocate(params ReadOnlySpan<int> shape) => Scope.Allocate(DType.Float32, shape);
+
+    /// <summary>Wraps an fp32 activation tensor allocated for an op's output (no grad until <see cref="Record"/>).</summary>
+    public Variable Output(Tensor value) => new(value);
+
+    /// <summary>Uploads host data into a new tensor of the tape's scope and wraps it (a batch input, a constant).</summary>
+    public Variable Input(ReadOnlySpan<float> data, ReadOnlySpan<int> shape, bool requiresGrad = false)
+    {
+        var t = Allocate(DType.Float32, shape);
+        Backend.Upload(data, t);
+        return new Variable(t, requiresGrad);
+    }
+
+    /// <summary>Uploads host ids into a new index tensor of the tape's scope.</summary>
+    public Tensor Ids(ReadOnlySpan<int> data, ReadOnlySpan<int> shape)
+    {
+        var t = Allocate(DType.Int32, shape);
+        Backend.Upload(data, t);
+        return t;
+    }
+
+    /// <summary>
+    /// Records a custom op: <paramref name="outputs"/> were computed from <paramref name="inputs"/>; <paramref name="backward"/>
+    /// later reads output gradients with <see cref="GradOf"/> and ADDS input gradients into <see cref="GradFor"/>.
+    /// Does nothing when not recording or when no input requires a gradient; otherwise marks the outputs as requiring one.
+    /// Returns true when the node was recorded.
+    /// </summary>
+    public bool Record(Variable[] outputs, Variable[] inputs, Action backward)
+    {
+        ArgumentNullException.ThrowIfNull(outputs);
+        ArgumentNullException.ThrowIfNull(inputs);
+        ArgumentNullException.ThrowIfNull(backward);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (!IsRecording) return false;
+        bool any = false;
+        foreach (var v in inputs) any |= v.RequiresGrad;
+        if (!any) return false;
+        foreach (var o in outputs) o.RequiresGrad = true;
+        _nodes.Add(new Node(outputs, inputs, backward));
+        return true;
+    }
+
+    /// <summary>The gradient that reached <paramref name="output"/> during backward, or null if none did.</summary>
+    public Tensor? GradOf(Variable output) => output.Grad;
+
+    /// <summary>
+    /// The gradient buffer of <paramref name="input"/> to ADD into (allocated zeroed on first use), or null when the
+    /// input does not require a gradient. Parameter gradients live in the parameter; all others in this tape's scope.
+    /// </summary>
+    public Tensor? GradFor(Variable input)
+    {
+        if (!input.RequiresGrad) return null;
+        if (input is Parameter p) return p.EnsureGrad();
+        if (input.Grad is null)
+        {
+            input.Grad = Scope.Allocate(DType.Float32, input.Value.Shape, zero: true);
+            _gradsOwned.Add(input);
+        }
+        return input.Grad;
+    }
+
+    /// <summary>Backpropagates from a one-element <paramref name="loss"/> with seed gradient 1.</summary>
+    public void Backward(Variable loss)
+    {
+        if (loss.Value.Length != 1) throw new ArgumentException($"Backward(loss) needs a one-element loss, its shape is {loss.Value.ShapeString}; pass a seed gradient otherwise.", nameof(loss));
+        var seed = Backend.Allocate(DType.Float32, loss.Value.Shape);
+        try
+        {
+            Backend.Fill(seed, 1f);
+            Backward(loss, seed);
+        }
+        finally { seed.Dispose(); }
+    }
+
+    /// <summary>Backpropagates from <paramref name="output"/> with gradient <paramref name="seed"/> (same shape). Runs once per tape.</summary>
+    public void Backward(Variable output, Tensor seed)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_backwardDone) throw new InvalidOperationException("Backward already ran on this tape; record a new tape for another pass.");
+        if (!output.RequiresGrad) throw new ArgumentException($"{output} does not require a gradient: nothing recorded leads to it (NoGrad, or no input requires grad).", nameof(output));
+        if (seed.Length != output.Value.Length) throw new ArgumentException($"seed {seed.ShapeString} must match the output {output.Value.ShapeString}.", nameof(seed));
+        _backwardDone = true;
+        Backend.Axpy(1f, seed, GradFor(output)!);
+        for (int i = _nodes.Count - 1; i >= 0; i--)
+        {
+            var node = _nodes[i];
+            bool reached = false;
+            foreach (var o in node.Outputs) reached |= o.Grad is not null;
+            if (reached) node.Backward();
+        }
+    }
+
+    /// <summary>Frees the tape's activations and activation gradients and forgets the graph.</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        foreach (var v in _gradsOwned) v.Grad = null;
+        _gradsOwned.Clear();
+        _nodes.Clear();
+        Scope.Dispose();
+    }
+}
