@@ -42,15 +42,7 @@ internal sealed class Parameter : Variable, IDisposable
             catRows = be.Allocate(DType.Float32, [r0 + r1, dim]);
             be.Copy(old.Indices, catIds.Rows(0, r0));
             be.Copy(old.Values, catRows.Rows(0, r0));
-            if (ids.DType == DType.Int32) be.Copy(ids, catIds.Rows(r0, r1));
-            else
-            {
-                var tmp = new long[r1];
-                be.Download<long>(ids, tmp);
-                var narrow = new int[r1];
-                for (int i = 0; i < r1; i++) narrow[i] = checked((int)tmp[i]);
-                be.Upload<int>(narrow, catIds.Rows(r0, r1));
-            }
+            be.Copy(ids, catIds.Rows(r0, r1)); // Int64 ids narrow to Int32 on the backend
             be.Copy(rows, catRows.Rows(r0, r1));
             allIds = catIds;
             allRows = catRows;

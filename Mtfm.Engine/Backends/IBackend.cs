@@ -35,7 +35,7 @@ internal interface IBackend : IDisposable
     /// <summary>Copies <paramref name="src"/> to host memory (synchronises with pending work on a device).</summary>
     void Download<T>(Tensor src, Span<T> dst) where T : unmanaged;
 
-    /// <summary>dst = src (same dtype and length).</summary>
+    /// <summary>dst = src (same length; same dtype, or Int32⇄Int64 index conversion with a range check).</summary>
     void Copy(Tensor src, Tensor dst);
 
     /// <summary>Sets every element of an fp32 tensor to <paramref name="value"/>.</summary>

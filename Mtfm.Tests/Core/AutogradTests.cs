@@ -186,4 +186,21 @@ public sealed class AutogradTests : IDisposable
         tape.Backward(tape.Sum(tape.Scale(w, 1f)));
         Assert.False(ran);
     }
+
+    [Fact]
+    public void Int64IdsWorkForEmbeddingAndGather()
+    {
+        using var table = new Parameter("t", Tensor(_be, Randn(new Random(5), 6 * 2), 6, 2), sparseGrad: true);
+        for (int step = 0; step < 2; step++)
+        {
+            using var tape = new Tape(_be);
+            var ids = tape.Allocate(DType.Int64, [3]);
+            _be.Upload<long>([5L, 1L, 5L], ids);
+            var y = tape.GatherRows(tape.Embedding(table, ids), tape.Ids([2, 0], [2]));
+            tape.Backward(tape.Sum(y));
+        }
+        // Row 1 was looked up (touched) but not gathered afterwards: present, with a zero gradient.
+        Assert.Equal([1, 5], ReadInts(table.SparseGradient!.Indices));
+        Assert.Equal([0f, 0f, 4f, 4f], Read(table.SparseGradient!.Values));
+    }
 }

@@ -72,9 +72,32 @@ internal sealed unsafe partial class CpuBackend : IBackend
     {
         CheckMine(src, nameof(src));
         CheckMine(dst, nameof(dst));
-        if (src.DType != dst.DType) throw new ArgumentException($"src is {src.DType}, dst is {dst.DType}.", nameof(dst));
         CheckSameLength(src, dst, nameof(dst));
-        Buffer.MemoryCopy(Raw(src), Raw(dst), dst.Length * dst.DType.SizeOf(), src.Length * src.DType.SizeOf());
+        if (src.DType == dst.DType)
+        {
+            Buffer.MemoryCopy(Raw(src), Raw(dst), dst.Length * dst.DType.SizeOf(), src.Length * src.DType.SizeOf());
+            return;
+        }
+        if (src.DType == DType.Int32 && dst.DType == DType.Int64)
+        {
+            int* s = (int*)Raw(src);
+            long* d = (long*)Raw(dst);
+            for (long i = 0; i < src.Length; i++) d[i] = s[i];
+            return;
+        }
+        if (src.DType == DType.Int64 && dst.DType == DType.Int32)
+        {
+            long* s = (long*)Raw(src);
+            int* d = (int*)Raw(dst);
+            for (long i = 0; i < src.Length; i++)
+            {
+                long v = s[i];
+                if (v < int.MinValue || v > int.MaxValue) throw new ArgumentOutOfRangeException(nameof(src), v, $"src[{i}] = {v} does not fit the Int32 dst.");
+                d[i] = (int)v;
+            }
+            return;
+        }
+        throw new ArgumentException($"Cannot copy {src.DType} src into {dst.DType} dst (only equal dtypes and Int32⇄Int64).", nameof(dst));
     }
 
     /// <inheritdoc />
@@ -133,6 +156,28 @@ internal sealed unsafe partial class CpuBackend : IBackend
     }
 
     private void* Raw(Tensor t) => (byte*)((CpuStorage)t.Storage).Pointer + t.Offset * t.DType.SizeOf();
+
+    /// <summary>
+    /// Host pointer to the first element of an fp32 tensor of this backend, for CPU kernels that live outside the backend
+    /// (e.g. the fused attention kernel wired in through <c>Tape.Record</c>). Valid while the tensor's storage lives.
+    /// </summary>
+    public float* FloatPointer(Tensor t) => F(t, nameof(t));
+
+    /// <summary>Host pointer to the first element of an Int32 tensor of this backend.</summary>
+    public int* Int32Pointer(Tensor t)
+    {
+        CheckMine(t, nameof(t));
+        if (t.DType != DType.Int32) throw new ArgumentException($"t must be Int32, it is {t.DType}.", nameof(t));
+        return (int*)Raw(t);
+    }
+
+    /// <summary>Host pointer to the first element of an Int64 tensor of this backend.</summary>
+    public long* Int64Pointer(Tensor t)
+    {
+        CheckMine(t, nameof(t));
+        if (t.DType != DType.Int64) throw new ArgumentException($"t must be Int64, it is {t.DType}.", nameof(t));
+        return (long*)Raw(t);
+    }
 
     /// <summary>The fp32 host pointer of <paramref name="t"/>'s first element.</summary>
     internal float* F(Tensor t, string name)
