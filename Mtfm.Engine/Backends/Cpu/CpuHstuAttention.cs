@@ -439,6 +439,12 @@ internal static unsafe class CpuHstuAttention
             int ke = _p.KeyEnd[qi], e = ke - s0;
             float invN = 1f / (e + (Token(qi) >= ke ? 1 : 0));
             float alpha = _alpha;
+            if (e == 0)
+            {
+                for (int j = 0; j < len; j++) prow[j] = 0f;
+                if (d != null) for (int j = 0; j < len; j++) d[(long)r * _lc + j] = 0f;
+                return;
+            }
             for (int j = 0; j < e; j++) srow[j] = alpha * srow[j] + rabRow[brow[j]];
             var xs = new ReadOnlySpan<float>(srow, e);
             var sig = new Span<float>(_sig, e);
