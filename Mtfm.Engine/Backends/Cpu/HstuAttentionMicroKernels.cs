@@ -1,0 +1,200 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace Mtfm.Engine.Backends.Cpu;
+
+/// <summary>
+/// Small register-blocked building blocks of <see cref="CpuHstuAttention"/>. Every output element is one fused
+/// multiply-add chain over p in ascending order, whatever the path (Vector512, Vector256 or scalar) or the row block it
+/// falls in, so results do not depend on blocking, tails or the thread partition.
+/// </summary>
+internal static unsafe class HstuAttentionMicroKernels
+{
+    /// <summary>
+    /// C[i, 0..n) += Σ_{p &lt; kd} A(i, p) · B[p, 0..n) for i &lt; m, with A(i, p) = a[i·ars + p·acs] (any strides, so A
+    /// may be read transposed), B rows at b + p·ldb and C rows at c + i·ldc.
+    /// </summary>
+    public static void AddMatMul(int m, int n, int kd, float* a, nint ars, nint acs, float* b, nint ldb, float* c, nint ldc)
+    {
+        if (m <= 0 || n <= 0 || kd <= 0) return;
+        int col = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            for (; col + 32 <= n; col += 32) Cols512x2(m, kd, a, ars, acs, b + col, ldb, c + col, ldc);
+            for (; col + 16 <= n; col += 16) Cols512x1(m, kd, a, ars, acs, b + col, ldb, c + col, ldc);
+        }
+        if (Vector256.IsHardwareAccelerated)
+        {
+            for (; col + 16 <= n; col += 16) Cols256x2(m, kd, a, ars, acs, b + col, ldb, c + col, ldc);
+            for (; col + 8 <= n; col += 8) Cols256x1(m, kd, a, ars, acs, b + col, ldb, c + col, ldc);
+        }
+        for (; col < n; col++)
+        {
+            for (int i = 0; i < m; i++)
+            {
+                float* ap = a + i * ars;
+                float acc = c[i * ldc + col];
+                for (int p = 0; p < kd; p++) acc = MathF.FusedMultiplyAdd(ap[p * acs], b[p * ldb + col], acc);
+                c[i * ldc + col] = acc;
+            }
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Cols512x2(int m, int kd, float* a, nint ars, nint acs, float* b, nint ldb, float* c, nint ldc)
+    {
+        int i = 0;
+        for (; i + 4 <= m; i += 4)
+        {
+            float* c0 = c + i * ldc, c1 = c0 + ldc, c2 = c1 + ldc, c3 = c2 + ldc;
+            Vector512<float> x00 = Vector512.Load(c0), x01 = Vector512.Load(c0 + 16);
+            Vector512<float> x10 = Vector512.Load(c1), x11 = Vector512.Load(c1 + 16);
+            Vector512<float> x20 = Vector512.Load(c2), x21 = Vector512.Load(c2 + 16);
+            Vector512<float> x30 = Vector512.Load(c3), x31 = Vector512.Load(c3 + 16);
+            float* ap = a + i * ars;
+            for (int p = 0; p < kd; p++)
+            {
+                float* bp = b + p * ldb;
+                Vector512<float> b0 = Vector512.Load(bp), b1 = Vector512.Load(bp + 16);
+                float* aq = ap + p * acs;
+                Vector512<float> a0 = Vector512.Create(aq[0]);
+                x00 = Vector512.FusedMultiplyAdd(a0, b0, x00); x01 = Vector512.FusedMultiplyAdd(a0, b1, x01);
+                Vector512<float> a1 = Vector512.Create(aq[ars]);
+                x10 = Vector512.FusedMultiplyAdd(a1, b0, x10); x11 = Vector512.FusedMultiplyAdd(a1, b1, x11);
+                Vector512<float> a2 = Vector512.Create(aq[2 * ars]);
+                x20 = Vector512.FusedMultiplyAdd(a2, b0, x20); x21 = Vector512.FusedMultiplyAdd(a2, b1, x21);
+                Vector512<float> a3 = Vector512.Create(aq[3 * ars]);
+                x30 = Vector512.FusedMultiplyAdd(a3, b0, x30); x31 = Vector512.FusedMultiplyAdd(a3, b1, x31);
+            }
+            x00.Store(c0); x01.Store(c0 + 16); x10.Store(c1); x11.Store(c1 + 16);
+            x20.Store(c2); x21.Store(c2 + 16); x30.Store(c3); x31.Store(c3 + 16);
+        }
+        for (; i < m; i++)
+        {
+            float* c0 = c + i * ldc;
+            Vector512<float> x00 = Vector512.Load(c0), x01 = Vector512.Load(c0 + 16);
+            float* ap = a + i * ars;
+            for (int p = 0; p < kd; p++)
+            {
+                float* bp = b + p * ldb;
+                Vector512<float> a0 = Vector512.Create(ap[p * acs]);
+                x00 = Vector512.FusedMultiplyAdd(a0, Vector512.Load(bp), x00);
+                x01 = Vector512.FusedMultiplyAdd(a0, Vector512.Load(bp + 16), x01);
+            }
+            x00.Store(c0); x01.Store(c0 + 16);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Cols512x1(int m, int kd, float* a, nint ars, nint acs, float* b, nint ldb, float* c, nint ldc)
+    {
+        int i = 0;
+        for (; i + 4 <= m; i += 4)
+        {
+            float* c0 = c + i * ldc, c1 = c0 + ldc, c2 = c1 + ldc, c3 = c2 + ldc;
+            Vector512<float> x0 = Vector512.Load(c0), x1 = Vector512.Load(c1), x2 = Vector512.Load(c2), x3 = Vector512.Load(c3);
+            float* ap = a + i * ars;
+            for (int p = 0; p < kd; p++)
+            {
+                Vector512<float> b0 = Vector512.Load(b + p * ldb);
+                float* aq = ap + p * acs;
+                x0 = Vector512.FusedMultiplyAdd(Vector512.Create(aq[0]), b0, x0);
+                x1 = Vector512.FusedMultiplyAdd(Vector512.Create(aq[ars]), b0, x1);
+                x2 = Vector512.FusedMultiplyAdd(Vector512.Create(aq[2 * ars]), b0, x2);
+                x3 = Vector512.FusedMultiplyAdd(Vector512.Create(aq[3 * ars]), b0, x3);
+            }
+            x0.Store(c0); x1.Store(c1); x2.Store(c2); x3.Store(c3);
+        }
+        for (; i < m; i++)
+        {
+            float* c0 = c + i * ldc;
+            Vector512<float> x0 = Vector512.Load(c0);
+            float* ap = a + i * ars;
+            for (int p = 0; p < kd; p++) x0 = Vector512.FusedMultiplyAdd(Vector512.Create(ap[p * acs]), Vector512.Load(b + p * ldb), x0);
+            x0.Store(c0);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Cols256x2(int m, int kd, float* a, nint ars, nint acs, float* b, nint ldb, float* c, nint ldc)
+    {
+        int i = 0;
+        for (; i + 4 <= m; i += 4)
+        {
+            float* c0 = c + i * ldc, c1 = c0 + ldc, c2 = c1 + ldc, c3 = c2 + ldc;
+            Vector256<float> x00 = Vector256.Load(c0), x01 = Vector256.Load(c0 + 8);
+            Vector256<float> x10 = Vector256.Load(c1), x11 = Vector256.Load(c1 + 8);
+            Vector256<float> x20 = Vector256.Load(c2), x21 = Vector256.Load(c2 + 8);
+            Vector256<float> x30 = Vector256.Load(c3), x31 = Vector256.Load(c3 + 8);
+            float* ap = a + i * ars;
+            for (int p = 0; p < kd; p++)
+            {
+                float* bp = b + p * ldb;
+                Vector256<float> b0 = Vector256.Load(bp), b1 = Vector256.Load(bp + 8);
+                float* aq = ap + p * acs;
+                Vector256<float> a0 = Vector256.Create(aq[0]);
+                x00 = Vector256.FusedMultiplyAdd(a0, b0, x00); x01 = Vector256.FusedMultiplyAdd(a0, b1, x01);
+                Vector256<float> a1 = Vector256.Create(aq[ars]);
+                x10 = Vector256.FusedMultiplyAdd(a1, b0, x10); x11 = Vector256.FusedMultiplyAdd(a1, b1, x11);
+                Vector256<float> a2 = Vector256.Create(aq[2 * ars]);
+                x20 = Vector256.FusedMultiplyAdd(a2, b0, x20); x21 = Vector256.FusedMultiplyAdd(a2, b1, x21);
+                Vector256<float> a3 = Vector256.Create(aq[3 * ars]);
+                x30 = Vector256.FusedMultiplyAdd(a3, b0, x30); x31 = Vector256.FusedMultiplyAdd(a3, b1, x31);
+            }
+            x00.Store(c0); x01.Store(c0 + 8); x10.Store(c1); x11.Store(c1 + 8);
+            x20.Store(c2); x21.Store(c2 + 8); x30.Store(c3); x31.Store(c3 + 8);
+        }
+        for (; i < m; i++)
+        {
+            float* c0 = c + i * ldc;
+            Vector256<float> x00 = Vector256.Load(c0), x01 = Vector256.Load(c0 + 8);
+            float* ap = a + i * ars;
+            for (int p = 0; p < kd; p++)
+            {
+                float* bp = b + p * ldb;
+                Vector256<float> a0 = Vector256.Create(ap[p * acs]);
+                x00 = Vector256.FusedMultiplyAdd(a0, Vector256.Load(bp), x00);
+                x01 = Vector256.FusedMultiplyAdd(a0, Vector256.Load(bp + 8), x01);
+            }
+            x00.Store(c0); x01.Store(c0 + 8);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Cols256x1(int m, int kd, float* a, nint ars, nint acs, float* b, nint ldb, float* c, nint ldc)
+    {
+        for (int i = 0; i < m; i++)
+        {
+            float* c0 = c + i * ldc;
+            Vector256<float> x0 = Vector256.Load(c0);
+            float* ap = a + i * ars;
+            for (int p = 0; p < kd; p++) x0 = Vector256.FusedMultiplyAdd(Vector256.Create(ap[p * acs]), Vector256.Load(b + p * ldb), x0);
+            x0.Store(c0);
+        }
+    }
+
+    /// <summary>Σ_p x[p]·y[p] as one fused multiply-add chain in ascending p (matches a lane of <see cref="AddMatMul"/>).</summary>
+    public static float DotChain(float* x, float* y, int n)
+    {
+        float acc = 0f;
+        for (int p = 0; p < n; p++) acc = MathF.FusedMultiplyAdd(x[p], y[p], acc);
+        return acc;
+    }
+
+    /// <summary>y[0..n) += alpha · x[0..n).</summary>
+    public static void Axpy(int n, float alpha, float* x, float* y)
+    {
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var va = Vector512.Create(alpha);
+            for (; i + 16 <= n; i += 16) Vector512.FusedMultiplyAdd(va, Vector512.Load(x + i), Vector512.Load(y + i)).Store(y + i);
+        }
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var va = Vector256.Create(alpha);
+            for (; i + 8 <= n; i += 8) Vector256.FusedMultiplyAdd(va, Vector256.Load(x + i), Vector256.Load(y + i)).Store(y + i);
+        }
+        for (; i < n; i++) y[i] = MathF.FusedMultiplyAdd(alpha, x[i], y[i]);
+    }
+}
