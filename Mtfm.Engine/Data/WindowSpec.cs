@@ -6,7 +6,7 @@ namespace Mtfm.Engine.Data;
 public readonly record struct WindowSpec(long Length, long Origin)
 {
     /// <summary>Index of the window holding time <paramref name="t"/> (floor division, also for t &lt; origin).</summary>
-    public long IndexOf(long t) => (long)Math.Floor((t - Origin) / (double)Length) is var q && Origin + q * Length > t ? q - 1 : (Origin + (q + 1) * Length <= t ? q + 1 : q);
+    public long IndexOf(long t) { long d = t - Origin, q = d / Length; return d % Length < 0 ? q - 1 : q; }
     /// <summary>Start time of window <paramref name="index"/>.</summary>
     public long StartOf(long index) => Origin + index * Length;
     /// <summary>The schema's windows.</summary>
