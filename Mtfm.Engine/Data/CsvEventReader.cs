@@ -1,0 +1,61 @@
+using System.Globalization;
+using nietras.SeparatedValues;
+
+namespace Mtfm.Engine.Data;
+
+/// <summary>Streams a CSV event log (header row, comma separated, RFC-4180 quoting) into an <see cref="EventStore"/> with bounded working memory (Sep).</summary>
+public static class CsvEventReader
+{
+    /// <summary>Reads <paramref name="path"/> into <paramref name="store"/>; throws <see cref="DataFormatException"/> naming file, row and column of the first malformed row (or after <see cref="ReadOptions.MaxErrors"/> rejections).</summary>
+    public static ReadSummary Read(string path, EventStore store, ReadOptions? options = null)
+    {
+        using var reader = Sep.New(',').Reader(o => o with { HasHeader = true, Unescape = true, DisableColCountCheck = true }).FromFile(path);
+        return Read(reader, path, store, options);
+    }
+
+    /// <summary>Reads CSV text (tests, small inputs) into <paramref name="store"/>.</summary>
+    public static ReadSummary ReadText(string csv, string name, EventStore store, ReadOptions? options = null)
+    {
+        using var reader = Sep.New(',').Reader(o => o with { HasHeader = true, Unescape = true, DisableColCountCheck = true }).FromText(csv);
+        return Read(reader, name, store, options);
+    }
+
+    private static ReadSummary Read(SepReader reader, string file, EventStore store, ReadOptions? options)
+    {
+        options ??= new ReadOptions();
+        var header = reader.Header.ColNames.ToArray();
+        var dec = new RowDecoder(store, file, header);
+        var sum = new ReadSummary { File = file };
+        long row = 0;
+        foreach (var r in reader)
+        {
+            row++;
+            sum.RowsRead++;
+            try
+            {
+                if (r.ColCount != header.Length)
+                    throw new DataFormatException($"{file}: row {row}, column '{(r.ColCount < header.Length ? header[r.ColCount] : "#" + (r.ColCount))}': wrong column count '{r.ColCount}' (header has {header.Length})");
+                var cells = new SepCells(r);
+                dec.Decode(ref cells, row);
+                sum.RowsUsed++;
+                if (store.SourceOf(store.Count - 1) < store.Layout.ScenarioCount) sum.Exposures++;
+            }
+            catch (DataFormatException e) when (sum.RowsRejected < options.MaxErrors)
+            {
+                sum.RowsRejected++;
+                if (sum.Errors.Count < 100) sum.Errors.Add(e.Message);
+            }
+            if ((row & 0xFFFF) == 0) options.Progress?.Report(row);
+        }
+        options.Log?.WriteLine(sum.ToString());
+        return sum;
+    }
+
+    private readonly ref struct SepCells(SepReader.Row row) : IRowCells
+    {
+        private readonly SepReader.Row _row = row;
+        public ReadOnlySpan<char> Text(int col) => _row[col].Span;
+        public bool TryNumber(int col, out double v) =>
+            double.TryParse(_row[col].Span, NumberStyles.Float, CultureInfo.InvariantCulture, out v);
+    }
+}
