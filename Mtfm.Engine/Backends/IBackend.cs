@@ -149,4 +149,22 @@ internal interface IBackend : IDisposable
     /// dst[:, dstCol..dstCol+cols) (+)= src[:, srcCol..srcCol+cols) for src [n,ds], dst [n,dd]: concat and split.
     /// </summary>
     void CopyColumns(Tensor src, int srcCol, Tensor dst, int dstCol, int cols, bool accumulate);
+
+    // ---------------------------------------------------------------- fused jagged HSTU attention (spec §4–5)
+
+    /// <summary>
+    /// Pointwise HSTU attention with the MTFM visibility rule, the relative time bias and GQA, for one jagged batch.
+    /// Queries are every token (<paramref name="targetQueries"/> false: q and o have one row per token) or the T tokens
+    /// of <paramref name="layout"/> (q and o have one row per T token, in token order). q [rows, h·dqk], k [N, g·dqk],
+    /// v [N, g·dv], rab [h, 2·NB − 1], o [rows, h·dv] (overwritten); h = <paramref name="heads"/>, g = <paramref name="kvHeads"/>.
+    /// </summary>
+    void HstuAttention(AttentionLayout layout, bool targetQueries, int heads, int kvHeads,
+        Tensor q, Tensor k, Tensor v, Tensor rab, Tensor o);
+
+    /// <summary>
+    /// Backward of <see cref="HstuAttention"/>: from dO, ADDS into dq, dk, dv and drab (any of them may be null when not
+    /// needed).
+    /// </summary>
+    void HstuAttentionBackward(AttentionLayout layout, bool targetQueries, int heads, int kvHeads,
+        Tensor q, Tensor k, Tensor v, Tensor rab, Tensor dO, Tensor? dq, Tensor? dk, Tensor? dv, Tensor? drab);
 }

@@ -1,0 +1,109 @@
+namespace Mtfm.Engine.Model;
+
+/// <summary>
+/// The size and shape of an MTFM network (spec §5). Use a preset (<see cref="Tiny"/>, <see cref="Small"/>,
+/// <see cref="Base"/>) and override what you need with <c>with</c>.
+/// </summary>
+public sealed record MtfmConfig
+{
+    /// <summary>Token width d_model.</summary>
+    public int DModel { get; init; } = 64;
+
+    /// <summary>Number of HTA blocks B.</summary>
+    public int Blocks { get; init; } = 1;
+
+    /// <summary>Target layers per block K (the paper's best is 3, written 3:1).</summary>
+    public int TargetLayersPerBlock { get; init; } = 1;
+
+    /// <summary>Query heads h.</summary>
+    public int Heads { get; init; } = 2;
+
+    /// <summary>Key/value heads g (divides <see cref="Heads"/>; GQA).</summary>
+    public int KvHeads { get; init; } = 1;
+
+    /// <summary>Shared MMoE experts E.</summary>
+    public int Experts { get; init; } = 4;
+
+    /// <summary>Width of each expert d_e.</summary>
+    public int ExpertWidth { get; init; } = 32;
+
+    /// <summary>Hidden width of each (scenario, task) tower.</summary>
+    public int TowerWidth { get; init; } = 16;
+
+    /// <summary>Embedding width of every categorical feature.</summary>
+    public int EmbeddingDim { get; init; } = 16;
+
+    /// <summary>Hidden width of the tokenizer MLPs (Linear → SiLU → Linear).</summary>
+    public int TokenizerHidden { get; init; } = 64;
+
+    /// <summary>Time buckets per direction NB of the relative time bias.</summary>
+    public int TimeBuckets { get; init; } = 32;
+
+    /// <summary>Which layers are stacked (HTA, all full, all target).</summary>
+    public AttentionMode Attention { get; init; } = AttentionMode.Hta;
+
+    /// <summary>Width of a Q/K head: d_model / h.</summary>
+    public int Dqk => DModel / Heads;
+
+    /// <summary>Width of a V head: d_model / h.</summary>
+    public int Dv => DModel / Heads;
+
+    /// <summary>Total transformer layers B·(1 + K).</summary>
+    public int Layers => Blocks * (1 + TargetLayersPerBlock);
+
+    /// <summary>True when layer <paramref name="layer"/> is a full-attention layer.</summary>
+    public bool IsFullLayer(int layer) => Attention switch
+    {
+        AttentionMode.Full => true,
+        AttentionMode.TargetOnly => false,
+        _ => layer % (1 + TargetLayersPerBlock) == 0,
+    };
+
+    /// <summary>The preset for quick CPU runs (trains in minutes on 2 cores).</summary>
+    public static MtfmConfig Tiny => new();
+
+    /// <summary>A mid-size preset.</summary>
+    public static MtfmConfig Small => new()
+    {
+        DModel = 128, Blocks = 2, TargetLayersPerBlock = 3, Heads = 4, KvHeads = 1, Experts = 4, ExpertWidth = 64,
+        TowerWidth = 32, TokenizerHidden = 128,
+    };
+
+    /// <summary>The paper's best shape (3:1 × 4, h = 3, g = 1) at d_model 768.</summary>
+    public static MtfmConfig Base => new()
+    {
+        DModel = 768, Blocks = 4, TargetLayersPerBlock = 3, Heads = 3, KvHeads = 1, Experts = 8, ExpertWidth = 256,
+        TowerWidth = 128, EmbeddingDim = 32, TokenizerHidden = 512,
+    };
+
+    /// <summary>The preset called <paramref name="name"/> (tiny, small, base).</summary>
+    public static MtfmConfig Preset(string name) => name.ToLowerInvariant() switch
+    {
+        "tiny" => Tiny,
+        "small" => Small,
+        "base" => Base,
+        _ => throw new ArgumentException($"Unknown preset '{name}': use tiny, small or base.", nameof(name)),
+    };
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first inconsistent field.</summary>
+    public void Validate()
+    {
+        static void Positive(int v, string name)
+        {
+            if (v < 1) throw new ArgumentException($"{name} = {v} must be ≥ 1.", name);
+        }
+        Positive(DModel, nameof(DModel));
+        Positive(Blocks, nameof(Blocks));
+        if (TargetLayersPerBlock < 0) throw new ArgumentException($"{nameof(TargetLayersPerBlock)} = {TargetLayersPerBlock} must be ≥ 0.", nameof(TargetLayersPerBlock));
+        Positive(Heads, nameof(Heads));
+        Positive(KvHeads, nameof(KvHeads));
+        if (Heads % KvHeads != 0) throw new ArgumentException($"{nameof(KvHeads)} = {KvHeads} must divide {nameof(Heads)} = {Heads}.", nameof(KvHeads));
+        if (DModel % Heads != 0) throw new ArgumentException($"{nameof(DModel)} = {DModel} must be a multiple of {nameof(Heads)} = {Heads}.", nameof(DModel));
+        Positive(Experts, nameof(Experts));
+        Positive(ExpertWidth, nameof(ExpertWidth));
+        Positive(TowerWidth, nameof(TowerWidth));
+        Positive(EmbeddingDim, nameof(EmbeddingDim));
+        Positive(TokenizerHidden, nameof(TokenizerHidden));
+        if (TimeBuckets < 2 || TimeBuckets > 128) throw new ArgumentException($"{nameof(TimeBuckets)} = {TimeBuckets} must lie in [2, 128].", nameof(TimeBuckets));
+    }
+}
