@@ -105,6 +105,7 @@ public sealed class SafetensorsFile
 
         var tensors = new List<SafetensorsTensorInfo>();
         var metadata = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (!System.Text.Unicode.Utf8.IsValid(header)) throw Bad("header is not valid UTF-8");
         JsonDocument doc;
         try
         {
