@@ -1,0 +1,77 @@
+using System.Diagnostics;
+using Mtfm.Engine.Backends.Cpu;
+using Mtfm.Engine.Data;
+using Mtfm.Engine.Model;
+using Mtfm.Engine.Training;
+
+namespace Mtfm.Cli.Commands;
+
+/// <summary>Everything `mtfm train` needs, resolved from its options.</summary>
+internal sealed record TrainRequest
+{
+    public string Data { get; init; } = "synthetic";
+    public string? Schema { get; init; }
+    public string Preset { get; init; } = "tiny";
+    public AttentionMode Attention { get; init; } = AttentionMode.Hta;
+    public AggregationMode Aggregation { get; init; } = AggregationMode.UserWindow;
+    public string Scenarios { get; init; } = "all";
+    public int Epochs { get; init; } = 4;
+    public int BatchTokens { get; init; } = 4096;
+    public float LearningRate { get; init; } = 2e-3f;
+    public ulong Seed { get; init; } = 1;
+    public int Threads { get; init; }
+    public string Device { get; init; } = "cpu";
+    public string OutDir { get; init; } = "runs";
+    public string? Name { get; init; }
+}
+
+/// <summary>Loads the data of a run and splits it into aggregated train/valid/test parts.</summary>
+internal sealed class PreparedData
+{
+    public required EventStore Store { get; init; }
+    public required AggregatedInstances Train { get; init; }
+    public required AggregatedInstances Valid { get; init; }
+    public required AggregatedInstances Test { get; init; }
+    public required NumericStats Stats { get; init; }
+    public required string Description { get; init; }
+
+    public static PreparedData Load(TrainRequest r, TextWriter log)
+    {
+        EventStore store;
+        string desc;
+        if (r.Data == "synthetic")
+        {
+            store = SyntheticGenerator.Generate(SyntheticConfig.Default with { Seed = 42 }).Store;
+            desc = "synthetic (default, seed 42)";
+        }
+        else if (r.Data.StartsWith("movielens:", StringComparison.Ordinal))
+        {
+            string dir = r.Data["movielens:".Length..];
+            store = MovieLensImporter.Import(dir, log);
+            desc = $"MovieLens ({dir})";
+        }
+        else
+        {
+            if (r.Schema is null) throw new ArgumentException("--data <events> needs --schema <schema.json>.");
+            var schema = DatasetSchema.Load(r.Schema);
+            store = new EventStore(new DataLayout(schema));
+            var summary = r.Data.EndsWith(".parquet", StringComparison.OrdinalIgnoreCase)
+                ? ParquetEventReader.Read(r.Data, store)
+                : CsvEventReader.Read(r.Data, store);
+            log.WriteLine(summary.ToString());
+            desc = $"{r.Data} with schema {r.Schema}";
+        }
+        var split = store.Layout.Schema.Split ?? throw new ArgumentException("The dataset's schema has no temporal split (split.validStart/testStart).");
+        var order = store.SortedByUserTime();
+        AggregatedInstances Part(SplitPart p, AggregationMode m) => UserLevelAggregator.Aggregate(store, m, p, order);
+        return new PreparedData
+        {
+            Store = store,
+            Train = Part(SplitPart.Train, r.Aggregation),
+            Valid = Part(SplitPart.Valid, AggregationMode.UserWindow),
+            Test = Part(SplitPart.Test, AggregationMode.UserWindow),
+            Stats = store.ComputeNumericStats(split.ValidStart),
+            Description = desc,
+        };
+    }
+}

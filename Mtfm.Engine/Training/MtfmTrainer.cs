@@ -1,0 +1,218 @@
+using System.Diagnostics;
+using Mtfm.Engine.Autograd;
+using Mtfm.Engine.Backends.Cpu;
+using Mtfm.Engine.Data;
+using Mtfm.Engine.Evaluation;
+using Mtfm.Engine.Model;
+using Mtfm.Engine.Tensors;
+
+namespace Mtfm.Engine.Training;
+
+/// <summary>A progress report of <see cref="MtfmTrainer.Train"/>.</summary>
+internal readonly record struct TrainProgress(int Epoch, long Step, long TotalSteps, double Loss, double ExposuresPerSecond,
+    double InstancesPerSecond, TimeSpan Elapsed, TimeSpan Eta, double? ValidGauc);
+
+/// <summary>What a training run did.</summary>
+internal sealed record TrainResult(long Steps, int Epochs, double BestValidGauc, long BestStep, double TrainSeconds,
+    double ExposuresPerSecond, double InstancesPerSecond, IReadOnlyList<(long Step, double Loss)> LossCurve,
+    IReadOnlyList<(long Step, double ValidGauc, double ValidLoss)> ValidCurve);
+
+/// <summary>Metrics of a model on one data part, and the synthetic data's Bayes-optimal metrics beside them.</summary>
+internal sealed record EvaluationResult(IReadOnlyList<ScenarioTaskMetrics> Model, IReadOnlyList<ScenarioTaskMetrics>? Bayes);
+
+/// <summary>
+/// Trains an <see cref="MtfmModel"/> on the CPU backend: AdamW on dense parameters, row-sparse (lazy) Adam on embedding
+/// tables, linear warm-up then cosine decay, global-norm clipping, early stopping on the validation CTR GAUC with the
+/// best weights restored. Deterministic for a fixed seed and thread count.
+/// </summary>
+internal sealed unsafe class MtfmTrainer
+{
+    private readonly MtfmModel _model;
+    private readonly TrainOptions _o;
+    private readonly CpuBackend _cpu;
+    private readonly Dictionary<Parameter, AdamWState> _dense = new();
+    private readonly Dictionary<Parameter, RowSparseAdamState> _sparse = new();
+
+    public MtfmTrainer(MtfmModel model, TrainOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        _model = model;
+        _o = options;
+        _cpu = model.Backend as CpuBackend
+            ?? throw new NotSupportedException($"The trainer's optimizer runs on the CPU backend; this model lives on '{model.Backend.Name}'.");
+    }
+
+    /// <summary>Trains on <paramref name="train"/>, validating on <paramref name="valid"/>.</summary>
+    public TrainResult Train(AggregatedInstances train, BatchBuilder trainBatches, BatchBuilder valid, Action<TrainProgress>? progress = null)
+    {
+        ArgumentNullException.ThrowIfNull(train);
+        long batchesPerEpoch = trainBatches.Batches(_o.BatchTokens).LongCount();
+        long total = batchesPerEpoch * _o.Epochs;
+        var lrDense = new LearningRateSchedule(_o.LearningRate, _o.LearningRate * 0.05f, (long)(total * _o.WarmupFraction), total);
+        var lrEmb = new LearningRateSchedule(_o.EmbeddingLearningRate, _o.EmbeddingLearningRate * 0.05f, (long)(total * _o.WarmupFraction), total);
+        var denseOpt = new AdamOptions { WeightDecay = _o.WeightDecay };
+        var embOpt = new AdamOptions();
+        var stopper = new EarlyStopping(_o.Patience, MetricGoal.Maximize);
+        var lossCurve = new List<(long, double)>();
+        var validCurve = new List<(long, double, double)>();
+        float[][]? best = null;
+        long step = 0, exposures = 0, instances = 0;
+        int epochsRun = 0;
+        double lossSum = 0;
+        int lossN = 0;
+        double? lastGauc = null;
+        var lossHost = new float[1];
+        var sw = Stopwatch.StartNew();
+        for (int epoch = 0; epoch < _o.Epochs && !stopper.Stopped; epoch++)
+        {
+            epochsRun++;
+            foreach (var batch in trainBatches.Batches(_o.BatchTokens, shuffleSeed: _o.Seed * 1000003UL + (ulong)epoch))
+            {
+                double loss;
+                using (var tape = new Tape(_model.Backend))
+                {
+                    var output = _model.Forward(tape, batch);
+                    tape.Backward(output.Loss);
+                    _model.Backend.Download<float>(output.Loss.Value, lossHost);
+                    loss = lossHost[0];
+                }
+                if (!double.IsFinite(loss)) throw new InvalidOperationException($"The training loss became {loss} at step {step + 1}; lower the learning rate.");
+                Clip();
+                Update(step + 1, lrDense.At(step), lrEmb.At(step), denseOpt, embOpt);
+                step++;
+                exposures += batch.TargetCount;
+                instances += batch.InstanceCount;
+                lossSum += loss;
+                lossN++;
+                if (step % 10 == 0 || step == total)
+                {
+                    lossCurve.Add((step, lossSum / lossN));
+                    double secs = sw.Elapsed.TotalSeconds;
+                    progress?.Invoke(new TrainProgress(epoch, step, total, lossSum / lossN, exposures / secs, instances / secs,
+                        sw.Elapsed, TimeSpan.FromSeconds(secs / step * (total - step)), lastGauc));
+                    lossSum = 0;
+                    lossN = 0;
+                }
+                if (_o.EvaluateEvery > 0 && step % _o.EvaluateEvery == 0 && Validate(step) ) break;
+            }
+            if (_o.EvaluateEvery == 0 && Validate(step)) break;
+        }
+        double trainSecs = sw.Elapsed.TotalSeconds;
+        if (best is not null) Restore(best);
+        return new TrainResult(step, epochsRun, stopper.BestValue, stopper.BestStep, trainSecs, exposures / trainSecs,
+            instances / trainSecs, lossCurve, validCurve);
+
+        bool Validate(long atStep)
+        {
+            sw.Stop(); // validation time does not count as training throughput
+            var eval = Evaluate(valid);
+            var pooled = eval.Model.First(m => m.Scenario == -1 && m.Task == 0);
+            double g = double.IsNaN(pooled.Gauc) ? pooled.Auc : pooled.Gauc;
+            lastGauc = g;
+            validCurve.Add((atStep, g, pooled.LogLoss));
+            var d = stopper.Report(atStep, g);
+            if (d.IsNewBest) best = Snapshot();
+            sw.Start();
+            return d.ShouldStop;
+        }
+    }
+
+    /// <summary>Scores every exposure of <paramref name="data"/> and computes AUC, GAUC and log-loss per (scenario, task).</summary>
+    public EvaluationResult Evaluate(BatchBuilder data) => Evaluate(_model, data, _o.BatchTokens);
+
+    /// <summary>Scores every exposure of <paramref name="data"/> with <paramref name="model"/>.</summary>
+    public static EvaluationResult Evaluate(MtfmModel model, BatchBuilder data, int batchTokens = 8192)
+    {
+        var layout = model.Layout;
+        int tasks = layout.TaskCount;
+        var acc = new MetricAccumulator(layout.ScenarioCount, tasks);
+        MetricAccumulator? bayes = null;
+        foreach (var batch in data.Batches(batchTokens))
+        {
+            var probs = Score(model, batch);
+            var users = new long[batch.TargetCount];
+            for (int j = 0; j < users.Length; j++) users[j] = batch.TargetUser[j];
+            acc.Add(probs, batch.Labels, batch.LabelMask, users, batch.TargetScenario);
+            if (batch.TrueProbabilities is { } truth)
+            {
+                bayes ??= new MetricAccumulator(layout.ScenarioCount, tasks);
+                bayes.Add(truth, batch.Labels, batch.LabelMask, users, batch.TargetScenario);
+            }
+        }
+        return new EvaluationResult(acc.ComputeAll(), bayes?.ComputeAll());
+    }
+
+    /// <summary>Probabilities [T, tasks] (row-major) of the batch's exposures, without recording a graph.</summary>
+    public static float[] Score(MtfmModel model, JaggedBatch batch)
+    {
+        int tasks = model.Layout.TaskCount, nt = batch.TargetCount;
+        var probs = new float[nt * tasks];
+        using var tape = new Tape(model.Backend, gradEnabled: false);
+        var output = model.Forward(tape, batch);
+        var logits = new float[nt];
+        for (int k = 0; k < tasks; k++)
+        {
+            model.Backend.Download<float>(output.TaskLogits[k].Value, logits);
+            for (int j = 0; j < nt; j++) probs[j * tasks + k] = 1f / (1f + MathF.Exp(-logits[j]));
+        }
+        return probs;
+    }
+
+    private Span<float> Values(Tensor t) => new(_cpu.FloatPointer(t), checked((int)t.Length));
+
+    private void Clip()
+    {
+        if (_o.ClipNorm <= 0) return;
+        double ss = 0;
+        foreach (var p in _model.Parameters)
+        {
+            if (p.Grad is { } g) ss += GradientClipping.SumOfSquares(Values(g));
+            if (p.SparseGradient is { } sg) ss += GradientClipping.SumOfSquares(Values(sg.Values));
+        }
+        float scale = GradientClipping.ScaleFactor(Math.Sqrt(ss), _o.ClipNorm);
+        if (scale >= 1f) return;
+        foreach (var p in _model.Parameters)
+        {
+            if (p.Grad is { } g) _cpu.Scale(g, scale, g);
+            if (p.SparseGradient is { } sg) _cpu.Scale(sg.Values, scale, sg.Values);
+        }
+    }
+
+    private void Update(long step, float lr, float lrEmb, AdamOptions denseOpt, AdamOptions embOpt)
+    {
+        foreach (var p in _model.Parameters)
+        {
+            if (p.SparseGrad)
+            {
+                if (p.SparseGradient is { } sg)
+                {
+                    if (!_sparse.TryGetValue(p, out var st)) _sparse[p] = st = new RowSparseAdamState(p.Value.RowCount, p.Value.LastDim);
+                    var ids = new ReadOnlySpan<int>(_cpu.Int32Pointer(sg.Indices), sg.RowCount);
+                    st.Update(Values(p.Value), ids, Values(sg.Values), lrEmb, embOpt);
+                }
+            }
+            else if (p.Grad is { } g)
+            {
+                if (!_dense.TryGetValue(p, out var st)) _dense[p] = st = new AdamWState(checked((int)p.Value.Length));
+                // No weight decay on biases, LayerNorm parameters or the time bias (rank-1 or constant-initialised).
+                bool decay = p.Value.Rank == 2 && p.Name!.EndsWith(".w", StringComparison.Ordinal);
+                st.Update(Values(p.Value), Values(g), lr, decay ? denseOpt : embOpt);
+            }
+            p.ZeroGrad();
+        }
+    }
+
+    private float[][] Snapshot()
+    {
+        var s = new float[_model.Parameters.Count][];
+        for (int i = 0; i < s.Length; i++) s[i] = Values(_model.Parameters[i].Value).ToArray();
+        return s;
+    }
+
+    private void Restore(float[][] snapshot)
+    {
+        for (int i = 0; i < snapshot.Length; i++) snapshot[i].CopyTo(Values(_model.Parameters[i].Value));
+    }
+}

@@ -1,0 +1,47 @@
+namespace Mtfm.Engine.Training;
+
+/// <summary>Hyper-parameters of <see cref="MtfmTrainer"/>.</summary>
+internal sealed record TrainOptions
+{
+    /// <summary>Passes over the training instances (early stopping may end sooner).</summary>
+    public int Epochs { get; init; } = 4;
+
+    /// <summary>A batch closes before it would exceed this many tokens.</summary>
+    public int BatchTokens { get; init; } = 4096;
+
+    /// <summary>Peak learning rate of dense parameters.</summary>
+    public float LearningRate { get; init; } = 2e-3f;
+
+    /// <summary>Peak learning rate of embedding tables (row-sparse Adam).</summary>
+    public float EmbeddingLearningRate { get; init; } = 1e-2f;
+
+    /// <summary>Share of the steps spent warming up linearly.</summary>
+    public float WarmupFraction { get; init; } = 0.05f;
+
+    /// <summary>Decoupled weight decay of dense weights.</summary>
+    public float WeightDecay { get; init; } = 1e-4f;
+
+    /// <summary>Global gradient-norm clip (0 = off).</summary>
+    public float ClipNorm { get; init; } = 1f;
+
+    /// <summary>Evaluations without a validation-GAUC improvement before stopping.</summary>
+    public int Patience { get; init; } = 2;
+
+    /// <summary>Evaluate on the validation part this often (in steps; 0 = once per epoch).</summary>
+    public int EvaluateEvery { get; init; }
+
+    /// <summary>Seed of the batch order.</summary>
+    public ulong Seed { get; init; } = 1;
+
+    /// <summary>Throws naming the first bad field.</summary>
+    public void Validate()
+    {
+        if (Epochs < 1) throw new ArgumentException($"Epochs = {Epochs} must be ≥ 1.", nameof(Epochs));
+        if (BatchTokens < 1) throw new ArgumentException($"BatchTokens = {BatchTokens} must be ≥ 1.", nameof(BatchTokens));
+        if (!(LearningRate > 0)) throw new ArgumentException($"LearningRate = {LearningRate} must be > 0.", nameof(LearningRate));
+        if (!(EmbeddingLearningRate > 0)) throw new ArgumentException($"EmbeddingLearningRate = {EmbeddingLearningRate} must be > 0.", nameof(EmbeddingLearningRate));
+        if (!(WarmupFraction >= 0 && WarmupFraction < 1)) throw new ArgumentException($"WarmupFraction = {WarmupFraction} must lie in [0, 1).", nameof(WarmupFraction));
+        if (!(ClipNorm >= 0)) throw new ArgumentException($"ClipNorm = {ClipNorm} must be ≥ 0.", nameof(ClipNorm));
+        if (Patience < 1) throw new ArgumentException($"Patience = {Patience} must be ≥ 1.", nameof(Patience));
+    }
+}
