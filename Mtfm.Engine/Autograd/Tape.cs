@@ -5,7 +5,7 @@ namespace Mtfm.Engine.Autograd;
 
 /// <summary>
 /// A reverse-mode autograd tape and the memory scope of one step. Ops (see <see cref="Ops"/>) allocate their outputs
-/// from <see cref="Scope"/> and, while recording, append a node holding a backward callback. <see cref="Backward(Variable)"/>
+/// from <see cref="Scope"/> and, while recording, append a node holding a backward callback. <see cref="Backward(Variable, bool)"/>
 /// runs the nodes in reverse; every backward ADDS into the gradients of its inputs, so a variable used twice receives
 /// both contributions. Disposing the tape frees every activation and activation gradient it allocated; parameter
 /// gradients stay with their <see cref="Parameter"/>.
@@ -127,21 +127,25 @@ internal sealed class Tape : IDisposable
         return input.Grad;
     }
 
-    /// <summary>Backpropagates from a one-element <paramref name="loss"/> with seed gradient 1.</summary>
-    public void Backward(Variable loss)
+    /// <summary>Backpropagates from a one-element <paramref name="loss"/> with seed gradient 1 (see the seeded overload).</summary>
+    public void Backward(Variable loss, bool releaseActivationGradients = false)
     {
         if (loss.Value.Length != 1) throw new ArgumentException($"Backward(loss) needs a one-element loss, its shape is {loss.Value.ShapeString}; pass a seed gradient otherwise.", nameof(loss));
         var seed = Backend.Allocate(DType.Float32, loss.Value.Shape);
         try
         {
             Backend.Fill(seed, 1f);
-            Backward(loss, seed);
+            Backward(loss, seed, releaseActivationGradients);
         }
         finally { seed.Dispose(); }
     }
 
-    /// <summary>Backpropagates from <paramref name="output"/> with gradient <paramref name="seed"/> (same shape). Runs once per tape.</summary>
-    public void Backward(Variable output, Tensor seed)
+    /// <summary>
+    /// Backpropagates from <paramref name="output"/> with gradient <paramref name="seed"/> (same shape). Runs once per
+    /// tape. With <paramref name="releaseActivationGradients"/>, the gradient of each op output is freed as soon as that
+    /// op's backward has run (all its consumers ran before it), which bounds peak memory; leaf and parameter gradients stay.
+    /// </summary>
+    public void Backward(Variable output, Tensor seed, bool releaseActivationGradients = false)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (_backwardDone) throw new InvalidOperationException("Backward already ran on this tape; record a new tape for another pass.");
@@ -154,7 +158,15 @@ internal sealed class Tape : IDisposable
             var node = _nodes[i];
             bool reached = false;
             foreach (var o in node.Outputs) reached |= o.Grad is not null;
-            if (reached) node.Backward();
+            if (!reached) continue;
+            node.Backward();
+            if (!releaseActivationGradients) continue;
+            foreach (var o in node.Outputs)
+            {
+                if (o is Parameter || o.Grad is null) continue;
+                o.Grad.Dispose();
+                o.Grad = null;
+            }
         }
     }
 

@@ -203,4 +203,28 @@ public sealed class AutogradTests : IDisposable
         Assert.Equal([1, 5], ReadInts(table.SparseGradient!.Indices));
         Assert.Equal([0f, 0f, 4f, 4f], Read(table.SparseGradient!.Values));
     }
+
+    [Fact]
+    public void ReleasingActivationGradientsKeepsResultsAndFreesMemory()
+    {
+        float[] Run(bool release, out long liveAfterBackward, out bool hGradAlive)
+        {
+            using var w = new Parameter("w", Tensor(_be, Randn(new Random(8), 5 * 7), 5, 7));
+            var x = new Variable(Tensor(_be, Randn(new Random(9), 3 * 5), 3, 5), requiresGrad: true);
+            using var tape = new Tape(_be);
+            var h = tape.Silu(tape.MatMul(x, w));
+            tape.Backward(tape.Mean(tape.Mul(h, h)), release);
+            liveAfterBackward = _be.LiveAllocations;
+            hGradAlive = h.Grad is not null;
+            var g = Read(w.Grad!).Concat(Read(x.Grad!)).ToArray();
+            x.Value.Dispose();
+            return g;
+        }
+        var kept = Run(false, out long liveKept, out bool keptAlive);
+        var released = Run(true, out long liveReleased, out bool releasedAlive);
+        Assert.Equal(kept, released);
+        Assert.True(keptAlive);
+        Assert.False(releasedAlive);
+        Assert.True(liveReleased < liveKept, $"{liveReleased} live allocations with release vs {liveKept} without");
+    }
 }

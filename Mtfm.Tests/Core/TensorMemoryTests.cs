@@ -1,4 +1,5 @@
 using Mtfm.Engine.Autograd;
+using Mtfm.Engine.Backends;
 using Mtfm.Engine.Backends.Cpu;
 using Mtfm.Engine.Tensors;
 using static Mtfm.Tests.Core.TestTensors;
@@ -114,5 +115,20 @@ public sealed class TensorMemoryTests : IDisposable
         Assert.Equal([1L << 40, -3], ll);
         var ex = Assert.Throws<ArgumentException>(() => _be.Upload<float>([1f], i));
         Assert.Contains("Int32", ex.Message);
+    }
+
+    [Fact]
+    public void FromHostAndToHost()
+    {
+        long live = _be.LiveAllocations;
+        using (var t = _be.FromHost<long>([1L, 2L, 3L, 4L, 5L, 6L], 2, 3))
+        {
+            Assert.Equal(DType.Int64, t.DType);
+            Assert.Equal(new[] { 2, 3 }, t.Shape.ToArray());
+            Assert.Equal([4L, 5L, 6L], _be.ToHost<long>(t.Rows(1, 1)));
+        }
+        var ex = Assert.Throws<ArgumentException>(() => _be.FromHost<float>([1f, 2f], 3));
+        Assert.Equal("src", ex.ParamName);
+        Assert.Equal(live, _be.LiveAllocations); // the failed upload freed its tensor
     }
 }

@@ -1,5 +1,5 @@
-using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using Mtfm.Engine.Tensors;
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
 namespace Mtfm.Engine.Backends.Cpu;
 
@@ -41,19 +41,19 @@ internal sealed unsafe partial class CpuBackend
                     TensorPrimitives.Multiply(y, a, y);
                     break;
                 case Ew.SiluBackward:
-                {
-                    // dx += dy·s·(1 + x·(1−s)), s = σ(x); a = x, B = dy.
-                    Span<float> s = stackalloc float[ElementBlock];
-                    Span<float> t = stackalloc float[ElementBlock];
-                    s = s[..len];
-                    t = t[..len];
-                    TensorPrimitives.Sigmoid(a, s);
-                    TensorPrimitives.Subtract(1f, s, t);            // 1 − s
-                    TensorPrimitives.MultiplyAdd(a, t, 1f, t);      // 1 + x(1 − s)
-                    TensorPrimitives.Multiply(t, s, t);
-                    TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(B + lo, len), t, y, y);
-                    break;
-                }
+                    {
+                        // dx += dy·s·(1 + x·(1−s)), s = σ(x); a = x, B = dy.
+                        Span<float> s = stackalloc float[ElementBlock];
+                        Span<float> t = stackalloc float[ElementBlock];
+                        s = s[..len];
+                        t = t[..len];
+                        TensorPrimitives.Sigmoid(a, s);
+                        TensorPrimitives.Subtract(1f, s, t);            // 1 − s
+                        TensorPrimitives.MultiplyAdd(a, t, 1f, t);      // 1 + x(1 − s)
+                        TensorPrimitives.Multiply(t, s, t);
+                        TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(B + lo, len), t, y, y);
+                        break;
+                    }
             }
         }
     }

@@ -1,6 +1,6 @@
 using System.Buffers;
-using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 using Mtfm.Engine.Tensors;
+using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
 namespace Mtfm.Engine.Backends.Cpu;
 
@@ -49,8 +49,16 @@ internal sealed unsafe partial class CpuBackend
         void* pid = CheckGroupIds(groupIds, rows, groups, gamma is not null);
         var body = new LayerNormBody
         {
-            X = px, Gamma = pg, Beta = pb, Y = py, Mean = pm, Rstd = pr, Groups = pid,
-            Groups64 = groupIds?.DType == DType.Int64, Cols = cols, Eps = eps,
+            X = px,
+            Gamma = pg,
+            Beta = pb,
+            Y = py,
+            Mean = pm,
+            Rstd = pr,
+            Groups = pid,
+            Groups64 = groupIds?.DType == DType.Int64,
+            Cols = cols,
+            Eps = eps,
         };
         _pool.For(rows, MinRows(cols), ref body);
     }
