@@ -6,15 +6,16 @@ namespace Mtfm.Bench;
 
 /// <summary>
 /// A quick Stopwatch GFLOP/s table for the SGEMM (best of several repetitions), for tuning between BenchmarkDotNet runs:
-/// <c>dotnet run -c Release --project Mtfm.Bench -- gemm-quick [threads]</c>.
+/// <c>dotnet run -c Release --project Mtfm.Bench -- gemm-quick [threads] [Avx512|Avx2|Scalar]</c>.
 /// </summary>
 internal static unsafe class GemmQuick
 {
     public static void Run(string[] args)
     {
         int threads = args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 1;
+        var isa = args.Length > 2 ? Enum.Parse<GemmIsa>(args[2], ignoreCase: true) : GemmIsaSupport.Best;
         using var pool = new CpuWorkerPool(threads);
-        Console.WriteLine($"isa={GemmIsaSupport.Best} threads={threads}");
+        Console.WriteLine($"isa={isa} threads={threads}");
         foreach (var s in GemmShape.All)
         {
             float* a = Alloc((long)s.M * s.K), b = Alloc((long)s.K * s.N), c = Alloc((long)s.M * s.N);
@@ -25,7 +26,7 @@ internal static unsafe class GemmQuick
             for (int r = 0; r < reps; r++)
             {
                 long t0 = Stopwatch.GetTimestamp();
-                CpuGemm.Sgemm(pool, s.TransA, s.TransB, s.M, s.N, s.K, 1f, a, lda, b, ldb, 0f, c, s.N);
+                CpuGemm.Sgemm(pool, isa, s.TransA, s.TransB, s.M, s.N, s.K, 1f, a, lda, b, ldb, 0f, c, s.N);
                 best = Math.Min(best, Stopwatch.GetElapsedTime(t0).TotalSeconds);
             }
             Console.WriteLine($"{s,-40} {flops / best / 1e9,8:F1} GFLOP/s  ({best * 1e3:F2} ms best of {reps})");

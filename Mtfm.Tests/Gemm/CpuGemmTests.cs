@@ -21,6 +21,8 @@ public sealed unsafe class CpuGemmTests : IDisposable
         { 37, 45, 600 },   // several KC blocks
         { 300, 40, 70 },   // several MC blocks, parallel split over rows
         { 25, 2100, 12 },  // several NC blocks, parallel split over columns
+        { 77, 13, 40 },    // narrow C: the tall, narrow AVX-512 tile
+        { 530, 16, 70 },   // narrow C, several MC blocks, parallel
     };
 
     [Theory]
@@ -91,6 +93,8 @@ public sealed unsafe class CpuGemmTests : IDisposable
     [InlineData(25, 2100, 12)]
     [InlineData(1000, 300, 513)]
     [InlineData(3, 500, 700)]
+    [InlineData(530, 16, 70)]
+    [InlineData(200, 11, 1100)]
     public void ResultIsBitIdenticalForOneAndTwoThreads(int m, int n, int k)
     {
         using var pool3 = new CpuWorkerPool(3);

@@ -48,7 +48,7 @@ internal static unsafe class CpuGemm
         long strideC, int batch)
     {
         if (batch < 0) throw new ArgumentOutOfRangeException(nameof(batch), batch, "batch must be ≥ 0.");
-        Validate(isa, transA, transB, m, n, k, a, lda, b, ldb, c, ldc);
+        Validate(isa, transA, transB, m, n, k, a, lda, b, ldb, c, ldc, checkPointers: batch > 0);
         if (strideA < 0) throw new ArgumentOutOfRangeException(nameof(strideA), strideA, "strideA must be ≥ 0.");
         if (strideB < 0) throw new ArgumentOutOfRangeException(nameof(strideB), strideB, "strideB must be ≥ 0.");
         if (batch > 1 && m > 0 && n > 0 && strideC < (long)(m - 1) * ldc + n)
@@ -73,7 +73,8 @@ internal static unsafe class CpuGemm
             Run(pool, isa, transA, transB, m, n, k, alpha, a + i * strideA, lda, b + i * strideB, ldb, beta, c + i * strideC, ldc);
     }
 
-    private static void Validate(GemmIsa isa, bool transA, bool transB, int m, int n, int k, float* a, int lda, float* b, int ldb, float* c, int ldc)
+    private static void Validate(GemmIsa isa, bool transA, bool transB, int m, int n, int k, float* a, int lda, float* b, int ldb, float* c, int ldc,
+        bool checkPointers = true)
     {
         if (!GemmIsaSupport.IsSupported(isa)) throw new ArgumentOutOfRangeException(nameof(isa), isa, "isa is not supported on this CPU.");
         if (m < 0) throw new ArgumentOutOfRangeException(nameof(m), m, "m must be ≥ 0.");
@@ -83,7 +84,7 @@ internal static unsafe class CpuGemm
         if (lda < minLda) throw new ArgumentOutOfRangeException(nameof(lda), lda, $"lda must be ≥ {(transA ? "m" : "k")} = {minLda} (transA = {transA}).");
         if (ldb < minLdb) throw new ArgumentOutOfRangeException(nameof(ldb), ldb, $"ldb must be ≥ {(transB ? "k" : "n")} = {minLdb} (transB = {transB}).");
         if (ldc < n) throw new ArgumentOutOfRangeException(nameof(ldc), ldc, $"ldc must be ≥ n = {n}.");
-        if (m > 0 && n > 0)
+        if (checkPointers && m > 0 && n > 0)
         {
             if (c == null) throw new ArgumentNullException(nameof(c), "c is null but C has m·n > 0 elements.");
             if (k > 0 && a == null) throw new ArgumentNullException(nameof(a), "a is null but op(A) has m·k > 0 elements.");
@@ -124,7 +125,7 @@ internal static unsafe class CpuGemm
             pool!.For(m, minRows, ref body);
             return;
         }
-        var bl = GemmBlocking.For(isa);
+        var bl = GemmBlocking.For(isa, n);
         if (!parallel)
         {
             Packed(in bl, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);

@@ -29,10 +29,14 @@ internal readonly unsafe struct GemmBlocking
         Mr = mr; Nr = nr; Mc = mc; Kc = kc; Nc = nc; Kernel = kernel;
     }
 
-    /// <summary>The blocking used for <paramref name="isa"/>.</summary>
-    public static GemmBlocking For(GemmIsa isa) => isa switch
+    /// <summary>
+    /// The blocking used for <paramref name="isa"/> on a problem with <paramref name="n"/> columns (narrow C gets a
+    /// narrower, taller micro-tile). Alternatives for one ISA share KC, so they sum every element in the same order.
+    /// </summary>
+    public static GemmBlocking For(GemmIsa isa, int n) => isa switch
     {
-        GemmIsa.Avx512 => new GemmBlocking(12, 32, 240, 256, 2048, &GemmMicroKernels.Avx512_12x32),
+        GemmIsa.Avx512 when n <= 16 => new GemmBlocking(24, 16, 240, 512, 1024, &GemmMicroKernels.Avx512_24x16),
+        GemmIsa.Avx512 => new GemmBlocking(12, 32, 240, 512, 1024, &GemmMicroKernels.Avx512_12x32),
         GemmIsa.Avx2 => new GemmBlocking(6, 16, 144, 256, 2048, &GemmMicroKernels.Avx2_6x16),
         _ => new GemmBlocking(GemmMicroKernels.ScalarMr, GemmMicroKernels.ScalarNr, 128, 256, 1024, &GemmMicroKernels.Scalar_4x4),
     };
