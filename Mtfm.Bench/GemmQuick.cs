@@ -29,7 +29,7 @@ internal static unsafe class GemmQuick
                 CpuGemm.Sgemm(pool, isa, s.TransA, s.TransB, s.M, s.N, s.K, 1f, a, lda, b, ldb, 0f, c, s.N);
                 best = Math.Min(best, Stopwatch.GetElapsedTime(t0).TotalSeconds);
             }
-            Console.WriteLine($"{s,-40} {flops / best / 1e9,8:F1} GFLOP/s  ({best * 1e3:F2} ms best of {reps})");
+            Console.WriteLine($"{s.Name,-32} {s,-18} {flops / best / 1e9,8:F1} GFLOP/s  ({best * 1e3:F2} ms best of {reps})");
             NativeMemory.AlignedFree(a); NativeMemory.AlignedFree(b); NativeMemory.AlignedFree(c);
         }
     }

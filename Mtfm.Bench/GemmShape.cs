@@ -1,6 +1,9 @@
 namespace Mtfm.Bench;
 
-/// <summary>One GEMM problem size for the benchmarks: op(A) is M × K, op(B) is K × N.</summary>
+/// <summary>
+/// One GEMM problem size for the benchmarks: op(A) is M × K, op(B) is K × N. Printed as "MxNxK" plus N/T for whether A
+/// and B are transposed.
+/// </summary>
 public readonly record struct GemmShape(string Name, int M, int N, int K, bool TransA = false, bool TransB = false)
 {
     /// <summary>The sizes typical of MTFM that the GEMM benchmarks run.</summary>
@@ -16,5 +19,5 @@ public readonly record struct GemmShape(string Name, int M, int N, int K, bool T
     ];
 
     /// <inheritdoc/>
-    public override string ToString() => $"{Name} [{M}x{N}x{K}]";
+    public override string ToString() => $"{M}x{N}x{K} {(TransA ? 'T' : 'N')}{(TransB ? 'T' : 'N')}";
 }

@@ -23,6 +23,8 @@ public sealed unsafe class CpuGemmTests : IDisposable
         { 25, 2100, 12 },  // several NC blocks, parallel split over columns
         { 77, 13, 40 },    // narrow C: the tall, narrow AVX-512 tile
         { 530, 16, 70 },   // narrow C, several MC blocks, parallel
+        { 2000, 5, 40 },   // direct dot form (few columns), parallel over rows
+        { 2, 3000, 60 },   // direct path with few rows, parallel over column strips
     };
 
     [Theory]
@@ -95,6 +97,8 @@ public sealed unsafe class CpuGemmTests : IDisposable
     [InlineData(3, 500, 700)]
     [InlineData(530, 16, 70)]
     [InlineData(200, 11, 1100)]
+    [InlineData(4000, 3, 90)]
+    [InlineData(2, 3000, 70)]
     public void ResultIsBitIdenticalForOneAndTwoThreads(int m, int n, int k)
     {
         using var pool3 = new CpuWorkerPool(3);

@@ -107,22 +107,7 @@ internal static unsafe class CpuGemm
         bool parallel = threads > 1 && work >= 2 * ParallelMinWork;
         if (UseDirect(m, n, k))
         {
-            float* bk = b;
-            int ldbk = ldb;
-            if (transB)
-            {
-                bk = GemmScratch.Current.PackB((long)k * n);
-                GemmDirect.TransposeB(b, ldb, k, n, bk);
-                ldbk = n;
-            }
-            if (!parallel)
-            {
-                GemmDirect.Rows(isa, transA, 0, m, n, k, alpha, a, lda, bk, ldbk, beta, c, ldc);
-                return;
-            }
-            var body = new DirectBody { Isa = isa, TransA = transA, N = n, K = k, Alpha = alpha, A = a, Lda = lda, B = bk, Ldb = ldbk, Beta = beta, C = c, Ldc = ldc };
-            int minRows = (int)Math.Clamp(ParallelMinWork / Math.Max(1, (long)n * k), 1, m);
-            pool!.For(m, minRows, ref body);
+            RunDirect(pool, isa, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, parallel);
             return;
         }
         var bl = GemmBlocking.For(isa, n);
@@ -145,6 +130,58 @@ internal static unsafe class CpuGemm
         int minUnits = (int)Math.Clamp(ParallelMinWork / Math.Max(1, workPerUnit), 1, units);
         pool!.For(units, minUnits, ref split);
     }
+
+    /// <summary>
+    /// The unpacked path: the dot form when C has few columns (or few rows and Bᵀ is given), else the axpy form; split over
+    /// rows of C, or over 16-column strips when C has too few rows to share.
+    /// </summary>
+    private static void RunDirect(CpuWorkerPool? pool, GemmIsa isa, bool transA, bool transB, int m, int n, int k, float alpha,
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, bool parallel)
+    {
+        var scratch = GemmScratch.Current;
+        var body = new DirectBody { Isa = isa, TransA = transA, M = m, N = n, K = k, Alpha = alpha, Beta = beta, C = c, Ldc = ldc };
+        body.DotForm = n <= 8 || (m <= 4 && transB);
+        if (body.DotForm)
+        {
+            body.A = a; body.Lda = lda; body.B = b; body.Ldb = ldb;
+            if (transA)
+            {
+                body.A = scratch.PackA((long)m * k);
+                GemmDirect.Transpose(a, lda, k, m, body.A);
+                body.Lda = k;
+            }
+            if (!transB)
+            {
+                body.B = scratch.PackB((long)k * n);
+                GemmDirect.Transpose(b, ldb, k, n, body.B);
+                body.Ldb = k;
+            }
+        }
+        else
+        {
+            body.A = a; body.Lda = lda; body.B = b; body.Ldb = ldb;
+            if (transB)
+            {
+                body.B = scratch.PackB((long)k * n);
+                GemmDirect.Transpose(b, ldb, n, k, body.B);
+                body.Ldb = n;
+            }
+        }
+        int threads = pool?.ThreadCount ?? 1;
+        body.SplitRows = m >= 4 * threads || m >= n;
+        int units = body.SplitRows ? m : (n + DirectStrip - 1) / DirectStrip;
+        if (!parallel)
+        {
+            body.Run(0, units);
+            return;
+        }
+        long workPerUnit = body.SplitRows ? (long)n * k : (long)DirectStrip * m * k;
+        int minUnits = (int)Math.Clamp(ParallelMinWork / Math.Max(1, workPerUnit), 1, units);
+        pool!.For(units, minUnits, ref body);
+    }
+
+    /// <summary>Columns per parallel strip of the direct path when it splits over columns.</summary>
+    private const int DirectStrip = 16;
 
     /// <summary>Thin or tiny problems skip packing: packing would cost as much as the arithmetic or pad it heavily.</summary>
     internal static bool UseDirect(int m, int n, int k) => m <= 4 || n <= 8 || (long)m * n * k <= 16L * 16 * 64;
@@ -231,13 +268,19 @@ internal static unsafe class CpuGemm
     private struct DirectBody : IRangeBody
     {
         public GemmIsa Isa;
-        public bool TransA;
-        public int N, K, Lda, Ldb, Ldc;
+        public bool TransA, DotForm, SplitRows;
+        public int M, N, K, Lda, Ldb, Ldc;
         public float Alpha, Beta;
         public float* A, B, C;
 
         public readonly void Run(int start, int end)
-            => GemmDirect.Rows(Isa, TransA, start, end, N, K, Alpha, A, Lda, B, Ldb, Beta, C, Ldc);
+        {
+            int i0 = 0, i1 = M, j0 = 0, j1 = N;
+            if (SplitRows) { i0 = start; i1 = end; }
+            else { j0 = start * DirectStrip; j1 = Math.Min(N, end * DirectStrip); }
+            if (DotForm) GemmDirect.DotRows(i0, i1, j0, j1, K, Alpha, A, Lda, B, Ldb, Beta, C, Ldc);
+            else GemmDirect.AxpyRows(Isa, TransA, i0, i1, j0, j1, K, Alpha, A, Lda, B, Ldb, Beta, C, Ldc);
+        }
     }
 
     private struct BatchBody : IRangeBody

@@ -5,27 +5,54 @@ using System.Runtime.Intrinsics.X86;
 namespace Mtfm.Engine.Backends.Cpu;
 
 /// <summary>
-/// Unpacked SGEMM for small or thin problems: each row of C is accumulated as Σ_p op(A)(i,p)·B[p,:] (k order, FMA where
-/// the ISA has it) into a row buffer, then C = alpha·acc + beta·C. B must already be row-major k × n (transposed B is
-/// copied first by the caller).
+/// Unpacked SGEMM for small or thin problems, in two forms: the axpy form accumulates each row of C as
+/// Σ_p op(A)(i,p)·B[p,:] (k order, FMA where the ISA has it) into a row buffer, then C = alpha·acc + beta·C; the dot form
+/// (few columns, or few rows with Bᵀ given) takes one vectorised dot product per element. Operands the chosen form needs
+/// contiguous the other way round are transposed into scratch first by the caller.
 /// </summary>
 internal static unsafe class GemmDirect
 {
-    /// <summary>Computes rows [<paramref name="i0"/>, <paramref name="i1"/>) of C.</summary>
+    /// <summary>
+    /// Axpy form: computes C[i0..i1, j0..j1) as Σ_p op(A)(i,p)·B[p, j0..j1) in k order. <paramref name="bk"/> is B as a
+    /// row-major k × n matrix with row stride <paramref name="ldbk"/>.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Rows(GemmIsa isa, bool transA, int i0, int i1, int n, int k, float alpha, float* a, int lda,
+    public static void AxpyRows(GemmIsa isa, bool transA, int i0, int i1, int j0, int j1, int k, float alpha, float* a, int lda,
         float* bk, int ldbk, float beta, float* c, int ldc)
     {
-        float* acc = GemmScratch.Current.Row(n);
+        int w = j1 - j0;
+        if (w <= 0) return;
+        float* acc = GemmScratch.Current.Row(w);
         for (int i = i0; i < i1; i++)
         {
-            new Span<float>(acc, n).Clear();
+            new Span<float>(acc, w).Clear();
             for (int p = 0; p < k; p++)
             {
                 float s = transA ? a[(long)p * lda + i] : a[(long)i * lda + p];
-                Axpy(isa, s, bk + (long)p * ldbk, acc, n);
+                Axpy(isa, s, bk + (long)p * ldbk + j0, acc, w);
             }
-            WriteRow(isa, acc, c + (long)i * ldc, n, alpha, beta);
+            WriteRow(isa, acc, c + (long)i * ldc + j0, w, alpha, beta);
+        }
+    }
+
+    /// <summary>
+    /// Dot form: C[i,j] = alpha·dot(A[i,:], Bt[j,:]) + beta·C[i,j] for i in [i0, i1), j in [j0, j1), with A rows and Bᵀ
+    /// rows contiguous (row strides <paramref name="lda"/>, <paramref name="ldbt"/>). Each dot is one
+    /// <see cref="System.Numerics.Tensors.TensorPrimitives.Dot(ReadOnlySpan{float}, ReadOnlySpan{float})"/>, so its summation
+    /// order depends only on k, not on the split.
+    /// </summary>
+    public static void DotRows(int i0, int i1, int j0, int j1, int k, float alpha, float* a, int lda, float* bt, int ldbt,
+        float beta, float* c, int ldc)
+    {
+        for (int i = i0; i < i1; i++)
+        {
+            var ai = new ReadOnlySpan<float>(a + (long)i * lda, k);
+            float* ci = c + (long)i * ldc;
+            for (int j = j0; j < j1; j++)
+            {
+                float d = System.Numerics.Tensors.TensorPrimitives.Dot(ai, new ReadOnlySpan<float>(bt + (long)j * ldbt, k));
+                ci[j] = beta == 0f ? alpha * d : alpha * d + beta * ci[j];
+            }
         }
     }
 
@@ -80,13 +107,13 @@ internal static unsafe class GemmDirect
         }
     }
 
-    /// <summary>Copies op(B) = Bᵀ (B stored n × k, row stride <paramref name="ldb"/>) into a dense k × n buffer.</summary>
-    public static void TransposeB(float* b, int ldb, int k, int n, float* dst)
+    /// <summary>Copies the transpose of a rows × cols matrix (row stride <paramref name="ld"/>) into a dense cols × rows buffer.</summary>
+    public static void Transpose(float* src, int ld, int rows, int cols, float* dst)
     {
-        for (int j = 0; j < n; j++)
+        for (int r = 0; r < rows; r++)
         {
-            float* src = b + (long)j * ldb;
-            for (int p = 0; p < k; p++) dst[(long)p * n + j] = src[p];
+            float* s = src + (long)r * ld;
+            for (int q = 0; q < cols; q++) dst[(long)q * rows + r] = s[q];
         }
     }
 }
