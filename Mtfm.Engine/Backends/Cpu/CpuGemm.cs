@@ -1,34 +1,301 @@
 namespace Mtfm.Engine.Backends.Cpu;
 
-/// <summary>Single-precision GEMM on the CPU: C = alpha·op(A)·op(B) + beta·C, row-major.</summary>
+/// <summary>
+/// Single-precision GEMM on the CPU: C = alpha·op(A)·op(B) + beta·C, row-major. Large problems run a packed,
+/// register-blocked algorithm (GotoBLAS/BLIS style: B packed into KC × NC panels, A into MC × KC blocks, an MR × NR
+/// micro-kernel of FMAs holding its block of C in registers); small or thin ones run a direct row-axpy path. Each element
+/// of C is summed in the same k order whatever the thread count, so results are bit-for-bit identical for 1 or N threads.
+/// </summary>
 internal static unsafe class CpuGemm
 {
+    /// <summary>Below this many multiply-adds (m·n·k) a problem stays on one thread.</summary>
+    private const long ParallelMinWork = 1L << 17;
+
     /// <summary>
     /// Row-major SGEMM, parallel over <paramref name="pool"/> when given. op(A) is [m,k], op(B) is [k,n], C is [m,n]. With <paramref name="transA"/>, A is stored [k,m]
     /// (lda ≥ m); otherwise [m,k] (lda ≥ k). Likewise B: [n,k] when transposed, else [k,n]. beta = 0 ignores C's contents.
     /// </summary>
     public static void Sgemm(CpuWorkerPool? pool, bool transA, bool transB, int m, int n, int k, float alpha,
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
-        => Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        => Sgemm(pool, GemmIsaSupport.Best, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 
     /// <summary>Single-threaded row-major SGEMM; see the pooled overload for the layout.</summary>
     public static void Sgemm(bool transA, bool transB, int m, int n, int k, float alpha,
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+        => Sgemm(null, GemmIsaSupport.Best, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+
+    /// <summary>SGEMM with an explicit instruction set (tests use it to cover every kernel on one machine).</summary>
+    internal static void Sgemm(CpuWorkerPool? pool, GemmIsa isa, bool transA, bool transB, int m, int n, int k, float alpha,
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+    {
+        Validate(isa, transA, transB, m, n, k, a, lda, b, ldb, c, ldc);
+        Run(pool, isa, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    }
+
+    /// <summary>
+    /// Strided batched SGEMM: for each i in [0, batch), C_i = alpha·op(A_i)·op(B_i) + beta·C_i with A_i = a + i·strideA,
+    /// B_i = b + i·strideB, C_i = c + i·strideC (layouts as in <see cref="Sgemm(CpuWorkerPool?, bool, bool, int, int, int, float, float*, int, float*, int, float, float*, int)"/>).
+    /// strideA/strideB may be 0 (broadcast operand); the C matrices must not overlap. Results equal per-item Sgemm calls.
+    /// </summary>
+    public static void SgemmStridedBatched(CpuWorkerPool? pool, bool transA, bool transB, int m, int n, int k, float alpha,
+        float* a, int lda, long strideA, float* b, int ldb, long strideB, float beta, float* c, int ldc, long strideC, int batch)
+        => SgemmStridedBatched(pool, GemmIsaSupport.Best, transA, transB, m, n, k, alpha, a, lda, strideA, b, ldb, strideB,
+            beta, c, ldc, strideC, batch);
+
+    /// <summary>Strided batched SGEMM with an explicit instruction set.</summary>
+    internal static void SgemmStridedBatched(CpuWorkerPool? pool, GemmIsa isa, bool transA, bool transB, int m, int n, int k,
+        float alpha, float* a, int lda, long strideA, float* b, int ldb, long strideB, float beta, float* c, int ldc,
+        long strideC, int batch)
+    {
+        if (batch < 0) throw new ArgumentOutOfRangeException(nameof(batch), batch, "batch must be ≥ 0.");
+        Validate(isa, transA, transB, m, n, k, a, lda, b, ldb, c, ldc, checkPointers: batch > 0);
+        if (strideA < 0) throw new ArgumentOutOfRangeException(nameof(strideA), strideA, "strideA must be ≥ 0.");
+        if (strideB < 0) throw new ArgumentOutOfRangeException(nameof(strideB), strideB, "strideB must be ≥ 0.");
+        if (batch > 1 && m > 0 && n > 0 && strideC < (long)(m - 1) * ldc + n)
+            throw new ArgumentOutOfRangeException(nameof(strideC), strideC,
+                $"strideC must be ≥ (m-1)·ldc + n = {(long)(m - 1) * ldc + n} so that the {batch} C matrices do not overlap.");
+        if (batch == 0 || m == 0 || n == 0) return;
+
+        int threads = pool?.ThreadCount ?? 1;
+        long work = (long)m * n * k;
+        if (threads > 1 && batch >= threads && work * batch >= ParallelMinWork)
+        {
+            var body = new BatchBody
+            {
+                Isa = isa, TransA = transA, TransB = transB, M = m, N = n, K = k, Alpha = alpha, A = a, Lda = lda,
+                StrideA = strideA, B = b, Ldb = ldb, StrideB = strideB, Beta = beta, C = c, Ldc = ldc, StrideC = strideC,
+            };
+            int minChunk = (int)Math.Clamp(ParallelMinWork / Math.Max(1, work), 1, batch);
+            pool!.For(batch, minChunk, ref body);
+            return;
+        }
+        for (int i = 0; i < batch; i++)
+            Run(pool, isa, transA, transB, m, n, k, alpha, a + i * strideA, lda, b + i * strideB, ldb, beta, c + i * strideC, ldc);
+    }
+
+    private static void Validate(GemmIsa isa, bool transA, bool transB, int m, int n, int k, float* a, int lda, float* b, int ldb, float* c, int ldc,
+        bool checkPointers = true)
+    {
+        if (!GemmIsaSupport.IsSupported(isa)) throw new ArgumentOutOfRangeException(nameof(isa), isa, "isa is not supported on this CPU.");
+        if (m < 0) throw new ArgumentOutOfRangeException(nameof(m), m, "m must be ≥ 0.");
+        if (n < 0) throw new ArgumentOutOfRangeException(nameof(n), n, "n must be ≥ 0.");
+        if (k < 0) throw new ArgumentOutOfRangeException(nameof(k), k, "k must be ≥ 0.");
+        int minLda = transA ? m : k, minLdb = transB ? k : n;
+        if (lda < minLda) throw new ArgumentOutOfRangeException(nameof(lda), lda, $"lda must be ≥ {(transA ? "m" : "k")} = {minLda} (transA = {transA}).");
+        if (ldb < minLdb) throw new ArgumentOutOfRangeException(nameof(ldb), ldb, $"ldb must be ≥ {(transB ? "k" : "n")} = {minLdb} (transB = {transB}).");
+        if (ldc < n) throw new ArgumentOutOfRangeException(nameof(ldc), ldc, $"ldc must be ≥ n = {n}.");
+        if (checkPointers && m > 0 && n > 0)
+        {
+            if (c == null) throw new ArgumentNullException(nameof(c), "c is null but C has m·n > 0 elements.");
+            if (k > 0 && a == null) throw new ArgumentNullException(nameof(a), "a is null but op(A) has m·k > 0 elements.");
+            if (k > 0 && b == null) throw new ArgumentNullException(nameof(b), "b is null but op(B) has k·n > 0 elements.");
+        }
+    }
+
+    /// <summary>Dispatches one validated problem: scale-only, direct, or packed; split across the pool when large.</summary>
+    private static void Run(CpuWorkerPool? pool, GemmIsa isa, bool transA, bool transB, int m, int n, int k, float alpha,
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+    {
+        if (m == 0 || n == 0) return;
+        if (k == 0 || alpha == 0f)
+        {
+            ScaleC(m, n, beta, c, ldc);
+            return;
+        }
+        int threads = pool?.ThreadCount ?? 1;
+        long work = (long)m * n * k;
+        bool parallel = threads > 1 && work >= 2 * ParallelMinWork;
+        if (UseDirect(m, n, k))
+        {
+            RunDirect(pool, isa, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, parallel);
+            return;
+        }
+        var bl = GemmBlocking.For(isa, n);
+        if (!parallel)
+        {
+            Packed(in bl, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            return;
+        }
+        // Split C into contiguous strips of whole micro-tiles along its longer side; each strip is an independent
+        // sub-GEMM over the full k, blocked by the same KC, so every element sums in the same order as single-threaded.
+        bool splitRows = m >= n || n < 2 * bl.Nr;
+        var split = new SplitBody
+        {
+            Blocking = bl, SplitRows = splitRows, TransA = transA, TransB = transB, M = m, N = n, K = k, Alpha = alpha,
+            A = a, Lda = lda, B = b, Ldb = ldb, Beta = beta, C = c, Ldc = ldc,
+        };
+        int unit = splitRows ? bl.Mr : bl.Nr;
+        int units = ((splitRows ? m : n) + unit - 1) / unit;
+        long workPerUnit = (long)unit * (splitRows ? n : m) * k;
+        int minUnits = (int)Math.Clamp(ParallelMinWork / Math.Max(1, workPerUnit), 1, units);
+        pool!.For(units, minUnits, ref split);
+    }
+
+    /// <summary>
+    /// The unpacked path: the dot form when C has few columns (or few rows and Bᵀ is given), else the axpy form; split over
+    /// rows of C, or over 16-column strips when C has too few rows to share.
+    /// </summary>
+    private static void RunDirect(CpuWorkerPool? pool, GemmIsa isa, bool transA, bool transB, int m, int n, int k, float alpha,
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, bool parallel)
+    {
+        var scratch = GemmScratch.Current;
+        var body = new DirectBody { Isa = isa, TransA = transA, M = m, N = n, K = k, Alpha = alpha, Beta = beta, C = c, Ldc = ldc };
+        body.DotForm = n <= 8 || (m <= 4 && transB);
+        if (body.DotForm)
+        {
+            body.A = a; body.Lda = lda; body.B = b; body.Ldb = ldb;
+            if (transA)
+            {
+                body.A = scratch.PackA((long)m * k);
+                GemmDirect.Transpose(a, lda, k, m, body.A);
+                body.Lda = k;
+            }
+            if (!transB)
+            {
+                body.B = scratch.PackB((long)k * n);
+                GemmDirect.Transpose(b, ldb, k, n, body.B);
+                body.Ldb = k;
+            }
+        }
+        else
+        {
+            body.A = a; body.Lda = lda; body.B = b; body.Ldb = ldb;
+            if (transB)
+            {
+                body.B = scratch.PackB((long)k * n);
+                GemmDirect.Transpose(b, ldb, n, k, body.B);
+                body.Ldb = n;
+            }
+        }
+        int threads = pool?.ThreadCount ?? 1;
+        body.SplitRows = m >= 4 * threads || m >= n;
+        int units = body.SplitRows ? m : (n + DirectStrip - 1) / DirectStrip;
+        if (!parallel)
+        {
+            body.Run(0, units);
+            return;
+        }
+        long workPerUnit = body.SplitRows ? (long)n * k : (long)DirectStrip * m * k;
+        int minUnits = (int)Math.Clamp(ParallelMinWork / Math.Max(1, workPerUnit), 1, units);
+        pool!.For(units, minUnits, ref body);
+    }
+
+    /// <summary>Columns per parallel strip of the direct path when it splits over columns.</summary>
+    private const int DirectStrip = 16;
+
+    /// <summary>Thin or tiny problems skip packing: packing would cost as much as the arithmetic or pad it heavily.</summary>
+    internal static bool UseDirect(int m, int n, int k) => m <= 4 || n <= 8 || (long)m * n * k <= 16L * 16 * 64;
+
+    private static void ScaleC(int m, int n, float beta, float* c, int ldc)
     {
         for (int i = 0; i < m; i++)
         {
-            for (int j = 0; j < n; j++)
+            var row = new Span<float>(c + (long)i * ldc, n);
+            if (beta == 0f) row.Clear();
+            else if (beta != 1f) System.Numerics.Tensors.TensorPrimitives.Multiply(row, beta, row);
+        }
+    }
+
+    /// <summary>The packed, cache-blocked algorithm on one thread.</summary>
+    internal static void Packed(in GemmBlocking bl, bool transA, bool transB, int m, int n, int k, float alpha,
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+    {
+        int mr = bl.Mr, nr = bl.Nr;
+        int mcMax = Math.Min(bl.Mc, GemmPacking.RoundUp(m, mr));
+        int kcMax = Math.Min(bl.Kc, k);
+        int ncMax = Math.Min(bl.Nc, GemmPacking.RoundUp(n, nr));
+        var scratch = GemmScratch.Current;
+        float* pa = scratch.PackA((long)mcMax * kcMax);
+        float* pb = scratch.PackB((long)ncMax * kcMax);
+        var kernel = bl.Kernel;
+        for (int jc = 0; jc < n; jc += bl.Nc)
+        {
+            int nc = Math.Min(bl.Nc, n - jc);
+            for (int pc = 0; pc < k; pc += bl.Kc)
             {
-                float acc = 0f;
-                for (int p = 0; p < k; p++)
+                int kc = Math.Min(bl.Kc, k - pc);
+                float* bBlock = transB ? b + (long)jc * ldb + pc : b + (long)pc * ldb + jc;
+                GemmPacking.PackB(transB, bBlock, ldb, kc, nc, nr, pb);
+                float betaBlock = pc == 0 ? beta : 1f;
+                for (int ic = 0; ic < m; ic += bl.Mc)
                 {
-                    float av = transA ? a[(long)p * lda + i] : a[(long)i * lda + p];
-                    float bv = transB ? b[(long)j * ldb + p] : b[(long)p * ldb + j];
-                    acc += av * bv;
+                    int mc = Math.Min(bl.Mc, m - ic);
+                    float* aBlock = transA ? a + (long)pc * lda + ic : a + (long)ic * lda + pc;
+                    GemmPacking.PackA(transA, aBlock, lda, mc, kc, mr, pa);
+                    for (int jr = 0; jr < nc; jr += nr)
+                    {
+                        int nrValid = Math.Min(nr, nc - jr);
+                        float* pbPanel = pb + (long)jr * kc;
+                        float* cCol = c + (long)ic * ldc + jc + jr;
+                        for (int ir = 0; ir < mc; ir += mr)
+                        {
+                            kernel(kc, pa + (long)ir * kc, pbPanel, cCol + (long)ir * ldc, ldc, alpha, betaBlock,
+                                Math.Min(mr, mc - ir), nrValid);
+                        }
+                    }
                 }
-                float* cp = c + (long)i * ldc + j;
-                *cp = beta == 0f ? alpha * acc : alpha * acc + beta * *cp;
             }
+        }
+    }
+
+    private struct SplitBody : IRangeBody
+    {
+        public GemmBlocking Blocking;
+        public bool SplitRows, TransA, TransB;
+        public int M, N, K, Lda, Ldb, Ldc;
+        public float Alpha, Beta;
+        public float* A, B, C;
+
+        public readonly void Run(int start, int end)
+        {
+            if (SplitRows)
+            {
+                int i0 = start * Blocking.Mr, i1 = Math.Min(M, end * Blocking.Mr);
+                if (i0 >= i1) return;
+                float* a = TransA ? A + i0 : A + (long)i0 * Lda;
+                Packed(in Blocking, TransA, TransB, i1 - i0, N, K, Alpha, a, Lda, B, Ldb, Beta, C + (long)i0 * Ldc, Ldc);
+            }
+            else
+            {
+                int j0 = start * Blocking.Nr, j1 = Math.Min(N, end * Blocking.Nr);
+                if (j0 >= j1) return;
+                float* b = TransB ? B + (long)j0 * Ldb : B + j0;
+                Packed(in Blocking, TransA, TransB, M, j1 - j0, K, Alpha, A, Lda, b, Ldb, Beta, C + j0, Ldc);
+            }
+        }
+    }
+
+    private struct DirectBody : IRangeBody
+    {
+        public GemmIsa Isa;
+        public bool TransA, DotForm, SplitRows;
+        public int M, N, K, Lda, Ldb, Ldc;
+        public float Alpha, Beta;
+        public float* A, B, C;
+
+        public readonly void Run(int start, int end)
+        {
+            int i0 = 0, i1 = M, j0 = 0, j1 = N;
+            if (SplitRows) { i0 = start; i1 = end; }
+            else { j0 = start * DirectStrip; j1 = Math.Min(N, end * DirectStrip); }
+            if (DotForm) GemmDirect.DotRows(i0, i1, j0, j1, K, Alpha, A, Lda, B, Ldb, Beta, C, Ldc);
+            else GemmDirect.AxpyRows(Isa, TransA, i0, i1, j0, j1, K, Alpha, A, Lda, B, Ldb, Beta, C, Ldc);
+        }
+    }
+
+    private struct BatchBody : IRangeBody
+    {
+        public GemmIsa Isa;
+        public bool TransA, TransB;
+        public int M, N, K, Lda, Ldb, Ldc;
+        public float Alpha, Beta;
+        public float* A, B, C;
+        public long StrideA, StrideB, StrideC;
+
+        public readonly void Run(int start, int end)
+        {
+            for (int i = start; i < end; i++)
+                CpuGemm.Run(null, Isa, TransA, TransB, M, N, K, Alpha, A + i * StrideA, Lda, B + i * StrideB, Ldb, Beta, C + i * StrideC, Ldc);
         }
     }
 }

@@ -1,0 +1,44 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using Mtfm.Engine.Backends.Cpu;
+
+namespace Mtfm.Bench;
+
+/// <summary>
+/// A quick Stopwatch GFLOP/s table for the SGEMM (best of several repetitions), for tuning between BenchmarkDotNet runs:
+/// <c>dotnet run -c Release --project Mtfm.Bench -- gemm-quick [threads] [Avx512|Avx2|Scalar]</c>.
+/// </summary>
+internal static unsafe class GemmQuick
+{
+    public static void Run(string[] args)
+    {
+        int threads = args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 1;
+        var isa = args.Length > 2 ? Enum.Parse<GemmIsa>(args[2], ignoreCase: true) : GemmIsaSupport.Best;
+        using var pool = new CpuWorkerPool(threads);
+        Console.WriteLine($"isa={isa} threads={threads}");
+        foreach (var s in GemmShape.All)
+        {
+            float* a = Alloc((long)s.M * s.K), b = Alloc((long)s.K * s.N), c = Alloc((long)s.M * s.N);
+            int lda = s.TransA ? s.M : s.K, ldb = s.TransB ? s.K : s.N;
+            double best = double.MaxValue;
+            long flops = 2L * s.M * s.N * s.K;
+            int reps = (int)Math.Clamp(4e9 / flops, 3, 200);
+            for (int r = 0; r < reps; r++)
+            {
+                long t0 = Stopwatch.GetTimestamp();
+                CpuGemm.Sgemm(pool, isa, s.TransA, s.TransB, s.M, s.N, s.K, 1f, a, lda, b, ldb, 0f, c, s.N);
+                best = Math.Min(best, Stopwatch.GetElapsedTime(t0).TotalSeconds);
+            }
+            Console.WriteLine($"{s.Name,-32} {s,-18} {flops / best / 1e9,8:F1} GFLOP/s  ({best * 1e3:F2} ms best of {reps})");
+            NativeMemory.AlignedFree(a); NativeMemory.AlignedFree(b); NativeMemory.AlignedFree(c);
+        }
+    }
+
+    internal static float* Alloc(long count)
+    {
+        var p = (float*)NativeMemory.AlignedAlloc((nuint)(count * sizeof(float)), 64);
+        var rng = new Random(1);
+        for (long i = 0; i < count; i++) p[i] = (float)(rng.NextDouble() - 0.5);
+        return p;
+    }
+}

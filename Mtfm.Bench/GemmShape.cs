@@ -1,0 +1,23 @@
+namespace Mtfm.Bench;
+
+/// <summary>
+/// One GEMM problem size for the benchmarks: op(A) is M × K, op(B) is K × N. Printed as "MxNxK" plus N/T for whether A
+/// and B are transposed.
+/// </summary>
+public readonly record struct GemmShape(string Name, int M, int N, int K, bool TransA = false, bool TransB = false)
+{
+    /// <summary>The sizes typical of MTFM that the GEMM benchmarks run.</summary>
+    public static readonly GemmShape[] All =
+    [
+        new("tokens 4096x256 * 256x1024", 4096, 1024, 256),
+        new("tokens 4096x256 * (1024x256)^T", 4096, 1024, 256, TransB: true),
+        new("grad (4096x256)^T * 4096x1024", 256, 1024, 4096, TransA: true),
+        new("square 512", 512, 512, 512),
+        new("square 1024", 1024, 1024, 1024),
+        new("skinny 4096x64 * 64x16", 4096, 16, 64),
+        new("tower 256x16 * 16x64", 256, 64, 16),
+    ];
+
+    /// <inheritdoc/>
+    public override string ToString() => $"{M}x{N}x{K} {(TransA ? 'T' : 'N')}{(TransB ? 'T' : 'N')}";
+}
