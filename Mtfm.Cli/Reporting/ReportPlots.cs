@@ -66,6 +66,7 @@ internal static class ReportPlots
         // AUC differences live near the top: start the axis a little below the lowest bar (never above 0.5).
         double bottom = Math.Max(0, Math.Min(0.5, Math.Floor((lo - 0.05) * 10) / 10));
         plt.Axes.SetLimitsY(bottom, 1.0);
+        plt.Axes.SetLimitsX(-1.5, (sel.Length - 1) * 3 + 2.5); // fixed slot width: one scenario is not one huge bar
         plt.Legend.ManualItems.Add(new LegendItem { LabelText = "model AUC", FillColor = model });
         if (anyBayes) plt.Legend.ManualItems.Add(new LegendItem { LabelText = "Bayes-optimal AUC", FillColor = bayes });
         plt.ShowLegend(Alignment.UpperRight);

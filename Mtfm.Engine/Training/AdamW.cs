@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
 namespace Mtfm.Engine.Training;
@@ -58,52 +59,63 @@ public static class AdamW
         }
     }
 
-    /// <summary>The fused update; lengths already checked.</summary>
+    /// <summary>The fused update; lengths already checked. Widest accelerated vectors, then the scalar tail.</summary>
     internal static void Kernel(Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, in Coefficients c)
     {
-        int n = p.Length;
-        int i = 0;
-        ref float rp = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(p);
-        ref float rg = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(g);
-        ref float rm = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(m);
-        ref float rv = ref System.Runtime.InteropServices.MemoryMarshal.GetReference(v);
-        if (Vector512.IsHardwareAccelerated && n >= Vector512<float>.Count)
+        int i = Vector512.IsHardwareAccelerated ? Body512(p, g, m, v, c) : Vector256.IsHardwareAccelerated ? Body256(p, g, m, v, c) : 0;
+        for (; i < p.Length; i++) ScalarElement(ref p[i], g[i], ref m[i], ref v[i], c);
+    }
+
+    /// <summary>Vector512 body over whole vectors; returns the number of elements done (the caller finishes the tail).</summary>
+    internal static int Body512(Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, in Coefficients c)
+    {
+        int n = p.Length, i = 0;
+        ref float rp = ref MemoryMarshal.GetReference(p);
+        ref float rg = ref MemoryMarshal.GetReference(g);
+        ref float rm = ref MemoryMarshal.GetReference(m);
+        ref float rv = ref MemoryMarshal.GetReference(v);
+        var b1 = Vector512.Create(c.Beta1); var omb1 = Vector512.Create(c.OneMinusBeta1);
+        var b2 = Vector512.Create(c.Beta2); var omb2 = Vector512.Create(c.OneMinusBeta2);
+        var nss = Vector512.Create(-c.StepSize); var isb = Vector512.Create(c.InvSqrtBc2);
+        var eps = Vector512.Create(c.Epsilon); var dec = Vector512.Create(c.Decay);
+        for (; i <= n - Vector512<float>.Count; i += Vector512<float>.Count)
         {
-            var b1 = Vector512.Create(c.Beta1); var omb1 = Vector512.Create(c.OneMinusBeta1);
-            var b2 = Vector512.Create(c.Beta2); var omb2 = Vector512.Create(c.OneMinusBeta2);
-            var nss = Vector512.Create(-c.StepSize); var isb = Vector512.Create(c.InvSqrtBc2);
-            var eps = Vector512.Create(c.Epsilon); var dec = Vector512.Create(c.Decay);
-            for (; i <= n - Vector512<float>.Count; i += Vector512<float>.Count)
-            {
-                var gv = Vector512.LoadUnsafe(ref rg, (nuint)i);
-                var mv = Vector512.FusedMultiplyAdd(b1, Vector512.LoadUnsafe(ref rm, (nuint)i), omb1 * gv);
-                var vv = Vector512.FusedMultiplyAdd(b2, Vector512.LoadUnsafe(ref rv, (nuint)i), (omb2 * gv) * gv);
-                var den = Vector512.FusedMultiplyAdd(Vector512.Sqrt(vv), isb, eps);
-                var pv = Vector512.FusedMultiplyAdd(nss, mv / den, Vector512.LoadUnsafe(ref rp, (nuint)i) * dec);
-                mv.StoreUnsafe(ref rm, (nuint)i);
-                vv.StoreUnsafe(ref rv, (nuint)i);
-                pv.StoreUnsafe(ref rp, (nuint)i);
-            }
+            var gv = Vector512.LoadUnsafe(ref rg, (nuint)i);
+            var mv = Vector512.FusedMultiplyAdd(b1, Vector512.LoadUnsafe(ref rm, (nuint)i), omb1 * gv);
+            var vv = Vector512.FusedMultiplyAdd(b2, Vector512.LoadUnsafe(ref rv, (nuint)i), (omb2 * gv) * gv);
+            var den = Vector512.FusedMultiplyAdd(Vector512.Sqrt(vv), isb, eps);
+            var pv = Vector512.FusedMultiplyAdd(nss, mv / den, Vector512.LoadUnsafe(ref rp, (nuint)i) * dec);
+            mv.StoreUnsafe(ref rm, (nuint)i);
+            vv.StoreUnsafe(ref rv, (nuint)i);
+            pv.StoreUnsafe(ref rp, (nuint)i);
         }
-        else if (Vector256.IsHardwareAccelerated && n >= Vector256<float>.Count)
+        return i;
+    }
+
+    /// <summary>Vector256 body over whole vectors; returns the number of elements done.</summary>
+    internal static int Body256(Span<float> p, ReadOnlySpan<float> g, Span<float> m, Span<float> v, in Coefficients c)
+    {
+        int n = p.Length, i = 0;
+        ref float rp = ref MemoryMarshal.GetReference(p);
+        ref float rg = ref MemoryMarshal.GetReference(g);
+        ref float rm = ref MemoryMarshal.GetReference(m);
+        ref float rv = ref MemoryMarshal.GetReference(v);
+        var b1 = Vector256.Create(c.Beta1); var omb1 = Vector256.Create(c.OneMinusBeta1);
+        var b2 = Vector256.Create(c.Beta2); var omb2 = Vector256.Create(c.OneMinusBeta2);
+        var nss = Vector256.Create(-c.StepSize); var isb = Vector256.Create(c.InvSqrtBc2);
+        var eps = Vector256.Create(c.Epsilon); var dec = Vector256.Create(c.Decay);
+        for (; i <= n - Vector256<float>.Count; i += Vector256<float>.Count)
         {
-            var b1 = Vector256.Create(c.Beta1); var omb1 = Vector256.Create(c.OneMinusBeta1);
-            var b2 = Vector256.Create(c.Beta2); var omb2 = Vector256.Create(c.OneMinusBeta2);
-            var nss = Vector256.Create(-c.StepSize); var isb = Vector256.Create(c.InvSqrtBc2);
-            var eps = Vector256.Create(c.Epsilon); var dec = Vector256.Create(c.Decay);
-            for (; i <= n - Vector256<float>.Count; i += Vector256<float>.Count)
-            {
-                var gv = Vector256.LoadUnsafe(ref rg, (nuint)i);
-                var mv = Vector256.FusedMultiplyAdd(b1, Vector256.LoadUnsafe(ref rm, (nuint)i), omb1 * gv);
-                var vv = Vector256.FusedMultiplyAdd(b2, Vector256.LoadUnsafe(ref rv, (nuint)i), (omb2 * gv) * gv);
-                var den = Vector256.FusedMultiplyAdd(Vector256.Sqrt(vv), isb, eps);
-                var pv = Vector256.FusedMultiplyAdd(nss, mv / den, Vector256.LoadUnsafe(ref rp, (nuint)i) * dec);
-                mv.StoreUnsafe(ref rm, (nuint)i);
-                vv.StoreUnsafe(ref rv, (nuint)i);
-                pv.StoreUnsafe(ref rp, (nuint)i);
-            }
+            var gv = Vector256.LoadUnsafe(ref rg, (nuint)i);
+            var mv = Vector256.FusedMultiplyAdd(b1, Vector256.LoadUnsafe(ref rm, (nuint)i), omb1 * gv);
+            var vv = Vector256.FusedMultiplyAdd(b2, Vector256.LoadUnsafe(ref rv, (nuint)i), (omb2 * gv) * gv);
+            var den = Vector256.FusedMultiplyAdd(Vector256.Sqrt(vv), isb, eps);
+            var pv = Vector256.FusedMultiplyAdd(nss, mv / den, Vector256.LoadUnsafe(ref rp, (nuint)i) * dec);
+            mv.StoreUnsafe(ref rm, (nuint)i);
+            vv.StoreUnsafe(ref rv, (nuint)i);
+            pv.StoreUnsafe(ref rp, (nuint)i);
         }
-        for (; i < n; i++) ScalarElement(ref p[i], g[i], ref m[i], ref v[i], c);
+        return i;
     }
 
     /// <summary>The same fused sequence for one element (used for tails and as the reference of the vector paths).</summary>

@@ -39,15 +39,25 @@ public static class RowSparseAdam
         if (rowGradients.Length != (long)rowIds.Length * dim)
             throw new ArgumentException($"rowGradients has {rowGradients.Length} entries, expected rowIds.Length·dim = {rowIds.Length}·{dim}.", nameof(rowGradients));
         if (!(learningRate >= 0f) || !float.IsFinite(learningRate)) throw new ArgumentOutOfRangeException(nameof(learningRate), learningRate, "learningRate must be finite and ≥ 0.");
-        // Validate ids (range, distinct) before touching anything.
-        var seen = new HashSet<int>(rowIds.Length);
-        for (int i = 0; i < rowIds.Length; i++)
+        // Validate ids (range, distinct) before touching anything. Duplicates are found without allocating by
+        // marking each visited row's step count as ~count (negative) and restoring the marks afterwards.
+        string? problem = null;
+        int marked = 0;
+        for (; marked < rowIds.Length; marked++)
         {
-            int r = rowIds[i];
-            if ((uint)r >= (uint)rows) throw new ArgumentException($"rowIds[{i}] = {r}: must be in [0, {rows}).", nameof(rowIds));
-            if (!seen.Add(r)) throw new ArgumentException($"rowIds[{i}] = {r} is repeated; coalesce duplicate rows before the update.", nameof(rowIds));
-            if (rowSteps[r] == int.MaxValue) throw new ArgumentException($"rowSteps[{r}] = {rowSteps[r]} would overflow.", nameof(rowSteps));
+            int r = rowIds[marked];
+            if ((uint)r >= (uint)rows) { problem = $"rowIds[{marked}] = {r}: must be in [0, {rows})."; break; }
+            int c = rowSteps[r];
+            if (c < 0)
+            {
+                problem = IsMarkedByEarlierId(rowIds, marked, r) ? $"rowIds[{marked}] = {r} is repeated; coalesce duplicate rows before the update." : $"rowSteps[{r}] = {c}: step counts must be ≥ 0.";
+                break;
+            }
+            if (c == int.MaxValue) { problem = $"rowSteps[{r}] = {c} would overflow."; break; }
+            rowSteps[r] = ~c;
         }
+        for (int i = 0; i < marked; i++) rowSteps[rowIds[i]] = ~rowSteps[rowIds[i]];
+        if (problem is not null) throw new ArgumentException(problem, problem.StartsWith("rowIds", StringComparison.Ordinal) ? nameof(rowIds) : nameof(rowSteps));
         for (int i = 0; i < rowIds.Length; i++)
         {
             int r = rowIds[i];
@@ -57,4 +67,6 @@ public static class RowSparseAdam
             AdamW.Kernel(table.Slice(o, dim), rowGradients.Slice(i * dim, dim), firstMoment.Slice(o, dim), secondMoment.Slice(o, dim), c);
         }
     }
+
+    private static bool IsMarkedByEarlierId(ReadOnlySpan<int> rowIds, int before, int row) => rowIds[..before].Contains(row);
 }

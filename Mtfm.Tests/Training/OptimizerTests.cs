@@ -70,9 +70,9 @@ public class OptimizerTests
         var r = new Random(3);
         foreach (int n in new[] { 1, 7, 8, 16, 31, 64, 1000 })
         {
-            var p1 = RandomFloats(r, n, 2); var p2 = (float[])p1.Clone();
-            var m1 = RandomFloats(r, n, 0.1); var m2 = (float[])m1.Clone();
-            var v1 = RandomFloats(r, n, 0.1).Select(MathF.Abs).ToArray(); var v2 = (float[])v1.Clone();
+            var p0 = RandomFloats(r, n, 2); var p1 = (float[])p0.Clone(); var p2 = (float[])p0.Clone();
+            var m0 = RandomFloats(r, n, 0.1); var m1 = (float[])m0.Clone(); var m2 = (float[])m0.Clone();
+            var v0 = RandomFloats(r, n, 0.1).Select(MathF.Abs).ToArray(); var v1 = (float[])v0.Clone(); var v2 = (float[])v0.Clone();
             var g = RandomFloats(r, n, 1);
             var c = AdamW.Coefficients.For(5, 0.003f, new AdamOptions { WeightDecay = 0.05f });
             AdamW.Kernel(p1, g, m1, v1, c);
@@ -80,6 +80,21 @@ public class OptimizerTests
             Assert.Equal(p2, p1);
             Assert.Equal(m2, m1);
             Assert.Equal(v2, v1);
+            // Each vector width explicitly (the dispatcher only takes the widest the machine accelerates).
+            foreach (var body in new (bool ok, Func<float[], float[], float[], int> run)[]
+            {
+                (System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated, (p, m, v) => AdamW.Body512(p, g, m, v, c)),
+                (System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated, (p, m, v) => AdamW.Body256(p, g, m, v, c)),
+            })
+            {
+                if (!body.ok) continue;
+                var p3 = (float[])p0.Clone(); var m3 = (float[])m0.Clone(); var v3 = (float[])v0.Clone();
+                int done = body.run(p3, m3, v3);
+                AdamW.ScalarKernel(p3.AsSpan(done), g.AsSpan(done), m3.AsSpan(done), v3.AsSpan(done), c);
+                Assert.Equal(p2, p3);
+                Assert.Equal(m2, m3);
+                Assert.Equal(v2, v3);
+            }
         }
     }
 
