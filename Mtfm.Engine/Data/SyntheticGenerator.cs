@@ -73,7 +73,7 @@ public static class SyntheticGenerator
         int valid = Math.Max(1, c.Days - 2), test = Math.Max(1, c.Days - 1);
         return new DatasetSchema
         {
-            Name = "synthetic", WindowSeconds = 86400, WindowOrigin = Epoch,
+            Name = "synthetic", UserColumn = "user", WindowSeconds = 86400, WindowOrigin = Epoch,
             Split = new SplitSpec { ValidStart = Epoch + valid * 86400L, TestStart = Epoch + test * 86400L },
             Features =
             [
@@ -149,7 +149,7 @@ public static class SyntheticGenerator
         st.HasTrueProbabilities = true;
         int fUser = 0, fItem = 1, fCat = 2, fShop = 3, fHour = 4;
         var uvec = new float[d];
-        var scenBias = new[] { -1.6, -2.0, -1.3 };
+        var scenBias = new[] { -2.9, -3.2, -2.6 };
         var users = new int[c.Users];
         for (int u = 0; u < c.Users; u++) users[u] = st.InternUser("u" + u.ToString(System.Globalization.CultureInfo.InvariantCulture));
         var sessTimes = new List<int>();
