@@ -14,18 +14,24 @@ public class DuckDbCrossCheckTests
         con.Open();
         using (var cmd = con.CreateCommand())
         {
-            cmd.CommandText = "CREATE TABLE events(event_id BIGINT, user_id VARCHAR, ts BIGINT, is_exposure BOOLEAN, source VARCHAR); CREATE TABLE caps(source VARCHAR, cap INTEGER);";
+            cmd.CommandText = "CREATE TABLE events(event_id BIGINT, user_id VARCHAR, ts BIGINT, is_exposure BOOLEAN, source VARCHAR, click INTEGER, conversion INTEGER); CREATE TABLE caps(source VARCHAR, cap INTEGER);";
             cmd.ExecuteNonQuery();
         }
         var l = st.Layout;
         using (var app = con.CreateAppender("events"))
             for (int e = 0; e < st.Count; e++)
                 app.CreateRow().AppendValue((long)e).AppendValue(st.UserKey(st.UserOf(e))).AppendValue(st.TimeOf(e))
-                    .AppendValue(st.IsExposure(e)).AppendValue(l.SourceName(st.SourceOf(e))).EndRow();
+                    .AppendValue(st.IsExposure(e)).AppendValue(l.SourceName(st.SourceOf(e)))
+                    .AppendValue(Lab(st, e, 0)).AppendValue(Lab(st, e, 1)).EndRow();
         using (var app = con.CreateAppender("caps"))
             foreach (var q in l.Schema.Sequences) app.CreateRow().AppendValue(q.Name).AppendValue(q.HistoryCap).EndRow();
         return con;
     }
+
+    private static int? Lab(EventStore st, int e, int task) => st.IsExposure(e) && st.Label(e, task) >= 0 ? st.Label(e, task) : null;
+
+    private static string Join(System.Collections.IList list) =>
+        string.Join(',', list.Cast<object?>().Select(x => x?.ToString() ?? "null"));
 
     private static List<string> Rows(DuckDBConnection con, string sql)
     {
@@ -36,7 +42,14 @@ public class DuckDbCrossCheckTests
         while (r.Read())
         {
             var parts = new List<string> { r.GetString(0), Convert.ToInt64(r.GetValue(1)).ToString() };
-            for (int c = 2; c < 8; c++) parts.Add(string.Join(',', r.GetFieldValue<List<long>>(c)));
+            Assert.Equal(AggregatedParquetWriter.ColumnsFor(["click", "conversion"]), Enumerable.Range(0, r.FieldCount).Select(r.GetName));
+            for (int c = 2; c < r.FieldCount; c++)
+            {
+                var name = r.GetName(c);
+                parts.Add(name.EndsWith("_source") ? Join(r.GetFieldValue<List<string>>(c))
+                    : name.EndsWith("_event_id") || name.EndsWith("_time") ? Join(r.GetFieldValue<List<long>>(c))
+                    : Join(r.GetFieldValue<List<int?>>(c)));
+            }
             rows.Add(string.Join('|', parts));
         }
         return rows;
@@ -55,7 +68,10 @@ public class DuckDbCrossCheckTests
                 var sel = ev.Where((x, k) => sg[k] == s).ToArray();
                 parts.Add(string.Join(',', sel));
                 parts.Add(string.Join(',', sel.Select(st.TimeOf)));
+                parts.Add(string.Join(',', sel.Select(x => st.Layout.SourceName(st.SourceOf(x)))));
             }
+            var tsel = ev.Where((x, k) => sg[k] == 2).ToArray();
+            for (int task = 0; task < 2; task++) parts.Add(string.Join(',', tsel.Select(x => Lab(st, x, task)?.ToString() ?? "null")));
             rows.Add((parts[0], a.WindowStartOf(i), string.Join('|', parts)));
         }
         return rows.OrderBy(x => x.u, StringComparer.Ordinal).ThenBy(x => x.w).Select(x => x.row).ToList();
