@@ -10,9 +10,10 @@ public sealed class SyntheticDataset
 
     /// <summary>
     /// AUC of the true probabilities against the drawn labels of task <paramref name="task"/> over the exposures whose
-    /// window lies in <paramref name="part"/>: the Bayes-optimal AUC no model can beat in expectation.
+    /// window lies in <paramref name="part"/> (and, when given, in scenario <paramref name="scenario"/>): the
+    /// Bayes-optimal AUC no model can beat in expectation.
     /// </summary>
-    public double BayesOptimalAuc(int task = 0, SplitPart part = SplitPart.Test)
+    public double BayesOptimalAuc(int task = 0, SplitPart part = SplitPart.Test, int? scenario = null)
     {
         var st = Store; var sp = st.Layout.Schema.Split!; var win = WindowSpec.From(st.Layout.Schema);
         var scores = new List<float>(); var labels = new List<byte>();
@@ -21,7 +22,7 @@ public sealed class SyntheticDataset
             int ev = st.ExposureEvent.Items[x];
             long ws = win.StartOf(win.IndexOf(st.Time.Items[ev]));
             bool inPart = part switch { SplitPart.Train => ws < sp.ValidStart, SplitPart.Valid => ws >= sp.ValidStart && ws < sp.TestStart, SplitPart.Test => ws >= sp.TestStart, _ => true };
-            if (!inPart) continue;
+            if (!inPart || (scenario is { } sc && st.SourceOf(ev) != sc)) continue;
             int lb = st.Label(ev, task);
             if (lb < 0) continue;
             scores.Add(st.TrueProbability(ev, task)); labels.Add((byte)lb);

@@ -37,9 +37,34 @@ public class GeneratorAndBatchTests
         for (int e = 0; e < st.Count; e++) if (st.IsExposure(e)) { sumP += st.TrueProbability(e, 0); sumY += st.Label(e, 0); n++; }
         Assert.InRange(sumY / n, 0.05, 0.5);
         Assert.InRange(sumY / n - sumP / n, -0.01, 0.01);
+        for (int sc = 0; sc < 3; sc++) Assert.InRange(ds.BayesOptimalAuc(0, SplitPart.Test, sc), 0.6, 0.97);
+        Assert.True(double.IsNaN(ds.BayesOptimalAuc(1, SplitPart.Test, 2)), "coupon has no conversion label");
         var agg = UserLevelAggregator.Aggregate(st);
         Assert.True(agg.ExposuresPerInstance > 3, agg.ToString());
+        var summary = st.Summary();
+        Assert.Contains("scenario coupon:", summary);
+        Assert.Contains("sequence order:", summary);
+        Assert.Contains($"{st.Count} events ({st.ExposureCount} exposures), 500 users", summary);
         AggregatorTests.CheckInstanceInvariants(agg);
+    }
+
+    [Fact]
+    public void NumericStatsUseTrainingEventsAndTheSchemaTransform()
+    {
+        var l = new DataLayout(AggregatorTests.RandomSchema(1, 1));
+        var st = new EventStore(l);
+        int u = st.InternUser("u");
+        foreach (var (t, v) in new[] { (1L, 1f), (2L, 3f), (100L, 1000f) })
+        {
+            st.BeginEvent(u, t, 1); st.NumValues.Add(v); st.Labels.Add(0); st.Labels.Add(255); st.TrueProb.Add(0); st.TrueProb.Add(0);
+        }
+        var stats = st.ComputeNumericStats(beforeTime: 50); // the event at t=100 is not training data
+        Assert.Equal(2f, stats.Mean[1]);
+        Assert.Equal(1f, stats.Std[1]);
+        Assert.Equal(1f, stats.Transform(1, 3f));
+        l.Schema.Features[1].Transform = "log1p";
+        Assert.Equal((float)Math.Log(4), stats.Transform(1, 3f), 6);
+        Assert.Equal((float)-Math.Log(4), stats.Transform(1, -3f), 6);
     }
 
     [Fact]
