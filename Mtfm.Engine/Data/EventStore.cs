@@ -84,21 +84,6 @@ public sealed class EventStore
         return id;
     }
 
-    /// <summary>Removes the last event (used by readers when a later cell of the row is rejected).</summary>
-    internal void RollbackLast()
-    {
-        int id = Time.Count - 1;
-        if (ExposureIndex.Items[id] >= 0)
-        {
-            int e = ExposureIndex.Items[id];
-            ExposureEvent.Count = e;
-            Labels.Count = Math.Min(Labels.Count, e * Layout.TaskCount);
-            TrueProb.Count = Math.Min(TrueProb.Count, e * Layout.TaskCount);
-        }
-        CatValues.Count = CatStart.Items[id]; NumValues.Count = NumStart.Items[id];
-        User.Count--; Time.Count--; Source.Count--; CatStart.Count--; NumStart.Count--; ExposureIndex.Count--;
-    }
-
     /// <summary>Categorical table rows of event <paramref name="eventId"/> (the source's categorical features in order).</summary>
     public ReadOnlySpan<int> Categorical(int eventId) =>
         CatValues.Items.AsSpan(CatStart.Items[eventId], Layout.SourceCat[Source.Items[eventId]].Length);
@@ -149,6 +134,40 @@ public sealed class EventStore
     private readonly struct TimeIdComparer(long[] time) : IComparer<int>
     {
         public int Compare(int a, int b) { int c = time[a].CompareTo(time[b]); return c != 0 ? c : a.CompareTo(b); }
+    }
+
+    /// <summary>Multi-line summary: users, time range, events per scenario and sequence, label rates.</summary>
+    public string Summary()
+    {
+        var l = Layout;
+        var perSource = new long[l.ScenarioCount + l.SequenceCount];
+        var pos = new long[l.ScenarioCount * l.TaskCount]; var lab = new long[l.ScenarioCount * l.TaskCount];
+        long tmin = long.MaxValue, tmax = long.MinValue;
+        for (int i = 0; i < Count; i++)
+        {
+            int s = Source.Items[i]; perSource[s]++;
+            tmin = Math.Min(tmin, Time.Items[i]); tmax = Math.Max(tmax, Time.Items[i]);
+            int e = ExposureIndex.Items[i];
+            if (e < 0) continue;
+            for (int k = 0; k < l.TaskCount; k++)
+            {
+                byte b = Labels.Items[e * l.TaskCount + k];
+                if (b != 255) { lab[s * l.TaskCount + k]++; pos[s * l.TaskCount + k] += b; }
+            }
+        }
+        var sb = new System.Text.StringBuilder();
+        sb.Append(System.Globalization.CultureInfo.InvariantCulture, $"{l.Schema.Name}: {Count} events ({ExposureCount} exposures), {UserCount} users");
+        if (Count > 0) sb.Append(System.Globalization.CultureInfo.InvariantCulture, $", time {DateTimeOffset.FromUnixTimeSeconds(tmin):u} .. {DateTimeOffset.FromUnixTimeSeconds(tmax):u}");
+        sb.AppendLine();
+        for (int s = 0; s < perSource.Length; s++)
+        {
+            sb.Append(System.Globalization.CultureInfo.InvariantCulture, $"  {(s < l.ScenarioCount ? "scenario" : "sequence")} {l.SourceName(s)}: {perSource[s]}");
+            if (s < l.ScenarioCount)
+                for (int k = 0; k < l.TaskCount; k++)
+                    if (lab[s * l.TaskCount + k] > 0) sb.Append(System.Globalization.CultureInfo.InvariantCulture, $", {l.Schema.Tasks[k]} rate {(double)pos[s * l.TaskCount + k] / lab[s * l.TaskCount + k]:F4}");
+            sb.AppendLine();
+        }
+        return sb.ToString();
     }
 
     /// <summary>

@@ -81,7 +81,7 @@ public static class ParquetEventReader
     {
         var t = Nullable.GetUnderlyingType(f.ClrType) ?? f.ClrType;
         var col = new Column();
-        if (t == typeof(string))
+        if (t == typeof(string) || t == typeof(ReadOnlyMemory<char>) || t == typeof(Memory<char>))
         {
             col.Text = new string?[n];
             await rg.ReadAsync(f, col.Text.AsMemory()!, null, ct).ConfigureAwait(false);

@@ -10,9 +10,10 @@ public sealed class SyntheticDataset
 
     /// <summary>
     /// AUC of the true probabilities against the drawn labels of task <paramref name="task"/> over the exposures whose
-    /// window lies in <paramref name="part"/>: the Bayes-optimal AUC no model can beat in expectation.
+    /// window lies in <paramref name="part"/> (and, when given, in scenario <paramref name="scenario"/>): the
+    /// Bayes-optimal AUC no model can beat in expectation.
     /// </summary>
-    public double BayesOptimalAuc(int task = 0, SplitPart part = SplitPart.Test)
+    public double BayesOptimalAuc(int task = 0, SplitPart part = SplitPart.Test, int? scenario = null)
     {
         var st = Store; var sp = st.Layout.Schema.Split!; var win = WindowSpec.From(st.Layout.Schema);
         var scores = new List<float>(); var labels = new List<byte>();
@@ -21,7 +22,7 @@ public sealed class SyntheticDataset
             int ev = st.ExposureEvent.Items[x];
             long ws = win.StartOf(win.IndexOf(st.Time.Items[ev]));
             bool inPart = part switch { SplitPart.Train => ws < sp.ValidStart, SplitPart.Valid => ws >= sp.ValidStart && ws < sp.TestStart, SplitPart.Test => ws >= sp.TestStart, _ => true };
-            if (!inPart) continue;
+            if (!inPart || (scenario is { } sc && st.SourceOf(ev) != sc)) continue;
             int lb = st.Label(ev, task);
             if (lb < 0) continue;
             scores.Add(st.TrueProbability(ev, task)); labels.Add((byte)lb);
@@ -73,7 +74,7 @@ public static class SyntheticGenerator
         int valid = Math.Max(1, c.Days - 2), test = Math.Max(1, c.Days - 1);
         return new DatasetSchema
         {
-            Name = "synthetic", WindowSeconds = 86400, WindowOrigin = Epoch,
+            Name = "synthetic", UserColumn = "user", WindowSeconds = 86400, WindowOrigin = Epoch,
             Split = new SplitSpec { ValidStart = Epoch + valid * 86400L, TestStart = Epoch + test * 86400L },
             Features =
             [
@@ -149,7 +150,7 @@ public static class SyntheticGenerator
         st.HasTrueProbabilities = true;
         int fUser = 0, fItem = 1, fCat = 2, fShop = 3, fHour = 4;
         var uvec = new float[d];
-        var scenBias = new[] { -1.6, -2.0, -1.3 };
+        var scenBias = new[] { -2.9, -3.2, -2.6 };
         var users = new int[c.Users];
         for (int u = 0; u < c.Users; u++) users[u] = st.InternUser("u" + u.ToString(System.Globalization.CultureInfo.InvariantCulture));
         var sessTimes = new List<int>();
