@@ -77,4 +77,36 @@ public class HstuAttentionTimeBucketTests
     private static void Check(long tq, long tk, int nb, long unit)
         => Assert.True(HstuDenseReference.Bucket(tq, tk, nb, unit) == HstuAttentionTimeBucket.Bucket(tq, tk, nb, unit),
             $"bucket({tq} − {tk}, NB {nb}, unit {unit}): kernel {HstuAttentionTimeBucket.Bucket(tq, tk, nb, unit)}, reference {HstuDenseReference.Bucket(tq, tk, nb, unit)}");
+
+    [Fact]
+    public unsafe void VectorisedRowEqualsScalarBucket()
+    {
+        var rng = new Random(3);
+        long[] units = [1, 2, 64, 1L << 20, 3, 86400];
+        foreach (long unit in units)
+            foreach (int nb in new[] { 1, 8, 32, 128 })
+                for (int rep = 0; rep < 20; rep++)
+                {
+                    int n = rng.Next(0, 50);
+                    var tk = new long[n];
+                    long tq = rep % 5 == 0 ? long.MinValue + rng.Next(3) : rng.NextInt64(-(1L << 40), 1L << 40);
+                    for (int j = 0; j < n; j++)
+                    {
+                        tk[j] = rng.Next(8) switch
+                        {
+                            0 => tq,
+                            1 => tq + rng.Next(-3, 4),
+                            2 => long.MaxValue - rng.Next(3),
+                            3 => long.MinValue + rng.Next(3),
+                            4 => tq + ((1L << 52) - 1 - rng.Next(3)) * (rng.Next(2) * 2 - 1),
+                            _ => tq + rng.NextInt64(-(1L << 35), 1L << 35),
+                        };
+                    }
+                    var got = new int[n];
+                    fixed (long* tp = tk) fixed (int* gp = got)
+                        HstuAttentionTimeBucket.BucketRow(tq, tp, n, nb, unit, gp);
+                    for (int j = 0; j < n; j++)
+                        Assert.True(got[j] == HstuDenseReference.Bucket(tq, tk[j], nb, unit), $"tq {tq}, tk {tk[j]}, NB {nb}, unit {unit}: row {got[j]}, reference {HstuDenseReference.Bucket(tq, tk[j], nb, unit)}");
+                }
+    }
 }

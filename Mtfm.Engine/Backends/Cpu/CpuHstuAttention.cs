@@ -209,8 +209,8 @@ internal static unsafe class CpuHstuAttention
         private readonly Body _io;
         private readonly int _hg, _lc, _rows, _tw;
         private readonly float _alpha;
-        private readonly float* _kt, _vt, _qr, _dor, _s, _pm, _da, _d, _sig, _acc;
-        private readonly byte* _bk;
+        private readonly float* _kt, _vt, _qr, _dor, _s, _pm, _da, _d, _sig, _acc, _rabAcc;
+        private readonly int* _bk;
         private readonly void* _mem;
         private int _cachedInst;
 
@@ -225,8 +225,8 @@ internal static unsafe class CpuHstuAttention
             int g = a.KvHeads, dqk = a.Dqk, dv = a.Dv;
             long lc = _lc, rows = _rows;
             long floats = g * dqk * lc + (io.Backward ? g * dv * lc : 0) + rows * dqk + rows * dv
-                + rows * lc * (io.Backward ? 4 : 2) + lc + rows * Math.Max(dqk, dv);
-            long bytes = floats * sizeof(float) + p.QueryBlock * lc + 64 * 12;
+                + rows * lc * (io.Backward ? 4 : 2) + lc + rows * Math.Max(dqk, dv) + 4 * _tw;
+            long bytes = (floats + p.QueryBlock * lc) * sizeof(float) + 64 * 14;
             _mem = NativeMemory.AlignedAlloc((nuint)bytes, 64);
             byte* cur = (byte*)_mem;
             float* Take(long n)
@@ -245,7 +245,8 @@ internal static unsafe class CpuHstuAttention
             _d = io.Backward ? Take(rows * lc) : null;
             _sig = Take(lc);
             _acc = Take(rows * Math.Max(dqk, dv));
-            _bk = cur;
+            _rabAcc = Take(4 * _tw);
+            _bk = (int*)cur;
             _cachedInst = -1;
         }
 
@@ -278,10 +279,7 @@ internal static unsafe class CpuHstuAttention
             long unit = _a.UnitSeconds;
             for (int qi = qa; qi < qb; qi++)
             {
-                byte* row = _bk + (long)(qi - qa) * _lc;
-                long tq = time[Token(qi)];
-                int e = _p.KeyEnd[qi] - s0;
-                for (int j = 0; j < e; j++) row[j] = (byte)HstuAttentionTimeBucket.Bucket(tq, time[s0 + j], nb, unit);
+                HstuAttentionTimeBucket.BucketRow(time[Token(qi)], time + s0, _p.KeyEnd[qi] - s0, nb, unit, _bk + (long)(qi - qa) * _lc);
             }
         }
 
@@ -434,7 +432,7 @@ internal static unsafe class CpuHstuAttention
         {
             float* srow = _s + (long)r * _lc;
             float* prow = _pm + (long)r * _lc;
-            byte* brow = _bk + (long)ql * _lc;
+            int* brow = _bk + (long)ql * _lc;
             float* rabRow = _io.Rab + (long)head * _tw;
             int ke = _p.KeyEnd[qi], e = ke - s0;
             float invN = 1f / (e + (Token(qi) >= ke ? 1 : 0));
@@ -459,15 +457,23 @@ internal static unsafe class CpuHstuAttention
             {
                 float* darow = da + (long)r * _lc;
                 float* drow = d + (long)r * _lc;
-                for (int j = 0; j < e; j++)
+                HstuAttentionMicroKernels.SiluForwardBackward(e, srow, _sig, darow, invN, prow, drow);
+                // rab scatter-add: 4 interleaved float partials per bucket break the add dependency chain of runs of
+                // equal buckets; they are folded into the instance's double partial in a fixed order.
+                float* part = _rabAcc;
+                int tw = _tw;
+                new Span<float>(part, 4 * tw).Clear();
+                int j = 0;
+                for (; j + 4 <= e; j += 4)
                 {
-                    float x = srow[j], sg = _sig[j];
-                    prow[j] = x * sg * invN;
-                    float dsv = darow[j] * sg * (1f + x * (1f - sg)) * invN;
-                    drow[j] = dsv;
-                    drab[brow[j]] += dsv;
+                    part[brow[j]] += drow[j];
+                    part[tw + brow[j + 1]] += drow[j + 1];
+                    part[2 * tw + brow[j + 2]] += drow[j + 2];
+                    part[3 * tw + brow[j + 3]] += drow[j + 3];
                 }
-                for (int j = e; j < len; j++) drow[j] = 0f;
+                for (; j < e; j++) part[brow[j]] += drow[j];
+                for (int t = 0; t < tw; t++) drab[t] += (double)part[t] + part[tw + t] + part[2 * tw + t] + part[3 * tw + t];
+                for (j = e; j < len; j++) drow[j] = 0f;
             }
             for (int j = e; j < len; j++) prow[j] = 0f;
         }

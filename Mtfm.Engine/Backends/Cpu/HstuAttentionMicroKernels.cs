@@ -44,44 +44,90 @@ internal static unsafe class HstuAttentionMicroKernels
     private static void Cols512x2(int m, int kd, float* a, nint ars, nint acs, float* b, nint ldb, float* c, nint ldc)
     {
         int i = 0;
-        for (; i + 4 <= m; i += 4)
+        for (; i + 8 <= m; i += 8)
         {
-            float* c0 = c + i * ldc, c1 = c0 + ldc, c2 = c1 + ldc, c3 = c2 + ldc;
-            Vector512<float> x00 = Vector512.Load(c0), x01 = Vector512.Load(c0 + 16);
-            Vector512<float> x10 = Vector512.Load(c1), x11 = Vector512.Load(c1 + 16);
-            Vector512<float> x20 = Vector512.Load(c2), x21 = Vector512.Load(c2 + 16);
-            Vector512<float> x30 = Vector512.Load(c3), x31 = Vector512.Load(c3 + 16);
+            float* c0 = c + i * ldc;
+            Vector512<float> x00 = Vector512.Load(c0 + 0 * ldc), x01 = Vector512.Load(c0 + 0 * ldc + 16);
+            Vector512<float> x10 = Vector512.Load(c0 + 1 * ldc), x11 = Vector512.Load(c0 + 1 * ldc + 16);
+            Vector512<float> x20 = Vector512.Load(c0 + 2 * ldc), x21 = Vector512.Load(c0 + 2 * ldc + 16);
+            Vector512<float> x30 = Vector512.Load(c0 + 3 * ldc), x31 = Vector512.Load(c0 + 3 * ldc + 16);
+            Vector512<float> x40 = Vector512.Load(c0 + 4 * ldc), x41 = Vector512.Load(c0 + 4 * ldc + 16);
+            Vector512<float> x50 = Vector512.Load(c0 + 5 * ldc), x51 = Vector512.Load(c0 + 5 * ldc + 16);
+            Vector512<float> x60 = Vector512.Load(c0 + 6 * ldc), x61 = Vector512.Load(c0 + 6 * ldc + 16);
+            Vector512<float> x70 = Vector512.Load(c0 + 7 * ldc), x71 = Vector512.Load(c0 + 7 * ldc + 16);
             float* ap = a + i * ars;
             for (int p = 0; p < kd; p++)
             {
                 float* bp = b + p * ldb;
                 Vector512<float> b0 = Vector512.Load(bp), b1 = Vector512.Load(bp + 16);
                 float* aq = ap + p * acs;
-                Vector512<float> a0 = Vector512.Create(aq[0]);
+                Vector512<float> a0 = Vector512.Create(aq[0 * ars]);
                 x00 = Vector512.FusedMultiplyAdd(a0, b0, x00); x01 = Vector512.FusedMultiplyAdd(a0, b1, x01);
-                Vector512<float> a1 = Vector512.Create(aq[ars]);
+                Vector512<float> a1 = Vector512.Create(aq[1 * ars]);
+                x10 = Vector512.FusedMultiplyAdd(a1, b0, x10); x11 = Vector512.FusedMultiplyAdd(a1, b1, x11);
+                Vector512<float> a2 = Vector512.Create(aq[2 * ars]);
+                x20 = Vector512.FusedMultiplyAdd(a2, b0, x20); x21 = Vector512.FusedMultiplyAdd(a2, b1, x21);
+                Vector512<float> a3 = Vector512.Create(aq[3 * ars]);
+                x30 = Vector512.FusedMultiplyAdd(a3, b0, x30); x31 = Vector512.FusedMultiplyAdd(a3, b1, x31);
+                Vector512<float> a4 = Vector512.Create(aq[4 * ars]);
+                x40 = Vector512.FusedMultiplyAdd(a4, b0, x40); x41 = Vector512.FusedMultiplyAdd(a4, b1, x41);
+                Vector512<float> a5 = Vector512.Create(aq[5 * ars]);
+                x50 = Vector512.FusedMultiplyAdd(a5, b0, x50); x51 = Vector512.FusedMultiplyAdd(a5, b1, x51);
+                Vector512<float> a6 = Vector512.Create(aq[6 * ars]);
+                x60 = Vector512.FusedMultiplyAdd(a6, b0, x60); x61 = Vector512.FusedMultiplyAdd(a6, b1, x61);
+                Vector512<float> a7 = Vector512.Create(aq[7 * ars]);
+                x70 = Vector512.FusedMultiplyAdd(a7, b0, x70); x71 = Vector512.FusedMultiplyAdd(a7, b1, x71);
+            }
+            x00.Store(c0 + 0 * ldc); x01.Store(c0 + 0 * ldc + 16);
+            x10.Store(c0 + 1 * ldc); x11.Store(c0 + 1 * ldc + 16);
+            x20.Store(c0 + 2 * ldc); x21.Store(c0 + 2 * ldc + 16);
+            x30.Store(c0 + 3 * ldc); x31.Store(c0 + 3 * ldc + 16);
+            x40.Store(c0 + 4 * ldc); x41.Store(c0 + 4 * ldc + 16);
+            x50.Store(c0 + 5 * ldc); x51.Store(c0 + 5 * ldc + 16);
+            x60.Store(c0 + 6 * ldc); x61.Store(c0 + 6 * ldc + 16);
+            x70.Store(c0 + 7 * ldc); x71.Store(c0 + 7 * ldc + 16);
+        }
+        for (; i + 4 <= m; i += 4)
+        {
+            float* c0 = c + i * ldc;
+            Vector512<float> x00 = Vector512.Load(c0 + 0 * ldc), x01 = Vector512.Load(c0 + 0 * ldc + 16);
+            Vector512<float> x10 = Vector512.Load(c0 + 1 * ldc), x11 = Vector512.Load(c0 + 1 * ldc + 16);
+            Vector512<float> x20 = Vector512.Load(c0 + 2 * ldc), x21 = Vector512.Load(c0 + 2 * ldc + 16);
+            Vector512<float> x30 = Vector512.Load(c0 + 3 * ldc), x31 = Vector512.Load(c0 + 3 * ldc + 16);
+            float* ap = a + i * ars;
+            for (int p = 0; p < kd; p++)
+            {
+                float* bp = b + p * ldb;
+                Vector512<float> b0 = Vector512.Load(bp), b1 = Vector512.Load(bp + 16);
+                float* aq = ap + p * acs;
+                Vector512<float> a0 = Vector512.Create(aq[0 * ars]);
+                x00 = Vector512.FusedMultiplyAdd(a0, b0, x00); x01 = Vector512.FusedMultiplyAdd(a0, b1, x01);
+                Vector512<float> a1 = Vector512.Create(aq[1 * ars]);
                 x10 = Vector512.FusedMultiplyAdd(a1, b0, x10); x11 = Vector512.FusedMultiplyAdd(a1, b1, x11);
                 Vector512<float> a2 = Vector512.Create(aq[2 * ars]);
                 x20 = Vector512.FusedMultiplyAdd(a2, b0, x20); x21 = Vector512.FusedMultiplyAdd(a2, b1, x21);
                 Vector512<float> a3 = Vector512.Create(aq[3 * ars]);
                 x30 = Vector512.FusedMultiplyAdd(a3, b0, x30); x31 = Vector512.FusedMultiplyAdd(a3, b1, x31);
             }
-            x00.Store(c0); x01.Store(c0 + 16); x10.Store(c1); x11.Store(c1 + 16);
-            x20.Store(c2); x21.Store(c2 + 16); x30.Store(c3); x31.Store(c3 + 16);
+            x00.Store(c0 + 0 * ldc); x01.Store(c0 + 0 * ldc + 16);
+            x10.Store(c0 + 1 * ldc); x11.Store(c0 + 1 * ldc + 16);
+            x20.Store(c0 + 2 * ldc); x21.Store(c0 + 2 * ldc + 16);
+            x30.Store(c0 + 3 * ldc); x31.Store(c0 + 3 * ldc + 16);
         }
-        for (; i < m; i++)
+        for (; i + 1 <= m; i += 1)
         {
             float* c0 = c + i * ldc;
-            Vector512<float> x00 = Vector512.Load(c0), x01 = Vector512.Load(c0 + 16);
+            Vector512<float> x00 = Vector512.Load(c0 + 0 * ldc), x01 = Vector512.Load(c0 + 0 * ldc + 16);
             float* ap = a + i * ars;
             for (int p = 0; p < kd; p++)
             {
                 float* bp = b + p * ldb;
-                Vector512<float> a0 = Vector512.Create(ap[p * acs]);
-                x00 = Vector512.FusedMultiplyAdd(a0, Vector512.Load(bp), x00);
-                x01 = Vector512.FusedMultiplyAdd(a0, Vector512.Load(bp + 16), x01);
+                Vector512<float> b0 = Vector512.Load(bp), b1 = Vector512.Load(bp + 16);
+                float* aq = ap + p * acs;
+                Vector512<float> a0 = Vector512.Create(aq[0 * ars]);
+                x00 = Vector512.FusedMultiplyAdd(a0, b0, x00); x01 = Vector512.FusedMultiplyAdd(a0, b1, x01);
             }
-            x00.Store(c0); x01.Store(c0 + 16);
+            x00.Store(c0 + 0 * ldc); x01.Store(c0 + 0 * ldc + 16);
         }
     }
 
@@ -196,5 +242,44 @@ internal static unsafe class HstuAttentionMicroKernels
             for (; i + 8 <= n; i += 8) Vector256.FusedMultiplyAdd(va, Vector256.Load(x + i), Vector256.Load(y + i)).Store(y + i);
         }
         for (; i < n; i++) y[i] = MathF.FusedMultiplyAdd(alpha, x[i], y[i]);
+    }
+
+    /// <summary>
+    /// For j &lt; n, with x = s[j], g = sig[j]: p[j] = x·g·invN (SiLU/n) and d[j] = da[j]·g·(1 + x·(1 − g))·invN
+    /// (dA·SiLU'(x)/n). Plain multiplies and adds in the same order on every path, so vector and scalar lanes agree.
+    /// </summary>
+    public static void SiluForwardBackward(int n, float* s, float* sig, float* da, float invN, float* p, float* d)
+    {
+        int j = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var vn = Vector512.Create(invN);
+            var one = Vector512<float>.One;
+            for (; j + 16 <= n; j += 16)
+            {
+                var x = Vector512.Load(s + j);
+                var g = Vector512.Load(sig + j);
+                (x * g * vn).Store(p + j);
+                (Vector512.Load(da + j) * g * (one + x * (one - g)) * vn).Store(d + j);
+            }
+        }
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var vn = Vector256.Create(invN);
+            var one = Vector256<float>.One;
+            for (; j + 8 <= n; j += 8)
+            {
+                var x = Vector256.Load(s + j);
+                var g = Vector256.Load(sig + j);
+                (x * g * vn).Store(p + j);
+                (Vector256.Load(da + j) * g * (one + x * (one - g)) * vn).Store(d + j);
+            }
+        }
+        for (; j < n; j++)
+        {
+            float x = s[j], g = sig[j];
+            p[j] = x * g * invN;
+            d[j] = da[j] * g * (1f + x * (1f - g)) * invN;
+        }
     }
 }

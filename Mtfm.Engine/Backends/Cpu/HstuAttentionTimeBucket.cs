@@ -1,4 +1,5 @@
 using System.Numerics;
+using System.Runtime.Intrinsics;
 
 namespace Mtfm.Engine.Backends.Cpu;
 
@@ -40,5 +41,72 @@ internal static class HstuAttentionTimeBucket
         int lg = x == ulong.MaxValue ? 64 : 63 - BitOperations.LeadingZeroCount(x + 1); // floor(log2(1 + x))
         int m = Math.Min(numBuckets - 1, 1 + lg);
         return past ? m : numBuckets - 1 + m;
+    }
+
+    /// <summary>
+    /// dst[j] = Bucket(timeQuery, timeKeys[j]) for j &lt; n. Vectorised for unit = 2^k: |dt| &gt;&gt; k + 1 is converted to
+    /// double (exact below 2^53) and floor(log2) read from the exponent; lanes that overflow 64-bit dt or reach 2^52 fall
+    /// back to the scalar <see cref="Bucket"/>, so the result always equals it.
+    /// </summary>
+    public static unsafe void BucketRow(long timeQuery, long* timeKeys, int n, int numBuckets, long unitSeconds, int* dst)
+    {
+        int j = 0;
+        if (BitOperations.IsPow2(unitSeconds))
+        {
+            int shift = BitOperations.Log2((ulong)unitSeconds);
+            if (Vector512.IsHardwareAccelerated)
+            {
+                var tq = Vector512.Create(timeQuery);
+                var limit = Vector512.Create(1L << 52);
+                var nbm1 = Vector512.Create((long)numBuckets - 1);
+                var bias = Vector512.Create(1023L - 1);
+                for (; j + 8 <= n; j += 8)
+                {
+                    var tk = Vector512.Load(timeKeys + j);
+                    var dt = tq - tk;
+                    var mag = Vector512.Abs(dt);
+                    var bad = Vector512.GreaterThanOrEqual(mag.AsUInt64(), limit.AsUInt64()).AsInt64() | Vector512.LessThan((tq ^ tk) & (tq ^ dt), Vector512<long>.Zero);
+                    if (bad != Vector512<long>.Zero)
+                    {
+                        for (int l = 0; l < 8; l++) dst[j + l] = Bucket(timeQuery, timeKeys[j + l], numBuckets, unitSeconds);
+                        continue;
+                    }
+                    var x = Vector512.ShiftRightLogical(mag, shift) + Vector512<long>.One;
+                    var lg1 = Vector512.ShiftRightLogical(Vector512.ConvertToDouble(x).AsInt64(), 52) - bias; // 1 + floor(log2 x)
+                    var m = Vector512.Min(lg1, nbm1);
+                    var bkt = Vector512.ConditionalSelect(Vector512.LessThan(dt, Vector512<long>.Zero), m + nbm1, m);
+                    bkt = Vector512.ConditionalSelect(Vector512.Equals(dt, Vector512<long>.Zero), Vector512<long>.Zero, bkt);
+                    Vector256<int> narrowed = Vector256.Narrow(bkt.GetLower(), bkt.GetUpper());
+                    narrowed.Store(dst + j);
+                }
+            }
+            if (Vector256.IsHardwareAccelerated)
+            {
+                var tq = Vector256.Create(timeQuery);
+                var limit = Vector256.Create(1L << 52);
+                var nbm1 = Vector256.Create((long)numBuckets - 1);
+                var bias = Vector256.Create(1023L - 1);
+                for (; j + 4 <= n; j += 4)
+                {
+                    var tk = Vector256.Load(timeKeys + j);
+                    var dt = tq - tk;
+                    var mag = Vector256.Abs(dt);
+                    var bad = Vector256.GreaterThanOrEqual(mag.AsUInt64(), limit.AsUInt64()).AsInt64() | Vector256.LessThan((tq ^ tk) & (tq ^ dt), Vector256<long>.Zero);
+                    if (bad != Vector256<long>.Zero)
+                    {
+                        for (int l = 0; l < 4; l++) dst[j + l] = Bucket(timeQuery, timeKeys[j + l], numBuckets, unitSeconds);
+                        continue;
+                    }
+                    var x = Vector256.ShiftRightLogical(mag, shift) + Vector256<long>.One;
+                    var lg1 = Vector256.ShiftRightLogical(Vector256.ConvertToDouble(x).AsInt64(), 52) - bias;
+                    var m = Vector256.Min(lg1, nbm1);
+                    var bkt = Vector256.ConditionalSelect(Vector256.LessThan(dt, Vector256<long>.Zero), m + nbm1, m);
+                    bkt = Vector256.ConditionalSelect(Vector256.Equals(dt, Vector256<long>.Zero), Vector256<long>.Zero, bkt);
+                    Vector128<int> narrowed = Vector128.Narrow(bkt.GetLower(), bkt.GetUpper());
+                    narrowed.Store(dst + j);
+                }
+            }
+        }
+        for (; j < n; j++) dst[j] = Bucket(timeQuery, timeKeys[j], numBuckets, unitSeconds);
     }
 }
