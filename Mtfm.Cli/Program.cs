@@ -1,9 +1,8 @@
-using System.Diagnostics;
-using Mtfm.Engine.Backends.Cpu;
-using Mtfm.Engine.Data;
-using Mtfm.Engine.Model;
-using Mtfm.Engine.Training;
+using System.CommandLine;
 using Mtfm.Cli.Commands;
+using Mtfm.Engine.Data;
+using Mtfm.Engine.IO;
+using Mtfm.Engine.Model;
 
 namespace Mtfm.Cli;
 
@@ -11,29 +10,90 @@ internal static class Program
 {
     private static int Main(string[] args)
     {
-        var r = new TrainRequest
+        var root = new RootCommand("mtfm: train, evaluate and serve MTFM multi-scenario recommendation models.");
+        root.Subcommands.Add(BuildTrain());
+        root.Subcommands.Add(BuildEval());
+        return root.Parse(args).Invoke();
+    }
+
+    private static Command BuildTrain()
+    {
+        var data = new Option<string>("--data") { Description = "synthetic (default), movielens:<dir>, or an event log (.csv/.parquet) with --schema", DefaultValueFactory = _ => "synthetic" };
+        var schema = new Option<string?>("--schema") { Description = "dataset schema JSON for --data <events>" };
+        var preset = new Option<string>("--preset") { Description = "model size: tiny, small, base", DefaultValueFactory = _ => "tiny" };
+        var attention = new Option<string>("--attention") { Description = "hta, full or target-only", DefaultValueFactory = _ => "hta" };
+        var aggregation = new Option<string>("--aggregation") { Description = "user (user-level windows) or exposure (one instance per exposure)", DefaultValueFactory = _ => "user" };
+        var scenarios = new Option<string>("--scenarios") { Description = "all, or one scenario name to train on alone", DefaultValueFactory = _ => "all" };
+        var epochs = new Option<int>("--epochs") { Description = "passes over the training data (early stopping may end sooner)", DefaultValueFactory = _ => 12 };
+        var batchTokens = new Option<int>("--batch-tokens") { Description = "tokens per batch", DefaultValueFactory = _ => 4096 };
+        var lr = new Option<float>("--lr") { Description = "peak learning rate of dense parameters", DefaultValueFactory = _ => 2e-3f };
+        var seed = new Option<ulong>("--seed") { Description = "seed of initialisation and batch order", DefaultValueFactory = _ => 1UL };
+        var threads = new Option<int>("--threads") { Description = "CPU threads (0 = one per core)", DefaultValueFactory = _ => 0 };
+        var device = new Option<string>("--device") { Description = "cpu or cuda", DefaultValueFactory = _ => "cpu" };
+        var outDir = new Option<string>("--out") { Description = "directory that receives runs/<name>/", DefaultValueFactory = _ => "runs" };
+        var name = new Option<string?>("--name") { Description = "run name (default: a timestamp)" };
+        var cmd = new Command("train", "Train MTFM (default: the built-in synthetic multi-scenario data, preset tiny, on the CPU).")
         {
-            Data = args.Length > 0 ? args[0] : "synthetic",
-            Epochs = args.Length > 1 ? int.Parse(args[1]) : 3,
-            BatchTokens = args.Length > 2 ? int.Parse(args[2]) : 4096,
+            data, schema, preset, attention, aggregation, scenarios, epochs, batchTokens, lr, seed, threads, device, outDir, name,
         };
-        var sw = Stopwatch.StartNew();
-        var data = PreparedData.Load(r, Console.Out);
-        Console.WriteLine($"data {sw.Elapsed.TotalSeconds:F1}s: train {data.Train} | valid {data.Valid} | test {data.Test}");
-        using var be = new CpuBackend(r.Threads);
-        using var model = new MtfmModel(be, MtfmConfig.Tiny, data.Store.Layout, r.Seed);
-        Console.WriteLine($"params {model.ParameterCount:N0}");
-        var trainer = new MtfmTrainer(model, new TrainOptions { Epochs = r.Epochs, BatchTokens = r.BatchTokens });
-        var tb = new BatchBuilder(data.Train, data.Stats);
-        var vb = new BatchBuilder(data.Valid, data.Stats);
-        var res = trainer.Train(data.Train, tb, vb, p => Console.WriteLine($"ep {p.Epoch} step {p.Step}/{p.TotalSteps} loss {p.Loss:F4} expo/s {p.ExposuresPerSecond:F0} gauc {p.ValidGauc}"));
-        Console.WriteLine($"trained {res.TrainSeconds:F1}s best valid gauc {res.BestValidGauc:F4}");
-        var ev = trainer.Evaluate(new BatchBuilder(data.Test, data.Stats));
-        for (int i = 0; i < ev.Model.Count; i++)
+        cmd.SetAction(p => Guard(() => TrainCommand.Run(new TrainRequest
         {
-            var m = ev.Model[i]; var b = ev.Bayes?[i];
-            Console.WriteLine($"s{m.Scenario} t{m.Task} n={m.Exposures} auc {m.Auc:F4} gauc {m.Gauc:F4} ll {m.LogLoss:F4} | bayes auc {b?.Auc:F4} gauc {b?.Gauc:F4}");
+            Data = p.GetValue(data)!,
+            Schema = p.GetValue(schema),
+            Preset = p.GetValue(preset)!,
+            Attention = p.GetValue(attention) switch
+            {
+                "hta" => AttentionMode.Hta,
+                "full" => AttentionMode.Full,
+                "target-only" => AttentionMode.TargetOnly,
+                var a => throw new ArgumentException($"--attention {a}: use hta, full or target-only."),
+            },
+            Aggregation = p.GetValue(aggregation) switch
+            {
+                "user" => AggregationMode.UserWindow,
+                "exposure" => AggregationMode.PerExposure,
+                var a => throw new ArgumentException($"--aggregation {a}: use user or exposure."),
+            },
+            Scenarios = p.GetValue(scenarios)!,
+            Epochs = p.GetValue(epochs),
+            BatchTokens = p.GetValue(batchTokens),
+            LearningRate = p.GetValue(lr),
+            Seed = p.GetValue(seed),
+            Threads = p.GetValue(threads),
+            Device = p.GetValue(device)!,
+            OutDir = p.GetValue(outDir)!,
+            Name = p.GetValue(name),
+        })));
+        return cmd;
+    }
+
+    private static Command BuildEval()
+    {
+        var model = new Option<string>("--model") { Description = "run directory (or its model.safetensors)", Required = true };
+        var data = new Option<string>("--data") { Description = "synthetic, movielens:<dir>, or an event log with --schema", DefaultValueFactory = _ => "synthetic" };
+        var schema = new Option<string?>("--schema") { Description = "dataset schema JSON for --data <events>" };
+        var threads = new Option<int>("--threads") { Description = "CPU threads (0 = one per core)", DefaultValueFactory = _ => 0 };
+        var cmd = new Command("eval", "Evaluate a trained model on the test window of a dataset.") { model, data, schema, threads };
+        cmd.SetAction(p => Guard(() => EvalCommand.Run(p.GetValue(model)!, new TrainRequest
+        {
+            Data = p.GetValue(data)!,
+            Schema = p.GetValue(schema),
+            Threads = p.GetValue(threads),
+        })));
+        return cmd;
+    }
+
+    /// <summary>Turns expected failures (bad input, bad files) into one clear line and exit code 1.</summary>
+    private static int Guard(Func<int> action)
+    {
+        try
+        {
+            return action();
         }
-        return 0;
+        catch (Exception ex) when (ex is ArgumentException or DataFormatException or CheckpointFormatException or IOException or InvalidOperationException)
+        {
+            Console.Error.WriteLine($"mtfm: {ex.Message}");
+            return 1;
+        }
     }
 }

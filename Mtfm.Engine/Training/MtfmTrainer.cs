@@ -70,6 +70,7 @@ internal sealed unsafe class MtfmTrainer
             epochsRun++;
             foreach (var batch in trainBatches.Batches(_o.BatchTokens, shuffleSeed: _o.Seed * 1000003UL + (ulong)epoch))
             {
+                if (_o.OnlyScenario is { } only) MaskOtherScenarios(batch, only);
                 double loss;
                 using (var tape = new Tape(_model.Backend))
                 {
@@ -158,6 +159,15 @@ internal sealed unsafe class MtfmTrainer
             for (int j = 0; j < nt; j++) probs[j * tasks + k] = 1f / (1f + MathF.Exp(-logits[j]));
         }
         return probs;
+    }
+
+    /// <summary>Single-scenario training: exposures of other scenarios keep their tokens but carry no label.</summary>
+    private static void MaskOtherScenarios(JaggedBatch batch, int scenario)
+    {
+        int tasks = batch.TaskCount;
+        for (int j = 0; j < batch.TargetCount; j++)
+            if (batch.TargetScenario[j] != scenario)
+                for (int k = 0; k < tasks; k++) batch.LabelMask[j * tasks + k] = 0;
     }
 
     private Span<float> Values(Tensor t) => new(_cpu.FloatPointer(t), checked((int)t.Length));

@@ -30,6 +30,9 @@ internal sealed record TrainOptions
     /// <summary>Evaluate on the validation part this often (in steps; 0 = once per epoch).</summary>
     public int EvaluateEvery { get; init; }
 
+    /// <summary>Train on this scenario's exposures only (the labels of the others are masked out); null = all.</summary>
+    public int? OnlyScenario { get; init; }
+
     /// <summary>Seed of the batch order.</summary>
     public ulong Seed { get; init; } = 1;
 

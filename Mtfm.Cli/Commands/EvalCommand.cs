@@ -1,0 +1,26 @@
+using Mtfm.Engine.Backends.Cpu;
+using Mtfm.Engine.Data;
+using Mtfm.Engine.Model;
+using Mtfm.Engine.Training;
+
+namespace Mtfm.Cli.Commands;
+
+/// <summary>`mtfm eval`: reload a checkpoint and report its metrics on a dataset's test window.</summary>
+internal static class EvalCommand
+{
+    public static int Run(string modelPath, TrainRequest r)
+    {
+        string file = Directory.Exists(modelPath) ? Path.Combine(modelPath, "model.safetensors") : modelPath;
+        using var backend = new CpuBackend(r.Threads);
+        var (model, stats) = MtfmCheckpoint.Load(file, backend);
+        using (model)
+        {
+            var data = PreparedData.Load(r, Console.Out);
+            if (data.Store.Layout.Schema.ToJson() != model.Layout.Schema.ToJson())
+                throw new ArgumentException($"The data's schema ({data.Store.Layout.Schema.Name}) differs from the schema the model in '{file}' was trained with ({model.Layout.Schema.Name}).");
+            var eval = MtfmTrainer.Evaluate(model, new BatchBuilder(data.Test, stats));
+            TrainCommand.PrintTable(TrainCommand.MetricRows(model.Layout, eval));
+        }
+        return 0;
+    }
+}

@@ -1,0 +1,127 @@
+using System.Globalization;
+using System.Text.Json;
+using Mtfm.Cli.Reporting;
+using Mtfm.Engine.Backends.Cpu;
+using Mtfm.Engine.Data;
+using Mtfm.Engine.Evaluation;
+using Mtfm.Engine.Model;
+using Mtfm.Engine.Training;
+using Spectre.Console;
+
+namespace Mtfm.Cli.Commands;
+
+/// <summary>`mtfm train`: load or generate data, train MTFM, evaluate on the test window, write the run directory.</summary>
+internal static class TrainCommand
+{
+    public static int Run(TrainRequest r)
+    {
+        var ci = CultureInfo.InvariantCulture;
+        if (r.Device != "cpu")
+        {
+            Console.Error.WriteLine($"mtfm: --device {r.Device}: CUDA not available: this build trains on the CPU backend only (the CUDA backend is not wired into training yet).");
+            return 2;
+        }
+        var data = PreparedData.Load(r, Console.Out);
+        var layout = data.Store.Layout;
+        Console.WriteLine($"data: {data.Description}: {data.Store.Count:N0} events, {data.Store.ExposureCount:N0} exposures, {data.Store.UserCount:N0} users");
+        Console.WriteLine($"  train {data.Train}");
+        Console.WriteLine($"  valid {data.Valid}");
+        Console.WriteLine($"  test  {data.Test}");
+        int? only = null;
+        if (r.Scenarios != "all")
+        {
+            int s = layout.Schema.Scenarios.FindIndex(x => x.Name == r.Scenarios);
+            if (s < 0) throw new ArgumentException($"--scenarios {r.Scenarios}: no such scenario (have: all, {string.Join(", ", layout.Schema.Scenarios.Select(x => x.Name))}).");
+            only = s;
+        }
+        var config = MtfmConfig.Preset(r.Preset) with { Attention = r.Attention };
+        using var backend = new CpuBackend(r.Threads);
+        using var model = new MtfmModel(backend, config, layout, r.Seed);
+        var trainBatches = new BatchBuilder(data.Train, data.Stats);
+        double flopsPerInstance = FlopsPerInstance(model, trainBatches);
+        Console.WriteLine($"model: preset {r.Preset}, attention {config.Attention}, d_model {config.DModel}, {config.Layers} layers " +
+            $"({config.Blocks} blocks × (1 full + {config.TargetLayersPerBlock} target)), heads {config.Heads}/{config.KvHeads} kv, " +
+            $"{model.ParameterCount:N0} parameters, {flopsPerInstance / 1e6:F1} MFLOP forward per instance, {backend.ThreadCount} threads");
+
+        var options = new TrainOptions { Epochs = r.Epochs, BatchTokens = r.BatchTokens, LearningRate = r.LearningRate, Seed = r.Seed, OnlyScenario = only };
+        var trainer = new MtfmTrainer(model, options);
+        long totalExposures = data.Train.TargetCount * (long)r.Epochs;
+        var result = TrainingProgress.Run("train", totalExposures, sink =>
+        {
+            long seen = 0;
+            return trainer.Train(data.Train, trainBatches, new BatchBuilder(data.Valid, data.Stats), p =>
+            {
+                seen = (long)(p.ExposuresPerSecond * p.Elapsed.TotalSeconds);
+                sink.Report(Math.Min(seen, totalExposures), p.Loss);
+            });
+        });
+        Console.WriteLine($"trained {result.Steps} steps, {result.Epochs} epochs in {result.TrainSeconds:F1} s: " +
+            $"{result.ExposuresPerSecond:N0} exposures/s, {result.InstancesPerSecond:N0} instances/s; best valid CTR GAUC {result.BestValidGauc:F4} at step {result.BestStep}");
+
+        var eval = trainer.Evaluate(new BatchBuilder(data.Test, data.Stats));
+        var rows = MetricRows(layout, eval);
+        PrintTable(rows);
+
+        string name = r.Name ?? $"{DateTime.UtcNow:yyyyMMdd-HHmmss}-{r.Preset}";
+        string dir = Path.Combine(r.OutDir, name);
+        Directory.CreateDirectory(dir);
+        MtfmCheckpoint.Save(Path.Combine(dir, "model.safetensors"), model, data.Stats);
+        File.WriteAllText(Path.Combine(dir, "config.json"), JsonSerializer.Serialize(model.Config, ModelJsonContext.Default.MtfmConfig));
+        var report = new RunReport($"MTFM run {name}", DateTimeOffset.UtcNow,
+        [
+            new("data", data.Description), new("preset", r.Preset), new("attention", config.Attention.ToString()),
+            new("aggregation", r.Aggregation.ToString()), new("scenarios", r.Scenarios), new("epochs", r.Epochs.ToString(ci)),
+            new("seed", r.Seed.ToString(ci)), new("threads", backend.ThreadCount.ToString(ci)),
+            new("parameters", model.ParameterCount.ToString(ci)), new("forward MFLOP per instance", (flopsPerInstance / 1e6).ToString("F2", ci)),
+            new("instances/s", result.InstancesPerSecond.ToString("F1", ci)),
+        ], rows,
+            new TrainingCurves(result.LossCurve.Select(x => new LossPoint(x.Step, x.Loss)).ToList(),
+                result.ValidCurve.Select(x => new LossPoint(x.Step, x.ValidLoss)).ToList()),
+            result.TrainSeconds, result.ExposuresPerSecond);
+        ReportWriter.Write(report, dir);
+        Console.WriteLine($"wrote {dir}/ (model.safetensors, config.json, metrics.json, report.md, plots)");
+        return 0;
+    }
+
+    /// <summary>Forward FLOPs per instance, averaged over the first batches of the training set.</summary>
+    private static double FlopsPerInstance(MtfmModel model, BatchBuilder batches)
+    {
+        var counter = new FlopCounter();
+        int instances = 0;
+        foreach (var b in batches.Batches(4096).Take(3))
+        {
+            using var tape = new Engine.Autograd.Tape(model.Backend, gradEnabled: false);
+            model.Forward(tape, b, counter);
+            instances += b.InstanceCount;
+        }
+        return instances == 0 ? 0 : counter.Forward / instances;
+    }
+
+    internal static List<ScenarioMetricsRow> MetricRows(DataLayout layout, EvaluationResult eval)
+    {
+        var rows = new List<ScenarioMetricsRow>();
+        for (int i = 0; i < eval.Model.Count; i++)
+        {
+            var m = eval.Model[i];
+            if (m.Exposures == 0) continue;
+            double bayes = eval.Bayes?[i].Auc ?? double.NaN;
+            string scen = m.Scenario < 0 ? "(all)" : layout.Schema.Scenarios[m.Scenario].Name;
+            rows.Add(new ScenarioMetricsRow(scen, layout.Schema.Tasks[m.Task], m.Exposures, m.Positives, m.Auc, m.Gauc, m.GaucUsers, m.LogLoss, bayes));
+        }
+        return rows;
+    }
+
+    internal static void PrintTable(IReadOnlyList<ScenarioMetricsRow> rows)
+    {
+        if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = Math.Max(AnsiConsole.Profile.Width, 120);
+        var t = new Table().AddColumns("scenario", "task", "exposures", "AUC", "GAUC", "log-loss", "Bayes AUC", "gap (pp)");
+        foreach (var m in rows)
+        {
+            string gap = double.IsNaN(m.BayesOptimalAuc) ? "-" : ((m.BayesOptimalAuc - m.Auc) * 100).ToString("F2", CultureInfo.InvariantCulture);
+            t.AddRow(m.Scenario, m.Task, m.Exposures.ToString("N0", CultureInfo.InvariantCulture), F(m.Auc), F(m.Gauc), F(m.LogLoss), F(m.BayesOptimalAuc), gap);
+        }
+        AnsiConsole.Write(t);
+
+        static string F(double v) => double.IsNaN(v) ? "-" : v.ToString("F4", CultureInfo.InvariantCulture);
+    }
+}
