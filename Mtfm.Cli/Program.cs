@@ -20,7 +20,7 @@ internal static class Program
     {
         var data = new Option<string>("--data") { Description = "synthetic (default), movielens:<dir>, or an event log (.csv/.parquet) with --schema", DefaultValueFactory = _ => "synthetic" };
         var schema = new Option<string?>("--schema") { Description = "dataset schema JSON for --data <events>" };
-        var preset = new Option<string>("--preset") { Description = "model size: tiny, small, base", DefaultValueFactory = _ => "tiny" };
+        var preset = new Option<string>("--preset") { Description = "model: tiny, small, base, or mmoe (the baseline without sequences)", DefaultValueFactory = _ => "tiny" };
         var attention = new Option<string>("--attention") { Description = "hta, full or target-only", DefaultValueFactory = _ => "hta" };
         var aggregation = new Option<string>("--aggregation") { Description = "user (user-level windows) or exposure (one instance per exposure)", DefaultValueFactory = _ => "user" };
         var scenarios = new Option<string>("--scenarios") { Description = "all, or one scenario name to train on alone", DefaultValueFactory = _ => "all" };

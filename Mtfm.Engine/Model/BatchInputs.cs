@@ -11,10 +11,12 @@ namespace Mtfm.Engine.Model;
 /// </summary>
 internal sealed class BatchInputs
 {
+    private readonly JaggedBatch _batch;
     private long _pairsFull = -1, _pairsTarget = -1;
 
     public BatchInputs(Tape tape, JaggedBatch batch, DataLayout layout)
     {
+        _batch = batch;
         int n = batch.TokenCount, nt = batch.TargetCount, groups = layout.Groups.Count;
         if (batch.Blocks.Length != groups) throw new ArgumentException($"batch has {batch.Blocks.Length} group blocks, the layout {groups} groups.", nameof(batch));
         if (batch.TaskCount != layout.TaskCount) throw new ArgumentException($"batch has {batch.TaskCount} tasks, the layout {layout.TaskCount}.", nameof(batch));
@@ -105,6 +107,20 @@ internal sealed class BatchInputs
 
     /// <summary>Per task: [T] 1 where the label is present.</summary>
     public Tensor[] LabelMask { get; }
+
+    /// <summary>Int32 positions in the T list of group <paramref name="group"/>'s rows (a T group).</summary>
+    public Tensor GroupTargetRows(Tape tape, int group)
+    {
+        var b = _batch.Blocks[group];
+        var rows = new int[b.Rows];
+        for (int r = 0; r < b.Rows; r++)
+        {
+            int j = Array.BinarySearch(_batch.TargetToken, b.TokenIndex[r]);
+            if (j < 0) throw new ArgumentException($"Token {b.TokenIndex[r]} of group {group} is not a T token.", nameof(group));
+            rows[r] = j;
+        }
+        return tape.Ids(rows, [b.Rows]);
+    }
 
     /// <summary>Visible (query, key) pairs of a full (false) or target (true) layer, for FLOP counting.</summary>
     public long VisiblePairs(bool targetQueries)

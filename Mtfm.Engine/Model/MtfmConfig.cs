@@ -76,13 +76,20 @@ public sealed record MtfmConfig
         TowerWidth = 128, EmbeddingDim = 32, TokenizerHidden = 512,
     };
 
+    /// <summary>
+    /// The classic production baseline: the same tokenizers of the exposure features and the same MMoE heads, but no
+    /// behaviour sequences and no transformer (0 blocks).
+    /// </summary>
+    public static MtfmConfig Mmoe => new() { Blocks = 0 };
+
     /// <summary>The preset called <paramref name="name"/> (tiny, small, base).</summary>
     public static MtfmConfig Preset(string name) => name.ToLowerInvariant() switch
     {
         "tiny" => Tiny,
         "small" => Small,
         "base" => Base,
-        _ => throw new ArgumentException($"Unknown preset '{name}': use tiny, small or base.", nameof(name)),
+        "mmoe" => Mmoe,
+        _ => throw new ArgumentException($"Unknown preset '{name}': use tiny, small, base or mmoe.", nameof(name)),
     };
 
     /// <summary>Throws <see cref="ArgumentException"/> naming the first inconsistent field.</summary>
@@ -93,7 +100,7 @@ public sealed record MtfmConfig
             if (v < 1) throw new ArgumentException($"{name} = {v} must be ≥ 1.", name);
         }
         Positive(DModel, nameof(DModel));
-        Positive(Blocks, nameof(Blocks));
+        if (Blocks < 0) throw new ArgumentException($"{nameof(Blocks)} = {Blocks} must be ≥ 0 (0 = the MMoE baseline without sequences).", nameof(Blocks));
         if (TargetLayersPerBlock < 0) throw new ArgumentException($"{nameof(TargetLayersPerBlock)} = {TargetLayersPerBlock} must be ≥ 0.", nameof(TargetLayersPerBlock));
         Positive(Heads, nameof(Heads));
         Positive(KvHeads, nameof(KvHeads));

@@ -78,22 +78,29 @@ internal sealed class MtfmModel : IDisposable
         var inp = new BatchInputs(tape, batch, Layout);
         int n = batch.TokenCount, nt = batch.TargetCount, d = Config.DModel;
 
-        // Tokenizers: one per group, placed at their tokens' positions.
+        // Tokenizers: one per group, placed at their tokens' positions. Without transformer layers (the MMoE
+        // baseline) only the T groups are tokenized, straight into T order.
+        bool sequences = _layers.Length > 0;
         var parts = new List<Variable>();
         var where = new List<Tensor>();
         for (int g = 0; g < _tokenizers.Length; g++)
         {
             var block = batch.Blocks[g];
-            if (block.Rows == 0) continue;
+            if (block.Rows == 0 || (!sequences && Layout.Groups[g].Segment != SegmentKind.Target)) continue;
             parts.Add(_tokenizers[g].Forward(tape, _tables, inp.GroupCategorical[g]!, inp.GroupNumeric[g], flops));
-            where.Add(inp.GroupTokens[g]!);
+            where.Add(sequences ? inp.GroupTokens[g]! : inp.GroupTargetRows(tape, g));
         }
-        var x = tape.AssembleRows(n, parts.ToArray(), where.ToArray());
-
-        foreach (var layer in _layers) x = layer.Forward(tape, x, inp, flops);
+        Variable xt;
+        if (sequences)
+        {
+            var x = tape.AssembleRows(n, parts.ToArray(), where.ToArray());
+            foreach (var layer in _layers) x = layer.Forward(tape, x, inp, flops);
+            xt = tape.GatherRows(x, inp.TargetTokens);
+        }
+        else xt = tape.AssembleRows(nt, parts.ToArray(), where.ToArray());
 
         // Final Group LayerNorm over the T tokens, then MMoE.
-        var z = tape.GroupLayerNorm(tape.GatherRows(x, inp.TargetTokens), _finalGamma, _finalBeta, inp.TargetGroups);
+        var z = tape.GroupLayerNorm(xt, _finalGamma, _finalBeta, inp.TargetGroups);
         var experts = tape.Silu(_experts.Forward(tape, z));
         flops?.Dense(nt, _experts.MacsPerRow);
         int tasks = Layout.TaskCount, ns = Layout.ScenarioCount;
