@@ -65,6 +65,35 @@ public class CsvEventReaderTests
     }
 
     [Fact]
+    public void DuplicateHeaderColumnIsADataError()
+    {
+        var st = new EventStore(Layout());
+        var e = Assert.Throws<DataFormatException>(() => CsvEventReader.ReadText("user_id,ts,ts\nu,1,2\n", "dup.csv", st));
+        Assert.StartsWith("dup.csv: invalid header row: ", e.Message);
+        Assert.Contains("'ts'", e.Message);
+    }
+
+    [Fact]
+    public void EmptyAggregationWritesAnEmptyParquetFile()
+    {
+        var st = new EventStore(Layout());
+        CsvEventReader.ReadText("user_id,ts,source,item_id,price_band,coupon_type,price,click,conv\nu,1,clicks,a,,,,,\n", "b.csv", st);
+        var agg = UserLevelAggregator.Aggregate(st);
+        Assert.Equal(0, agg.Count);
+        var path = Path.Combine(Path.GetTempPath(), $"mtfm-empty-{Guid.NewGuid():N}.parquet");
+        try
+        {
+            AggregatedParquetWriter.Write(agg, path);
+            using var con = new DuckDB.NET.Data.DuckDBConnection("DataSource=:memory:");
+            con.Open();
+            using var cmd = con.CreateCommand();
+            cmd.CommandText = $"SELECT count(*) FROM read_parquet('{path}')";
+            Assert.Equal(0L, Convert.ToInt64(cmd.ExecuteScalar()));
+        }
+        finally { File.Delete(path); }
+    }
+
+    [Fact]
     public void Iso8601AndMillisTimes()
     {
         var s = DatasetSchema.Load(DataTestPaths.Malformed("schema.json"));
