@@ -19,11 +19,11 @@ public sealed class AggregatedInstances
     internal GrowBuffer<short> TokenGroup;
     internal long TargetTokens;
 
-    internal AggregatedInstances(EventStore store, AggregationMode mode, int capacity)
+    internal AggregatedInstances(EventStore store, AggregationMode mode, int capacity, int tokenCapacity)
     {
         Store = store; Mode = mode;
         User = new(capacity); WindowStart = new(capacity); Offsets = new(capacity + 1); Offsets.Add(0);
-        TokenEvent = new(capacity * 16); TokenSegment = new(capacity * 16); TokenGroup = new(capacity * 16);
+        TokenEvent = new(tokenCapacity); TokenSegment = new(tokenCapacity); TokenGroup = new(tokenCapacity);
     }
 
     /// <summary>Number of instances.</summary>

@@ -9,15 +9,21 @@ public static class CsvEventReader
     /// <summary>Reads <paramref name="path"/> into <paramref name="store"/>; throws <see cref="DataFormatException"/> naming file, row and column of the first malformed row (or after <see cref="ReadOptions.MaxErrors"/> rejections).</summary>
     public static ReadSummary Read(string path, EventStore store, ReadOptions? options = null)
     {
-        using var reader = Sep.New(',').Reader(o => o with { HasHeader = true, Unescape = true, DisableColCountCheck = true }).FromFile(path);
+        using var reader = Open(path, () => Sep.New(',').Reader(o => o with { HasHeader = true, Unescape = true, DisableColCountCheck = true }).FromFile(path));
         return Read(reader, path, store, options);
     }
 
     /// <summary>Reads CSV text (tests, small inputs) into <paramref name="store"/>.</summary>
     public static ReadSummary ReadText(string csv, string name, EventStore store, ReadOptions? options = null)
     {
-        using var reader = Sep.New(',').Reader(o => o with { HasHeader = true, Unescape = true, DisableColCountCheck = true }).FromText(csv);
+        using var reader = Open(name, () => Sep.New(',').Reader(o => o with { HasHeader = true, Unescape = true, DisableColCountCheck = true }).FromText(csv));
         return Read(reader, name, store, options);
+    }
+
+    private static SepReader Open(string file, Func<SepReader> open)
+    {
+        try { return open(); }
+        catch (ArgumentException e) { throw new DataFormatException($"{file}: invalid header row: {e.Message}", e); }
     }
 
     private static ReadSummary Read(SepReader reader, string file, EventStore store, ReadOptions? options)

@@ -76,7 +76,7 @@ public static class EventLogWriter
         }
     }
 
-    /// <summary>Writes the store as a flat Parquet file: strings for user, source and categorical features, int64 time, nullable double numerics, nullable int32 labels.</summary>
+    /// <summary>Writes the store as a flat Parquet file: strings for user, source and categorical features, int64 time, nullable int64 id features, nullable double numerics, nullable int32 labels.</summary>
     public static void WriteParquet(EventStore store, string path, int rowGroupSize = 1 << 20) =>
         WriteParquetAsync(store, path, rowGroupSize).GetAwaiter().GetResult();
 
@@ -88,7 +88,11 @@ public static class EventLogWriter
         var kinds = new char[header.Length]; // s string, n double, l label, t time
         Array.Fill(kinds, 's');
         kinds[1] = 't';
-        for (int f = 0; f < l.Schema.Features.Count; f++) if (l.FeatureTable[f] < 0) kinds[featCol[f]] = 'n';
+        for (int f = 0; f < l.Schema.Features.Count; f++)
+        {
+            if (l.FeatureTable[f] < 0) kinds[featCol[f]] = 'n';
+            else if (l.Schema.Features[f].Kind == "id") kinds[featCol[f]] = 'i';
+        }
         foreach (var sc in labelCol) foreach (var c in sc) if (c >= 0) kinds[c] = 'l';
         var fields = new DataField[header.Length];
         for (int c = 0; c < header.Length; c++)
@@ -97,6 +101,7 @@ public static class EventLogWriter
                 't' => new DataField<long>(header[c]),
                 'n' => new DataField<double?>(header[c]),
                 'l' => new DataField<int?>(header[c]),
+                'i' => new DataField<long?>(header[c]),
                 _ => new DataField<string>(header[c], c >= 3),
             };
         await using var fs = File.Create(path);
@@ -119,6 +124,7 @@ public static class EventLogWriter
                 {
                     case 't': await rg.WriteAsync<long>(fields[c], cols[c].Select(x => long.Parse(x!, CultureInfo.InvariantCulture)).ToArray().AsMemory()).ConfigureAwait(false); break;
                     case 'n': await rg.WriteAsync<double>(fields[c], cols[c].Select(x => x is null ? (double?)null : double.Parse(x, CultureInfo.InvariantCulture)).ToArray().AsMemory()).ConfigureAwait(false); break;
+                    case 'i': await rg.WriteAsync<long>(fields[c], cols[c].Select(x => x is null ? (long?)null : long.Parse(x, CultureInfo.InvariantCulture)).ToArray().AsMemory()).ConfigureAwait(false); break;
                     case 'l': await rg.WriteAsync<int>(fields[c], cols[c].Select(x => x is null ? (int?)null : int.Parse(x, CultureInfo.InvariantCulture)).ToArray().AsMemory()).ConfigureAwait(false); break;
                     default: await rg.WriteAsync(fields[c], cols[c]!).ConfigureAwait(false); break;
                 }

@@ -4,7 +4,7 @@ using Parquet.Schema;
 
 namespace Mtfm.Engine.Data;
 
-/// <summary>Streams a flat Parquet event log (one column per CSV column; strings, integers, floats or booleans, nullable allowed) into an <see cref="EventStore"/>, one row group at a time.</summary>
+/// <summary>Streams a flat Parquet event log (one column per CSV column; strings, integers, floats, booleans or timestamps (read as unix seconds, or as ISO 8601 text when the schema's time format is iso8601), nullable allowed) into an <see cref="EventStore"/>, one row group at a time.</summary>
 public static class ParquetEventReader
 {
     /// <summary>Reads <paramref name="path"/> into <paramref name="store"/> (synchronously).</summary>
@@ -55,6 +55,7 @@ public static class ParquetEventReader
         public string?[]? Text;
         public double[]? Num;
         public bool[]? Null;
+        public bool IsTime;
     }
 
     private readonly ref struct Cells(Column[] cols, int i) : IRowCells
@@ -66,6 +67,7 @@ public static class ParquetEventReader
             var c = _cols[col];
             if (c.Text is not null) return c.Text[_i].AsSpan();
             if (c.Null![_i]) return default;
+            if (c.IsTime) return DateTimeOffset.FromUnixTimeSeconds((long)c.Num![_i]).ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture).AsSpan();
             return c.Num![_i].ToString("R", CultureInfo.InvariantCulture).AsSpan();
         }
         public bool TryNumber(int col, out double v)
@@ -92,6 +94,12 @@ public static class ParquetEventReader
         else if (t == typeof(int)) await Fill<int>(rg, f, col, n, x => x, ct).ConfigureAwait(false);
         else if (t == typeof(double)) await Fill<double>(rg, f, col, n, x => x, ct).ConfigureAwait(false);
         else if (t == typeof(float)) await Fill<float>(rg, f, col, n, x => x, ct).ConfigureAwait(false);
+        else if (t == typeof(DateTime))
+        {
+            col.IsTime = true;
+            // Timestamps become unix seconds (floored); unspecified kinds are taken as UTC.
+            await Fill<DateTime>(rg, f, col, n, x => Math.Floor((DateTime.SpecifyKind(x, x.Kind == DateTimeKind.Unspecified ? DateTimeKind.Utc : x.Kind).ToUniversalTime() - DateTime.UnixEpoch).TotalSeconds), ct).ConfigureAwait(false);
+        }
         else if (t == typeof(bool)) await Fill<bool>(rg, f, col, n, x => x ? 1 : 0, ct).ConfigureAwait(false);
         else throw new DataFormatException($"{path}: column '{f.Name}' has unsupported Parquet type {t.Name}");
         return col;

@@ -22,6 +22,7 @@ internal sealed class RowDecoder
     private readonly int[][] _labelCol;       // scenario -> per task column or -1
     private readonly int _tasks;
     private readonly string _timeFormat;
+    private readonly bool[] _isId;
 
     public RowDecoder(EventStore store, string file, string[] header)
     {
@@ -54,6 +55,7 @@ internal sealed class RowDecoder
                 _labelCol[sc][t] = s.Scenarios[sc].Labels.TryGetValue(s.Tasks[t], out var c) ? Col(c, $"label of task '{s.Tasks[t]}' in scenario '{s.Scenarios[sc].Name}'") : -1;
         }
         _timeFormat = s.TimeFormat;
+        _isId = s.Features.Select(f => f.Kind == "id").ToArray();
     }
 
     public int ColumnCount => _header.Length;
@@ -76,9 +78,11 @@ internal sealed class RowDecoder
         for (int k = 0; k < cat.Length; k++)
         {
             int c = _featCol[cat[k]];
-            var txt = r.Text(c);
-            int v = _l.EncodeCategorical(cat[k], txt);
-            if (v < 0) throw Err(row, c, $"value outside the vocabulary of feature '{_l.Schema.Features[cat[k]].Name}' (oov policy: error)", txt);
+            int v;
+            if (_isId[cat[k]])
+                v = r.TryNumber(c, out double d) && d == Math.Floor(d) && Math.Abs(d) < 9e15 ? _l.EncodeId(cat[k], (long)d) : _l.EncodeCategorical(cat[k], r.Text(c));
+            else v = _l.EncodeCategorical(cat[k], r.Text(c));
+            if (v < 0) throw Err(row, c, $"value outside the vocabulary of feature '{_l.Schema.Features[cat[k]].Name}' (oov policy: error)", r.Text(c));
             catVals[k] = v;
         }
         for (int k = 0; k < num.Length; k++)

@@ -28,7 +28,8 @@ public static class UserLevelAggregator
         }
         var order = sortedOrder ?? store.SortedByUserTime();
         if (order.Length != store.Count) throw new ArgumentException($"sortedOrder has {order.Length} entries, store has {store.Count}", nameof(sortedOrder));
-        var outp = new AggregatedInstances(store, mode, Math.Max(16, store.ExposureCount / (mode == AggregationMode.PerExposure ? 1 : 8)));
+        var outp = new AggregatedInstances(store, mode, Math.Max(16, store.ExposureCount / (mode == AggregationMode.PerExposure ? 1 : 8)),
+            (int)Math.Min(1L << 30, Math.Max(64L, 3L * store.Count)));
         var time = store.Time.Items; var user = store.User.Items; var source = store.Source.Items; var expo = store.ExposureIndex.Items;
         int ns = l.ScenarioCount, nq = l.SequenceCount;
         var caps = l.Schema.Sequences.Select(q => q.HistoryCap).ToArray();

@@ -38,6 +38,7 @@ public class CsvEventReaderTests
     [InlineData("nan_numeric.csv", "row 2, column 'price': non-finite numeric value 'NaN'")]
     [InlineData("inf_numeric.csv", "row 2, column 'price': non-finite numeric value 'Infinity'")]
     [InlineData("missing_label.csv", "row 2, column 'conv': missing label for task 'conversion' ''")]
+    [InlineData("bad_label.csv", "row 2, column 'click': label for task 'click' is not 0/1/true/false 'yes'")]
     [InlineData("oov_error.csv", "row 2, column 'price_band': value outside the vocabulary of feature 'price_band' (oov policy: error) 'huge'")]
     public void MalformedRowNamesFileRowAndColumn(string file, string expected)
     {
@@ -64,6 +65,35 @@ public class CsvEventReaderTests
     }
 
     [Fact]
+    public void DuplicateHeaderColumnIsADataError()
+    {
+        var st = new EventStore(Layout());
+        var e = Assert.Throws<DataFormatException>(() => CsvEventReader.ReadText("user_id,ts,ts\nu,1,2\n", "dup.csv", st));
+        Assert.StartsWith("dup.csv: invalid header row: ", e.Message);
+        Assert.Contains("'ts'", e.Message);
+    }
+
+    [Fact]
+    public void EmptyAggregationWritesAnEmptyParquetFile()
+    {
+        var st = new EventStore(Layout());
+        CsvEventReader.ReadText("user_id,ts,source,item_id,price_band,coupon_type,price,click,conv\nu,1,clicks,a,,,,,\n", "b.csv", st);
+        var agg = UserLevelAggregator.Aggregate(st);
+        Assert.Equal(0, agg.Count);
+        var path = Path.Combine(Path.GetTempPath(), $"mtfm-empty-{Guid.NewGuid():N}.parquet");
+        try
+        {
+            AggregatedParquetWriter.Write(agg, path);
+            using var con = new DuckDB.NET.Data.DuckDBConnection("DataSource=:memory:");
+            con.Open();
+            using var cmd = con.CreateCommand();
+            cmd.CommandText = $"SELECT count(*) FROM read_parquet('{path}')";
+            Assert.Equal(0L, Convert.ToInt64(cmd.ExecuteScalar()));
+        }
+        finally { File.Delete(path); }
+    }
+
+    [Fact]
     public void Iso8601AndMillisTimes()
     {
         var s = DatasetSchema.Load(DataTestPaths.Malformed("schema.json"));
@@ -75,6 +105,30 @@ public class CsvEventReaderTests
         var st2 = new EventStore(new DataLayout(s));
         CsvEventReader.ReadText("user_id,ts,source,item_id,price_band,coupon_type,price,click,conv\nu,-1500,clicks,a,,,,,\n", "m.csv", st2);
         Assert.Equal(-2L, st2.TimeOf(0));
+    }
+
+    [Theory]
+    [InlineData("bucket", "7", 8)]
+    [InlineData("bucket", "50", 0)]
+    [InlineData("bucket", "x", 0)]
+    [InlineData("error", "-1", -1)]
+    [InlineData("error", "3.5", -1)]
+    public void IdFeatureOutOfRangeFollowsThePolicy(string oov, string cell, int expectedRow)
+    {
+        var s = AggregatorTests.RandomSchema(1, 1);
+        s.Features[0].Oov = oov;
+        var st = new EventStore(new DataLayout(s));
+        const string header = "user_id,ts,source,x,v,c,v2\n";
+        if (expectedRow >= 0)
+        {
+            CsvEventReader.ReadText(header + $"u,1,s0,{cell},,,\n", "ids.csv", st);
+            Assert.Equal(expectedRow, st.Categorical(0)[0]);
+        }
+        else
+        {
+            var e = Assert.Throws<DataFormatException>(() => CsvEventReader.ReadText(header + $"u,1,s0,{cell},,,\n", "ids.csv", st));
+            Assert.Equal($"ids.csv: row 1, column 'x': value outside the vocabulary of feature 'x' (oov policy: error) '{cell}'", e.Message);
+        }
     }
 
     [Fact]

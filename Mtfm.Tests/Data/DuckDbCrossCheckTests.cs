@@ -105,13 +105,28 @@ public class DuckDbCrossCheckTests
     [Fact]
     public void ReferenceSqlMatchesAggregatorOnSyntheticTiny() => CrossCheck(SyntheticGenerator.Generate(SyntheticConfig.Tiny).Store);
 
-    [Fact]
-    public void DocumentationContainsTheExactSql()
+    private static string DocText()
     {
-        string? doc = null;
         for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
-            if (File.Exists(Path.Combine(d.FullName, "docs", "data.md"))) { doc = Path.Combine(d.FullName, "docs", "data.md"); break; }
-        Assert.NotNull(doc);
-        Assert.Contains(ReferenceSql.UserWindowAggregation.ReplaceLineEndings("\n"), File.ReadAllText(doc).ReplaceLineEndings("\n"));
+            if (File.Exists(Path.Combine(d.FullName, "docs", "data.md"))) return File.ReadAllText(Path.Combine(d.FullName, "docs", "data.md")).ReplaceLineEndings("\n");
+        throw new InvalidOperationException("docs/data.md not found above " + AppContext.BaseDirectory);
+    }
+
+    [Fact]
+    public void DocumentationContainsTheExactSql() =>
+        Assert.Contains(ReferenceSql.UserWindowAggregation.ReplaceLineEndings("\n"), DocText());
+
+    [Fact]
+    public void DocumentationSchemaExampleIsValid()
+    {
+        var doc = DocText();
+        int a = doc.IndexOf("```json\n", StringComparison.Ordinal) + 8, b = doc.IndexOf("```", a, StringComparison.Ordinal);
+        var schema = DatasetSchema.Parse(doc[a..b], "docs/data.md");
+        var l = new DataLayout(schema);
+        Assert.Equal(3, l.ScenarioCount);
+        Assert.Equal(7, l.Groups.Count); // H and R for two sequences, T for three scenarios
+        // Shared features share one table: item_id is used by feed, groupbuy and both sequences.
+        int itemTable = l.Tables.Single(t => t.Feature == "item_id").Id;
+        Assert.Equal(6, l.Groups.Count(g => g.CategoricalTables.Contains(itemTable))); // T:feed, T:groupbuy, H/R of click and order
     }
 }

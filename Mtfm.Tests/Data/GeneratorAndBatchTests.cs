@@ -176,6 +176,41 @@ public class GeneratorAndBatchTests
         finally { File.Delete(pq); }
     }
 
+    [Theory]
+    [InlineData("unix_seconds")]
+    [InlineData("iso8601")]
+    public async Task ParquetTimestampColumnsAreRead(string timeFormat)
+    {
+        var schema = AggregatorTests.RandomSchema(1, 1);
+        schema.TimeFormat = timeFormat;
+        var l = new DataLayout(schema);
+        var pq = Path.Combine(Path.GetTempPath(), $"mtfm-ts-{Guid.NewGuid():N}.parquet");
+        var ct = TestContext.Current.CancellationToken;
+        try
+        {
+            var fields = new Parquet.Schema.DataField[] { new Parquet.Schema.DataField<string>("user_id"), new Parquet.Schema.DataField<DateTime>("ts"), new Parquet.Schema.DataField<string>("source"), new Parquet.Schema.DataField<long?>("x"), new Parquet.Schema.DataField<double?>("v"), new Parquet.Schema.DataField<int?>("c"), new Parquet.Schema.DataField<int?>("v2") };
+            await using (var fs = File.Create(pq))
+            await using (var w = await Parquet.ParquetWriter.CreateAsync(new Parquet.Schema.ParquetSchema(fields), fs, cancellationToken: ct))
+            {
+                using var rg = w.CreateRowGroup();
+                await rg.WriteAsync(fields[0], new[] { "a", "b" });
+                await rg.WriteAsync<DateTime>(fields[1], new[] { new DateTime(2025, 1, 1, 0, 0, 10, DateTimeKind.Utc), new DateTime(1969, 12, 31, 23, 59, 59, DateTimeKind.Utc) }.AsMemory(), null, null, ct);
+                await rg.WriteAsync(fields[2], new[] { "s0", "s0" });
+                await rg.WriteAsync<long>(fields[3], new long?[] { 3, 4 }.AsMemory(), null, null, ct);
+                await rg.WriteAsync<double>(fields[4], new double?[] { null, null }.AsMemory(), null, null, ct);
+                await rg.WriteAsync<int>(fields[5], new int?[] { null, null }.AsMemory(), null, null, ct);
+                await rg.WriteAsync<int>(fields[6], new int?[] { null, null }.AsMemory(), null, null, ct);
+            }
+            var st = new EventStore(l);
+            var sum = await ParquetEventReader.ReadAsync(pq, st, null, ct);
+            Assert.Equal(2, sum.RowsUsed);
+            Assert.Equal(1735689610L, st.TimeOf(0));
+            Assert.Equal(-1L, st.TimeOf(1));
+            Assert.Equal(4, st.Categorical(0)[0]);
+        }
+        finally { File.Delete(pq); }
+    }
+
     [Fact]
     public void MovieLensSmallImports()
     {
