@@ -312,16 +312,13 @@ internal static unsafe class CpuHstuAttention
             for (int kh = 0; kh < _a.KvHeads; kh++)
             {
                 Gather(_io.Q, _io.Ldq, dqk, _qr, qa, nq, kh);
-                new Span<float>(_s, rows * _lc).Clear();
-                if (lp > 0)
-                    HstuAttentionMicroKernels.AddMatMul(rows, lp, dqk, _qr, dqk, 1, _kt + (long)kh * dqk * _lc, _lc, _s, _lc);
+                HstuAttentionMicroKernels.AddMatMul(rows, lp, dqk, _qr, dqk, 1, _kt + (long)kh * dqk * _lc, _lc, _s, _lc, overwrite: true);
                 for (int r = 0; r < rows; r++)
                 {
                     int ql = r % nq, head = kh * _hg + r / nq, qi = qa + ql;
                     Pointwise(r, ql, qi, head, s0, len, null, null, null);
                 }
-                new Span<float>(_acc, rows * dv).Clear();
-                HstuAttentionMicroKernels.AddMatMul(rows, dv, len, _pm, _lc, 1, _io.V + (long)s0 * _io.Ldv + kh * dv, _io.Ldv, _acc, dv);
+                HstuAttentionMicroKernels.AddMatMul(rows, dv, len, _pm, _lc, 1, _io.V + (long)s0 * _io.Ldv + kh * dv, _io.Ldv, _acc, dv, overwrite: true);
                 for (int r = 0; r < rows; r++)
                 {
                     int ql = r % nq, head = kh * _hg + r / nq, qi = qa + ql, t = Token(qi), ke = _p.KeyEnd[qi];
@@ -364,13 +361,8 @@ internal static unsafe class CpuHstuAttention
                 {
                     Gather(_io.Q, _io.Ldq, dqk, _qr, qa, nq, kh);
                     Gather(_io.DO, _io.LddO, dv, _dor, qa, nq, kh);
-                    new Span<float>(_s, rows * _lc).Clear();
-                    new Span<float>(_da, rows * _lc).Clear();
-                    if (lp > 0)
-                    {
-                        HstuAttentionMicroKernels.AddMatMul(rows, lp, dqk, _qr, dqk, 1, _kt + (long)kh * dqk * _lc, _lc, _s, _lc);
-                        HstuAttentionMicroKernels.AddMatMul(rows, lp, dv, _dor, dv, 1, _vt + (long)kh * dv * _lc, _lc, _da, _lc);
-                    }
+                    HstuAttentionMicroKernels.AddMatMul(rows, lp, dqk, _qr, dqk, 1, _kt + (long)kh * dqk * _lc, _lc, _s, _lc, overwrite: true);
+                    HstuAttentionMicroKernels.AddMatMul(rows, lp, dv, _dor, dv, 1, _vt + (long)kh * dv * _lc, _lc, _da, _lc, overwrite: true);
                     for (int r = 0; r < rows; r++)
                     {
                         int ql = r % nq, head = kh * _hg + r / nq, qi = qa + ql;
@@ -380,8 +372,7 @@ internal static unsafe class CpuHstuAttention
                     float* dkBase = _io.DK + (long)s0 * _io.LddK + kh * dqk;
                     float* dvBase = _io.DV + (long)s0 * _io.LddV + kh * dv;
                     // dQ rows = D · K;  dK += Dᵀ · Q;  dV += Pᵀ · dO   (alpha applied to dQ here, to dK at the end)
-                    new Span<float>(_acc, rows * dqk).Clear();
-                    HstuAttentionMicroKernels.AddMatMul(rows, dqk, len, _d, _lc, 1, kBase, _io.Ldk, _acc, dqk);
+                    HstuAttentionMicroKernels.AddMatMul(rows, dqk, len, _d, _lc, 1, kBase, _io.Ldk, _acc, dqk, overwrite: true);
                     HstuAttentionMicroKernels.AddMatMul(len, dqk, rows, _d, 1, _lc, _qr, dqk, dkBase, _io.LddK);
                     HstuAttentionMicroKernels.AddMatMul(len, dv, rows, _pm, 1, _lc, _dor, dv, dvBase, _io.LddV);
                     for (int r = 0; r < rows; r++)
