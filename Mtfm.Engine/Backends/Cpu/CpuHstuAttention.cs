@@ -26,9 +26,10 @@ namespace Mtfm.Engine.Backends.Cpu;
 /// instances (dK/dV rows belong to one instance, so no two workers touch one row; the rab gradient is accumulated per
 /// instance in double and summed in instance order). Every output element is produced by the same sequence of
 /// operations whatever the partition, so results are bit-for-bit identical for any thread count, including
-/// <c>pool = null</c> (single-threaded). Masked scores inside a query block are set to exactly 0 and still multiply
-/// their V/Q/dO rows, so a non-finite value in a K/V row of the same instance that a query does not see can still
-/// reach it as NaN (finite inputs, as produced by the SiLU projection, are unaffected).</para>
+/// <c>pool = null</c> (single-threaded). Inside a query block, keys a query does not see but another query of the block does
+/// (later R events) get an attention weight and score gradient of exactly 0 that is still multiplied with their V row
+/// (for O) and K row (for dQ), so a NaN/∞ in the K or V row of such an R token can reach the query as NaN; finite inputs, as produced
+/// by the SiLU projection, are unaffected. K/V rows of T tokens are only ever read by the token itself.</para>
 /// </remarks>
 internal static unsafe class CpuHstuAttention
 {
