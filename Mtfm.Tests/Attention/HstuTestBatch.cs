@@ -66,8 +66,15 @@ internal sealed class HstuTestBatch
         }
         var bt = new HstuTestBatch
         {
-            Offsets = offsets.ToArray(), Kind = kind.ToArray(), Time = time.ToArray(),
-            H = h, G = g, Dqk = dqk, Dv = dv, NumBuckets = numBuckets, Unit = unit,
+            Offsets = offsets.ToArray(),
+            Kind = kind.ToArray(),
+            Time = time.ToArray(),
+            H = h,
+            G = g,
+            Dqk = dqk,
+            Dv = dv,
+            NumBuckets = numBuckets,
+            Unit = unit,
         };
         if (targetLayer) bt.Queries = Enumerable.Range(0, bt.N).Where(i => bt.Kind[i] == 2).ToArray();
         bt.Ldq = h * dqk + extraLd; bt.Ldk = g * dqk + extraLd + 1; bt.Ldv = g * dv + extraLd + 2; bt.Ldo = h * dv + extraLd;

@@ -63,8 +63,19 @@ internal static unsafe class CpuHstuAttention
         HstuAttentionPlan.Split(plan.ItemCostPrefix, plan.NumItems, parts, bounds);
         var body = new Body
         {
-            A = args, Plan = plan, Bounds = bounds, Backward = false,
-            Q = q, Ldq = ldq, K = k, Ldk = ldk, V = v, Ldv = ldv, Rab = rab, O = o, Ldo = ldo,
+            A = args,
+            Plan = plan,
+            Bounds = bounds,
+            Backward = false,
+            Q = q,
+            Ldq = ldq,
+            K = k,
+            Ldk = ldk,
+            V = v,
+            Ldv = ldv,
+            Rab = rab,
+            O = o,
+            Ldo = ldo,
         };
         if (parts == 1) body.Run(0, 1);
         else pool!.For(parts, 1, ref body);
@@ -133,9 +144,26 @@ internal static unsafe class CpuHstuAttention
             HstuAttentionPlan.Split(prefix, args.Batch, parts, bounds);
             var body = new Body
             {
-                A = args, Plan = plan, Bounds = bounds, Backward = true,
-                Q = q, Ldq = ldq, K = k, Ldk = ldk, V = v, Ldv = ldv, Rab = rab,
-                DO = dO, LddO = lddO, DQ = dQ, LddQ = lddQ, DK = dK, LddK = lddK, DV = dV, LddV = lddV, RabPart = part,
+                A = args,
+                Plan = plan,
+                Bounds = bounds,
+                Backward = true,
+                Q = q,
+                Ldq = ldq,
+                K = k,
+                Ldk = ldk,
+                V = v,
+                Ldv = ldv,
+                Rab = rab,
+                DO = dO,
+                LddO = lddO,
+                DQ = dQ,
+                LddQ = lddQ,
+                DK = dK,
+                LddK = lddK,
+                DV = dV,
+                LddV = lddV,
+                RabPart = part,
             };
             if (parts == 1) body.Run(0, 1);
             else pool!.For(parts, 1, ref body);
