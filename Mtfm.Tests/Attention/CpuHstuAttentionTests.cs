@@ -48,6 +48,26 @@ public class CpuHstuAttentionTests
     }
 
     [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void HTokensInsideTheWindowFollowTheGeneralRule(bool target)
+    {
+        // H events later than some R events: H queries then see those R keys (and R/T keys with later times see H
+        // keys with negative dt, i.e. future buckets).
+        var b = HstuTestBatch.Make(21, MixedSpecs, 4, 2, 20, 12, target, hInsideWindow: true);
+        var mask = HstuDenseReference.Mask(b);
+        Assert.Contains(Enumerable.Range(0, b.N), q => b.Kind[q] == 0 && Enumerable.Range(0, b.N).Any(k => b.Kind[k] == 1 && mask[q, k]));
+        var x = HstuDenseReference.Inputs.From(b);
+        AssertClose(b.Forward(null), b.Ldo, HstuDenseReference.Forward(b, mask, x), b.H * b.Dv, b.NumQueries, "O");
+        var (dq, dk, dv, dr) = b.Backward(null);
+        var (wq, wk, wv, wr) = HstuDenseReference.Backward(b, mask, x);
+        AssertClose(dq, b.Ldq, wq, b.H * b.Dqk, b.NumQueries, "dQ");
+        AssertClose(dk, b.Ldk, wk, b.G * b.Dqk, b.N, "dK");
+        AssertClose(dv, b.Ldv, wv, b.G * b.Dv, b.N, "dV");
+        AssertClose(dr, dr.Length, wr, dr.Length, 1, "dRab");
+    }
+
+    [Theory]
     [InlineData(false, 4, 2)]
     [InlineData(true, 4, 2)]
     [InlineData(false, 2, 1)]

@@ -22,7 +22,7 @@ internal sealed class HstuTestBatch
 
     /// <summary>Instance specs (nH, nR, nT); times with deliberate ties (R = R, R = T).</summary>
     public static HstuTestBatch Make(int seed, (int nH, int nR, int nT)[] specs, int h, int g, int dqk, int dv,
-        bool targetLayer, int numBuckets = 32, long unit = 1, int extraLd = 3)
+        bool targetLayer, int numBuckets = 32, long unit = 1, int extraLd = 3, bool hInsideWindow = false)
     {
         var rng = new Random(seed);
         var offsets = new List<int> { 0 };
@@ -35,7 +35,8 @@ internal sealed class HstuTestBatch
             for (int i = 0; i < nH; i++)
             {
                 kind.Add(0);
-                time.Add(window - 1 - rng.NextInt64(0, 400L * 86400));
+                // hInsideWindow: H times overlap the R times (not produced by the aggregator, but the rule must hold).
+                time.Add(hInsideWindow ? window + rng.NextInt64(-600, 40000) : window - 1 - rng.NextInt64(0, 400L * 86400));
             }
             var rTimes = new List<long>();
             long t = window;
@@ -65,8 +66,15 @@ internal sealed class HstuTestBatch
         }
         var bt = new HstuTestBatch
         {
-            Offsets = offsets.ToArray(), Kind = kind.ToArray(), Time = time.ToArray(),
-            H = h, G = g, Dqk = dqk, Dv = dv, NumBuckets = numBuckets, Unit = unit,
+            Offsets = offsets.ToArray(),
+            Kind = kind.ToArray(),
+            Time = time.ToArray(),
+            H = h,
+            G = g,
+            Dqk = dqk,
+            Dv = dv,
+            NumBuckets = numBuckets,
+            Unit = unit,
         };
         if (targetLayer) bt.Queries = Enumerable.Range(0, bt.N).Where(i => bt.Kind[i] == 2).ToArray();
         bt.Ldq = h * dqk + extraLd; bt.Ldk = g * dqk + extraLd + 1; bt.Ldv = g * dv + extraLd + 2; bt.Ldo = h * dv + extraLd;

@@ -26,9 +26,10 @@ namespace Mtfm.Engine.Backends.Cpu;
 /// instances (dK/dV rows belong to one instance, so no two workers touch one row; the rab gradient is accumulated per
 /// instance in double and summed in instance order). Every output element is produced by the same sequence of
 /// operations whatever the partition, so results are bit-for-bit identical for any thread count, including
-/// <c>pool = null</c> (single-threaded). Masked scores inside a query block are set to exactly 0 and still multiply
-/// their V/Q/dO rows, so a non-finite value in a K/V row of the same instance that a query does not see can still
-/// reach it as NaN (finite inputs, as produced by the SiLU projection, are unaffected).</para>
+/// <c>pool = null</c> (single-threaded). Inside a query block, keys a query does not see but another query of the block does
+/// (later R events) get an attention weight and score gradient of exactly 0 that is still multiplied with their V row
+/// (for O) and K row (for dQ), so a NaN/∞ in the K or V row of such an R token can reach the query as NaN; finite inputs, as produced
+/// by the SiLU projection, are unaffected. K/V rows of T tokens are only ever read by the token itself.</para>
 /// </remarks>
 internal static unsafe class CpuHstuAttention
 {
@@ -62,8 +63,19 @@ internal static unsafe class CpuHstuAttention
         HstuAttentionPlan.Split(plan.ItemCostPrefix, plan.NumItems, parts, bounds);
         var body = new Body
         {
-            A = args, Plan = plan, Bounds = bounds, Backward = false,
-            Q = q, Ldq = ldq, K = k, Ldk = ldk, V = v, Ldv = ldv, Rab = rab, O = o, Ldo = ldo,
+            A = args,
+            Plan = plan,
+            Bounds = bounds,
+            Backward = false,
+            Q = q,
+            Ldq = ldq,
+            K = k,
+            Ldk = ldk,
+            V = v,
+            Ldv = ldv,
+            Rab = rab,
+            O = o,
+            Ldo = ldo,
         };
         if (parts == 1) body.Run(0, 1);
         else pool!.For(parts, 1, ref body);
@@ -132,9 +144,26 @@ internal static unsafe class CpuHstuAttention
             HstuAttentionPlan.Split(prefix, args.Batch, parts, bounds);
             var body = new Body
             {
-                A = args, Plan = plan, Bounds = bounds, Backward = true,
-                Q = q, Ldq = ldq, K = k, Ldk = ldk, V = v, Ldv = ldv, Rab = rab,
-                DO = dO, LddO = lddO, DQ = dQ, LddQ = lddQ, DK = dK, LddK = lddK, DV = dV, LddV = lddV, RabPart = part,
+                A = args,
+                Plan = plan,
+                Bounds = bounds,
+                Backward = true,
+                Q = q,
+                Ldq = ldq,
+                K = k,
+                Ldk = ldk,
+                V = v,
+                Ldv = ldv,
+                Rab = rab,
+                DO = dO,
+                LddO = lddO,
+                DQ = dQ,
+                LddQ = lddQ,
+                DK = dK,
+                LddK = lddK,
+                DV = dV,
+                LddV = lddV,
+                RabPart = part,
             };
             if (parts == 1) body.Run(0, 1);
             else pool!.For(parts, 1, ref body);
@@ -312,16 +341,13 @@ internal static unsafe class CpuHstuAttention
             for (int kh = 0; kh < _a.KvHeads; kh++)
             {
                 Gather(_io.Q, _io.Ldq, dqk, _qr, qa, nq, kh);
-                new Span<float>(_s, rows * _lc).Clear();
-                if (lp > 0)
-                    HstuAttentionMicroKernels.AddMatMul(rows, lp, dqk, _qr, dqk, 1, _kt + (long)kh * dqk * _lc, _lc, _s, _lc);
+                HstuAttentionMicroKernels.AddMatMul(rows, lp, dqk, _qr, dqk, 1, _kt + (long)kh * dqk * _lc, _lc, _s, _lc, overwrite: true);
                 for (int r = 0; r < rows; r++)
                 {
                     int ql = r % nq, head = kh * _hg + r / nq, qi = qa + ql;
                     Pointwise(r, ql, qi, head, s0, len, null, null, null);
                 }
-                new Span<float>(_acc, rows * dv).Clear();
-                HstuAttentionMicroKernels.AddMatMul(rows, dv, len, _pm, _lc, 1, _io.V + (long)s0 * _io.Ldv + kh * dv, _io.Ldv, _acc, dv);
+                HstuAttentionMicroKernels.AddMatMul(rows, dv, len, _pm, _lc, 1, _io.V + (long)s0 * _io.Ldv + kh * dv, _io.Ldv, _acc, dv, overwrite: true);
                 for (int r = 0; r < rows; r++)
                 {
                     int ql = r % nq, head = kh * _hg + r / nq, qi = qa + ql, t = Token(qi), ke = _p.KeyEnd[qi];
@@ -364,13 +390,8 @@ internal static unsafe class CpuHstuAttention
                 {
                     Gather(_io.Q, _io.Ldq, dqk, _qr, qa, nq, kh);
                     Gather(_io.DO, _io.LddO, dv, _dor, qa, nq, kh);
-                    new Span<float>(_s, rows * _lc).Clear();
-                    new Span<float>(_da, rows * _lc).Clear();
-                    if (lp > 0)
-                    {
-                        HstuAttentionMicroKernels.AddMatMul(rows, lp, dqk, _qr, dqk, 1, _kt + (long)kh * dqk * _lc, _lc, _s, _lc);
-                        HstuAttentionMicroKernels.AddMatMul(rows, lp, dv, _dor, dv, 1, _vt + (long)kh * dv * _lc, _lc, _da, _lc);
-                    }
+                    HstuAttentionMicroKernels.AddMatMul(rows, lp, dqk, _qr, dqk, 1, _kt + (long)kh * dqk * _lc, _lc, _s, _lc, overwrite: true);
+                    HstuAttentionMicroKernels.AddMatMul(rows, lp, dv, _dor, dv, 1, _vt + (long)kh * dv * _lc, _lc, _da, _lc, overwrite: true);
                     for (int r = 0; r < rows; r++)
                     {
                         int ql = r % nq, head = kh * _hg + r / nq, qi = qa + ql;
@@ -380,8 +401,7 @@ internal static unsafe class CpuHstuAttention
                     float* dkBase = _io.DK + (long)s0 * _io.LddK + kh * dqk;
                     float* dvBase = _io.DV + (long)s0 * _io.LddV + kh * dv;
                     // dQ rows = D · K;  dK += Dᵀ · Q;  dV += Pᵀ · dO   (alpha applied to dQ here, to dK at the end)
-                    new Span<float>(_acc, rows * dqk).Clear();
-                    HstuAttentionMicroKernels.AddMatMul(rows, dqk, len, _d, _lc, 1, kBase, _io.Ldk, _acc, dqk);
+                    HstuAttentionMicroKernels.AddMatMul(rows, dqk, len, _d, _lc, 1, kBase, _io.Ldk, _acc, dqk, overwrite: true);
                     HstuAttentionMicroKernels.AddMatMul(len, dqk, rows, _d, 1, _lc, _qr, dqk, dkBase, _io.LddK);
                     HstuAttentionMicroKernels.AddMatMul(len, dv, rows, _pm, 1, _lc, _dor, dv, dvBase, _io.LddV);
                     for (int r = 0; r < rows; r++)

@@ -12,28 +12,34 @@ internal static unsafe class HstuAttentionMicroKernels
 {
     /// <summary>
     /// C[i, 0..n) += Σ_{p &lt; kd} A(i, p) · B[p, 0..n) for i &lt; m, with A(i, p) = a[i·ars + p·acs] (any strides, so A
-    /// may be read transposed), B rows at b + p·ldb and C rows at c + i·ldc.
+    /// may be read transposed), B rows at b + p·ldb and C rows at c + i·ldc. With <paramref name="overwrite"/> C's old
+    /// contents are ignored (the chains start at +0, exactly as if C had been cleared).
     /// </summary>
-    public static void AddMatMul(int m, int n, int kd, float* a, nint ars, nint acs, float* b, nint ldb, float* c, nint ldc)
+    public static void AddMatMul(int m, int n, int kd, float* a, nint ars, nint acs, float* b, nint ldb, float* c, nint ldc, bool overwrite = false)
     {
-        if (m <= 0 || n <= 0 || kd <= 0) return;
+        if (m <= 0 || n <= 0) return;
+        if (kd <= 0)
+        {
+            if (overwrite) for (int i = 0; i < m; i++) new Span<float>(c + i * ldc, n).Clear();
+            return;
+        }
         int col = 0;
         if (Vector512.IsHardwareAccelerated)
         {
-            for (; col + 32 <= n; col += 32) Cols512x2(m, kd, a, ars, acs, b + col, ldb, c + col, ldc);
-            for (; col + 16 <= n; col += 16) Cols512x1(m, kd, a, ars, acs, b + col, ldb, c + col, ldc);
+            for (; col + 32 <= n; col += 32) Cols512x2(m, kd, a, ars, acs, b + col, ldb, c + col, ldc, overwrite);
+            for (; col + 16 <= n; col += 16) Cols512x1(m, kd, a, ars, acs, b + col, ldb, c + col, ldc, overwrite);
         }
         if (Vector256.IsHardwareAccelerated)
         {
-            for (; col + 16 <= n; col += 16) Cols256x2(m, kd, a, ars, acs, b + col, ldb, c + col, ldc);
-            for (; col + 8 <= n; col += 8) Cols256x1(m, kd, a, ars, acs, b + col, ldb, c + col, ldc);
+            for (; col + 16 <= n; col += 16) Cols256x2(m, kd, a, ars, acs, b + col, ldb, c + col, ldc, overwrite);
+            for (; col + 8 <= n; col += 8) Cols256x1(m, kd, a, ars, acs, b + col, ldb, c + col, ldc, overwrite);
         }
         for (; col < n; col++)
         {
             for (int i = 0; i < m; i++)
             {
                 float* ap = a + i * ars;
-                float acc = c[i * ldc + col];
+                float acc = overwrite ? 0f : c[i * ldc + col];
                 for (int p = 0; p < kd; p++) acc = MathF.FusedMultiplyAdd(ap[p * acs], b[p * ldb + col], acc);
                 c[i * ldc + col] = acc;
             }
@@ -41,20 +47,20 @@ internal static unsafe class HstuAttentionMicroKernels
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Cols512x2(int m, int kd, float* a, nint ars, nint acs, float* b, nint ldb, float* c, nint ldc)
+    private static void Cols512x2(int m, int kd, float* a, nint ars, nint acs, float* b, nint ldb, float* c, nint ldc, bool overwrite)
     {
         int i = 0;
         for (; i + 8 <= m; i += 8)
         {
             float* c0 = c + i * ldc;
-            Vector512<float> x00 = Vector512.Load(c0 + 0 * ldc), x01 = Vector512.Load(c0 + 0 * ldc + 16);
-            Vector512<float> x10 = Vector512.Load(c0 + 1 * ldc), x11 = Vector512.Load(c0 + 1 * ldc + 16);
-            Vector512<float> x20 = Vector512.Load(c0 + 2 * ldc), x21 = Vector512.Load(c0 + 2 * ldc + 16);
-            Vector512<float> x30 = Vector512.Load(c0 + 3 * ldc), x31 = Vector512.Load(c0 + 3 * ldc + 16);
-            Vector512<float> x40 = Vector512.Load(c0 + 4 * ldc), x41 = Vector512.Load(c0 + 4 * ldc + 16);
-            Vector512<float> x50 = Vector512.Load(c0 + 5 * ldc), x51 = Vector512.Load(c0 + 5 * ldc + 16);
-            Vector512<float> x60 = Vector512.Load(c0 + 6 * ldc), x61 = Vector512.Load(c0 + 6 * ldc + 16);
-            Vector512<float> x70 = Vector512.Load(c0 + 7 * ldc), x71 = Vector512.Load(c0 + 7 * ldc + 16);
+            Vector512<float> x00 = Ld512(c0 + 0 * ldc, overwrite), x01 = Ld512(c0 + 0 * ldc + 16, overwrite);
+            Vector512<float> x10 = Ld512(c0 + 1 * ldc, overwrite), x11 = Ld512(c0 + 1 * ldc + 16, overwrite);
+            Vector512<float> x20 = Ld512(c0 + 2 * ldc, overwrite), x21 = Ld512(c0 + 2 * ldc + 16, overwrite);
+            Vector512<float> x30 = Ld512(c0 + 3 * ldc, overwrite), x31 = Ld512(c0 + 3 * ldc + 16, overwrite);
+            Vector512<float> x40 = Ld512(c0 + 4 * ldc, overwrite), x41 = Ld512(c0 + 4 * ldc + 16, overwrite);
+            Vector512<float> x50 = Ld512(c0 + 5 * ldc, overwrite), x51 = Ld512(c0 + 5 * ldc + 16, overwrite);
+            Vector512<float> x60 = Ld512(c0 + 6 * ldc, overwrite), x61 = Ld512(c0 + 6 * ldc + 16, overwrite);
+            Vector512<float> x70 = Ld512(c0 + 7 * ldc, overwrite), x71 = Ld512(c0 + 7 * ldc + 16, overwrite);
             float* ap = a + i * ars;
             for (int p = 0; p < kd; p++)
             {
@@ -90,10 +96,10 @@ internal static unsafe class HstuAttentionMicroKernels
         for (; i + 4 <= m; i += 4)
         {
             float* c0 = c + i * ldc;
-            Vector512<float> x00 = Vector512.Load(c0 + 0 * ldc), x01 = Vector512.Load(c0 + 0 * ldc + 16);
-            Vector512<float> x10 = Vector512.Load(c0 + 1 * ldc), x11 = Vector512.Load(c0 + 1 * ldc + 16);
-            Vector512<float> x20 = Vector512.Load(c0 + 2 * ldc), x21 = Vector512.Load(c0 + 2 * ldc + 16);
-            Vector512<float> x30 = Vector512.Load(c0 + 3 * ldc), x31 = Vector512.Load(c0 + 3 * ldc + 16);
+            Vector512<float> x00 = Ld512(c0 + 0 * ldc, overwrite), x01 = Ld512(c0 + 0 * ldc + 16, overwrite);
+            Vector512<float> x10 = Ld512(c0 + 1 * ldc, overwrite), x11 = Ld512(c0 + 1 * ldc + 16, overwrite);
+            Vector512<float> x20 = Ld512(c0 + 2 * ldc, overwrite), x21 = Ld512(c0 + 2 * ldc + 16, overwrite);
+            Vector512<float> x30 = Ld512(c0 + 3 * ldc, overwrite), x31 = Ld512(c0 + 3 * ldc + 16, overwrite);
             float* ap = a + i * ars;
             for (int p = 0; p < kd; p++)
             {
@@ -117,7 +123,7 @@ internal static unsafe class HstuAttentionMicroKernels
         for (; i + 1 <= m; i += 1)
         {
             float* c0 = c + i * ldc;
-            Vector512<float> x00 = Vector512.Load(c0 + 0 * ldc), x01 = Vector512.Load(c0 + 0 * ldc + 16);
+            Vector512<float> x00 = Ld512(c0 + 0 * ldc, overwrite), x01 = Ld512(c0 + 0 * ldc + 16, overwrite);
             float* ap = a + i * ars;
             for (int p = 0; p < kd; p++)
             {
@@ -132,13 +138,13 @@ internal static unsafe class HstuAttentionMicroKernels
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Cols512x1(int m, int kd, float* a, nint ars, nint acs, float* b, nint ldb, float* c, nint ldc)
+    private static void Cols512x1(int m, int kd, float* a, nint ars, nint acs, float* b, nint ldb, float* c, nint ldc, bool overwrite)
     {
         int i = 0;
         for (; i + 4 <= m; i += 4)
         {
             float* c0 = c + i * ldc, c1 = c0 + ldc, c2 = c1 + ldc, c3 = c2 + ldc;
-            Vector512<float> x0 = Vector512.Load(c0), x1 = Vector512.Load(c1), x2 = Vector512.Load(c2), x3 = Vector512.Load(c3);
+            Vector512<float> x0 = Ld512(c0, overwrite), x1 = Ld512(c1, overwrite), x2 = Ld512(c2, overwrite), x3 = Ld512(c3, overwrite);
             float* ap = a + i * ars;
             for (int p = 0; p < kd; p++)
             {
@@ -154,7 +160,7 @@ internal static unsafe class HstuAttentionMicroKernels
         for (; i < m; i++)
         {
             float* c0 = c + i * ldc;
-            Vector512<float> x0 = Vector512.Load(c0);
+            Vector512<float> x0 = Ld512(c0, overwrite);
             float* ap = a + i * ars;
             for (int p = 0; p < kd; p++) x0 = Vector512.FusedMultiplyAdd(Vector512.Create(ap[p * acs]), Vector512.Load(b + p * ldb), x0);
             x0.Store(c0);
@@ -162,16 +168,16 @@ internal static unsafe class HstuAttentionMicroKernels
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Cols256x2(int m, int kd, float* a, nint ars, nint acs, float* b, nint ldb, float* c, nint ldc)
+    private static void Cols256x2(int m, int kd, float* a, nint ars, nint acs, float* b, nint ldb, float* c, nint ldc, bool overwrite)
     {
         int i = 0;
         for (; i + 4 <= m; i += 4)
         {
             float* c0 = c + i * ldc, c1 = c0 + ldc, c2 = c1 + ldc, c3 = c2 + ldc;
-            Vector256<float> x00 = Vector256.Load(c0), x01 = Vector256.Load(c0 + 8);
-            Vector256<float> x10 = Vector256.Load(c1), x11 = Vector256.Load(c1 + 8);
-            Vector256<float> x20 = Vector256.Load(c2), x21 = Vector256.Load(c2 + 8);
-            Vector256<float> x30 = Vector256.Load(c3), x31 = Vector256.Load(c3 + 8);
+            Vector256<float> x00 = Ld256(c0, overwrite), x01 = Ld256(c0 + 8, overwrite);
+            Vector256<float> x10 = Ld256(c1, overwrite), x11 = Ld256(c1 + 8, overwrite);
+            Vector256<float> x20 = Ld256(c2, overwrite), x21 = Ld256(c2 + 8, overwrite);
+            Vector256<float> x30 = Ld256(c3, overwrite), x31 = Ld256(c3 + 8, overwrite);
             float* ap = a + i * ars;
             for (int p = 0; p < kd; p++)
             {
@@ -193,7 +199,7 @@ internal static unsafe class HstuAttentionMicroKernels
         for (; i < m; i++)
         {
             float* c0 = c + i * ldc;
-            Vector256<float> x00 = Vector256.Load(c0), x01 = Vector256.Load(c0 + 8);
+            Vector256<float> x00 = Ld256(c0, overwrite), x01 = Ld256(c0 + 8, overwrite);
             float* ap = a + i * ars;
             for (int p = 0; p < kd; p++)
             {
@@ -207,12 +213,12 @@ internal static unsafe class HstuAttentionMicroKernels
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Cols256x1(int m, int kd, float* a, nint ars, nint acs, float* b, nint ldb, float* c, nint ldc)
+    private static void Cols256x1(int m, int kd, float* a, nint ars, nint acs, float* b, nint ldb, float* c, nint ldc, bool overwrite)
     {
         for (int i = 0; i < m; i++)
         {
             float* c0 = c + i * ldc;
-            Vector256<float> x0 = Vector256.Load(c0);
+            Vector256<float> x0 = Ld256(c0, overwrite);
             float* ap = a + i * ars;
             for (int p = 0; p < kd; p++) x0 = Vector256.FusedMultiplyAdd(Vector256.Create(ap[p * acs]), Vector256.Load(b + p * ldb), x0);
             x0.Store(c0);
@@ -282,4 +288,10 @@ internal static unsafe class HstuAttentionMicroKernels
             d[j] = da[j] * g * (1f + x * (1f - g)) * invN;
         }
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Ld512(float* p, bool overwrite) => overwrite ? Vector512<float>.Zero : Vector512.Load(p);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Ld256(float* p, bool overwrite) => overwrite ? Vector256<float>.Zero : Vector256.Load(p);
 }
