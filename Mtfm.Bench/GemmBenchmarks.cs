@@ -21,6 +21,9 @@ public unsafe class GemmBenchmarks
 {
     private float* _a, _b, _bt, _c;
     private CpuWorkerPool _pool = null!;
+#if MTFM_TORCHSHARP
+    private TorchSharp.torch.Tensor _ta = null!, _tb = null!;
+#endif
 
     /// <summary>Problem sizes.</summary>
     public static IEnumerable<GemmShape> Shapes => GemmShape.All;
@@ -43,6 +46,14 @@ public unsafe class GemmBenchmarks
         _bt = GemmQuick.Alloc((long)s.K * s.N);
         _c = GemmQuick.Alloc((long)s.M * s.N);
         _pool = new CpuWorkerPool(Threads);
+#if MTFM_TORCHSHARP
+        GemmTorchSharpPatch.Apply();
+        TorchSharp.torch.set_num_threads(Threads);
+        // Same shapes and storage orders as the CpuGemm call: a transposed operand is a transposed view (mm passes it to
+        // BLAS as a transpose flag).
+        _ta = s.TransA ? TorchSharp.torch.randn(s.K, s.M).t() : TorchSharp.torch.randn(s.M, s.K);
+        _tb = s.TransB ? TorchSharp.torch.randn(s.N, s.K).t() : TorchSharp.torch.randn(s.K, s.N);
+#endif
     }
 
     /// <summary>Frees the operands.</summary>
@@ -60,6 +71,15 @@ public unsafe class GemmBenchmarks
         var s = Shape;
         CpuGemm.Sgemm(_pool, s.TransA, s.TransB, s.M, s.N, s.K, 1f, _a, s.TransA ? s.M : s.K, _b, s.TransB ? s.K : s.N, 0f, _c, s.N);
     }
+
+#if MTFM_TORCHSHARP
+    /// <summary>Peer: TorchSharp-cpu 0.107.0 (LibTorch 2.10 CPU) <c>torch.mm</c> at the same thread count.</summary>
+    [Benchmark]
+    public void TorchSharpMm()
+    {
+        using var c = TorchSharp.torch.mm(_ta, _tb);
+    }
+#endif
 
     /// <summary>Baseline: C[i,j] = TensorPrimitives.Dot(A[i,:], Bᵀ[j,:]), rows of C split over the pool.</summary>
     [Benchmark(Baseline = true)]
@@ -93,7 +113,12 @@ public sealed class GemmBenchConfig : ManualConfig
     /// <summary>Creates the config.</summary>
     public GemmBenchConfig()
     {
+#if MTFM_TORCHSHARP
+        // BenchmarkDotNet rebuilds the benchmark in a generated project; pass the opt-in switch on to it.
+        AddJob(Job.ShortRun.WithArguments([new BenchmarkDotNet.Jobs.MsBuildArgument("/p:MtfmTorchSharp=true")]));
+#else
         AddJob(Job.ShortRun);
+#endif
         AddColumn(StatisticColumn.Min, new GflopsColumn(best: false), new GflopsColumn(best: true));
     }
 }

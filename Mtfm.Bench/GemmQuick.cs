@@ -16,6 +16,10 @@ internal static unsafe class GemmQuick
         var isa = args.Length > 2 ? Enum.Parse<GemmIsa>(args[2], ignoreCase: true) : GemmIsaSupport.Best;
         using var pool = new CpuWorkerPool(threads);
         Console.WriteLine($"isa={isa} threads={threads}");
+#if MTFM_TORCHSHARP
+        GemmTorchSharpPatch.Apply();
+        TorchSharp.torch.set_num_threads(threads);
+#endif
         foreach (var s in GemmShape.All)
         {
             float* a = Alloc((long)s.M * s.K), b = Alloc((long)s.K * s.N), c = Alloc((long)s.M * s.N);
@@ -29,7 +33,22 @@ internal static unsafe class GemmQuick
                 CpuGemm.Sgemm(pool, isa, s.TransA, s.TransB, s.M, s.N, s.K, 1f, a, lda, b, ldb, 0f, c, s.N);
                 best = Math.Min(best, Stopwatch.GetElapsedTime(t0).TotalSeconds);
             }
-            Console.WriteLine($"{s.Name,-32} {s,-18} {flops / best / 1e9,8:F1} GFLOP/s  ({best * 1e3:F2} ms best of {reps})");
+            string peer = "";
+#if MTFM_TORCHSHARP
+            using (var ta = s.TransA ? TorchSharp.torch.randn(s.K, s.M).t() : TorchSharp.torch.randn(s.M, s.K))
+            using (var tb = s.TransB ? TorchSharp.torch.randn(s.N, s.K).t() : TorchSharp.torch.randn(s.K, s.N))
+            {
+                double bestTorch = double.MaxValue;
+                for (int r = 0; r < reps + 1; r++)
+                {
+                    long t0 = Stopwatch.GetTimestamp();
+                    using var tc = TorchSharp.torch.mm(ta, tb);
+                    if (r > 0) bestTorch = Math.Min(bestTorch, Stopwatch.GetElapsedTime(t0).TotalSeconds);
+                }
+                peer = $"  torch.mm {flops / bestTorch / 1e9,8:F1} GFLOP/s  (CpuGemm/torch = {bestTorch / best:F2}x)";
+            }
+#endif
+            Console.WriteLine($"{s.Name,-32} {s,-18} {flops / best / 1e9,8:F1} GFLOP/s  ({best * 1e3:F2} ms best of {reps}){peer}");
             NativeMemory.AlignedFree(a); NativeMemory.AlignedFree(b); NativeMemory.AlignedFree(c);
         }
     }

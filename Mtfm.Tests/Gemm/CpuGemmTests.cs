@@ -23,8 +23,8 @@ public sealed unsafe class CpuGemmTests : IDisposable
         { 25, 2100, 12 },  // several NC blocks, parallel split over columns
         { 77, 13, 40 },    // narrow C: the tall, narrow AVX-512 tile
         { 530, 16, 70 },   // narrow C, several MC blocks, parallel
-        { 2000, 5, 40 },   // direct dot form (few columns), parallel over rows
-        { 2, 3000, 60 },   // direct path with few rows, parallel over column strips
+        { 3000, 5, 40 },   // direct dot form (few columns), parallel over rows
+        { 2, 5000, 60 },   // direct path with few rows, parallel over column strips
     };
 
     [Theory]
@@ -98,7 +98,7 @@ public sealed unsafe class CpuGemmTests : IDisposable
     [InlineData(530, 16, 70)]
     [InlineData(200, 11, 1100)]
     [InlineData(4000, 3, 90)]
-    [InlineData(2, 3000, 70)]
+    [InlineData(2, 5000, 70)]
     public void ResultIsBitIdenticalForOneAndTwoThreads(int m, int n, int k)
     {
         using var pool3 = new CpuWorkerPool(3);
@@ -129,6 +129,34 @@ public sealed unsafe class CpuGemmTests : IDisposable
                 }
             }
         }
+    }
+
+    [Theory]
+    [InlineData(1, 1, 1, false, 1, (int)(CpuGemm.GemmPath.DirectDot))]
+    [InlineData(13, 17, 19, false, 2, (int)(CpuGemm.GemmPath.DirectAxpy))]
+    [InlineData(17, 33, 65, false, 2, (int)(CpuGemm.GemmPath.Packed))]
+    [InlineData(3, 5, 7, true, 2, (int)(CpuGemm.GemmPath.DirectDot))]
+    [InlineData(5, 7, 0, false, 2, (int)(CpuGemm.GemmPath.ScaleOnly))]
+    [InlineData(0, 7, 3, false, 2, (int)(CpuGemm.GemmPath.None))]
+    [InlineData(129, 257, 31, false, 1, (int)(CpuGemm.GemmPath.Packed))]
+    [InlineData(129, 257, 31, false, 2, (int)(CpuGemm.GemmPath.PackedColumns))]
+    [InlineData(300, 40, 70, false, 2, (int)(CpuGemm.GemmPath.PackedRows))]
+    [InlineData(25, 2100, 12, false, 2, (int)(CpuGemm.GemmPath.PackedColumns))]
+    [InlineData(530, 16, 70, false, 2, (int)(CpuGemm.GemmPath.PackedRows))]
+    [InlineData(1000, 300, 513, false, 2, (int)(CpuGemm.GemmPath.PackedRows))]
+    [InlineData(3000, 5, 40, false, 2, (int)(CpuGemm.GemmPath.DirectDot | CpuGemm.GemmPath.Rows))]
+    [InlineData(4000, 3, 90, false, 2, (int)(CpuGemm.GemmPath.DirectDot | CpuGemm.GemmPath.Rows))]
+    [InlineData(2, 5000, 60, false, 2, (int)(CpuGemm.GemmPath.DirectAxpy | CpuGemm.GemmPath.Columns))]
+    [InlineData(2, 5000, 70, true, 2, (int)(CpuGemm.GemmPath.DirectDot | CpuGemm.GemmPath.Columns))]
+    [InlineData(3, 500, 700, false, 2, (int)(CpuGemm.GemmPath.DirectAxpy | CpuGemm.GemmPath.Columns))]
+    public void SizesUsedInTheseTestsTakeTheIntendedPath(int m, int n, int k, bool transB, int threads, int expected)
+    {
+        using var pool = new CpuWorkerPool(threads);
+        var a = new float[Math.Max(1, m * k)];
+        var b = new float[Math.Max(1, k * n)];
+        var c = new float[Math.Max(1, m * n)];
+        GemmReference.Run(pool, GemmIsaSupport.Best, false, transB, m, n, k, 1f, a, k, b, transB ? k : n, 0f, c, n);
+        Assert.Equal((CpuGemm.GemmPath)expected, CpuGemm.LastPath);
     }
 
     [Fact]

@@ -9,7 +9,10 @@ namespace Mtfm.Engine.Backends.Cpu;
 internal static unsafe class CpuGemm
 {
     /// <summary>Below this many multiply-adds (m·n·k) a problem stays on one thread.</summary>
-    private const long ParallelMinWork = 1L << 17;
+    private const long ParallelMinWork = 1L << 18;
+
+    /// <summary>The path the calling thread's last SGEMM took (lets tests check which code they covered).</summary>
+    [ThreadStatic] internal static GemmPath LastPath;
 
     /// <summary>
     /// Row-major SGEMM, parallel over <paramref name="pool"/> when given. op(A) is [m,k], op(B) is [k,n], C is [m,n]. With <paramref name="transA"/>, A is stored [k,m]
@@ -96,9 +99,11 @@ internal static unsafe class CpuGemm
     private static void Run(CpuWorkerPool? pool, GemmIsa isa, bool transA, bool transB, int m, int n, int k, float alpha,
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
     {
+        LastPath = GemmPath.None;
         if (m == 0 || n == 0) return;
         if (k == 0 || alpha == 0f)
         {
+            LastPath = GemmPath.ScaleOnly;
             ScaleC(m, n, beta, c, ldc);
             return;
         }
@@ -113,6 +118,7 @@ internal static unsafe class CpuGemm
         var bl = GemmBlocking.For(isa, n);
         if (!parallel)
         {
+            LastPath = GemmPath.Packed;
             Packed(in bl, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
             return;
         }
@@ -128,6 +134,7 @@ internal static unsafe class CpuGemm
         int units = ((splitRows ? m : n) + unit - 1) / unit;
         long workPerUnit = (long)unit * (splitRows ? n : m) * k;
         int minUnits = (int)Math.Clamp(ParallelMinWork / Math.Max(1, workPerUnit), 1, units);
+        LastPath = splitRows ? GemmPath.PackedRows : GemmPath.PackedColumns;
         pool!.For(units, minUnits, ref split);
     }
 
@@ -170,6 +177,7 @@ internal static unsafe class CpuGemm
         int threads = pool?.ThreadCount ?? 1;
         body.SplitRows = m >= 4 * threads || m >= n;
         int units = body.SplitRows ? m : (n + DirectStrip - 1) / DirectStrip;
+        LastPath = (body.DotForm ? GemmPath.DirectDot : GemmPath.DirectAxpy) | (!parallel ? 0 : body.SplitRows ? GemmPath.Rows : GemmPath.Columns);
         if (!parallel)
         {
             body.Run(0, units);
@@ -236,6 +244,30 @@ internal static unsafe class CpuGemm
                 }
             }
         }
+    }
+
+    /// <summary>Which algorithm and which parallel split one SGEMM call used.</summary>
+    [Flags]
+    internal enum GemmPath
+    {
+        /// <summary>Nothing ran (empty C).</summary>
+        None = 0,
+        /// <summary>Only C = beta·C (k = 0 or alpha = 0).</summary>
+        ScaleOnly = 1,
+        /// <summary>Direct axpy form.</summary>
+        DirectAxpy = 2,
+        /// <summary>Direct dot form.</summary>
+        DirectDot = 4,
+        /// <summary>Packed micro-kernel algorithm.</summary>
+        Packed = 8,
+        /// <summary>Split over rows of C across the pool.</summary>
+        Rows = 16,
+        /// <summary>Split over columns of C across the pool.</summary>
+        Columns = 32,
+        /// <summary>Packed, split over rows.</summary>
+        PackedRows = Packed | Rows,
+        /// <summary>Packed, split over columns.</summary>
+        PackedColumns = Packed | Columns,
     }
 
     private struct SplitBody : IRangeBody
