@@ -74,6 +74,15 @@ internal static class CudaLibraries
         return r.Handle;
     }
 
+    /// <summary>Like <see cref="Require(CudaLibrary)"/> with an explicit environment lookup, without caching (tests).</summary>
+    internal static nint Require(CudaLibrary lib, Func<string, string?> env)
+    {
+        var r = TryLoad(lib, env);
+        if (r.Handle == 0)
+            throw new CudaNotAvailableException(r.Error ?? $"{lib} could not be loaded");
+        return r.Handle;
+    }
+
     /// <summary>True when <paramref name="lib"/> can be loaded; otherwise <paramref name="reason"/> says why.</summary>
     internal static bool TryRequire(CudaLibrary lib, out string reason)
     {
