@@ -7,6 +7,8 @@
 #include <numeric>
 
 #include "harness.h"
+#include <array>
+#include "attention_tests.h"
 
 using namespace harness;
 using ll = long long;
@@ -286,5 +288,6 @@ int main(int argc, char** argv) {
     test_group_layernorm(rng);
     test_bce(rng);
     test_adam(rng);
+    attn_test::test_attention(rng);
     return finish("mtfm_kernel_tests");
 }
