@@ -244,6 +244,55 @@ internal sealed class CudaOps(ICudaDriver driver)
         Driver.Launch(K("adamw.cu", "mtfm_adam_sparse_rows"), Grid((long)numRows * dim), Threads, 0, stream, ref a);
     }
 
+    // ---- hstu_attention.cu -------------------------------------------------------------------------
+
+    /// <summary>Dynamic shared memory of the attention kernel for a tile size.</summary>
+    public static int HstuAttentionSharedBytes(int tileSize, int dqk, int dv) =>
+        4 * (2 * tileSize * dqk + 2 * tileSize * dv + 2 * tileSize * tileSize);
+
+    /// <summary>The largest tile (32, 16, 8, … 1) whose shared memory fits the default 48 KiB per block.</summary>
+    public static int HstuAttentionTileSize(int dqk, int dv)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(dqk);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(dv);
+        for (var t = 32; t >= 1; t /= 2)
+            if (HstuAttentionSharedBytes(t, dqk, dv) <= 48 * 1024)
+                return t;
+        throw new NotSupportedException($"head widths dqk={dqk}, dv={dv} need more than 48 KiB of shared memory per block");
+    }
+
+    /// <summary>
+    /// Fused jagged HSTU attention forward (full layer when queryTokens = 0, target layer otherwise). q [numQueries,
+    /// h, dqk]; k [tokens, g, dqk]; v [tokens, g, dv]; output [numQueries, h, dv]; rab [h, 2·numBuckets − 1] or 0;
+    /// kinds [tokens] (0 H, 1 R, 2 T); times [tokens] (int64 seconds); tiles: the uploaded
+    /// <see cref="HstuAttentionPlan.Tiles"/> of a plan built with <see cref="HstuAttentionTileSize"/>.
+    /// </summary>
+    public void HstuAttentionForward(ulong q, ulong k, ulong v, ulong rab, ulong kinds, ulong times, ulong queryTokens,
+        ulong tiles, HstuAttentionPlan plan, ulong output, int numHeads, int numKvHeads, int dqk, int dv,
+        int numBuckets, long timeUnitSeconds, float alpha, nint stream)
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(numHeads);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(numKvHeads);
+        if (numHeads % numKvHeads != 0)
+            throw new ArgumentException($"numKvHeads {numKvHeads} must divide numHeads {numHeads}", nameof(numKvHeads));
+        if (numBuckets < 2)
+            throw new ArgumentOutOfRangeException(nameof(numBuckets), numBuckets, "must be at least 2");
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(timeUnitSeconds);
+        if (plan.TileSize != HstuAttentionTileSize(dqk, dv))
+            throw new ArgumentException($"plan tile size {plan.TileSize} differs from {HstuAttentionTileSize(dqk, dv)} for dqk={dqk}, dv={dv}", nameof(plan));
+        if (plan.NumTiles == 0)
+            return;
+        var t = plan.TileSize;
+        var a = new CudaKernelArgs();
+        a.Ptr(q); a.Ptr(k); a.Ptr(v); a.Ptr(rab); a.Ptr(kinds); a.Ptr(times); a.Ptr(queryTokens); a.Ptr(tiles);
+        a.I32(plan.NumTiles); a.Ptr(output); a.I32(numHeads); a.I32(numKvHeads); a.I32(dqk); a.I32(dv);
+        a.I32(numBuckets); a.I64(timeUnitSeconds); a.F32(alpha); a.I32(t); a.I32(t);
+        Driver.Launch(K("hstu_attention.cu", "mtfm_hstu_attention_fwd"),
+            new Dim3((uint)Math.Min(plan.NumTiles, 1 << 20), (uint)numHeads), 128,
+            (uint)HstuAttentionSharedBytes(t, dqk, dv), stream, ref a);
+    }
+
     /// <summary>1 − beta^step in single precision (what the kernels expect).</summary>
     public static float BiasCorrection(float beta, long step) => (float)(1.0 - Math.Pow(beta, step));
 }
