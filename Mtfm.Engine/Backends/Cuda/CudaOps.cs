@@ -293,6 +293,86 @@ internal sealed class CudaOps(ICudaDriver driver)
             (uint)HstuAttentionSharedBytes(t, dqk, dv), stream, ref a);
     }
 
+    /// <summary>Dynamic shared memory of the backward kernels (the larger of dQ and dK/dV) for a tile size.</summary>
+    public static int HstuAttentionBackwardSharedBytes(int tileSize, int dqk, int dv) =>
+        4 * Math.Max(2 * tileSize * dqk + tileSize * dqk + tileSize * dv + tileSize * dv + 2 * tileSize * tileSize,
+            2 * tileSize * dqk + 2 * tileSize * dv + tileSize * dqk + tileSize * dv + 3 * tileSize * tileSize);
+
+    /// <summary>The largest backward tile (32, 16, … 1) whose shared memory fits 48 KiB per block.</summary>
+    public static int HstuAttentionBackwardTileSize(int dqk, int dv)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(dqk);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(dv);
+        for (var t = 32; t >= 1; t /= 2)
+            if (HstuAttentionBackwardSharedBytes(t, dqk, dv) <= 48 * 1024)
+                return t;
+        throw new NotSupportedException($"head widths dqk={dqk}, dv={dv} need more than 48 KiB of shared memory per block");
+    }
+
+    /// <summary>
+    /// Backward of <see cref="HstuAttentionForward"/>: writes dq [numQueries, h, dqk], dk [tokens, g, dqk],
+    /// dv [tokens, g, dv] and, when drab ≠ 0, drab [h, 2·numBuckets − 1] (+)= its gradient. Scratch (device):
+    /// counts [numQueries] floats and, for drab, rabPartials [plan.NumTiles · h · (2·numBuckets − 1)] floats.
+    /// tiles/keyTiles: the uploaded <see cref="HstuAttentionPlan.Tiles"/>/<see cref="HstuAttentionPlan.KeyTiles"/>
+    /// of a plan built with <see cref="HstuAttentionBackwardTileSize"/>. Deterministic.
+    /// </summary>
+    public void HstuAttentionBackward(ulong q, ulong k, ulong v, ulong rab, ulong kinds, ulong times,
+        ulong queryTokens, ulong tiles, ulong keyTiles, HstuAttentionPlan plan, ulong dout, ulong dq, ulong dk,
+        ulong dv, ulong drab, bool accumulateRab, ulong counts, ulong rabPartials, int numHeads, int numKvHeads,
+        int dqk, int dvWidth, int numBuckets, long timeUnitSeconds, float alpha, nint stream)
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(numHeads);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(numKvHeads);
+        if (numHeads % numKvHeads != 0)
+            throw new ArgumentException($"numKvHeads {numKvHeads} must divide numHeads {numHeads}", nameof(numKvHeads));
+        if (numBuckets is < 2 or > 64)
+            throw new ArgumentOutOfRangeException(nameof(numBuckets), numBuckets, "must be in [2, 64]");
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(timeUnitSeconds);
+        var t = HstuAttentionBackwardTileSize(dqk, dvWidth);
+        if (plan.TileSize != t)
+            throw new ArgumentException($"plan tile size {plan.TileSize} differs from {t} for dqk={dqk}, dv={dvWidth}", nameof(plan));
+        if (drab != 0 && rabPartials == 0)
+            throw new ArgumentException("rabPartials scratch is required when drab is requested", nameof(rabPartials));
+        var shared = (uint)HstuAttentionBackwardSharedBytes(t, dqk, dvWidth);
+        var nb2 = 2 * numBuckets - 1;
+        if (plan.NumTiles > 0)
+        {
+            var c = new CudaKernelArgs();
+            c.Ptr(kinds); c.Ptr(times); c.Ptr(queryTokens); c.Ptr(tiles); c.I32(plan.NumTiles); c.Ptr(counts);
+            Driver.Launch(K("hstu_attention_bwd.cu", "mtfm_hstu_attention_counts"), (uint)Math.Min(plan.NumTiles, 1 << 20),
+                32, 0, stream, ref c);
+            var a = new CudaKernelArgs();
+            a.Ptr(q); a.Ptr(k); a.Ptr(v); a.Ptr(rab); a.Ptr(kinds); a.Ptr(times); a.Ptr(queryTokens); a.Ptr(tiles);
+            a.I32(plan.NumTiles); a.Ptr(counts); a.Ptr(dout); a.Ptr(dq); a.Ptr(drab != 0 ? rabPartials : 0);
+            a.I32(numHeads); a.I32(numKvHeads); a.I32(dqk); a.I32(dvWidth); a.I32(numBuckets); a.I64(timeUnitSeconds);
+            a.F32(alpha); a.I32(t); a.I32(t);
+            Driver.Launch(K("hstu_attention_bwd.cu", "mtfm_hstu_attention_bwd_dq"),
+                new Dim3((uint)Math.Min(plan.NumTiles, 1 << 20), (uint)numHeads), 128, shared, stream, ref a);
+            if (drab != 0)
+            {
+                var r = new CudaKernelArgs();
+                r.Ptr(rabPartials); r.I32(plan.NumTiles); r.I32(numHeads); r.I32(nb2); r.Ptr(drab); r.I32(accumulateRab ? 1 : 0);
+                Driver.Launch(K("hstu_attention_bwd.cu", "mtfm_hstu_attention_rab_reduce"),
+                    (uint)((numHeads * nb2 + 127) / 128), 128, 0, stream, ref r);
+            }
+        }
+        else if (drab != 0 && !accumulateRab)
+        {
+            Driver.MemsetD32Async(drab, 0, (long)numHeads * nb2, stream);
+        }
+        if (plan.NumKeyTiles > 0)
+        {
+            var a = new CudaKernelArgs();
+            a.Ptr(q); a.Ptr(k); a.Ptr(v); a.Ptr(rab); a.Ptr(kinds); a.Ptr(times); a.Ptr(queryTokens); a.Ptr(keyTiles);
+            a.I32(plan.NumKeyTiles); a.Ptr(counts); a.Ptr(dout); a.Ptr(dk); a.Ptr(dv);
+            a.I32(numHeads); a.I32(numKvHeads); a.I32(dqk); a.I32(dvWidth); a.I32(numBuckets); a.I64(timeUnitSeconds);
+            a.F32(alpha); a.I32(t); a.I32(t);
+            Driver.Launch(K("hstu_attention_bwd.cu", "mtfm_hstu_attention_bwd_dkv"),
+                new Dim3((uint)Math.Min(plan.NumKeyTiles, 1 << 20), (uint)numKvHeads), 128, shared, stream, ref a);
+        }
+    }
+
     /// <summary>1 − beta^step in single precision (what the kernels expect).</summary>
     public static float BiasCorrection(float beta, long step) => (float)(1.0 - Math.Pow(beta, step));
 }

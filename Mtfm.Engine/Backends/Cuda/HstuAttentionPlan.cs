@@ -7,12 +7,21 @@ namespace Mtfm.Engine.Backends.Cuda;
 /// </summary>
 internal sealed class HstuAttentionPlan
 {
-    private HstuAttentionPlan(int[] tiles, int numQueries, int tileSize)
+    private HstuAttentionPlan(int[] tiles, int[] keyTiles, int numQueries, int tileSize)
     {
         Tiles = tiles;
+        KeyTiles = keyTiles;
         NumQueries = numQueries;
         TileSize = tileSize;
     }
+
+    /// <summary>
+    /// For the backward dK/dV kernel: [NumKeyTiles, 4] = (first key token, end key token, first query row, end query
+    /// row of the key's instance). Every token is in exactly one key tile (instances without queries included).
+    /// </summary>
+    public int[] KeyTiles { get; }
+
+    public int NumKeyTiles => KeyTiles.Length / 4;
 
     /// <summary>[NumTiles, 4] = (first query row, end query row, first key token, end key token).</summary>
     public int[] Tiles { get; }
@@ -65,6 +74,21 @@ internal sealed class HstuAttentionPlan
             tiles.Add(offsets[instance + 1]);
             r = end;
         }
-        return new HstuAttentionPlan([.. tiles], numQueries, tileSize);
+        var keyTiles = new List<int>();
+        var row = 0;
+        for (var b = 0; b + 1 < offsets.Length; b++)
+        {
+            var qb = row;
+            while (row < numQueries && (queryTokens?[row] ?? row) < offsets[b + 1])
+                row++;
+            for (var k0 = offsets[b]; k0 < offsets[b + 1]; k0 += tileSize)
+            {
+                keyTiles.Add(k0);
+                keyTiles.Add(Math.Min(k0 + tileSize, offsets[b + 1]));
+                keyTiles.Add(qb);
+                keyTiles.Add(row);
+            }
+        }
+        return new HstuAttentionPlan([.. tiles], [.. keyTiles], numQueries, tileSize);
     }
 }
