@@ -1,0 +1,87 @@
+using System.Runtime.InteropServices;
+
+namespace Mtfm.Engine.Native;
+
+/// <summary>
+/// Checked wrapper over cuBLAS (column-major, like cuBLAS itself; <see cref="SgemmRowMajor"/> maps row-major
+/// operands). fp32 storage with fp32 compute (<c>CUBLAS_COMPUTE_32F</c>) through the Ex entry points.
+/// </summary>
+internal static unsafe class Cublas
+{
+    internal const int CUBLAS_OP_N = 0;
+    internal const int CUBLAS_OP_T = 1;
+    internal const int CUDA_R_32F = 0;
+    internal const int CUBLAS_COMPUTE_32F = 68;
+    internal const int CUBLAS_COMPUTE_32F_FAST_TF32 = 77;
+    internal const int CUBLAS_GEMM_DEFAULT = -1;
+
+    /// <summary>Throws <see cref="CudaNotAvailableException"/> when cuBLAS cannot be loaded.</summary>
+    internal static void EnsureAvailable() => CudaLibraries.Require(CudaLibrary.Cublas);
+
+    internal static string StatusString(int status)
+    {
+        try
+        {
+            var p = CublasBindings.cublasGetStatusString(status);
+            if (p != 0)
+                return Marshal.PtrToStringUTF8(p) ?? $"cublasStatus {status}";
+        }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+        {
+        }
+        return status switch
+        {
+            1 => "CUBLAS_STATUS_NOT_INITIALIZED",
+            3 => "CUBLAS_STATUS_ALLOC_FAILED",
+            7 => "CUBLAS_STATUS_INVALID_VALUE",
+            8 => "CUBLAS_STATUS_ARCH_MISMATCH",
+            11 => "CUBLAS_STATUS_MAPPING_ERROR",
+            13 => "CUBLAS_STATUS_EXECUTION_FAILED",
+            14 => "CUBLAS_STATUS_INTERNAL_ERROR",
+            15 => "CUBLAS_STATUS_NOT_SUPPORTED",
+            _ => $"cublasStatus {status}",
+        };
+    }
+
+    private static void Check(int status, string call)
+    {
+        if (status != 0)
+            throw new CudaException(call, status, StatusString(status));
+    }
+
+    internal static nint Create()
+    {
+        EnsureAvailable();
+        Check(CublasBindings.cublasCreate(out var h), "cublasCreate");
+        return h;
+    }
+
+    internal static void Destroy(nint handle) => Check(CublasBindings.cublasDestroy(handle), "cublasDestroy");
+
+    internal static void SetStream(nint handle, nint stream) =>
+        Check(CublasBindings.cublasSetStream(handle, stream), "cublasSetStream");
+
+    /// <summary>Column-major C = alpha op(A) op(B) + beta C in fp32 (the cublasSgemm equivalent, via cublasGemmEx).</summary>
+    internal static void Sgemm(nint handle, bool transA, bool transB, int m, int n, int k, float alpha, ulong a,
+        int lda, ulong b, int ldb, float beta, ulong c, int ldc) =>
+        Check(CublasBindings.cublasGemmEx(handle, transA ? CUBLAS_OP_T : CUBLAS_OP_N,
+            transB ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k, &alpha, a, CUDA_R_32F, lda, b, CUDA_R_32F, ldb, &beta, c,
+            CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT), "cublasGemmEx");
+
+    /// <summary>Column-major strided batched fp32 GEMM (cublasGemmStridedBatchedEx).</summary>
+    internal static void SgemmStridedBatched(nint handle, bool transA, bool transB, int m, int n, int k, float alpha,
+        ulong a, int lda, long strideA, ulong b, int ldb, long strideB, float beta, ulong c, int ldc, long strideC,
+        int batchCount) =>
+        Check(CublasBindings.cublasGemmStridedBatchedEx(handle, transA ? CUBLAS_OP_T : CUBLAS_OP_N,
+            transB ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k, &alpha, a, CUDA_R_32F, lda, strideA, b, CUDA_R_32F, ldb,
+            strideB, &beta, c, CUDA_R_32F, ldc, strideC, batchCount, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+            "cublasGemmStridedBatchedEx");
+
+    /// <summary>
+    /// Row-major C[m,n] = alpha op(A) op(B) + beta C (same contract as CpuGemm.Sgemm): computed as the column-major
+    /// product Cᵀ = op(B)ᵀ op(A)ᵀ, i.e. operands swapped.
+    /// </summary>
+    internal static void SgemmRowMajor(nint handle, bool transA, bool transB, int m, int n, int k, float alpha,
+        ulong a, int lda, ulong b, int ldb, float beta, ulong c, int ldc) =>
+        Sgemm(handle, transB, transA, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc);
+}

@@ -1,0 +1,378 @@
+namespace Mtfm.Engine.Backends.Cuda;
+
+/// <summary>
+/// Typed launchers for the kernels of <c>cuda/*.cu</c>: choose grid and block, validate sizes on the host, pack the
+/// arguments in the kernel's exact order. All pointers are device pointers (0 = null where a kernel allows it);
+/// every launch is asynchronous on <c>stream</c>. Zero-sized work launches nothing.
+/// </summary>
+internal sealed class CudaOps(ICudaDriver driver)
+{
+    private const int Threads = 256;
+    private const int MaxGrid = 4096;
+
+    /// <summary>Blocks (and so partial pairs) <see cref="BceForward"/> uses at most: size its partials buffer 2× this.</summary>
+    public const int BceMaxBlocks = 256;
+
+    public ICudaDriver Driver { get; } = driver;
+
+    private CudaKernel K(string file, string name) => Driver.GetKernel(file, name);
+
+    private static uint Grid(long work, int threads = Threads) =>
+        (uint)Math.Clamp((work + threads - 1) / threads, 1, MaxGrid);
+
+    private static uint RowThreads(int width) => (uint)Math.Clamp((width + 31) / 32 * 32, 32, 256);
+
+    private static void NonNegative(long value, string name)
+    {
+        if (value < 0)
+            throw new ArgumentOutOfRangeException(name, value, "must not be negative");
+    }
+
+    // ---- elementwise.cu ----------------------------------------------------------------------------
+
+    /// <summary>y = silu(x) over <paramref name="n"/> floats (y may equal x).</summary>
+    public void SiluForward(ulong x, ulong y, long n, nint stream)
+    {
+        NonNegative(n, nameof(n));
+        if (n == 0)
+            return;
+        var a = new CudaKernelArgs();
+        a.Ptr(x); a.Ptr(y); a.I64(n);
+        Driver.Launch(K("elementwise.cu", "mtfm_silu_fwd"), Grid(n), Threads, 0, stream, ref a);
+    }
+
+    /// <summary>dx = dy · silu'(x) (dx may equal dy).</summary>
+    public void SiluBackward(ulong x, ulong dy, ulong dx, long n, nint stream)
+    {
+        NonNegative(n, nameof(n));
+        if (n == 0)
+            return;
+        var a = new CudaKernelArgs();
+        a.Ptr(x); a.Ptr(dy); a.Ptr(dx); a.I64(n);
+        Driver.Launch(K("elementwise.cu", "mtfm_silu_bwd"), Grid(n), Threads, 0, stream, ref a);
+    }
+
+    /// <summary>y[r, c] = x[r, c] + bias[c] over a row-major [rows, cols] matrix (y may equal x).</summary>
+    public void BiasAdd(ulong x, ulong bias, ulong y, int rows, int cols, nint stream)
+    {
+        NonNegative(rows, nameof(rows));
+        NonNegative(cols, nameof(cols));
+        if ((long)rows * cols == 0)
+            return;
+        var a = new CudaKernelArgs();
+        a.Ptr(x); a.Ptr(bias); a.Ptr(y); a.I32(rows); a.I32(cols);
+        Driver.Launch(K("elementwise.cu", "mtfm_bias_add"), Grid((long)rows * cols), Threads, 0, stream, ref a);
+    }
+
+    /// <summary>dbias[c] (+)= Σ_r dy[r, c], deterministic.</summary>
+    public void BiasGrad(ulong dy, ulong dbias, int rows, int cols, bool accumulate, nint stream)
+    {
+        NonNegative(rows, nameof(rows));
+        NonNegative(cols, nameof(cols));
+        if (cols == 0)
+            return;
+        var a = new CudaKernelArgs();
+        a.Ptr(dy); a.Ptr(dbias); a.I32(rows); a.I32(cols); a.I32(accumulate ? 1 : 0);
+        Driver.Launch(K("elementwise.cu", "mtfm_bias_grad"), (uint)((cols + 127) / 128), 128, 0, stream, ref a);
+    }
+
+    // ---- embedding.cu ------------------------------------------------------------------------------
+
+    /// <summary>out[t, :] = table[ids[t], :]; ids must already be validated in [0, rows) on the host.</summary>
+    public void EmbeddingGather(ulong table, ulong ids, ulong output, int n, int dim, int rows, nint stream)
+    {
+        NonNegative(n, nameof(n));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(dim);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(rows);
+        if (n == 0)
+            return;
+        var a = new CudaKernelArgs();
+        a.Ptr(table); a.Ptr(ids); a.Ptr(output); a.I32(n); a.I32(dim); a.I32(rows);
+        Driver.Launch(K("embedding.cu", "mtfm_embedding_gather"), Grid((long)n * dim), Threads, 0, stream, ref a);
+    }
+
+    /// <summary>
+    /// gradRows[u, :] = Σ gradOut[order[j], :] for j in [segOffsets[u], segOffsets[u+1]) — token positions pre-sorted
+    /// by id, one segment per unique id (empty segments give zero rows). Deterministic.
+    /// </summary>
+    public void EmbeddingBackwardSegments(ulong gradOut, ulong order, ulong segOffsets, ulong gradRows, int numUnique,
+        int dim, nint stream)
+    {
+        NonNegative(numUnique, nameof(numUnique));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(dim);
+        if (numUnique == 0)
+            return;
+        var a = new CudaKernelArgs();
+        a.Ptr(gradOut); a.Ptr(order); a.Ptr(segOffsets); a.Ptr(gradRows); a.I32(numUnique); a.I32(dim);
+        Driver.Launch(K("embedding.cu", "mtfm_embedding_backward_segments"), (uint)Math.Min(numUnique, 65535),
+            RowThreads(dim), 0, stream, ref a);
+    }
+
+    /// <summary>tableGrad[uniqueIds[u], :] += gradRows[u, :] (ids unique).</summary>
+    public void EmbeddingScatterRows(ulong gradRows, ulong uniqueIds, ulong tableGrad, int numUnique, int dim, nint stream)
+    {
+        NonNegative(numUnique, nameof(numUnique));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(dim);
+        if (numUnique == 0)
+            return;
+        var a = new CudaKernelArgs();
+        a.Ptr(gradRows); a.Ptr(uniqueIds); a.Ptr(tableGrad); a.I32(numUnique); a.I32(dim);
+        Driver.Launch(K("embedding.cu", "mtfm_embedding_scatter_rows"), Grid((long)numUnique * dim), Threads, 0,
+            stream, ref a);
+    }
+
+    // ---- group_layernorm.cu ------------------------------------------------------------------------
+
+    /// <summary>
+    /// y = LN(x) · gamma[group] + beta[group] per token; gamma = 0 gives plain LayerNorm (group, beta ignored).
+    /// Saves mean and rstd [n] for the backward pass.
+    /// </summary>
+    public void GroupLayerNormForward(ulong x, ulong group, ulong gamma, ulong beta, ulong y, ulong mean, ulong rstd,
+        int n, int d, int numGroups, float eps, nint stream)
+    {
+        NonNegative(n, nameof(n));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(d);
+        if (gamma != 0)
+            ArgumentOutOfRangeException.ThrowIfNegativeOrZero(numGroups);
+        if (n == 0)
+            return;
+        var a = new CudaKernelArgs();
+        a.Ptr(x); a.Ptr(group); a.Ptr(gamma); a.Ptr(beta); a.Ptr(y); a.Ptr(mean); a.Ptr(rstd);
+        a.I32(n); a.I32(d); a.I32(numGroups); a.F32(eps);
+        Driver.Launch(K("group_layernorm.cu", "mtfm_group_layernorm_fwd"), (uint)Math.Min(n, 65535), RowThreads(d), 0,
+            stream, ref a);
+    }
+
+    /// <summary>dx (+)= LayerNorm backward for the input.</summary>
+    public void GroupLayerNormBackwardInput(ulong dy, ulong x, ulong group, ulong gamma, ulong mean, ulong rstd,
+        ulong dx, int n, int d, int numGroups, bool accumulate, nint stream)
+    {
+        NonNegative(n, nameof(n));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(d);
+        if (n == 0)
+            return;
+        var a = new CudaKernelArgs();
+        a.Ptr(dy); a.Ptr(x); a.Ptr(group); a.Ptr(gamma); a.Ptr(mean); a.Ptr(rstd); a.Ptr(dx);
+        a.I32(n); a.I32(d); a.I32(numGroups); a.I32(accumulate ? 1 : 0);
+        Driver.Launch(K("group_layernorm.cu", "mtfm_group_layernorm_bwd_x"), (uint)Math.Min(n, 65535), RowThreads(d),
+            0, stream, ref a);
+    }
+
+    /// <summary>
+    /// dgamma/dbeta [numGroups, d] (+)= per-group sums over tokens; tokens pre-sorted by group (tokenOrder [n],
+    /// groupOffsets [numGroups + 1]). Deterministic.
+    /// </summary>
+    public void GroupLayerNormBackwardParams(ulong dy, ulong x, ulong tokenOrder, ulong groupOffsets, ulong mean,
+        ulong rstd, ulong dgamma, ulong dbeta, int numGroups, int d, bool accumulate, nint stream)
+    {
+        NonNegative(numGroups, nameof(numGroups));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(d);
+        if (numGroups == 0)
+            return;
+        var a = new CudaKernelArgs();
+        a.Ptr(dy); a.Ptr(x); a.Ptr(tokenOrder); a.Ptr(groupOffsets); a.Ptr(mean); a.Ptr(rstd); a.Ptr(dgamma);
+        a.Ptr(dbeta); a.I32(numGroups); a.I32(d); a.I32(accumulate ? 1 : 0);
+        Driver.Launch(K("group_layernorm.cu", "mtfm_group_layernorm_bwd_params"),
+            new Dim3((uint)((d + 63) / 64), (uint)Math.Min(numGroups, 65535)), 64, 0, stream, ref a);
+    }
+
+    // ---- bce.cu ------------------------------------------------------------------------------------
+
+    /// <summary>
+    /// Masked BCE on logits, accumulated on the device: stats[0..1] = (loss sum, count) of this batch, added to
+    /// accum[0..1] when accum ≠ 0. partials must hold 2·<see cref="BceMaxBlocks"/> floats. mask = 0: all count.
+    /// </summary>
+    public void BceForward(ulong logits, ulong labels, ulong mask, int n, ulong partials, ulong stats, ulong accum,
+        nint stream)
+    {
+        NonNegative(n, nameof(n));
+        var blocks = (int)Math.Clamp((n + Threads - 1) / (long)Threads, 1, BceMaxBlocks);
+        var a = new CudaKernelArgs();
+        a.Ptr(logits); a.Ptr(labels); a.Ptr(mask); a.Ptr(partials); a.I32(n);
+        Driver.Launch(K("bce.cu", "mtfm_bce_fwd"), (uint)blocks, Threads, 0, stream, ref a);
+        var f = new CudaKernelArgs();
+        f.Ptr(partials); f.I32(blocks); f.Ptr(stats); f.Ptr(accum);
+        Driver.Launch(K("bce.cu", "mtfm_bce_finalize"), 1, Threads, 0, stream, ref f);
+    }
+
+    /// <summary>grad = weight · mask · (sigmoid(x) − y) / max(stats[1], 1), reading the count on the device.</summary>
+    public void BceBackward(ulong logits, ulong labels, ulong mask, ulong stats, ulong grad, int n, float weight,
+        nint stream)
+    {
+        NonNegative(n, nameof(n));
+        if (n == 0)
+            return;
+        var a = new CudaKernelArgs();
+        a.Ptr(logits); a.Ptr(labels); a.Ptr(mask); a.Ptr(stats); a.Ptr(grad); a.I32(n); a.F32(weight);
+        Driver.Launch(K("bce.cu", "mtfm_bce_bwd"), Grid(n), Threads, 0, stream, ref a);
+    }
+
+    // ---- adamw.cu ----------------------------------------------------------------------------------
+
+    /// <summary>
+    /// One AdamW step over many tensors. tensorTable: device array of numTensors × (param, grad, m, v) pointers;
+    /// offsets: device array of numTensors + 1 cumulative element counts (offsets[numTensors] = totalElements, also
+    /// given here for the grid size). step ≥ 1 gives the bias corrections. gradScale: device scalar or 0.
+    /// </summary>
+    public void AdamWMulti(ulong tensorTable, ulong offsets, int numTensors, long totalElements, float lr, float beta1,
+        float beta2, float eps, float weightDecay, long step, ulong gradScale, nint stream)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(numTensors);
+        NonNegative(totalElements, nameof(totalElements));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(step);
+        if (totalElements == 0)
+            return;
+        var a = new CudaKernelArgs();
+        a.Ptr(tensorTable); a.Ptr(offsets); a.I32(numTensors); a.F32(lr); a.F32(beta1); a.F32(beta2); a.F32(eps);
+        a.F32(weightDecay); a.F32(BiasCorrection(beta1, step)); a.F32(BiasCorrection(beta2, step)); a.Ptr(gradScale);
+        Driver.Launch(K("adamw.cu", "mtfm_adamw_multi"), Grid(totalElements), Threads, 0, stream, ref a);
+    }
+
+    /// <summary>Lazy Adam(W) on the rows rowIds (unique) of an embedding table [*, dim] with gradients gradRows [numRows, dim].</summary>
+    public void AdamSparseRows(ulong table, ulong m, ulong v, ulong rowIds, ulong gradRows, int numRows, int dim,
+        float lr, float beta1, float beta2, float eps, float weightDecay, long step, nint stream)
+    {
+        NonNegative(numRows, nameof(numRows));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(dim);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(step);
+        if (numRows == 0)
+            return;
+        var a = new CudaKernelArgs();
+        a.Ptr(table); a.Ptr(m); a.Ptr(v); a.Ptr(rowIds); a.Ptr(gradRows); a.I32(numRows); a.I32(dim);
+        a.F32(lr); a.F32(beta1); a.F32(beta2); a.F32(eps); a.F32(weightDecay);
+        a.F32(BiasCorrection(beta1, step)); a.F32(BiasCorrection(beta2, step));
+        Driver.Launch(K("adamw.cu", "mtfm_adam_sparse_rows"), Grid((long)numRows * dim), Threads, 0, stream, ref a);
+    }
+
+    // ---- hstu_attention.cu -------------------------------------------------------------------------
+
+    /// <summary>Dynamic shared memory of the attention kernel for a tile size.</summary>
+    public static int HstuAttentionSharedBytes(int tileSize, int dqk, int dv) =>
+        4 * (2 * tileSize * dqk + 2 * tileSize * dv + 2 * tileSize * tileSize);
+
+    /// <summary>The largest tile (32, 16, 8, … 1) whose shared memory fits the default 48 KiB per block.</summary>
+    public static int HstuAttentionTileSize(int dqk, int dv)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(dqk);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(dv);
+        for (var t = 32; t >= 1; t /= 2)
+            if (HstuAttentionSharedBytes(t, dqk, dv) <= 48 * 1024)
+                return t;
+        throw new NotSupportedException($"head widths dqk={dqk}, dv={dv} need more than 48 KiB of shared memory per block");
+    }
+
+    /// <summary>
+    /// Fused jagged HSTU attention forward (full layer when queryTokens = 0, target layer otherwise). q [numQueries,
+    /// h, dqk]; k [tokens, g, dqk]; v [tokens, g, dv]; output [numQueries, h, dv]; rab [h, 2·numBuckets − 1] or 0;
+    /// kinds [tokens] (0 H, 1 R, 2 T); times [tokens] (int64 seconds); tiles: the uploaded
+    /// <see cref="HstuAttentionPlan.Tiles"/> of a plan built with <see cref="HstuAttentionTileSize"/>.
+    /// </summary>
+    public void HstuAttentionForward(ulong q, ulong k, ulong v, ulong rab, ulong kinds, ulong times, ulong queryTokens,
+        ulong tiles, HstuAttentionPlan plan, ulong output, int numHeads, int numKvHeads, int dqk, int dv,
+        int numBuckets, long timeUnitSeconds, float alpha, nint stream)
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(numHeads);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(numKvHeads);
+        if (numHeads % numKvHeads != 0)
+            throw new ArgumentException($"numKvHeads {numKvHeads} must divide numHeads {numHeads}", nameof(numKvHeads));
+        if (numBuckets < 2)
+            throw new ArgumentOutOfRangeException(nameof(numBuckets), numBuckets, "must be at least 2");
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(timeUnitSeconds);
+        if (plan.TileSize != HstuAttentionTileSize(dqk, dv))
+            throw new ArgumentException($"plan tile size {plan.TileSize} differs from {HstuAttentionTileSize(dqk, dv)} for dqk={dqk}, dv={dv}", nameof(plan));
+        if (plan.NumTiles == 0)
+            return;
+        var t = plan.TileSize;
+        var a = new CudaKernelArgs();
+        a.Ptr(q); a.Ptr(k); a.Ptr(v); a.Ptr(rab); a.Ptr(kinds); a.Ptr(times); a.Ptr(queryTokens); a.Ptr(tiles);
+        a.I32(plan.NumTiles); a.Ptr(output); a.I32(numHeads); a.I32(numKvHeads); a.I32(dqk); a.I32(dv);
+        a.I32(numBuckets); a.I64(timeUnitSeconds); a.F32(alpha); a.I32(t); a.I32(t);
+        Driver.Launch(K("hstu_attention.cu", "mtfm_hstu_attention_fwd"),
+            new Dim3((uint)Math.Min(plan.NumTiles, 1 << 20), (uint)numHeads), 128,
+            (uint)HstuAttentionSharedBytes(t, dqk, dv), stream, ref a);
+    }
+
+    /// <summary>Dynamic shared memory of the backward kernels (the larger of dQ and dK/dV) for a tile size.</summary>
+    public static int HstuAttentionBackwardSharedBytes(int tileSize, int dqk, int dv) =>
+        4 * Math.Max(2 * tileSize * dqk + tileSize * dqk + tileSize * dv + tileSize * dv + 2 * tileSize * tileSize,
+            2 * tileSize * dqk + 2 * tileSize * dv + tileSize * dqk + tileSize * dv + 3 * tileSize * tileSize);
+
+    /// <summary>The largest backward tile (32, 16, … 1) whose shared memory fits 48 KiB per block.</summary>
+    public static int HstuAttentionBackwardTileSize(int dqk, int dv)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(dqk);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(dv);
+        for (var t = 32; t >= 1; t /= 2)
+            if (HstuAttentionBackwardSharedBytes(t, dqk, dv) <= 48 * 1024)
+                return t;
+        throw new NotSupportedException($"head widths dqk={dqk}, dv={dv} need more than 48 KiB of shared memory per block");
+    }
+
+    /// <summary>
+    /// Backward of <see cref="HstuAttentionForward"/>: writes dq [numQueries, h, dqk], dk [tokens, g, dqk],
+    /// dv [tokens, g, dv] and, when drab ≠ 0, drab [h, 2·numBuckets − 1] (+)= its gradient. Scratch (device):
+    /// counts [numQueries] floats and, for drab, rabPartials [plan.NumTiles · h · (2·numBuckets − 1)] floats.
+    /// tiles/keyTiles: the uploaded <see cref="HstuAttentionPlan.Tiles"/>/<see cref="HstuAttentionPlan.KeyTiles"/>
+    /// of a plan built with <see cref="HstuAttentionBackwardTileSize"/>. Deterministic.
+    /// </summary>
+    public void HstuAttentionBackward(ulong q, ulong k, ulong v, ulong rab, ulong kinds, ulong times,
+        ulong queryTokens, ulong tiles, ulong keyTiles, HstuAttentionPlan plan, ulong dout, ulong dq, ulong dk,
+        ulong dv, ulong drab, bool accumulateRab, ulong counts, ulong rabPartials, int numHeads, int numKvHeads,
+        int dqk, int dvWidth, int numBuckets, long timeUnitSeconds, float alpha, nint stream)
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(numHeads);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(numKvHeads);
+        if (numHeads % numKvHeads != 0)
+            throw new ArgumentException($"numKvHeads {numKvHeads} must divide numHeads {numHeads}", nameof(numKvHeads));
+        if (numBuckets is < 2 or > 64)
+            throw new ArgumentOutOfRangeException(nameof(numBuckets), numBuckets, "must be in [2, 64]");
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(timeUnitSeconds);
+        var t = HstuAttentionBackwardTileSize(dqk, dvWidth);
+        if (plan.TileSize != t)
+            throw new ArgumentException($"plan tile size {plan.TileSize} differs from {t} for dqk={dqk}, dv={dvWidth}", nameof(plan));
+        if (drab != 0 && rabPartials == 0)
+            throw new ArgumentException("rabPartials scratch is required when drab is requested", nameof(rabPartials));
+        var shared = (uint)HstuAttentionBackwardSharedBytes(t, dqk, dvWidth);
+        var nb2 = 2 * numBuckets - 1;
+        if (plan.NumTiles > 0)
+        {
+            var c = new CudaKernelArgs();
+            c.Ptr(kinds); c.Ptr(times); c.Ptr(queryTokens); c.Ptr(tiles); c.I32(plan.NumTiles); c.Ptr(counts);
+            Driver.Launch(K("hstu_attention_bwd.cu", "mtfm_hstu_attention_counts"), (uint)Math.Min(plan.NumTiles, 1 << 20),
+                32, 0, stream, ref c);
+            var a = new CudaKernelArgs();
+            a.Ptr(q); a.Ptr(k); a.Ptr(v); a.Ptr(rab); a.Ptr(kinds); a.Ptr(times); a.Ptr(queryTokens); a.Ptr(tiles);
+            a.I32(plan.NumTiles); a.Ptr(counts); a.Ptr(dout); a.Ptr(dq); a.Ptr(drab != 0 ? rabPartials : 0);
+            a.I32(numHeads); a.I32(numKvHeads); a.I32(dqk); a.I32(dvWidth); a.I32(numBuckets); a.I64(timeUnitSeconds);
+            a.F32(alpha); a.I32(t); a.I32(t);
+            Driver.Launch(K("hstu_attention_bwd.cu", "mtfm_hstu_attention_bwd_dq"),
+                new Dim3((uint)Math.Min(plan.NumTiles, 1 << 20), (uint)numHeads), 128, shared, stream, ref a);
+            if (drab != 0)
+            {
+                var r = new CudaKernelArgs();
+                r.Ptr(rabPartials); r.I32(plan.NumTiles); r.I32(numHeads); r.I32(nb2); r.Ptr(drab); r.I32(accumulateRab ? 1 : 0);
+                Driver.Launch(K("hstu_attention_bwd.cu", "mtfm_hstu_attention_rab_reduce"),
+                    (uint)((numHeads * nb2 + 127) / 128), 128, 0, stream, ref r);
+            }
+        }
+        else if (drab != 0 && !accumulateRab)
+        {
+            Driver.MemsetD32Async(drab, 0, (long)numHeads * nb2, stream);
+        }
+        if (plan.NumKeyTiles > 0)
+        {
+            var a = new CudaKernelArgs();
+            a.Ptr(q); a.Ptr(k); a.Ptr(v); a.Ptr(rab); a.Ptr(kinds); a.Ptr(times); a.Ptr(queryTokens); a.Ptr(keyTiles);
+            a.I32(plan.NumKeyTiles); a.Ptr(counts); a.Ptr(dout); a.Ptr(dk); a.Ptr(dv);
+            a.I32(numHeads); a.I32(numKvHeads); a.I32(dqk); a.I32(dvWidth); a.I32(numBuckets); a.I64(timeUnitSeconds);
+            a.F32(alpha); a.I32(t); a.I32(t);
+            Driver.Launch(K("hstu_attention_bwd.cu", "mtfm_hstu_attention_bwd_dkv"),
+                new Dim3((uint)Math.Min(plan.NumKeyTiles, 1 << 20), (uint)numKvHeads), 128, shared, stream, ref a);
+        }
+    }
+
+    /// <summary>1 − beta^step in single precision (what the kernels expect).</summary>
+    public static float BiasCorrection(float beta, long step) => (float)(1.0 - Math.Pow(beta, step));
+}

@@ -1,0 +1,254 @@
+using System.Collections.Concurrent;
+using Mtfm.Engine.Native;
+
+namespace Mtfm.Engine.Backends.Cuda;
+
+/// <summary>
+/// A real CUDA device through the driver API (Mtfm.Engine.Native): the device's primary context, kernels compiled by
+/// <see cref="CudaKernelLoader"/> for its architecture at first use. <see cref="Open"/> throws
+/// <see cref="CudaNotAvailableException"/> when libcuda, NVRTC or a device is missing.
+/// </summary>
+internal sealed unsafe class NativeCudaDriver : ICudaDriver
+{
+    private readonly int _device;
+    private readonly nint _context;
+    private readonly CudaKernelLoader _loader;
+    private readonly ConcurrentDictionary<string, nint> _modules = new();
+    private readonly ConcurrentDictionary<string, CudaKernel> _kernels = new();
+    private readonly HashSet<ulong> _live = [];
+    private readonly HashSet<nint> _pinned = [];
+    private long _syncs;
+    private bool _disposed;
+
+    [ThreadStatic]
+    private static nint t_current;
+
+    private NativeCudaDriver(int ordinal, CudaKernelLoader loader)
+    {
+        _loader = loader;
+        _device = CudaDriverApi.DeviceGet(ordinal);
+        _context = CudaDriverApi.PrimaryContextRetain(_device);
+        MakeCurrent();
+        DeviceName = CudaDriverApi.DeviceName(_device);
+        ComputeCapability = 10 * CudaDriverApi.DeviceAttribute(_device, CudaDriverApi.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)
+            + CudaDriverApi.DeviceAttribute(_device, CudaDriverApi.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
+        MultiprocessorCount = CudaDriverApi.DeviceAttribute(_device, CudaDriverApi.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT);
+        TotalMemory = CudaDriverApi.DeviceTotalMemory(_device);
+    }
+
+    /// <summary>Opens device <paramref name="ordinal"/>; NVRTC must be present too (kernels are compiled at run time).</summary>
+    public static NativeCudaDriver Open(int ordinal = 0, CudaKernelLoader? loader = null)
+    {
+        CudaDriverApi.Initialize();
+        Nvrtc.EnsureAvailable();
+        var count = CudaDriverApi.DeviceCount();
+        if (ordinal < 0 || ordinal >= count)
+            throw new ArgumentOutOfRangeException(nameof(ordinal), ordinal, $"the driver reports {count} device(s)");
+        return new NativeCudaDriver(ordinal, loader ?? new CudaKernelLoader());
+    }
+
+    public string DeviceName { get; }
+
+    public int ComputeCapability { get; }
+
+    public int MultiprocessorCount { get; }
+
+    public long TotalMemory { get; }
+
+    public bool IsEmulated => false;
+
+    public long SynchronizationCount => Interlocked.Read(ref _syncs);
+
+    public long LiveAllocations => _live.Count;
+
+    private void MakeCurrent()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (t_current != _context)
+        {
+            CudaDriverApi.ContextSetCurrent(_context);
+            t_current = _context;
+        }
+    }
+
+    public ulong Allocate(long bytes)
+    {
+        MakeCurrent();
+        var p = CudaDriverApi.MemAlloc(bytes);
+        _live.Add(p);
+        return p;
+    }
+
+    public void Free(ulong devicePointer)
+    {
+        MakeCurrent();
+        if (!_live.Remove(devicePointer))
+            throw new ArgumentException($"0x{devicePointer:x} is not a live allocation of this device", nameof(devicePointer));
+        CudaDriverApi.MemFree(devicePointer);
+    }
+
+    public nint AllocatePinned(long bytes)
+    {
+        MakeCurrent();
+        var p = CudaDriverApi.MemHostAlloc(bytes);
+        _pinned.Add(p);
+        return p;
+    }
+
+    public void FreePinned(nint hostPointer)
+    {
+        MakeCurrent();
+        if (!_pinned.Remove(hostPointer))
+            throw new ArgumentException($"0x{hostPointer:x} is not pinned memory of this device", nameof(hostPointer));
+        CudaDriverApi.MemFreeHost(hostPointer);
+    }
+
+    public nint CreateStream()
+    {
+        MakeCurrent();
+        return CudaDriverApi.StreamCreate();
+    }
+
+    public void DestroyStream(nint stream)
+    {
+        MakeCurrent();
+        CudaDriverApi.StreamDestroy(stream);
+    }
+
+    public void SynchronizeStream(nint stream)
+    {
+        MakeCurrent();
+        Interlocked.Increment(ref _syncs);
+        CudaDriverApi.StreamSynchronize(stream);
+    }
+
+    public void Synchronize()
+    {
+        MakeCurrent();
+        Interlocked.Increment(ref _syncs);
+        CudaDriverApi.ContextSynchronize();
+    }
+
+    public nint CreateEvent()
+    {
+        MakeCurrent();
+        return CudaDriverApi.EventCreate();
+    }
+
+    public void DestroyEvent(nint evt)
+    {
+        MakeCurrent();
+        CudaDriverApi.EventDestroy(evt);
+    }
+
+    public void RecordEvent(nint evt, nint stream)
+    {
+        MakeCurrent();
+        CudaDriverApi.EventRecord(evt, stream);
+    }
+
+    public void StreamWaitEvent(nint stream, nint evt)
+    {
+        MakeCurrent();
+        CudaDriverApi.StreamWaitEvent(stream, evt);
+    }
+
+    public void SynchronizeEvent(nint evt)
+    {
+        MakeCurrent();
+        Interlocked.Increment(ref _syncs);
+        CudaDriverApi.EventSynchronize(evt);
+    }
+
+    public bool IsEventComplete(nint evt)
+    {
+        MakeCurrent();
+        return CudaDriverApi.EventQuery(evt);
+    }
+
+    public void CopyHostToDeviceAsync(ulong dst, void* src, long bytes, nint stream)
+    {
+        MakeCurrent();
+        if (bytes > 0)
+            CudaDriverApi.MemcpyHtoDAsync(dst, src, bytes, stream);
+    }
+
+    public void CopyDeviceToHostAsync(void* dst, ulong src, long bytes, nint stream)
+    {
+        MakeCurrent();
+        if (bytes > 0)
+            CudaDriverApi.MemcpyDtoHAsync(dst, src, bytes, stream);
+    }
+
+    public void CopyDeviceToDeviceAsync(ulong dst, ulong src, long bytes, nint stream)
+    {
+        MakeCurrent();
+        if (bytes > 0)
+            CudaDriverApi.MemcpyDtoDAsync(dst, src, bytes, stream);
+    }
+
+    public void CopyHostToDevice(ulong dst, void* src, long bytes)
+    {
+        MakeCurrent();
+        Interlocked.Increment(ref _syncs);
+        if (bytes > 0)
+            CudaDriverApi.MemcpyHtoD(dst, src, bytes);
+    }
+
+    public void CopyDeviceToHost(void* dst, ulong src, long bytes)
+    {
+        MakeCurrent();
+        Interlocked.Increment(ref _syncs);
+        if (bytes > 0)
+            CudaDriverApi.MemcpyDtoH(dst, src, bytes);
+    }
+
+    public void MemsetD32Async(ulong dst, uint value, long count, nint stream)
+    {
+        MakeCurrent();
+        if (count > 0)
+            CudaDriverApi.MemsetD32Async(dst, value, count, stream);
+    }
+
+    public CudaKernel GetKernel(string sourceFile, string kernelName)
+    {
+        MakeCurrent();
+        return _kernels.GetOrAdd(sourceFile + ":" + kernelName, _ =>
+        {
+            var module = _modules.GetOrAdd(sourceFile, f =>
+                CudaDriverApi.ModuleLoadData(_loader.GetImageForDevice(f, ComputeCapability).Image));
+            return new CudaKernel(sourceFile, kernelName, CudaDriverApi.ModuleGetFunction(module, kernelName));
+        });
+    }
+
+    public void Launch(CudaKernel kernel, Dim3 grid, Dim3 block, uint sharedBytes, nint stream, void** args)
+    {
+        MakeCurrent();
+        if (kernel.Function == 0)
+            throw new ArgumentException($"kernel {kernel} was not loaded by a real device", nameof(kernel));
+        CudaDriverApi.LaunchKernel(kernel.Function, kernel.Name, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z,
+            sharedBytes, stream, args);
+    }
+
+    /// <summary>Synchronises, unloads modules, frees every live allocation and releases the primary context.</summary>
+    public void Dispose()
+    {
+        if (_disposed)
+            return;
+        CudaDriverApi.ContextSetCurrent(_context);
+        t_current = _context;
+        CudaDriverApi.ContextSynchronize();
+        foreach (var p in _live)
+            CudaDriverApi.MemFree(p);
+        _live.Clear();
+        foreach (var p in _pinned)
+            CudaDriverApi.MemFreeHost(p);
+        _pinned.Clear();
+        foreach (var m in _modules.Values)
+            CudaDriverApi.ModuleUnload(m);
+        _modules.Clear();
+        _disposed = true;
+        t_current = 0;
+        CudaDriverApi.PrimaryContextRelease(_device);
+    }
+}

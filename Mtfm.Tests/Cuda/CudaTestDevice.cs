@@ -1,0 +1,111 @@
+using Mtfm.Engine.Backends.Cuda;
+using Mtfm.Engine.Native;
+
+namespace Mtfm.Tests.Cuda;
+
+/// <summary>
+/// Opens the device a CUDA test runs on: "emulated" (libmtfm_cuda_emu.so from MTFM_CUDA_EMU_LIB, or build/native found
+/// above the test binaries) or "gpu" (a real device; skipped at run time with the reason when there is none).
+/// Also offers upload/download helpers; frees everything on dispose.
+/// </summary>
+internal sealed unsafe class CudaTestDevice : IDisposable
+{
+    public const string Emulated = "emulated";
+    public const string Gpu = "gpu";
+
+    private CudaTestDevice(ICudaDriver driver)
+    {
+        Driver = driver;
+        Ops = new CudaOps(driver);
+        Stream = driver.CreateStream();
+    }
+
+    public ICudaDriver Driver { get; }
+
+    public CudaOps Ops { get; }
+
+    public nint Stream { get; }
+
+    public static string? FindEmulationLibrary()
+    {
+        var env = Environment.GetEnvironmentVariable(EmulatedCudaDriver.LibraryVariable);
+        if (!string.IsNullOrWhiteSpace(env))
+            return env; // set: must work (CI sets it)
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            var candidate = Path.Combine(dir.FullName, "build", "native", "libmtfm_cuda_emu.so");
+            if (File.Exists(candidate))
+                return candidate;
+        }
+        return null;
+    }
+
+    public static CudaTestDevice Open(string kind)
+    {
+        if (kind == Emulated)
+        {
+            var path = FindEmulationLibrary();
+            if (path is null)
+                Assert.Skip("the emulated CUDA device is not built: run scripts/test.sh (or cmake -S . -B build/native && " +
+                            "cmake --build build/native) or set MTFM_CUDA_EMU_LIB");
+            return new CudaTestDevice(EmulatedCudaDriver.Open(path));
+        }
+        if (kind == Gpu)
+        {
+            try
+            {
+                var cache = Path.Combine(Path.GetTempPath(), "mtfm-cuda-test-cache");
+                return new CudaTestDevice(NativeCudaDriver.Open(0, new CudaKernelLoader(cache)));
+            }
+            catch (CudaNotAvailableException e)
+            {
+                Assert.Skip(e.Message);
+            }
+        }
+        throw new ArgumentException($"unknown device kind '{kind}'", nameof(kind));
+    }
+
+    public ulong Up<T>(T[] data) where T : unmanaged
+    {
+        var p = Driver.Allocate(Math.Max(1, (long)data.Length * sizeof(T)));
+        Driver.Upload<T>(p, data);
+        return p;
+    }
+
+    public ulong Zeros<T>(int count) where T : unmanaged => Up(new T[count]);
+
+    public T[] Down<T>(ulong p, int count) where T : unmanaged
+    {
+        var r = new T[count];
+        Driver.Download<T>(r, p);
+        return r;
+    }
+
+    public void Dispose()
+    {
+        Driver.DestroyStream(Stream);
+        Driver.Dispose();
+    }
+
+    public static void AssertClose(float[] expected, float[] actual, float rtol, float atol, string what)
+    {
+        Assert.Equal(expected.Length, actual.Length);
+        for (var i = 0; i < expected.Length; i++)
+        {
+            var e = expected[i];
+            var a = actual[i];
+            if (float.IsNaN(e) && float.IsNaN(a))
+                continue;
+            if (!(Math.Abs(a - e) <= atol + rtol * Math.Abs(e)))
+                Assert.Fail($"{what}: element {i} is {a:R}, expected {e:R} (rtol {rtol}, atol {atol})");
+        }
+    }
+
+    public static float[] RandomFloats(Random rng, int n, float lo, float hi)
+    {
+        var r = new float[n];
+        for (var i = 0; i < n; i++)
+            r[i] = lo + (hi - lo) * rng.NextSingle();
+        return r;
+    }
+}

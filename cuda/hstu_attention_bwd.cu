@@ -1,0 +1,309 @@
+// Backward of the fused jagged HSTU attention (see hstu_attention.cu for the forward and the layouts).
+// With a = SiLU(S), A = a·vis/n(q), O = Σ_k A V:
+//   dV[k] = Σ_{heads of k's group} Σ_q A[q,k] dO[q]
+//   dS[q,k] = (dO[q]·V[k]) · vis/n(q) · SiLU'(S[q,k])
+//   dQ[q] = alpha Σ_k dS[q,k] K[k];   dK[k] = alpha Σ_{heads} Σ_q dS[q,k] Q[q];   drab[head, b] = Σ_{bucket = b} dS
+// Deterministic: every output element is summed by one thread in a fixed order; no atomics.
+//   mtfm_hstu_attention_counts:   counts[row] = n(q) for each query row (grid = query tiles, blockDim 32).
+//   mtfm_hstu_attention_bwd_dq:   query tiles × heads (same tiles as the forward); writes dq and, when
+//                                 rabPartials ≠ null, per-(tile, head) bucket sums [numTiles, h, 2NB−1]
+//                                 (blockDim.x ≥ 2NB−1).
+//   mtfm_hstu_attention_rab_reduce: drab[h, 2NB−1] (+)= Σ over tiles of rabPartials, in tile order.
+//   mtfm_hstu_attention_bwd_dkv:  key tiles × kv heads; keyTiles [n, 4] = (first key token, end key token,
+//                                 first query row, end query row of that instance); writes dk, dv for every
+//                                 key tile (zeros where no query sees the key).
+#include "common.cuh"
+
+#define MTFM_ATTN_MAX_TILE 32
+
+__device__ __forceinline__ int mtfm_bwd_time_bucket(mtfm_i64 dt, int nb, mtfm_i64 unit) {
+    if (dt == 0) return 0;
+    const mtfm_i64 a = (dt < 0 ? -dt : dt) / unit;
+    const int lg = 63 - __clzll(a + 1);
+    const int m = min(nb - 1, 1 + lg);
+    return dt > 0 ? m : nb - 1 + m;
+}
+
+__device__ __forceinline__ bool mtfm_bwd_visible(int qTok, mtfm_i64 qTime, int kTok, int kKind, mtfm_i64 kTime) {
+    if (kKind == 0) return true;
+    if (kKind == 1) return kTok == qTok || kTime < qTime;
+    return kTok == qTok;
+}
+
+MTFM_KERNEL void mtfm_hstu_attention_counts(const int* kinds, const mtfm_i64* times, const int* queryTokens,
+                                            const int* tiles, int numTiles, float* counts) {
+    for (int tile = blockIdx.x; tile < numTiles; tile += gridDim.x) {
+        const int q0 = tiles[4 * tile], q1 = tiles[4 * tile + 1];
+        const int k0 = tiles[4 * tile + 2], k1 = tiles[4 * tile + 3];
+        for (int r = q0 + threadIdx.x; r < q1; r += blockDim.x) {
+            const int tok = queryTokens ? queryTokens[r] : r;
+            const mtfm_i64 t = times[tok];
+            int n = 0;
+            for (int kk = k0; kk < k1; ++kk) n += mtfm_bwd_visible(tok, t, kk, kinds[kk], times[kk]);
+            counts[r] = (float)n;
+        }
+    }
+}
+MTFM_REGISTER_KERNEL(mtfm_hstu_attention_counts)
+
+MTFM_KERNEL void mtfm_hstu_attention_bwd_dq(const float* q, const float* k, const float* v, const float* rab,
+                                            const int* kinds, const mtfm_i64* times, const int* queryTokens,
+                                            const int* tiles, int numTiles, const float* counts, const float* dout,
+                                            float* dq, float* rabPartials, int numHeads, int numKvHeads, int dqk,
+                                            int dv, int numBuckets, mtfm_i64 timeUnit, float alpha, int bq, int bk) {
+    MTFM_DYNAMIC_SHARED(float, smem);
+    __shared__ mtfm_i64 sQTime[MTFM_ATTN_MAX_TILE];
+    __shared__ int sQTok[MTFM_ATTN_MAX_TILE];
+    __shared__ float sInvN[MTFM_ATTN_MAX_TILE];
+    __shared__ mtfm_i64 sKTime[MTFM_ATTN_MAX_TILE];
+    __shared__ int sKKind[MTFM_ATTN_MAX_TILE];
+    __shared__ int sAny;
+
+    float* sQ = smem;              // [bq, dqk]
+    float* sDQ = sQ + bq * dqk;    // [bq, dqk]
+    float* sK = sDQ + bq * dqk;    // [bk, dqk]
+    float* sV = sK + bk * dqk;     // [bk, dv]
+    float* sDO = sV + bk * dv;     // [bq, dv]
+    float* sDS = sDO + bq * dv;    // [bq, bk]
+    float* sVis = sDS + bq * bk;   // [bq, bk]
+
+    const int head = blockIdx.y;
+    const int kvHead = head / (numHeads / numKvHeads);
+    const int nb2 = 2 * numBuckets - 1;
+    const int tid = threadIdx.x;
+    const int nt = blockDim.x;
+
+    for (int tile = blockIdx.x; tile < numTiles; tile += gridDim.x) {
+        const int q0 = tiles[4 * tile], q1 = tiles[4 * tile + 1];
+        const int k0 = tiles[4 * tile + 2], k1 = tiles[4 * tile + 3];
+        const int nq = q1 - q0;
+        float rb = 0.0f;  // thread tid < nb2 owns bucket tid of this (tile, head)
+        for (int e = tid; e < bq * dqk; e += nt) {
+            const int i = e / dqk, c = e - i * dqk;
+            sQ[e] = i < nq ? q[((mtfm_i64)(q0 + i) * numHeads + head) * dqk + c] : 0.0f;
+            sDQ[e] = 0.0f;
+        }
+        for (int e = tid; e < bq * dv; e += nt) {
+            const int i = e / dv, c = e - i * dv;
+            sDO[e] = i < nq ? dout[((mtfm_i64)(q0 + i) * numHeads + head) * dv + c] : 0.0f;
+        }
+        for (int i = tid; i < bq; i += nt) {
+            const int tok = i < nq ? (queryTokens ? queryTokens[q0 + i] : q0 + i) : -1;
+            sQTok[i] = tok;
+            sQTime[i] = tok >= 0 ? times[tok] : 0;
+            sInvN[i] = i < nq ? 1.0f / fmaxf(counts[q0 + i], 1.0f) : 0.0f;
+        }
+        __syncthreads();
+        for (int kt = k0; kt < k1; kt += bk) {
+            const int nk = min(bk, k1 - kt);
+            if (tid == 0) sAny = 0;
+            for (int j = tid; j < bk; j += nt) {
+                sKKind[j] = j < nk ? kinds[kt + j] : 2;
+                sKTime[j] = j < nk ? times[kt + j] : 0;
+            }
+            __syncthreads();
+            bool any = false;
+            for (int e = tid; e < bq * bk; e += nt) {
+                const int i = e / bk, j = e - i * bk;
+                const bool vis =
+                    i < nq && j < nk && mtfm_bwd_visible(sQTok[i], sQTime[i], kt + j, sKKind[j], sKTime[j]);
+                sVis[e] = vis ? 1.0f : 0.0f;
+                any |= vis;
+            }
+            if (any) sAny = 1;
+            __syncthreads();
+            const bool tileVisible = sAny != 0;
+            if (!tileVisible) {
+                __syncthreads();
+                continue;
+            }
+            for (int e = tid; e < bk * dqk; e += nt) {
+                const int j = e / dqk, c = e - j * dqk;
+                sK[e] = j < nk ? k[((mtfm_i64)(kt + j) * numKvHeads + kvHead) * dqk + c] : 0.0f;
+            }
+            for (int e = tid; e < bk * dv; e += nt) {
+                const int j = e / dv, c = e - j * dv;
+                sV[e] = j < nk ? v[((mtfm_i64)(kt + j) * numKvHeads + kvHead) * dv + c] : 0.0f;
+            }
+            __syncthreads();
+            for (int e = tid; e < bq * bk; e += nt) {
+                float ds = 0.0f;
+                if (sVis[e] != 0.0f) {
+                    const int i = e / bk, j = e - i * bk;
+                    float dot = 0.0f;
+                    for (int c = 0; c < dqk; ++c) dot += sQ[i * dqk + c] * sK[j * dqk + c];
+                    float s = alpha * dot;
+                    if (rab) s += rab[head * nb2 + mtfm_bwd_time_bucket(sQTime[i] - sKTime[j], numBuckets, timeUnit)];
+                    float da = 0.0f;
+                    for (int c = 0; c < dv; ++c) da += sDO[i * dv + c] * sV[j * dv + c];
+                    ds = da * sInvN[i] * mtfm_silu_grad(s);
+                }
+                sDS[e] = ds;
+            }
+            __syncthreads();
+            for (int e = tid; e < bq * dqk; e += nt) {
+                const int i = e / dqk, c = e - i * dqk;
+                float acc = 0.0f;
+                for (int j = 0; j < nk; ++j) acc += sDS[i * bk + j] * sK[j * dqk + c];
+                sDQ[e] += alpha * acc;
+            }
+            if (rabPartials && tid < nb2) {
+                for (int e = 0; e < bq * bk; ++e) {
+                    if (sVis[e] == 0.0f) continue;
+                    const int i = e / bk, j = e - i * bk;
+                    if (mtfm_bwd_time_bucket(sQTime[i] - sKTime[j], numBuckets, timeUnit) == tid) rb += sDS[e];
+                }
+            }
+            __syncthreads();
+        }
+        for (int e = tid; e < nq * dqk; e += nt) {
+            const int i = e / dqk, c = e - i * dqk;
+            dq[((mtfm_i64)(q0 + i) * numHeads + head) * dqk + c] = sDQ[e];
+        }
+        if (rabPartials && tid < nb2) rabPartials[((mtfm_i64)tile * numHeads + head) * nb2 + tid] = rb;
+        __syncthreads();
+    }
+}
+MTFM_REGISTER_KERNEL(mtfm_hstu_attention_bwd_dq)
+
+// One thread per (head, bucket); tiles summed in order.
+MTFM_KERNEL void mtfm_hstu_attention_rab_reduce(const float* rabPartials, int numTiles, int numHeads, int nb2,
+                                                float* drab, int accumulate) {
+    const int idx = blockIdx.x * blockDim.x + threadIdx.x;
+    if (idx >= numHeads * nb2) return;
+    float s = 0.0f;
+    for (int t = 0; t < numTiles; ++t) s += rabPartials[(mtfm_i64)t * numHeads * nb2 + idx];
+    drab[idx] = accumulate ? drab[idx] + s : s;
+}
+MTFM_REGISTER_KERNEL(mtfm_hstu_attention_rab_reduce)
+
+MTFM_KERNEL void mtfm_hstu_attention_bwd_dkv(const float* q, const float* k, const float* v, const float* rab,
+                                             const int* kinds, const mtfm_i64* times, const int* queryTokens,
+                                             const int* keyTiles, int numKeyTiles, const float* counts,
+                                             const float* dout, float* dk, float* dvOut, int numHeads, int numKvHeads,
+                                             int dqk, int dv, int numBuckets, mtfm_i64 timeUnit, float alpha, int bq,
+                                             int bk) {
+    MTFM_DYNAMIC_SHARED(float, smem);
+    __shared__ mtfm_i64 sQTime[MTFM_ATTN_MAX_TILE];
+    __shared__ int sQTok[MTFM_ATTN_MAX_TILE];
+    __shared__ float sInvN[MTFM_ATTN_MAX_TILE];
+    __shared__ mtfm_i64 sKTime[MTFM_ATTN_MAX_TILE];
+    __shared__ int sKKind[MTFM_ATTN_MAX_TILE];
+    __shared__ int sAny;
+
+    float* sK = smem;              // [bk, dqk]
+    float* sDK = sK + bk * dqk;    // [bk, dqk]
+    float* sV = sDK + bk * dqk;    // [bk, dv]
+    float* sDV = sV + bk * dv;     // [bk, dv]
+    float* sQ = sDV + bk * dv;     // [bq, dqk]
+    float* sDO = sQ + bq * dqk;    // [bq, dv]
+    float* sA = sDO + bq * dv;     // [bq, bk]
+    float* sDS = sA + bq * bk;     // [bq, bk]
+    float* sVis = sDS + bq * bk;   // [bq, bk]
+
+    const int kvHead = blockIdx.y;
+    const int group = numHeads / numKvHeads;
+    const int nb2 = 2 * numBuckets - 1;
+    const int tid = threadIdx.x;
+    const int nt = blockDim.x;
+
+    for (int tile = blockIdx.x; tile < numKeyTiles; tile += gridDim.x) {
+        const int k0 = keyTiles[4 * tile], k1 = keyTiles[4 * tile + 1];
+        const int qb = keyTiles[4 * tile + 2], qe = keyTiles[4 * tile + 3];
+        const int nk = k1 - k0;
+        for (int e = tid; e < bk * dqk; e += nt) {
+            const int j = e / dqk, c = e - j * dqk;
+            sK[e] = j < nk ? k[((mtfm_i64)(k0 + j) * numKvHeads + kvHead) * dqk + c] : 0.0f;
+            sDK[e] = 0.0f;
+        }
+        for (int e = tid; e < bk * dv; e += nt) {
+            const int j = e / dv, c = e - j * dv;
+            sV[e] = j < nk ? v[((mtfm_i64)(k0 + j) * numKvHeads + kvHead) * dv + c] : 0.0f;
+            sDV[e] = 0.0f;
+        }
+        for (int j = tid; j < bk; j += nt) {
+            sKKind[j] = j < nk ? kinds[k0 + j] : 2;
+            sKTime[j] = j < nk ? times[k0 + j] : 0;
+        }
+        __syncthreads();
+        for (int hh = 0; hh < group; ++hh) {
+            const int head = kvHead * group + hh;
+            for (int qt = qb; qt < qe; qt += bq) {
+                const int nq = min(bq, qe - qt);
+                if (tid == 0) sAny = 0;
+                for (int i = tid; i < bq; i += nt) {
+                    const int tok = i < nq ? (queryTokens ? queryTokens[qt + i] : qt + i) : -1;
+                    sQTok[i] = tok;
+                    sQTime[i] = tok >= 0 ? times[tok] : 0;
+                    sInvN[i] = i < nq ? 1.0f / fmaxf(counts[qt + i], 1.0f) : 0.0f;
+                }
+                __syncthreads();
+                bool any = false;
+                for (int e = tid; e < bq * bk; e += nt) {
+                    const int i = e / bk, j = e - i * bk;
+                    const bool vis =
+                        i < nq && j < nk && mtfm_bwd_visible(sQTok[i], sQTime[i], k0 + j, sKKind[j], sKTime[j]);
+                    sVis[e] = vis ? 1.0f : 0.0f;
+                    any |= vis;
+                }
+                if (any) sAny = 1;
+                __syncthreads();
+                const bool tileVisible = sAny != 0;
+                if (!tileVisible) {
+                    __syncthreads();
+                    continue;
+                }
+                for (int e = tid; e < bq * dqk; e += nt) {
+                    const int i = e / dqk, c = e - i * dqk;
+                    sQ[e] = i < nq ? q[((mtfm_i64)(qt + i) * numHeads + head) * dqk + c] : 0.0f;
+                }
+                for (int e = tid; e < bq * dv; e += nt) {
+                    const int i = e / dv, c = e - i * dv;
+                    sDO[e] = i < nq ? dout[((mtfm_i64)(qt + i) * numHeads + head) * dv + c] : 0.0f;
+                }
+                __syncthreads();
+                for (int e = tid; e < bq * bk; e += nt) {
+                    float a = 0.0f, ds = 0.0f;
+                    if (sVis[e] != 0.0f) {
+                        const int i = e / bk, j = e - i * bk;
+                        float dot = 0.0f;
+                        for (int c = 0; c < dqk; ++c) dot += sQ[i * dqk + c] * sK[j * dqk + c];
+                        float s = alpha * dot;
+                        if (rab)
+                            s += rab[head * nb2 + mtfm_bwd_time_bucket(sQTime[i] - sKTime[j], numBuckets, timeUnit)];
+                        float da = 0.0f;
+                        for (int c = 0; c < dv; ++c) da += sDO[i * dv + c] * sV[j * dv + c];
+                        a = mtfm_silu(s) * sInvN[i];
+                        ds = da * sInvN[i] * mtfm_silu_grad(s);
+                    }
+                    sA[e] = a;
+                    sDS[e] = ds;
+                }
+                __syncthreads();
+                for (int e = tid; e < bk * dv; e += nt) {
+                    const int j = e / dv, c = e - j * dv;
+                    float acc = 0.0f;
+                    for (int i = 0; i < nq; ++i) acc += sA[i * bk + j] * sDO[i * dv + c];
+                    sDV[e] += acc;
+                }
+                for (int e = tid; e < bk * dqk; e += nt) {
+                    const int j = e / dqk, c = e - j * dqk;
+                    float acc = 0.0f;
+                    for (int i = 0; i < nq; ++i) acc += sDS[i * bk + j] * sQ[i * dqk + c];
+                    sDK[e] += alpha * acc;
+                }
+                __syncthreads();
+            }
+        }
+        for (int e = tid; e < nk * dqk; e += nt) {
+            const int j = e / dqk, c = e - j * dqk;
+            dk[((mtfm_i64)(k0 + j) * numKvHeads + kvHead) * dqk + c] = sDK[e];
+        }
+        for (int e = tid; e < nk * dv; e += nt) {
+            const int j = e / dv, c = e - j * dv;
+            dvOut[((mtfm_i64)(k0 + j) * numKvHeads + kvHead) * dv + c] = sDV[e];
+        }
+        __syncthreads();
+    }
+}
+MTFM_REGISTER_KERNEL(mtfm_hstu_attention_bwd_dkv)
