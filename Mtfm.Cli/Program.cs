@@ -18,7 +18,7 @@ internal static class Program
 
     private static Command BuildTrain()
     {
-        var data = new Option<string>("--data") { Description = "synthetic (default), movielens:<dir>, or an event log (.csv/.parquet) with --schema", DefaultValueFactory = _ => "synthetic" };
+        var data = new Option<string>("--data") { Description = "synthetic (default; synthetic:tiny/default/large), movielens:<dir>, or an event log (.csv/.parquet) with --schema", DefaultValueFactory = _ => "synthetic" };
         var schema = new Option<string?>("--schema") { Description = "dataset schema JSON for --data <events>" };
         var preset = new Option<string>("--preset") { Description = "model: tiny, small, base, or mmoe (the baseline without sequences)", DefaultValueFactory = _ => "tiny" };
         var attention = new Option<string>("--attention") { Description = "hta, full or target-only", DefaultValueFactory = _ => "hta" };

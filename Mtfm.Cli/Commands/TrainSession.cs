@@ -39,10 +39,18 @@ internal sealed class PreparedData
     {
         EventStore store;
         string desc;
-        if (r.Data == "synthetic")
+        if (r.Data == "synthetic" || r.Data.StartsWith("synthetic:", StringComparison.Ordinal))
         {
-            store = SyntheticGenerator.Generate(SyntheticConfig.Default with { Seed = 42 }).Store;
-            desc = "synthetic (default, seed 42)";
+            string size = r.Data == "synthetic" ? "default" : r.Data["synthetic:".Length..];
+            var config = size switch
+            {
+                "tiny" => SyntheticConfig.Tiny,
+                "default" => SyntheticConfig.Default,
+                "large" => SyntheticConfig.Large,
+                _ => throw new ArgumentException($"--data {r.Data}: the synthetic sizes are tiny, default and large."),
+            };
+            store = SyntheticGenerator.Generate(config).Store;
+            desc = $"synthetic ({size}, seed {config.Seed})";
         }
         else if (r.Data.StartsWith("movielens:", StringComparison.Ordinal))
         {

@@ -1,0 +1,62 @@
+using Mtfm.Cli.Commands;
+using Mtfm.Engine.Model;
+
+namespace Mtfm.Tests.Cli;
+
+/// <summary>`mtfm train` and `mtfm eval` end to end on the tiny synthetic data.</summary>
+public class TrainCommandTests
+{
+    [Fact]
+    public void TrainWritesTheRunDirectoryAndEvalReloadsIt()
+    {
+        string dir = Directory.CreateTempSubdirectory("mtfm-run").FullName;
+        var stdout = Console.Out;
+        try
+        {
+            var log = new StringWriter();
+            Console.SetOut(log);
+            int rc = TrainCommand.Run(new TrainRequest { Data = "synthetic:tiny", Epochs = 1, BatchTokens = 512, OutDir = dir, Name = "t", Threads = 1 });
+            Assert.Equal(0, rc);
+            string run = Path.Combine(dir, "t");
+            foreach (var f in new[] { "model.safetensors", "config.json", "metrics.json", "report.md", "loss.png", "auc-click.png" })
+                Assert.True(File.Exists(Path.Combine(run, f)), $"{f} missing; output:\n{log}");
+            Assert.Contains("parameters", log.ToString());
+            Assert.Contains("Bayes", log.ToString());
+            Assert.Equal(0, EvalCommand.Run(run, new TrainRequest { Data = "synthetic:tiny", Threads = 1 }));
+        }
+        finally
+        {
+            Console.SetOut(stdout);
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
+    public void CudaDeviceIsRefusedWithAClearMessage()
+    {
+        var err = Console.Error;
+        try
+        {
+            var log = new StringWriter();
+            Console.SetError(log);
+            Assert.Equal(2, TrainCommand.Run(new TrainRequest { Device = "cuda" }));
+            Assert.Contains("CUDA not available", log.ToString());
+        }
+        finally { Console.SetError(err); }
+    }
+
+    [Fact]
+    public void UnknownScenarioAndPresetAreNamed()
+    {
+        var stdout = Console.Out;
+        try
+        {
+            Console.SetOut(new StringWriter());
+            var ex = Assert.Throws<ArgumentException>(() => TrainCommand.Run(new TrainRequest { Data = "synthetic:tiny", Scenarios = "nope" }));
+            Assert.Contains("nope", ex.Message);
+            Assert.Contains("feed", ex.Message);
+            Assert.Throws<ArgumentException>(() => MtfmConfig.Preset("xl"));
+        }
+        finally { Console.SetOut(stdout); }
+    }
+}
