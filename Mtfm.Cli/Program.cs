@@ -13,6 +13,7 @@ internal static class Program
         var root = new RootCommand("mtfm: train, evaluate and serve MTFM multi-scenario recommendation models.");
         root.Subcommands.Add(BuildTrain());
         root.Subcommands.Add(BuildEval());
+        root.Subcommands.Add(BuildData());
         return root.Parse(args).Invoke();
     }
 
@@ -48,12 +49,7 @@ internal static class Program
                 "target-only" => AttentionMode.TargetOnly,
                 var a => throw new ArgumentException($"--attention {a}: use hta, full or target-only."),
             },
-            Aggregation = p.GetValue(aggregation) switch
-            {
-                "user" => AggregationMode.UserWindow,
-                "exposure" => AggregationMode.PerExposure,
-                var a => throw new ArgumentException($"--aggregation {a}: use user or exposure."),
-            },
+            Aggregation = ParseAggregation(p.GetValue(aggregation)!),
             Scenarios = p.GetValue(scenarios)!,
             Epochs = p.GetValue(epochs),
             BatchTokens = p.GetValue(batchTokens),
@@ -82,6 +78,29 @@ internal static class Program
         })));
         return cmd;
     }
+
+    private static Command BuildData()
+    {
+        var data = new Option<string>("--data") { Description = "synthetic[:tiny|default|large], movielens:<dir>, or an event log with --schema", DefaultValueFactory = _ => "synthetic" };
+        var schema = new Option<string?>("--schema") { Description = "dataset schema JSON for --data <events>" };
+        var output = new Option<string>("--out") { Description = "output file (.csv or .parquet for export; .parquet for aggregate)", Required = true };
+        var export = new Command("export", "Write a dataset's event log (CSV or Parquet) and its schema JSON.") { data, schema, output };
+        export.SetAction(p => Guard(() => DataCommand.Export(p.GetValue(data)!, p.GetValue(schema), p.GetValue(output)!)));
+        var mode = new Option<string>("--aggregation") { Description = "user (user-level windows) or exposure", DefaultValueFactory = _ => "user" };
+        var aggregate = new Command("aggregate", "Aggregate a dataset into instances (H, R, T per user and window) and write them as Parquet with list columns.")
+        {
+            data, schema, output, mode,
+        };
+        aggregate.SetAction(p => Guard(() => DataCommand.Aggregate(p.GetValue(data)!, p.GetValue(schema), ParseAggregation(p.GetValue(mode)!), p.GetValue(output)!)));
+        return new Command("data", "Data pipeline utilities.") { export, aggregate };
+    }
+
+    private static AggregationMode ParseAggregation(string value) => value switch
+    {
+        "user" => AggregationMode.UserWindow,
+        "exposure" => AggregationMode.PerExposure,
+        _ => throw new ArgumentException($"--aggregation {value}: use user or exposure."),
+    };
 
     /// <summary>Turns expected failures (bad input, bad files) into one clear line and exit code 1.</summary>
     private static int Guard(Func<int> action)

@@ -35,10 +35,10 @@ internal sealed class PreparedData
     public required NumericStats Stats { get; init; }
     public required string Description { get; init; }
 
-    public static PreparedData Load(TrainRequest r, TextWriter log)
+    /// <summary>Loads the events named by <see cref="TrainRequest.Data"/> (and <see cref="TrainRequest.Schema"/>).</summary>
+    public static EventStore LoadStore(TrainRequest r, TextWriter log, out string desc)
     {
         EventStore store;
-        string desc;
         if (r.Data == "synthetic" || r.Data.StartsWith("synthetic:", StringComparison.Ordinal))
         {
             string size = r.Data == "synthetic" ? "default" : r.Data["synthetic:".Length..];
@@ -69,6 +69,12 @@ internal sealed class PreparedData
             log.WriteLine(summary.ToString());
             desc = $"{r.Data} with schema {r.Schema}";
         }
+        return store;
+    }
+
+    public static PreparedData Load(TrainRequest r, TextWriter log)
+    {
+        var store = LoadStore(r, log, out string desc);
         var split = store.Layout.Schema.Split ?? throw new ArgumentException("The dataset's schema has no temporal split (split.validStart/testStart).");
         var order = store.SortedByUserTime();
         AggregatedInstances Part(SplitPart p, AggregationMode m) => UserLevelAggregator.Aggregate(store, m, p, order);
