@@ -117,6 +117,21 @@ public class DuckDbCrossCheckTests
         Assert.Contains(ReferenceSql.UserWindowAggregation.ReplaceLineEndings("\n"), DocText());
 
     [Fact]
+    public void ReadmeContainsTheExactSql()
+    {
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
+        {
+            string readme = Path.Combine(d.FullName, "README.md");
+            if (File.Exists(readme) && Directory.Exists(Path.Combine(d.FullName, "docs")))
+            {
+                Assert.Contains(ReferenceSql.UserWindowAggregation.ReplaceLineEndings("\n"), File.ReadAllText(readme).ReplaceLineEndings("\n"));
+                return;
+            }
+        }
+        Assert.Fail("README.md not found above " + AppContext.BaseDirectory);
+    }
+
+    [Fact]
     public void DocumentationSchemaExampleIsValid()
     {
         var doc = DocText();
