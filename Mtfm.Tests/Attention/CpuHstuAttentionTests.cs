@@ -109,16 +109,20 @@ public class CpuHstuAttentionTests
         var b = Mixed(4, 2, target, 20, 12, 32, 1, seed: 3);
         using var p1 = new CpuWorkerPool(1);
         using var p2 = new CpuWorkerPool(2);
+        using var p3 = new CpuWorkerPool(3);
         var o0 = b.Forward(null);
         var o1 = b.Forward(p1);
         var o2 = b.Forward(p2);
         Assert.Equal(o0, o1);
         Assert.Equal(o1, o2);
+        Assert.Equal(o2, b.Forward(p3));
         var g1 = b.Backward(p1);
         var g2 = b.Backward(p2);
         var g0 = b.Backward(null);
         Assert.Equal(g1.dQ, g2.dQ); Assert.Equal(g1.dK, g2.dK); Assert.Equal(g1.dV, g2.dV); Assert.Equal(g1.dRab, g2.dRab);
         Assert.Equal(g0.dQ, g2.dQ); Assert.Equal(g0.dK, g2.dK); Assert.Equal(g0.dV, g2.dV); Assert.Equal(g0.dRab, g2.dRab);
+        var g3 = b.Backward(p3);
+        Assert.Equal(g3.dQ, g2.dQ); Assert.Equal(g3.dK, g2.dK); Assert.Equal(g3.dV, g2.dV); Assert.Equal(g3.dRab, g2.dRab);
         // Same call twice: same bits.
         Assert.Equal(o2, b.Forward(p2));
     }
@@ -190,6 +194,33 @@ public class CpuHstuAttentionTests
             for (int c = 0; c < b.G * b.Dqk; c++) Assert.Equal(0f, dk[t * b.Ldk + c]);
             for (int c = 0; c < b.G * b.Dv; c++) Assert.Equal(0f, dv[t * b.Ldv + c]);
         }
+    }
+
+    [Fact]
+    public void TargetLayerWithoutTargetsWritesZeroGradients()
+    {
+        var b = HstuTestBatch.Make(4, [(5, 3, 0), (2, 0, 0)], 4, 2, 8, 8, true);
+        Assert.Empty(b.Queries!);
+        var o = b.Forward(null);
+        Assert.Empty(o);
+        var (dq, dk, dv, dr) = b.Backward(null);
+        Assert.Empty(dq);
+        for (int t = 0; t < b.N; t++)
+        {
+            for (int c = 0; c < b.G * b.Dqk; c++) Assert.Equal(0f, dk[t * b.Ldk + c]);
+            for (int c = 0; c < b.G * b.Dv; c++) Assert.Equal(0f, dv[t * b.Ldv + c]);
+        }
+        Assert.All(dr, x => Assert.Equal(0f, x));
+    }
+
+    [Fact]
+    public void EmptyBatchIsANoOp()
+    {
+        var b = HstuTestBatch.Make(4, [], 2, 1, 4, 4, false);
+        Assert.Equal(0, b.N);
+        Assert.Empty(b.Forward(null));
+        var (_, _, _, dr) = b.Backward(null);
+        Assert.All(dr, x => Assert.Equal(0f, x));
     }
 
     [Fact]

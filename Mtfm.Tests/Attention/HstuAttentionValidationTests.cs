@@ -126,6 +126,8 @@ public class HstuAttentionValidationTests
             var ex = Assert.Throws<ArgumentException>(() => args.Validate());
             Assert.Equal("numQueries", ex.ParamName);
             Assert.Contains("numQueries = 3", ex.Message);
+            args.NumQueries = 0; // an empty query list pinned as null
+            args.Validate();
         }
     }
 }

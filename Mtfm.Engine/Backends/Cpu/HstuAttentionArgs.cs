@@ -11,9 +11,10 @@ namespace Mtfm.Engine.Backends.Cpu;
 /// <see cref="KindT"/> = 2) and <see cref="Time"/> in seconds. Within an instance the kinds are non-decreasing
 /// (H…, R…, T…), R times are non-decreasing and T times are non-decreasing (H times are free: H may be several
 /// concatenated sequences).</para>
-/// <para><b>Queries.</b> <see cref="QueryTokens"/> = null: every token is a query (full layer) and
-/// <see cref="NumQueries"/> must equal N; query i is token i. Otherwise query i is token <c>QueryTokens[i]</c>, strictly
-/// ascending, in [0, N) (target layer: the T tokens).</para>
+/// <para><b>Queries.</b> <see cref="QueryTokens"/> = null and <see cref="NumQueries"/> = N: every token is a query (full
+/// layer); query i is token i. Otherwise query i is token <c>QueryTokens[i]</c>, strictly ascending, in [0, N) (target
+/// layer: the T tokens). An empty query list may come as null with NumQueries = 0 (C# <c>fixed</c> pins an empty array
+/// as null); then there is no query, O/dQ are untouched and dK/dV/dRab are zero.</para>
 /// <para><b>Heads.</b> <see cref="Heads"/> = h query heads, <see cref="KvHeads"/> = g key/value heads, g divides h
 /// (query head i reads kv head i / (h/g)); Q and K heads have width <see cref="Dqk"/>, V heads width <see cref="Dv"/>.
 /// The relative time bias uses <see cref="NumBuckets"/> (NB, 1..128) and <see cref="UnitSeconds"/> (≥ 1), see
@@ -42,10 +43,10 @@ internal unsafe struct HstuAttentionArgs
     /// <summary>[N] token times in seconds.</summary>
     public long* Time;
 
-    /// <summary>[NumQueries] ascending query token indices, or null for "every token is a query".</summary>
+    /// <summary>[NumQueries] ascending query token indices, or null for "every token is a query" (or none, if NumQueries = 0).</summary>
     public int* QueryTokens;
 
-    /// <summary>Number of query rows (must equal N when <see cref="QueryTokens"/> is null).</summary>
+    /// <summary>Number of query rows (N or 0 when <see cref="QueryTokens"/> is null).</summary>
     public int NumQueries;
 
     /// <summary>h: query heads.</summary>
@@ -138,9 +139,9 @@ internal unsafe struct HstuAttentionArgs
         if (NumQueries < 0) throw new ArgumentException($"numQueries = {NumQueries} must be ≥ 0.", "numQueries");
         if (QueryTokens == null)
         {
-            if (NumQueries != n)
+            if (NumQueries != n && NumQueries != 0)
                 throw new ArgumentException(
-                    $"numQueries = {NumQueries} must equal the token count {n} when queryTokens is null (every token is a query).", "numQueries");
+                    $"numQueries = {NumQueries} must equal the token count {n} (every token is a query) or 0 (no query) when queryTokens is null.", "numQueries");
         }
         else
         {

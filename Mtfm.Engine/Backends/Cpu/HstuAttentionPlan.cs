@@ -46,7 +46,8 @@ internal unsafe sealed class HstuAttentionPlan : IDisposable
             while (ts < e && kind[ts] == HstuAttentionArgs.KindR) ts++;
             RStart[b] = rs; TStart[b] = ts;
             QBegin[b] = qi;
-            if (a.QueryTokens == null) qi = e;
+            if (NumQueries == 0) { }
+            else if (a.QueryTokens == null) qi = e;
             else while (qi < NumQueries && a.QueryTokens[qi] < e) qi++;
             QEnd[b] = qi;
             int maxEnd = s;
