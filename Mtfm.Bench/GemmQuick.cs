@@ -26,7 +26,7 @@ internal static unsafe class GemmQuick
             int lda = s.TransA ? s.M : s.K, ldb = s.TransB ? s.K : s.N;
             double best = double.MaxValue;
             long flops = 2L * s.M * s.N * s.K;
-            int reps = (int)Math.Clamp(4e9 / flops, 3, 200);
+            int reps = (int)Math.Clamp(2e10 / flops, 8, 300);
             for (int r = 0; r < reps; r++)
             {
                 long t0 = Stopwatch.GetTimestamp();

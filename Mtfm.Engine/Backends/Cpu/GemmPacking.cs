@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Mtfm.Engine.Backends.Cpu;
 
@@ -26,18 +27,14 @@ internal static unsafe class GemmPacking
                     float* src = a + (long)p * lda + i0;
                     float* d = panel + p * mr;
                     int r = 0;
+                    for (; r <= rows - 4; r += 4) Vector128.Store(Vector128.Load(src + r), d + r);
                     for (; r < rows; r++) d[r] = src[r];
                     for (; r < mr; r++) d[r] = 0f;
                 }
             }
             else
             {
-                for (int r = 0; r < rows; r++)
-                {
-                    float* src = a + (long)(i0 + r) * lda;
-                    float* d = panel + r;
-                    for (int p = 0; p < kc; p++) d[p * mr] = src[p];
-                }
+                InterleaveRows(a + (long)i0 * lda, lda, rows, kc, panel, mr);
                 for (int r = rows; r < mr; r++)
                 {
                     float* d = panel + r;
@@ -82,18 +79,61 @@ internal static unsafe class GemmPacking
             }
             else
             {
-                for (int j = 0; j < cols; j++)
-                {
-                    float* src = b + (long)(j0 + j) * ldb;
-                    float* d = panel + j;
-                    for (int p = 0; p < kc; p++) d[p * nr] = src[p];
-                }
+                InterleaveRows(b + (long)j0 * ldb, ldb, cols, kc, panel, nr);
                 for (int j = cols; j < nr; j++)
                 {
                     float* d = panel + j;
                     for (int p = 0; p < kc; p++) d[p * nr] = 0f;
                 }
             }
+        }
+    }
+
+    /// <summary>
+    /// Writes rows [0, <paramref name="rows"/>) of a row-major matrix (row stride <paramref name="ld"/>), columns [0, kc),
+    /// interleaved: element (r, p) goes to dst[p·<paramref name="stride"/> + r]. Groups of 4 rows × 4 columns are transposed in
+    /// SSE registers.
+    /// </summary>
+    private static void InterleaveRows(float* src, int ld, int rows, int kc, float* dst, int stride)
+    {
+        int r0 = 0;
+        if (Sse.IsSupported)
+        {
+            for (; r0 <= rows - 4; r0 += 4)
+            {
+                float* s0 = src + (long)r0 * ld;
+                float* s1 = s0 + ld, s2 = s1 + ld, s3 = s2 + ld;
+                float* d = dst + r0;
+                int p = 0;
+                for (; p <= kc - 4; p += 4)
+                {
+                    var x0 = Sse.LoadVector128(s0 + p);
+                    var x1 = Sse.LoadVector128(s1 + p);
+                    var x2 = Sse.LoadVector128(s2 + p);
+                    var x3 = Sse.LoadVector128(s3 + p);
+                    var t0 = Sse.UnpackLow(x0, x1);
+                    var t1 = Sse.UnpackHigh(x0, x1);
+                    var t2 = Sse.UnpackLow(x2, x3);
+                    var t3 = Sse.UnpackHigh(x2, x3);
+                    Sse.Store(d + p * stride, Sse.MoveLowToHigh(t0, t2));
+                    Sse.Store(d + (p + 1) * stride, Sse.MoveHighToLow(t2, t0));
+                    Sse.Store(d + (p + 2) * stride, Sse.MoveLowToHigh(t1, t3));
+                    Sse.Store(d + (p + 3) * stride, Sse.MoveHighToLow(t3, t1));
+                }
+                for (; p < kc; p++)
+                {
+                    d[p * stride] = s0[p];
+                    d[p * stride + 1] = s1[p];
+                    d[p * stride + 2] = s2[p];
+                    d[p * stride + 3] = s3[p];
+                }
+            }
+        }
+        for (int r = r0; r < rows; r++)
+        {
+            float* s = src + (long)r * ld;
+            float* d = dst + r;
+            for (int p = 0; p < kc; p++) d[p * stride] = s[p];
         }
     }
 
