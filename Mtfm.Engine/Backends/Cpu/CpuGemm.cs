@@ -3,8 +3,11 @@ namespace Mtfm.Engine.Backends.Cpu;
 /// <summary>
 /// Single-precision GEMM on the CPU: C = alpha·op(A)·op(B) + beta·C, row-major. Large problems run a packed,
 /// register-blocked algorithm (GotoBLAS/BLIS style: B packed into KC × NC panels, A into MC × KC blocks, an MR × NR
-/// micro-kernel of FMAs holding its block of C in registers); small or thin ones run a direct row-axpy path. Each element
-/// of C is summed in the same k order whatever the thread count, so results are bit-for-bit identical for 1 or N threads.
+/// micro-kernel of FMAs holding its block of C in registers); small or thin ones run a direct path (row axpy, or one dot
+/// product per element when C has few columns). The path depends only on (m, n, k), and each element of C is summed in the
+/// same k order whatever the thread count, so on one machine results are bit-for-bit identical for 1 or N threads.
+/// alpha = 0 or k = 0 gives C = beta·C without reading A or B; beta = 0 never reads C (NaN there does not propagate).
+/// Calls with a pool must not be made from inside a body that pool is running.
 /// </summary>
 internal static unsafe class CpuGemm
 {
