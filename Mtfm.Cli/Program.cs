@@ -13,6 +13,7 @@ internal static class Program
         var root = new RootCommand("mtfm: train, evaluate and serve MTFM multi-scenario recommendation models.");
         root.Subcommands.Add(BuildTrain());
         root.Subcommands.Add(BuildEval());
+        root.Subcommands.Add(BuildScore());
         return root.Parse(args).Invoke();
     }
 
@@ -80,6 +81,28 @@ internal static class Program
             Schema = p.GetValue(schema),
             Threads = p.GetValue(threads),
         })));
+        return cmd;
+    }
+
+    internal static Command BuildScore()
+    {
+        var model = new Option<string>("--model") { Description = "run directory (or its model.safetensors)", Required = true };
+        var input = new Option<string?>("--input") { Description = "JSON-lines requests, one per line (default: standard input)" };
+        var output = new Option<string?>("--output") { Description = "JSON-lines responses (default: standard output)" };
+        var failFast = new Option<bool>("--fail-fast") { Description = "stop at the first bad request line (default: report it and go on)" };
+        var threads = new Option<int>("--threads") { Description = "CPU threads (0 = one per core)", DefaultValueFactory = _ => 0 };
+        var cmd = new Command("score", "Score JSON-lines requests (user, scenario, time, behaviour events, candidates) with a trained model; see docs/serving.md.")
+        {
+            model, input, output, failFast, threads,
+        };
+        cmd.SetAction(p => Guard(() => ScoreCommand.Run(new ScoreOptions
+        {
+            Model = p.GetValue(model)!,
+            Input = p.GetValue(input),
+            Output = p.GetValue(output),
+            FailFast = p.GetValue(failFast),
+            Threads = p.GetValue(threads),
+        }, Console.In, p.InvocationConfiguration.Output, p.InvocationConfiguration.Error)));
         return cmd;
     }
 
