@@ -39,7 +39,7 @@ public sealed class ScoreRequest
         catch (JsonException ex)
         {
             string path = string.IsNullOrEmpty(ex.Path) || ex.Path == "$" ? "request" : ex.Path.StartsWith("$.", StringComparison.Ordinal) ? ex.Path[2..] : ex.Path;
-            throw new ScoreRequestException(path, $"invalid JSON: {FirstSentence(ex.Message)}");
+            throw new ScoreRequestException(path, Explain(path, ex.Message));
         }
         return r ?? throw new ScoreRequestException("request", "is null");
     }
@@ -47,10 +47,29 @@ public sealed class ScoreRequest
     /// <summary>The request as one line of JSON.</summary>
     public string ToJson() => JsonSerializer.Serialize(this, ServingJsonContext.Default.ScoreRequest);
 
-    private static string FirstSentence(string m)
+    private static string Explain(string path, string message)
     {
-        int i = m.IndexOf(" Path:", StringComparison.Ordinal);
-        return i > 0 ? m[..i].TrimEnd() : m;
+        if (message.Contains("could not be mapped to any .NET member", StringComparison.Ordinal))
+            return path.Contains('.', StringComparison.Ordinal)
+                ? "unknown field (an event has sequence, time, features)"
+                : "unknown field (a request has user, scenario, time, features, events, candidates)";
+        if (message.Contains("could not be converted", StringComparison.Ordinal))
+        {
+            string last = path[(path.LastIndexOfAny(['.', ']']) + 1)..];
+            string expected = last switch
+            {
+                "time" => "an integer (unix seconds)",
+                "user" or "scenario" or "sequence" => "a string",
+                "features" => "an object of feature values",
+                "events" => "an array of events",
+                "candidates" => "an array of objects of feature values",
+                "" => path.StartsWith("events", StringComparison.Ordinal) ? "an event object" : "an object of feature values",
+                _ => "another type",
+            };
+            return path == "request" ? "expected a JSON object" : $"wrong JSON type, expected {expected}";
+        }
+        int i = message.IndexOf(" Path:", StringComparison.Ordinal);
+        return "invalid JSON: " + (i > 0 ? message[..i].TrimEnd() : message);
     }
 }
 
