@@ -58,47 +58,53 @@ internal sealed class IncrementalForward
     public EncodedContext EncodeContext(JaggedBatch batch, int contextTokens)
     {
         int n = contextTokens, layers = _c.Layers;
-        var tape = new Tape(_m.Backend, gradEnabled: false);
+        var kinds = batch.Segment.AsSpan(0, n).ToArray();
+        var times = batch.Time.AsSpan(0, n).ToArray();
+        var groups = batch.Group.AsSpan(0, n).ToArray();
+        var ctx = new EncodedContext(n, kinds, times, layers);
+        if (n == 0 || layers == 0) return ctx;
         try
         {
-            var kinds = batch.Segment.AsSpan(0, n).ToArray();
-            var times = batch.Time.AsSpan(0, n).ToArray();
-            var groups = batch.Group.AsSpan(0, n).ToArray();
-            var ks = new Variable[layers]; var vs = new Variable[layers];
-            if (n > 0 && layers > 0)
+            using var tape = new Tape(_m.Backend, gradEnabled: false);
+            int h = _c.Heads, g = _c.KvHeads, dqk = _c.Dqk, dv = _c.Dv;
+            var parts = new List<Variable>(); var where = new List<Tensor>();
+            for (int grp = 0; grp < _l.Groups.Count; grp++)
             {
-                int h = _c.Heads, g = _c.KvHeads, dqk = _c.Dqk, dv = _c.Dv;
-                var parts = new List<Variable>(); var where = new List<Tensor>();
-                for (int grp = 0; grp < _l.Groups.Count; grp++)
-                {
-                    var b = batch.Blocks[grp];
-                    if (b.Rows == 0 || _l.Groups[grp].Segment == SegmentKind.Target) continue;
-                    parts.Add(Tokenize(tape, grp, b));
-                    where.Add(tape.Ids(b.TokenIndex, [b.Rows]));
-                }
-                var x = tape.AssembleRows(n, parts.ToArray(), where.ToArray());
-                var groupIds = tape.Ids(groups, [n]);
-                using var layout = new AttentionLayout([0, n], kinds, times);
-                for (int l = 0; l < layers; l++)
-                {
-                    string name = $"layer{l}";
-                    var xn = tape.GroupLayerNorm(x, P(name + ".gln.gamma"), P(name + ".gln.beta"), groupIds);
-                    var kv = tape.Split(tape.Silu(Linear(tape, name + ".w1_kv", xn)), g * dqk, g * dv);
-                    ks[l] = kv[0]; vs[l] = kv[1];
-                    if (!_c.IsFullLayer(l)) continue;                    // target layer: H/R rows pass through unchanged
-                    var uq = tape.Split(tape.Silu(Linear(tape, name + ".w1_uq", xn)), h * dv, h * dqk);
-                    var o = tape.HstuAttention(layout, false, h, g, uq[1], kv[0], kv[1], P(name + ".rab"));
-                    var y = Linear(tape, name + ".w2", tape.Mul(tape.LayerNorm(o, null, null), uq[0]));
-                    x = tape.Add(x, y);
-                }
+                var b = batch.Blocks[grp];
+                if (b.Rows == 0 || _l.Groups[grp].Segment == SegmentKind.Target) continue;
+                parts.Add(Tokenize(tape, grp, b));
+                where.Add(tape.Ids(b.TokenIndex, [b.Rows]));
             }
-            return new EncodedContext(tape, n, kinds, times, ks, vs);
+            var x = tape.AssembleRows(n, parts.ToArray(), where.ToArray());
+            var groupIds = tape.Ids(groups, [n]);
+            using var layout = new AttentionLayout([0, n], kinds, times);
+            for (int l = 0; l < layers; l++)
+            {
+                string name = $"layer{l}";
+                var xn = tape.GroupLayerNorm(x, P(name + ".gln.gamma"), P(name + ".gln.beta"), groupIds);
+                var kv = tape.Split(tape.Silu(Linear(tape, name + ".w1_kv", xn)), g * dqk, g * dv);
+                ctx.K[l] = Keep(kv[0].Value); ctx.V[l] = Keep(kv[1].Value);
+                if (!_c.IsFullLayer(l)) continue;                    // target layer: H/R rows pass through unchanged
+                var uq = tape.Split(tape.Silu(Linear(tape, name + ".w1_uq", xn)), h * dv, h * dqk);
+                var o = tape.HstuAttention(layout, false, h, g, uq[1], kv[0], kv[1], P(name + ".rab"));
+                var y = Linear(tape, name + ".w2", tape.Mul(tape.LayerNorm(o, null, null), uq[0]));
+                x = tape.Add(x, y);
+            }
+            return ctx;
         }
         catch
         {
-            tape.Dispose();
+            ctx.Dispose();
             throw;
         }
+    }
+
+    /// <summary>An owned copy of a tape tensor (the context outlives the tape that computed it).</summary>
+    private Tensor Keep(Tensor t)
+    {
+        var copy = _m.Backend.Allocate(t.DType, t.Shape);
+        _m.Backend.Copy(t, copy);
+        return copy;
     }
 
     /// <summary>
@@ -135,8 +141,8 @@ internal sealed class IncrementalForward
                 Variable k = kv[0], v = kv[1];
                 if (nc > 0)
                 {
-                    k = tape.AssembleRows(n, [ctx.K[l], kv[0]], [ctxIdx, tIdx]);
-                    v = tape.AssembleRows(n, [ctx.V[l], kv[1]], [ctxIdx, tIdx]);
+                    k = tape.AssembleRows(n, [new Variable(ctx.K[l]!), kv[0]], [ctxIdx, tIdx]);
+                    v = tape.AssembleRows(n, [new Variable(ctx.V[l]!), kv[1]], [ctxIdx, tIdx]);
                 }
                 var o = tape.HstuAttention(layout, true, h, g, uq[1], k, v, P(name + ".rab"));
                 var y = Linear(tape, name + ".w2", tape.Mul(tape.LayerNorm(o, null, null), uq[0]));
@@ -162,17 +168,23 @@ internal sealed class IncrementalForward
     }
 }
 
-/// <summary>The H/R part of a request after every layer: per layer the K and V of its rows, and the tokens' kinds and times.</summary>
-internal sealed class EncodedContext(Tape tape, int count, byte[] kinds, long[] times, Variable[] k, Variable[] v) : IDisposable
+/// <summary>The H/R part of a request after every layer: per layer the K and V of its rows (owned tensors), and the tokens' kinds and times.</summary>
+internal sealed class EncodedContext(int count, byte[] kinds, long[] times, int layers) : IDisposable
 {
     public int Count { get; } = count;
     public byte[] Kinds { get; } = kinds;
     public long[] Times { get; } = times;
-    public Variable[] K { get; } = k;
-    public Variable[] V { get; } = v;
+    public Tensor?[] K { get; } = new Tensor?[layers];
+    public Tensor?[] V { get; } = new Tensor?[layers];
 
     /// <summary>Bytes of K/V held.</summary>
-    public long Bytes => K.Sum(x => x is null ? 0 : x.Value.Length * 4L) + V.Sum(x => x is null ? 0 : x.Value.Length * 4L);
+    public long Bytes => K.Sum(x => x is null ? 0 : x.Length * 4L) + V.Sum(x => x is null ? 0 : x.Length * 4L);
 
-    public void Dispose() => tape.Dispose();
+    public void Dispose()
+    {
+        foreach (var t in K) t?.Dispose();
+        foreach (var t in V) t?.Dispose();
+        Array.Clear(K);
+        Array.Clear(V);
+    }
 }

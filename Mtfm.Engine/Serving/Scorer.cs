@@ -8,8 +8,10 @@ namespace Mtfm.Engine.Serving;
 /// <summary>
 /// Scores requests with a trained MTFM checkpoint on the CPU. The checkpoint (weights, schema, numeric statistics) is
 /// loaded once; each request becomes one instance (H and R encoded once, every candidate one T token at the request
-/// time) and only the requested scenario's tokenizer and heads run. Calls are serialised (one at a time); the scores
-/// are bitwise deterministic for a fixed thread count.
+/// time) and only the requested scenario's tokenizer and heads run. With a context cache (the default) the H/R tokens'
+/// per-layer K/V are computed once per distinct H/R content and reused by later requests (spec §6); the scores are the
+/// same bit for bit with or without it. Calls are serialised (one at a time); the scores are bitwise deterministic for a
+/// fixed thread count.
 /// </summary>
 public sealed class Scorer : IDisposable
 {
@@ -20,10 +22,13 @@ public sealed class Scorer : IDisposable
     private readonly string[][] _scenarioTasks;
     private readonly int[][] _scenarioTaskIndex;
     private readonly Lock _gate = new();
+    private readonly IncrementalForward? _incremental;
+    private readonly ContextCache? _cache;
     private bool _disposed;
 
-    private Scorer(MtfmModel model, NumericStats stats, bool ownsModel, CpuBackend? ownedBackend)
+    private Scorer(MtfmModel model, NumericStats stats, bool ownsModel, CpuBackend? ownedBackend, int contextCache)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(contextCache);
         _model = model;
         _ownsModel = ownsModel;
         _ownedBackend = ownedBackend;
@@ -36,18 +41,26 @@ public sealed class Scorer : IDisposable
             _scenarioTaskIndex[s] = Enumerable.Range(0, l.TaskCount).Where(k => l.ScenarioTaskLabel[s][k] == 1).ToArray();
             _scenarioTasks[s] = _scenarioTaskIndex[s].Select(k => l.Schema.Tasks[k]).ToArray();
         }
+        if (contextCache > 0)
+        {
+            _incremental = new IncrementalForward(model);
+            _cache = new ContextCache(contextCache);
+        }
     }
 
-    /// <summary>Wraps an already loaded model (not owned: the caller disposes it).</summary>
-    internal Scorer(MtfmModel model, NumericStats stats) : this(model ?? throw new ArgumentNullException(nameof(model)),
-        stats ?? throw new ArgumentNullException(nameof(stats)), ownsModel: false, ownedBackend: null) { }
+    /// <summary>Wraps an already loaded model (not owned: the caller disposes it); <paramref name="contextCache"/> = 0 runs the plain full forward.</summary>
+    internal Scorer(MtfmModel model, NumericStats stats, int contextCache = 0) : this(model ?? throw new ArgumentNullException(nameof(model)),
+        stats ?? throw new ArgumentNullException(nameof(stats)), ownsModel: false, ownedBackend: null, contextCache) { }
 
     /// <summary>
     /// Loads a checkpoint written by <c>mtfm train</c>: a run directory (its <c>model.safetensors</c>) or the file
-    /// itself, onto a CPU backend with <paramref name="threads"/> threads (0 = one per core).
+    /// itself, onto a CPU backend with <paramref name="threads"/> threads (0 = one per core). <paramref name="contextCache"/>
+    /// is the number of encoded H/R contexts (per-layer K/V) kept for reuse, least recently used evicted first; 0 turns
+    /// the cache off (every request runs the full forward).
     /// </summary>
-    public static Scorer Load(string path, int threads = 0)
+    public static Scorer Load(string path, int threads = 0, int contextCache = 256)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(contextCache);
         ArgumentException.ThrowIfNullOrEmpty(path);
         string file = Directory.Exists(path) ? Path.Combine(path, "model.safetensors") : path;
         if (!File.Exists(file)) throw new FileNotFoundException($"model '{file}' does not exist (expected a run directory or a .safetensors file).", file);
@@ -55,7 +68,7 @@ public sealed class Scorer : IDisposable
         try
         {
             var (model, stats) = MtfmCheckpoint.Load(file, backend);
-            return new Scorer(model, stats, ownsModel: true, ownedBackend: backend);
+            return new Scorer(model, stats, ownsModel: true, ownedBackend: backend, contextCache);
         }
         catch
         {
@@ -72,6 +85,12 @@ public sealed class Scorer : IDisposable
         _model.Layout.TryGetSource(scenario, out int s) && s < _model.Layout.ScenarioCount ? _scenarioTasks[s]
             : throw new ScoreRequestException("scenario", $"'{scenario}' is unknown");
 
+    /// <summary>Requests whose H/R context was found in the context cache.</summary>
+    public long ContextCacheHits { get { lock (_gate) return _cache?.Hits ?? 0; } }
+
+    /// <summary>Requests whose H/R context was computed (and cached, when the cache is on).</summary>
+    public long ContextCacheMisses { get { lock (_gate) return _cache?.Misses ?? 0; } }
+
     internal MtfmModel Model => _model;
 
     internal RequestEncoder Encoder => _encoder;
@@ -81,7 +100,7 @@ public sealed class Scorer : IDisposable
     {
         ArgumentNullException.ThrowIfNull(request);
         var enc = _encoder.Encode(request);
-        var probs = Run(enc.Batch);
+        var probs = Run(enc);
         int tasks = _model.Layout.TaskCount;
         var names = _scenarioTasks[enc.Scenario];
         var idx = _scenarioTaskIndex[enc.Scenario];
@@ -96,14 +115,17 @@ public sealed class Scorer : IDisposable
     }
 
     /// <summary>Probabilities [candidates, tasks] (all tasks, row-major) of an encoded request.</summary>
-    internal float[] ScoreProbabilities(ScoreRequest request) => Run(_encoder.Encode(request).Batch);
+    internal float[] ScoreProbabilities(ScoreRequest request) => Run(_encoder.Encode(request));
 
-    private float[] Run(JaggedBatch batch)
+    private float[] Run(EncodedRequest enc)
     {
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            return MtfmTrainer.Score(_model, batch);
+            if (_cache is null) return MtfmTrainer.Score(_model, enc.Batch);
+            int nc = enc.HistoryTokens + enc.RealtimeTokens;
+            var ctx = _cache.GetOrAdd(enc.Batch, nc, () => _incremental!.EncodeContext(enc.Batch, nc));
+            return _incremental!.ScoreTargets(ctx, enc.Batch, enc.Scenario);
         }
     }
 
@@ -114,6 +136,7 @@ public sealed class Scorer : IDisposable
         {
             if (_disposed) return;
             _disposed = true;
+            _cache?.Dispose();
             if (_ownsModel) _model.Dispose();
             _ownedBackend?.Dispose();
         }

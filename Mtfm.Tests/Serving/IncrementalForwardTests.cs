@@ -70,4 +70,38 @@ public sealed class IncrementalForwardTests(ServingFixture fx) : IClassFixture<S
         Assert.True(n > 50);
         Assert.True(differ == 0, $"{differ} of {n} probabilities differ (max |diff| {maxDiff:G3})");
     }
+
+    [Fact]
+    public void ScorerWithContextCacheMatchesAndReusesContextsWithoutLeaks()
+    {
+        using var backend = new CpuBackend(1);
+        using var model = new MtfmModel(backend, MtfmConfig.Tiny, fx.Store.Layout, seed: 4);
+        long baseline = backend.LiveAllocations;
+        var requests = Requests(10);
+        using (var plain = new Scorer(model, fx.Stats, contextCache: 0))
+        using (var cached = new Scorer(model, fx.Stats, contextCache: 2))
+        {
+            foreach (var r in requests)
+            {
+                var want = plain.ScoreProbabilities(r);
+                Assert.True(want.AsSpan().SequenceEqual(cached.ScoreProbabilities(r)));
+                Assert.True(want.AsSpan().SequenceEqual(cached.ScoreProbabilities(r)));   // second time from the cache
+            }
+            // Every second call is a hit; so are first calls whose H/R equal the previous request's (no event in between).
+            Assert.Equal(2 * requests.Count, cached.ContextCacheHits + cached.ContextCacheMisses);
+            Assert.InRange(cached.ContextCacheMisses, 2, requests.Count - 1);
+            Assert.Equal(0, plain.ContextCacheHits + plain.ContextCacheMisses);
+            // Same H/R content, other candidates: a hit. Least recently used is evicted beyond the capacity.
+            var a = requests[0]; var b = requests[^1];
+            var other = new ScoreRequest { User = a.User, Scenario = a.Scenario, Time = a.Time, Events = a.Events, Candidates = [a.Candidates![0], a.Candidates[0]] };
+            long hits = cached.ContextCacheHits;
+            cached.ScoreProbabilities(other);
+            Assert.Equal(hits, cached.ContextCacheHits);                                // requests[0] was evicted long ago
+            cached.ScoreProbabilities(other);
+            Assert.Equal(hits + 1, cached.ContextCacheHits);
+            var two = cached.ScoreProbabilities(other);
+            Assert.True(two.AsSpan(0, fx.Store.Layout.TaskCount).SequenceEqual(two.AsSpan(fx.Store.Layout.TaskCount)), "equal candidates score equally");
+        }
+        Assert.Equal(baseline, backend.LiveAllocations);
+    }
 }
