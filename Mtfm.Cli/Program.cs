@@ -91,7 +91,7 @@ internal static class Program
         var output = new Option<string?>("--output") { Description = "JSON-lines responses (default: standard output)" };
         var failFast = new Option<bool>("--fail-fast") { Description = "stop at the first bad request line (default: report it and go on)" };
         var threads = new Option<int>("--threads") { Description = "CPU threads (0 = one per core)", DefaultValueFactory = _ => 0 };
-        var contextCache = new Option<int>("--context-cache") { Description = "encoded H/R contexts (per-layer K/V) kept for reuse; 0 = off", DefaultValueFactory = _ => 256 };
+        var contextCache = new Option<int>("--context-cache-mb") { Description = "memory for encoded H/R contexts (per-layer K/V) kept for reuse, in MiB; 0 = off", DefaultValueFactory = _ => 256 };
         var cmd = new Command("score", "Score JSON-lines requests (user, scenario, time, behaviour events, candidates) with a trained model; see docs/serving.md.")
         {
             model, input, output, failFast, threads, contextCache,

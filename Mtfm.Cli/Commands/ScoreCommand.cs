@@ -15,7 +15,7 @@ internal sealed record ScoreOptions
     public bool FailFast { get; init; }
     /// <summary>CPU threads (0 = one per core).</summary>
     public int Threads { get; init; }
-    /// <summary>Encoded H/R contexts kept for reuse (0 = off).</summary>
+    /// <summary>MiB of encoded H/R contexts kept for reuse (0 = off).</summary>
     public int ContextCache { get; init; } = 256;
 }
 
@@ -31,7 +31,7 @@ internal static class ScoreCommand
     {
         ArgumentNullException.ThrowIfNull(o);
         if (o.Input is { } inPath && !File.Exists(inPath)) throw new FileNotFoundException($"--input '{inPath}' does not exist.", inPath);
-        if (o.ContextCache < 0) throw new ArgumentException($"--context-cache {o.ContextCache}: must be >= 0.");
+        if (o.ContextCache < 0) throw new ArgumentException($"--context-cache-mb {o.ContextCache}: must be >= 0.");
         using var scorer = Scorer.Load(o.Model, o.Threads, o.ContextCache);
         using var input = o.Input is null ? null : new StreamReader(o.Input);
         var reader = input ?? stdin;

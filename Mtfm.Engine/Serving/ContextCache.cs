@@ -5,42 +5,56 @@ namespace Mtfm.Engine.Serving;
 
 /// <summary>
 /// Least-recently-used cache of <see cref="EncodedContext"/>s (spec §6: H/R K/V computed once and reused until new
-/// events arrive). The key is the exact encoded content of the H/R tokens (groups, times, table rows, numeric bits), so
-/// a user's new event, a request time that lets another R event in, or a new window is a different key: a hit is always
-/// the same computation. Not thread-safe (the <see cref="Scorer"/> serialises calls).
+/// events arrive), bounded by the bytes of K/V it holds. The key is the exact encoded content of the H/R tokens (groups,
+/// times, table rows, numeric bits), so a user's new event, a request time that lets another R event in, or a new window
+/// is a different key: a hit is always the same computation. Not thread-safe (the <see cref="Scorer"/> serialises calls).
 /// </summary>
-internal sealed class ContextCache(int capacity) : IDisposable
+internal sealed class ContextCache(long maxBytes) : IDisposable
 {
     private readonly Dictionary<string, LinkedListNode<(string Key, EncodedContext Context)>> _map = new(StringComparer.Ordinal);
     private readonly LinkedList<(string Key, EncodedContext Context)> _lru = new();
 
-    public int Capacity { get; } = capacity > 0 ? capacity : throw new ArgumentOutOfRangeException(nameof(capacity), capacity, "must be > 0");
+    public long MaxBytes { get; } = maxBytes > 0 ? maxBytes : throw new ArgumentOutOfRangeException(nameof(maxBytes), maxBytes, "must be > 0");
     public int Count => _map.Count;
+    public long Bytes { get; private set; }
     public long Hits { get; private set; }
     public long Misses { get; private set; }
 
-    /// <summary>The cached context of the first <paramref name="contextTokens"/> tokens of <paramref name="batch"/>, computing it with <paramref name="encode"/> on a miss.</summary>
-    public EncodedContext GetOrAdd(JaggedBatch batch, int contextTokens, Func<EncodedContext> encode)
+    /// <summary>The cached context for <paramref name="key"/>, marked most recently used; false (a miss) when absent.</summary>
+    public bool TryGet(string key, out EncodedContext context)
     {
-        string key = KeyOf(batch, contextTokens);
         if (_map.TryGetValue(key, out var node))
         {
             Hits++;
             _lru.Remove(node);
             _lru.AddFirst(node);
-            return node.Value.Context;
+            context = node.Value.Context;
+            return true;
         }
         Misses++;
-        var ctx = encode();
-        _map[key] = _lru.AddFirst((key, ctx));
-        while (_map.Count > Capacity)
+        context = null!;
+        return false;
+    }
+
+    /// <summary>
+    /// Keeps <paramref name="context"/> under <paramref name="key"/>, evicting least recently used entries to stay within
+    /// <see cref="MaxBytes"/>. Returns false when it alone exceeds the budget: then it is not kept and the caller disposes it.
+    /// </summary>
+    public bool Add(string key, EncodedContext context)
+    {
+        long size = context.Bytes;
+        if (size > MaxBytes) return false;
+        _map.Add(key, _lru.AddFirst((key, context)));
+        Bytes += size;
+        while (Bytes > MaxBytes)
         {
             var last = _lru.Last!;
             _lru.RemoveLast();
             _map.Remove(last.Value.Key);
+            Bytes -= last.Value.Context.Bytes;
             last.Value.Context.Dispose();
         }
-        return ctx;
+        return true;
     }
 
     internal static string KeyOf(JaggedBatch b, int n)
@@ -72,5 +86,6 @@ internal sealed class ContextCache(int capacity) : IDisposable
         foreach (var (_, ctx) in _lru) ctx.Dispose();
         _lru.Clear();
         _map.Clear();
+        Bytes = 0;
     }
 }

@@ -177,8 +177,8 @@ internal sealed class EncodedContext(int count, byte[] kinds, long[] times, int 
     public Tensor?[] K { get; } = new Tensor?[layers];
     public Tensor?[] V { get; } = new Tensor?[layers];
 
-    /// <summary>Bytes of K/V held.</summary>
-    public long Bytes => K.Sum(x => x is null ? 0 : x.Length * 4L) + V.Sum(x => x is null ? 0 : x.Length * 4L);
+    /// <summary>Bytes held: K/V, the token metadata and a nominal 64-byte overhead (so an empty context still counts).</summary>
+    public long Bytes => 64 + Count * 9L + K.Sum(x => x is null ? 0 : x.Length * 4L) + V.Sum(x => x is null ? 0 : x.Length * 4L);
 
     public void Dispose()
     {

@@ -26,9 +26,9 @@ public sealed class Scorer : IDisposable
     private readonly ContextCache? _cache;
     private bool _disposed;
 
-    private Scorer(MtfmModel model, NumericStats stats, bool ownsModel, CpuBackend? ownedBackend, int contextCache)
+    private Scorer(MtfmModel model, NumericStats stats, bool ownsModel, CpuBackend? ownedBackend, long contextCacheBytes)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(contextCache);
+        ArgumentOutOfRangeException.ThrowIfNegative(contextCacheBytes);
         _model = model;
         _ownsModel = ownsModel;
         _ownedBackend = ownedBackend;
@@ -41,26 +41,26 @@ public sealed class Scorer : IDisposable
             _scenarioTaskIndex[s] = Enumerable.Range(0, l.TaskCount).Where(k => l.ScenarioTaskLabel[s][k] == 1).ToArray();
             _scenarioTasks[s] = _scenarioTaskIndex[s].Select(k => l.Schema.Tasks[k]).ToArray();
         }
-        if (contextCache > 0)
+        if (contextCacheBytes > 0)
         {
             _incremental = new IncrementalForward(model);
-            _cache = new ContextCache(contextCache);
+            _cache = new ContextCache(contextCacheBytes);
         }
     }
 
-    /// <summary>Wraps an already loaded model (not owned: the caller disposes it); <paramref name="contextCache"/> = 0 runs the plain full forward.</summary>
-    internal Scorer(MtfmModel model, NumericStats stats, int contextCache = 0) : this(model ?? throw new ArgumentNullException(nameof(model)),
-        stats ?? throw new ArgumentNullException(nameof(stats)), ownsModel: false, ownedBackend: null, contextCache) { }
+    /// <summary>Wraps an already loaded model (not owned: the caller disposes it); <paramref name="contextCacheBytes"/> = 0 runs the plain full forward.</summary>
+    internal Scorer(MtfmModel model, NumericStats stats, long contextCacheBytes = 0) : this(model ?? throw new ArgumentNullException(nameof(model)),
+        stats ?? throw new ArgumentNullException(nameof(stats)), ownsModel: false, ownedBackend: null, contextCacheBytes) { }
 
     /// <summary>
     /// Loads a checkpoint written by <c>mtfm train</c>: a run directory (its <c>model.safetensors</c>) or the file
-    /// itself, onto a CPU backend with <paramref name="threads"/> threads (0 = one per core). <paramref name="contextCache"/>
-    /// is the number of encoded H/R contexts (per-layer K/V) kept for reuse, least recently used evicted first; 0 turns
-    /// the cache off (every request runs the full forward).
+    /// itself, onto a CPU backend with <paramref name="threads"/> threads (0 = one per core).
+    /// <paramref name="contextCacheMegabytes"/> bounds the memory of encoded H/R contexts (per-layer K/V) kept for reuse,
+    /// least recently used evicted first; 0 turns the cache off (every request runs the full forward).
     /// </summary>
-    public static Scorer Load(string path, int threads = 0, int contextCache = 256)
+    public static Scorer Load(string path, int threads = 0, int contextCacheMegabytes = 256)
     {
-        ArgumentOutOfRangeException.ThrowIfNegative(contextCache);
+        ArgumentOutOfRangeException.ThrowIfNegative(contextCacheMegabytes);
         ArgumentException.ThrowIfNullOrEmpty(path);
         string file = Directory.Exists(path) ? Path.Combine(path, "model.safetensors") : path;
         if (!File.Exists(file)) throw new FileNotFoundException($"model '{file}' does not exist (expected a run directory or a .safetensors file).", file);
@@ -68,7 +68,7 @@ public sealed class Scorer : IDisposable
         try
         {
             var (model, stats) = MtfmCheckpoint.Load(file, backend);
-            return new Scorer(model, stats, ownsModel: true, ownedBackend: backend, contextCache);
+            return new Scorer(model, stats, ownsModel: true, ownedBackend: backend, contextCacheMegabytes * (1L << 20));
         }
         catch
         {
@@ -88,7 +88,7 @@ public sealed class Scorer : IDisposable
     /// <summary>Requests whose H/R context was found in the context cache.</summary>
     public long ContextCacheHits { get { lock (_gate) return _cache?.Hits ?? 0; } }
 
-    /// <summary>Requests whose H/R context was computed (and cached, when the cache is on).</summary>
+    /// <summary>Requests whose H/R context was computed (and cached, when the cache is on and it fits).</summary>
     public long ContextCacheMisses { get { lock (_gate) return _cache?.Misses ?? 0; } }
 
     internal MtfmModel Model => _model;
@@ -124,8 +124,21 @@ public sealed class Scorer : IDisposable
             ObjectDisposedException.ThrowIf(_disposed, this);
             if (_cache is null) return MtfmTrainer.Score(_model, enc.Batch);
             int nc = enc.HistoryTokens + enc.RealtimeTokens;
-            var ctx = _cache.GetOrAdd(enc.Batch, nc, () => _incremental!.EncodeContext(enc.Batch, nc));
-            return _incremental!.ScoreTargets(ctx, enc.Batch, enc.Scenario);
+            string key = ContextCache.KeyOf(enc.Batch, nc);
+            bool kept = true;
+            if (!_cache.TryGet(key, out var ctx))
+            {
+                ctx = _incremental!.EncodeContext(enc.Batch, nc);
+                kept = _cache.Add(key, ctx);
+            }
+            try
+            {
+                return _incremental!.ScoreTargets(ctx, enc.Batch, enc.Scenario);
+            }
+            finally
+            {
+                if (!kept) ctx.Dispose();
+            }
         }
     }
 

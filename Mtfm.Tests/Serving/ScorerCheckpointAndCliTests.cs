@@ -123,13 +123,13 @@ public sealed class ScorerCheckpointAndCliTests(ServingFixture fx) : IClassFixtu
         // No bad line, responses on standard output: exit 0.
         File.WriteAllLines(input, lines.Where((_, i) => i != 3));
         o = new StringWriter(); e = new StringWriter();
-        Assert.Equal(0, Invoke(o, e, "--model", Path.Combine(run, "model.safetensors"), "--input", input, "--threads", "1", "--context-cache", "0"));
+        Assert.Equal(0, Invoke(o, e, "--model", Path.Combine(run, "model.safetensors"), "--input", input, "--threads", "1", "--context-cache-mb", "0"));
         Assert.Equal(got, o.ToString().Split(Environment.NewLine, StringSplitOptions.RemoveEmptyEntries));
         Assert.Equal("", e.ToString());
 
         // Missing model or input: exit 1 (message on the console's error stream).
         Assert.Equal(1, Invoke(o, e, "--model", Path.Combine(_dir, "nope"), "--input", input));
         Assert.Equal(1, Invoke(o, e, "--model", run, "--input", Path.Combine(_dir, "nope.jsonl")));
-        Assert.Equal(1, Invoke(o, e, "--model", run, "--input", input, "--context-cache", "-1"));
+        Assert.Equal(1, Invoke(o, e, "--model", run, "--input", input, "--context-cache-mb", "-1"));
     }
 }
