@@ -33,16 +33,17 @@ public sealed class IncrementalForwardTests(ServingFixture fx) : IClassFixture<S
     [InlineData("full")]
     [InlineData("target")]
     [InlineData("mmoe")]
+    [InlineData("hta-3-threads")]
     public void CachedContextScoresEqualTheFullForwardBitForBit(string variant)
     {
         var config = variant switch
         {
-            "hta" => MtfmConfig.Tiny with { Blocks = 2 },
+            "hta" or "hta-3-threads" => MtfmConfig.Tiny with { Blocks = 2 },
             "full" => MtfmConfig.Tiny with { Attention = AttentionMode.Full },
             "target" => MtfmConfig.Tiny with { Attention = AttentionMode.TargetOnly },
             _ => MtfmConfig.Mmoe,
         };
-        using var backend = new CpuBackend(1);
+        using var backend = new CpuBackend(variant == "hta-3-threads" ? 3 : 1);
         using var model = new MtfmModel(backend, config, fx.Store.Layout, seed: 3);
         var rng = new SplitMix64(9);
         foreach (var p in model.Parameters)
