@@ -14,6 +14,7 @@ internal static class Program
         root.Subcommands.Add(BuildTrain());
         root.Subcommands.Add(BuildEval());
         root.Subcommands.Add(BuildData());
+        root.Subcommands.Add(BuildScore());
         return root.Parse(args).Invoke();
     }
 
@@ -101,6 +102,30 @@ internal static class Program
         "exposure" => AggregationMode.PerExposure,
         _ => throw new ArgumentException($"--aggregation {value}: use user or exposure."),
     };
+
+    internal static Command BuildScore()
+    {
+        var model = new Option<string>("--model") { Description = "run directory (or its model.safetensors)", Required = true };
+        var input = new Option<string?>("--input") { Description = "JSON-lines requests, one per line (default: standard input)" };
+        var output = new Option<string?>("--output") { Description = "JSON-lines responses (default: standard output)" };
+        var failFast = new Option<bool>("--fail-fast") { Description = "stop at the first bad request line (default: report it and go on)" };
+        var threads = new Option<int>("--threads") { Description = "CPU threads (0 = one per core)", DefaultValueFactory = _ => 0 };
+        var contextCache = new Option<int>("--context-cache-mb") { Description = "memory for encoded H/R contexts (per-layer K/V) kept for reuse, in MiB; 0 = off", DefaultValueFactory = _ => 256 };
+        var cmd = new Command("score", "Score JSON-lines requests (user, scenario, time, behaviour events, candidates) with a trained model; see docs/serving.md.")
+        {
+            model, input, output, failFast, threads, contextCache,
+        };
+        cmd.SetAction(p => Guard(() => ScoreCommand.Run(new ScoreOptions
+        {
+            Model = p.GetValue(model)!,
+            Input = p.GetValue(input),
+            Output = p.GetValue(output),
+            FailFast = p.GetValue(failFast),
+            Threads = p.GetValue(threads),
+            ContextCache = p.GetValue(contextCache),
+        }, Console.In, p.InvocationConfiguration.Output, p.InvocationConfiguration.Error)));
+        return cmd;
+    }
 
     /// <summary>Turns expected failures (bad input, bad files) into one clear line and exit code 1.</summary>
     private static int Guard(Func<int> action)
