@@ -386,6 +386,33 @@ public sealed class CudaBackendTests
     [Theory]
     [InlineData(Emulated)]
     [InlineData(Gpu)]
+    public void AttentionLayoutCachesAreBoundedAndReturnTheirMemory(string kind)
+    {
+        using var p = Open(kind);
+        var rng = new Random(9);
+        long rentedBefore = p.Gpu.Pool.RentedBytes;
+        var layouts = new List<AttentionLayout>();
+        for (int i = 0; i < CudaBackend.MaxLayoutCaches + 4; i++)
+        {
+            var layout = Layout(rng, [(2, 3, 1), (1, 2, 2)]);
+            layouts.Add(layout);
+            int n = layout.TokenCount;
+            using var q = p.Gpu.FromHost<float>(RandomFloats(rng, n * 4, -1, 1), n, 4);
+            using var rab = p.Gpu.FromHost<float>(new float[2 * layout.RabWidth], 2, layout.RabWidth);
+            using var o = p.Gpu.Allocate(DType.Float32, [n, 4]);
+            p.Gpu.HstuAttention(layout, false, 2, 2, q, q, q, rab, o);
+        }
+        Assert.Equal(CudaBackend.MaxLayoutCaches, p.Gpu.LayoutCacheCount);
+        Assert.Null(layouts[0].DeviceCache);  // evicted (and detached): a later use rebuilds it
+        Assert.NotNull(layouts[^1].DeviceCache);
+        foreach (var l in layouts) l.Dispose();
+        Assert.Equal(0, p.Gpu.LayoutCacheCount);
+        Assert.Equal(rentedBefore, p.Gpu.Pool.RentedBytes);
+    }
+
+    [Theory]
+    [InlineData(Emulated)]
+    [InlineData(Gpu)]
     public void NoOpSynchronisesExceptDownloadAndMemoryReturns(string kind)
     {
         using var p = Open(kind);

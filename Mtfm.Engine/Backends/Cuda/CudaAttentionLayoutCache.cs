@@ -4,7 +4,9 @@ namespace Mtfm.Engine.Backends.Cuda;
 /// Device copies of one <see cref="AttentionLayout"/> for a <see cref="CudaBackend"/>, kept in
 /// <see cref="AttentionLayout.DeviceCache"/>: kinds (Int32), times (Int64), the T token list, and the tilings
 /// (<see cref="HstuAttentionPlan"/> + uploaded tiles) per (query form, tile size). Uploaded once per batch (asynchronously),
-/// reused by every layer forward and backward; returned to the backend's pool on dispose.
+/// reused by every layer forward and backward; returned to the backend's pool on dispose. Layouts are made per batch
+/// and nobody is obliged to dispose them, so the backend keeps only the <see cref="CudaBackend.MaxLayoutCaches"/> most
+/// recent caches and evicts older ones (detaching them from their layout, which rebuilds its cache if used again).
 /// </summary>
 internal sealed class CudaAttentionLayoutCache : IDisposable
 {
@@ -23,6 +25,9 @@ internal sealed class CudaAttentionLayoutCache : IDisposable
         Times = Upload<long>(layout.Time);
         Targets = Upload<int>(layout.TargetTokens);
     }
+
+    /// <summary>The layout these buffers describe.</summary>
+    public AttentionLayout Layout => _layout;
 
     /// <summary>The backend that owns the buffers.</summary>
     public CudaBackend Owner => _owner;
@@ -54,11 +59,13 @@ internal sealed class CudaAttentionLayoutCache : IDisposable
         return b.Pointer;
     }
 
-    /// <summary>Returns every buffer to the owner's pool.</summary>
+    /// <summary>Returns every buffer to the owner's pool (stream-ordered: safe right after the launches that used them).</summary>
     public void Dispose()
     {
         foreach (var b in _buffers) _owner.ReturnToPool(b);
         _buffers.Clear();
         _plans.Clear();
+        if (ReferenceEquals(_layout.DeviceCache, this)) _layout.DeviceCache = null;
+        _owner.ForgetLayoutCache(this);
     }
 }

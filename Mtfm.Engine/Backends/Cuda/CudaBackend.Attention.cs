@@ -16,13 +16,28 @@ internal sealed unsafe partial class CudaBackend
         if (!_disposed) _pool.Return(b);
     }
 
+    /// <summary>How many attention layouts keep their device copies (the most recently cached ones).</summary>
+    public const int MaxLayoutCaches = 8;
+
+    private readonly LinkedList<CudaAttentionLayoutCache> _layoutCaches = new();
+
+    /// <summary>Attention layout caches currently held (at most <see cref="MaxLayoutCaches"/>).</summary>
+    internal int LayoutCacheCount => _layoutCaches.Count;
+
+    internal void ForgetLayoutCache(CudaAttentionLayoutCache cache) => _layoutCaches.Remove(cache);
+
     /// <summary>The layout's device cache of this backend (created and attached on first use).</summary>
     private CudaAttentionLayoutCache LayoutCache(AttentionLayout layout, out bool temporary)
     {
         temporary = false;
         if (layout.DeviceCache is CudaAttentionLayoutCache c && ReferenceEquals(c.Owner, this)) return c;
         var cache = new CudaAttentionLayoutCache(this, layout);
-        if (layout.DeviceCache is null) layout.DeviceCache = cache;
+        if (layout.DeviceCache is null)
+        {
+            layout.DeviceCache = cache;
+            _layoutCaches.AddLast(cache);
+            while (_layoutCaches.Count > MaxLayoutCaches) _layoutCaches.First!.Value.Dispose();
+        }
         else temporary = true; // the layout is cached for another backend: use a private copy for this call
         return cache;
     }

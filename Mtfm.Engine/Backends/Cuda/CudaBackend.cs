@@ -336,6 +336,7 @@ internal sealed unsafe partial class CudaBackend : IBackend
     {
         if (_disposed) return;
         _driver.SynchronizeStream(_stream);
+        foreach (var c in _layoutCaches.ToArray()) c.Dispose(); // detach from their layouts
         _disposed = true;
         _staging.Dispose();
         if (_cublas != 0) Cublas.Destroy(_cublas);
