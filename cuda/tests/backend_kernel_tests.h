@@ -1,5 +1,5 @@
 // Kernels of the CUDA backend (backend_elementwise.cu, backend_reduce.cu, backend_rows.cu, backend_loss.cu,
-// gemm.cu) against plain C++ references, at sizes that are not multiples of any block or tile, with odd
+// gemm.cu, optimizer.cu) against plain C++ references, at sizes that are not multiples of any block or tile, with odd
 // launch shapes; buffers are exact-size allocations so the ASan build reports any overflow.
 #pragma once
 #include <algorithm>
@@ -258,7 +258,57 @@ inline void test_gemm(Rng& rng) {
             }
 }
 
+inline void test_optimizer(Rng& rng) {
+    // clip scale from per-tensor sum-of-squares partials (two tensors in consecutive slots)
+    auto a = rand_vec(rng, 301, -2, 2), b = rand_vec(rng, 5, -2, 2);
+    float *da = to_dev(a), *db = to_dev(b), *parts = to_dev(std::vector<float>(8, 0.f)), *scale = to_dev(std::vector<float>(2, 0.f));
+    launch("mtfm_sumsq_partials", dim3(3), dim3(64), 0, (const float*)da, (ll)a.size(), parts);
+    launch("mtfm_sumsq_partials", dim3(1), dim3(32), 0, (const float*)db, (ll)b.size(), parts + 3);
+    double ss = 0;
+    for (float v : a) ss += (double)v * v;
+    for (float v : b) ss += (double)v * v;
+    launch("mtfm_clip_scale", dim3(1), dim3(64), 0, (const float*)parts, 8, 1.5f, scale);
+    const double norm = std::sqrt(ss);
+    expect_close("clip_scale", from_dev(scale, 2), {(float)(1.5 / (norm + 1e-6)), (float)norm}, 1e-5f, 1e-6f);
+    launch("mtfm_clip_scale", dim3(1), dim3(64), 0, (const float*)parts, 8, 1e9f, scale);
+    expect_close("clip_scale (no clipping)", from_dev(scale, 1), {1.0f}, 0, 0);
+    // lazy Adam with per-row steps: rows 2 and 5 (steps 0 and 3), then the step counts advance
+    const int rows = 7, dim = 5;
+    auto table = rand_vec(rng, rows * dim), m0 = rand_vec(rng, rows * dim, 0, 0.1f), v0 = rand_vec(rng, rows * dim, 0, 0.1f);
+    std::vector<int> steps = {0, 1, 0, 0, 2, 3, 0}, ids = {5, 2};
+    auto g = rand_vec(rng, ids.size() * dim, -1, 1);
+    float *dt = to_dev(table), *dm = to_dev(m0), *dv = to_dev(v0), *dg = to_dev(g), *dsc = to_dev(std::vector<float>{0.5f});
+    int *ds = to_dev(steps), *di = to_dev(ids);
+    const float lr = 0.01f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, wd = 0.1f;
+    launch("mtfm_adam_rows_lazy", dim3(2), dim3(32), 0, dt, dm, dv, (const int*)ds, (const int*)di, (const float*)dg,
+           (int)ids.size(), dim, lr, b1, b2, eps, wd, (const float*)dsc);
+    launch("mtfm_row_steps_increment", dim3(1), dim3(32), 0, ds, (const int*)di, (int)ids.size());
+    for (size_t r = 0; r < ids.size(); ++r) {
+        const int row = ids[r];
+        const double t = steps[row] + 1.0;
+        const float stepSize = (float)(lr / (1.0 - std::pow((double)b1, t)));
+        const float isb = (float)(1.0 / std::sqrt(1.0 - std::pow((double)b2, t)));
+        const float decay = (float)(1.0 - (double)lr * wd);
+        for (int c = 0; c < dim; ++c) {
+            const int o = row * dim + c;
+            const float gv = g[r * dim + c] * 0.5f;
+            m0[o] = b1 * m0[o] + (1 - b1) * gv;
+            v0[o] = b2 * v0[o] + (1 - b2) * gv * gv;
+            table[o] = table[o] * decay - stepSize * m0[o] / (std::sqrt(v0[o]) * isb + eps);
+        }
+        steps[row] += 1;
+    }
+    expect_close("adam_rows_lazy table", from_dev(dt, rows * dim), table, 1e-5f, 1e-6f);
+    expect_close("adam_rows_lazy m", from_dev(dm, rows * dim), m0, 1e-6f, 1e-7f);
+    expect_close("adam_rows_lazy v", from_dev(dv, rows * dim), v0, 1e-6f, 1e-7f);
+    expect(from_dev(ds, rows) == steps, "row_steps_increment");
+    for (void* p : {(void*)da, (void*)db, (void*)parts, (void*)scale, (void*)dt, (void*)dm, (void*)dv, (void*)dg, (void*)dsc,
+                    (void*)ds, (void*)di})
+        mtfm_emu_free(p);
+}
+
 inline void test_backend_kernels(Rng& rng) {
+    test_optimizer(rng);
     test_elementwise(rng);
     test_reductions(rng);
     test_rows(rng);
