@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Mtfm.Engine.Autograd;
 using Mtfm.Engine.Backends.Cpu;
+using Mtfm.Engine.Backends.Cuda;
 using Mtfm.Engine.Data;
 using Mtfm.Engine.Evaluation;
 using Mtfm.Engine.Model;
@@ -32,6 +33,7 @@ internal sealed unsafe class MtfmTrainer
     private readonly CpuBackend _cpu;
     private readonly Dictionary<Parameter, AdamWState> _dense = new();
     private readonly Dictionary<Parameter, RowSparseAdamState> _sparse = new();
+    private readonly CudaOptimizerStep? _cudaStep; // the optimizer step when the model lives on the CUDA backend
 
     public MtfmTrainer(MtfmModel model, TrainOptions options)
     {
@@ -40,6 +42,12 @@ internal sealed unsafe class MtfmTrainer
         options.Validate();
         _model = model;
         _o = options;
+        if (model.Backend is CudaBackend cuda)
+        {
+            _cudaStep = new CudaOptimizerStep(cuda, model.Parameters);
+            _cpu = null!;
+            return;
+        }
         _cpu = model.Backend as CpuBackend
             ?? throw new NotSupportedException($"The trainer's optimizer runs on the CPU backend; this model lives on '{model.Backend.Name}'.");
     }
@@ -174,6 +182,7 @@ internal sealed unsafe class MtfmTrainer
 
     private void Clip()
     {
+        if (_cudaStep is not null) { _cudaStep.Clip(_o.ClipNorm); return; }
         if (_o.ClipNorm <= 0) return;
         double ss = 0;
         foreach (var p in _model.Parameters)
@@ -192,6 +201,7 @@ internal sealed unsafe class MtfmTrainer
 
     private void Update(long step, float lr, float lrEmb, AdamOptions denseOpt, AdamOptions embOpt)
     {
+        if (_cudaStep is not null) { _cudaStep.Update(step, lr, lrEmb, denseOpt, embOpt); return; }
         foreach (var p in _model.Parameters)
         {
             if (p.SparseGrad)
@@ -216,6 +226,7 @@ internal sealed unsafe class MtfmTrainer
 
     private float[][] Snapshot()
     {
+        if (_cudaStep is not null) return _cudaStep.Snapshot();
         var s = new float[_model.Parameters.Count][];
         for (int i = 0; i < s.Length; i++) s[i] = Values(_model.Parameters[i].Value).ToArray();
         return s;
@@ -223,6 +234,7 @@ internal sealed unsafe class MtfmTrainer
 
     private void Restore(float[][] snapshot)
     {
+        if (_cudaStep is not null) { _cudaStep.Restore(snapshot); return; }
         for (int i = 0; i < snapshot.Length; i++) snapshot[i].CopyTo(Values(_model.Parameters[i].Value));
     }
 }

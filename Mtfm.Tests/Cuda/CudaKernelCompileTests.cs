@@ -29,7 +29,7 @@ public sealed class CudaKernelCompileTests : IDisposable
     [Fact]
     public void AllKernelSourcesAreEmbedded()
     {
-        foreach (var f in new[] { "adamw.cu", "bce.cu", "elementwise.cu", "embedding.cu", "group_layernorm.cu" })
+        foreach (var f in new[] { "adamw.cu", "bce.cu", "elementwise.cu", "embedding.cu", "group_layernorm.cu", "backend_elementwise.cu", "backend_reduce.cu", "backend_rows.cu", "backend_loss.cu", "gemm.cu", "optimizer.cu" })
             Assert.Contains(f, CudaKernelSources.KernelFiles);
         Assert.Contains(CudaKernelSources.Headers, h => h.Key == "common.cuh");
         foreach (var f in CudaKernelSources.KernelFiles)

@@ -9,6 +9,7 @@
 #include "harness.h"
 #include <array>
 #include "attention_tests.h"
+#include "backend_kernel_tests.h"
 
 using namespace harness;
 using ll = long long;
@@ -289,5 +290,6 @@ int main(int argc, char** argv) {
     test_bce(rng);
     test_adam(rng);
     attn_test::test_attention(rng);
+    backend_test::test_backend_kernels(rng);
     return finish("mtfm_kernel_tests");
 }

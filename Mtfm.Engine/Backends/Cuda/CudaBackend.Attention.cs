@@ -1,0 +1,125 @@
+using Mtfm.Engine.Tensors;
+
+namespace Mtfm.Engine.Backends.Cuda;
+
+internal sealed unsafe partial class CudaBackend
+{
+    /// <summary>Staged asynchronous upload of host data into raw device memory (for caches owned by this backend).</summary>
+    internal void UploadRaw<T>(ReadOnlySpan<T> src, ulong dst) where T : unmanaged
+    {
+        fixed (T* p = src) _staging.Upload(dst, p, (long)src.Length * sizeof(T));
+    }
+
+    /// <summary>Gives a pooled buffer back (no-op after dispose: the pool freed everything).</summary>
+    internal void ReturnToPool(DeviceBuffer b)
+    {
+        if (!_disposed) _pool.Return(b);
+    }
+
+    /// <summary>How many attention layouts keep their device copies (the most recently cached ones).</summary>
+    public const int MaxLayoutCaches = 8;
+
+    private readonly LinkedList<CudaAttentionLayoutCache> _layoutCaches = new();
+
+    /// <summary>Attention layout caches currently held (at most <see cref="MaxLayoutCaches"/>).</summary>
+    internal int LayoutCacheCount => _layoutCaches.Count;
+
+    internal void ForgetLayoutCache(CudaAttentionLayoutCache cache) => _layoutCaches.Remove(cache);
+
+    /// <summary>The layout's device cache of this backend (created and attached on first use).</summary>
+    private CudaAttentionLayoutCache LayoutCache(AttentionLayout layout, out bool temporary)
+    {
+        temporary = false;
+        if (layout.DeviceCache is CudaAttentionLayoutCache c && ReferenceEquals(c.Owner, this)) return c;
+        var cache = new CudaAttentionLayoutCache(this, layout);
+        if (layout.DeviceCache is null)
+        {
+            layout.DeviceCache = cache;
+            _layoutCaches.AddLast(cache);
+            while (_layoutCaches.Count > MaxLayoutCaches) _layoutCaches.First!.Value.Dispose();
+        }
+        else temporary = true; // the layout is cached for another backend: use a private copy for this call
+        return cache;
+    }
+
+    /// <inheritdoc />
+    public void HstuAttention(AttentionLayout layout, bool targetQueries, int heads, int kvHeads,
+        Tensor q, Tensor k, Tensor v, Tensor rab, Tensor o)
+    {
+        ArgumentNullException.ThrowIfNull(layout);
+        var (dqk, dv) = AttentionWidths(layout, targetQueries, heads, kvHeads, q, k, v, rab);
+        CheckRows(o, q.RowCount, heads * dv, nameof(o));
+        ulong pq = F(q, nameof(q)), pk = F(k, nameof(k)), pv = F(v, nameof(v)), pr = F(rab, nameof(rab)), po = F(o, nameof(o));
+        if (o.Length == 0) return;
+        var cache = LayoutCache(layout, out bool temporary);
+        var (plan, tiles, _) = cache.Plan(targetQueries, CudaOps.HstuAttentionTileSize(dqk, dv));
+        Ops.HstuAttentionForward(pq, pk, pv, pr, cache.Kinds, cache.Times, targetQueries ? cache.Targets : 0, tiles, plan, po,
+            heads, kvHeads, dqk, dv, layout.NumBuckets, layout.UnitSeconds, 1f / MathF.Sqrt(dqk), _stream);
+        if (temporary) cache.Dispose();
+    }
+
+    /// <inheritdoc />
+    public void HstuAttentionBackward(AttentionLayout layout, bool targetQueries, int heads, int kvHeads,
+        Tensor q, Tensor k, Tensor v, Tensor rab, Tensor dO, Tensor? dq, Tensor? dk, Tensor? dv, Tensor? drab)
+    {
+        ArgumentNullException.ThrowIfNull(layout);
+        var (dqkW, dvW) = AttentionWidths(layout, targetQueries, heads, kvHeads, q, k, v, rab);
+        CheckRows(dO, q.RowCount, heads * dvW, nameof(dO));
+        ulong pq = F(q, nameof(q)), pk = F(k, nameof(k)), pv = F(v, nameof(v)), pr = F(rab, nameof(rab)), pdo = F(dO, nameof(dO));
+        if (dq is not null) { F(dq, nameof(dq)); CheckSameLength(q, dq, nameof(dq)); }
+        if (dk is not null) { F(dk, nameof(dk)); CheckSameLength(k, dk, nameof(dk)); }
+        if (dv is not null) { F(dv, nameof(dv)); CheckSameLength(v, dv, nameof(dv)); }
+        if (drab is not null) { F(drab, nameof(drab)); CheckSameLength(rab, drab, nameof(drab)); }
+        if (layout.NumBuckets > 64)
+            throw new ArgumentOutOfRangeException(nameof(layout), layout.NumBuckets, "the CUDA attention backward supports at most 64 time buckets (layout.NumBuckets).");
+        var cache = LayoutCache(layout, out bool temporary);
+        var (plan, tiles, keyTiles) = cache.Plan(targetQueries, CudaOps.HstuAttentionBackwardTileSize(dqkW, dvW));
+        // The kernels overwrite dq/dk/dv: compute into scratch and add (this seam accumulates). drab accumulates in place.
+        var tq = Scratch(Math.Max(1, q.Length) * sizeof(float));
+        var tk = Scratch(Math.Max(1, k.Length) * sizeof(float));
+        var tv = Scratch(Math.Max(1, v.Length) * sizeof(float));
+        var counts = Scratch(Math.Max(1, q.RowCount) * sizeof(float));
+        int nb2 = layout.RabWidth;
+        DeviceBuffer? parts = drab is null ? null : Scratch(Math.Max(1L, (long)plan.NumTiles * heads * nb2) * sizeof(float));
+        Ops.HstuAttentionBackward(pq, pk, pv, pr, cache.Kinds, cache.Times, targetQueries ? cache.Targets : 0, tiles, keyTiles, plan,
+            pdo, tq.Pointer, tk.Pointer, tv.Pointer, drab is null ? 0 : Ptr(drab), accumulateRab: true, counts.Pointer,
+            parts?.Pointer ?? 0, heads, kvHeads, dqkW, dvW, layout.NumBuckets, layout.UnitSeconds, 1f / MathF.Sqrt(dqkW), _stream);
+        if (dq is not null) AxpyRaw(tq.Pointer, Ptr(dq), q.Length);
+        if (dk is not null) AxpyRaw(tk.Pointer, Ptr(dk), k.Length);
+        if (dv is not null) AxpyRaw(tv.Pointer, Ptr(dv), v.Length);
+        Release(tq);
+        Release(tk);
+        Release(tv);
+        Release(counts);
+        if (parts is { } p) Release(p);
+        if (temporary) cache.Dispose();
+    }
+
+    private void AxpyRaw(ulong x, ulong y, long n) =>
+        Launch1D("backend_elementwise.cu", "mtfm_axpy", n, (ref CudaKernelArgs a) => { a.F32(1f); a.Ptr(x); a.Ptr(y); a.I64(n); });
+
+    private static (int Dqk, int Dv) AttentionWidths(AttentionLayout layout, bool targetQueries, int heads, int kvHeads,
+        Tensor q, Tensor k, Tensor v, Tensor rab)
+    {
+        if (heads < 1) throw new ArgumentOutOfRangeException(nameof(heads), heads, "heads must be ≥ 1.");
+        if (kvHeads < 1 || heads % kvHeads != 0) throw new ArgumentOutOfRangeException(nameof(kvHeads), kvHeads, $"kvHeads must divide heads = {heads}.");
+        int rows = targetQueries ? layout.TargetTokens.Length : layout.TokenCount;
+        int n = layout.TokenCount;
+        if (q.Rank != 2 || q.RowCount != rows || q.LastDim % heads != 0)
+            throw new ArgumentException($"q must be [{rows}, heads·dqk] with heads = {heads}, its shape is {q.ShapeString}.", nameof(q));
+        int dqk = q.LastDim / heads;
+        CheckRows(k, n, kvHeads * dqk, nameof(k));
+        if (v.Rank != 2 || v.RowCount != n || v.LastDim % kvHeads != 0)
+            throw new ArgumentException($"v must be [{n}, kvHeads·dv] with kvHeads = {kvHeads}, its shape is {v.ShapeString}.", nameof(v));
+        if (rab.Length != (long)heads * layout.RabWidth)
+            throw new ArgumentException($"rab must hold heads·(2·NB − 1) = {heads * layout.RabWidth} values, its shape is {rab.ShapeString}.", nameof(rab));
+        return (dqk, v.LastDim / kvHeads);
+    }
+
+    private static void CheckRows(Tensor t, int rows, int cols, string name)
+    {
+        ArgumentNullException.ThrowIfNull(t, name);
+        if (t.Rank != 2 || t.RowCount != rows || t.LastDim != cols)
+            throw new ArgumentException($"{name} must be [{rows}, {cols}], its shape is {t.ShapeString}.", name);
+    }
+}

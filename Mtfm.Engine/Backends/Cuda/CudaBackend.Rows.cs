@@ -1,0 +1,151 @@
+using Mtfm.Engine.Tensors;
+
+namespace Mtfm.Engine.Backends.Cuda;
+
+internal sealed unsafe partial class CudaBackend
+{
+    /// <summary>Validates an index tensor against [0, limit) on its host mirror; throws naming the bad position.</summary>
+    private ReadOnlySpan<long> CheckIndex(Tensor index, string indexName, long limit, string limitWhat)
+    {
+        I(index, indexName);
+        var v = IndexValues(index);
+        for (int i = 0; i < v.Length; i++)
+            if ((ulong)v[i] >= (ulong)limit)
+                throw new ArgumentOutOfRangeException(indexName, v[i], $"{indexName}[{i}] = {v[i]} is outside [0, {limit}) ({limitWhat}).");
+        return v;
+    }
+
+    private static void CheckRowShapes(Tensor rowsSide, Tensor indexed, Tensor index, string rowsName, string indexedName, string indexName)
+    {
+        if (rowsSide.Rank < 1 || indexed.Rank < 1) throw new ArgumentException($"{rowsName} and {indexedName} must have rank ≥ 1.", rowsName);
+        if (rowsSide.RowLength != indexed.RowLength)
+            throw new ArgumentException($"{rowsName} {rowsSide.ShapeString} and {indexedName} {indexed.ShapeString} must have equal row widths.", rowsName);
+        if (index.Length != rowsSide.RowCount)
+            throw new ArgumentException($"{indexName} holds {index.Length} ids but {rowsName} {rowsSide.ShapeString} has {rowsSide.RowCount} rows.", indexName);
+    }
+
+    private void RowKernel(string name, ulong src, Tensor index, ulong dst, int m, int cols)
+    {
+        ulong pi = Ptr(index);
+        int is64 = Is64(index);
+        Launch1D("backend_rows.cu", name, (long)m * cols, (ref CudaKernelArgs a) => { a.Ptr(src); a.Ptr(pi); a.I32(is64); a.Ptr(dst); a.I32(m); a.I32(cols); });
+    }
+
+    /// <inheritdoc />
+    public void GatherRows(Tensor src, Tensor index, Tensor dst, string indexName = "index")
+    {
+        ulong ps = F(src, nameof(src)), pd = F(dst, nameof(dst));
+        CheckRowShapes(dst, src, index, nameof(dst), nameof(src), indexName);
+        CheckIndex(index, indexName, src.RowCount, $"{nameof(src)} has {src.RowCount} rows");
+        RowKernel("mtfm_gather_rows", ps, index, pd, dst.RowCount, checked((int)src.RowLength));
+    }
+
+    /// <inheritdoc />
+    public void ScatterRows(Tensor src, Tensor index, Tensor dst, string indexName = "index")
+    {
+        ulong ps = F(src, nameof(src)), pd = F(dst, nameof(dst));
+        CheckRowShapes(src, dst, index, nameof(src), nameof(dst), indexName);
+        var v = CheckIndex(index, indexName, dst.RowCount, $"{nameof(dst)} has {dst.RowCount} rows");
+        var seen = new long[dst.RowCount];
+        for (int i = 0; i < v.Length; i++)
+        {
+            if (seen[v[i]] != 0) throw new ArgumentException($"{indexName}[{i}] = {v[i]} repeats {indexName}[{seen[v[i]] - 1}]: scattered rows must be distinct.", indexName);
+            seen[v[i]] = i + 1;
+        }
+        RowKernel("mtfm_scatter_rows", ps, index, pd, src.RowCount, checked((int)src.RowLength));
+    }
+
+    /// <inheritdoc />
+    public void FillRows(Tensor dst, Tensor index, float value, string indexName = "index")
+    {
+        ulong pd = F(dst, nameof(dst));
+        CheckIndex(index, indexName, dst.RowCount, $"{nameof(dst)} has {dst.RowCount} rows");
+        int m = checked((int)index.Length), cols = checked((int)dst.RowLength);
+        ulong pi = Ptr(index);
+        int is64 = Is64(index);
+        Launch1D("backend_rows.cu", "mtfm_fill_rows", (long)m * cols, (ref CudaKernelArgs a) => { a.Ptr(pd); a.Ptr(pi); a.I32(is64); a.I32(m); a.I32(cols); a.F32(value); });
+    }
+
+    /// <inheritdoc />
+    public void ScatterAddRows(Tensor src, Tensor index, Tensor dst, string indexName = "index")
+    {
+        ulong ps = F(src, nameof(src)), pd = F(dst, nameof(dst));
+        CheckRowShapes(src, dst, index, nameof(src), nameof(dst), indexName);
+        var v = CheckIndex(index, indexName, dst.RowCount, $"{nameof(dst)} has {dst.RowCount} rows");
+        int m = src.RowCount, cols = checked((int)src.RowLength);
+        if (m == 0 || cols == 0) return;
+        // Sources grouped by target on the host (stable: ascending source within a target), from the index mirror;
+        // on the device each (target, column) sums its sources in that order — the CPU backend's order exactly.
+        var keys = v.ToArray();
+        var order = new int[m];
+        for (int i = 0; i < m; i++) order[i] = i;
+        Array.Sort(keys, order);
+        var meta = new int[3 * m + 1]; // order[m] | segOffsets[u + 1] | targets[u]
+        int u = 0;
+        var seg = new List<int>();
+        var targets = new List<int>();
+        for (int s = 0; s < m;)
+        {
+            int e = s + 1;
+            while (e < m && keys[e] == keys[s]) e++;
+            Array.Sort(order, s, e - s);
+            seg.Add(s);
+            targets.Add((int)keys[s]);
+            s = e;
+            u++;
+        }
+        seg.Add(m);
+        order.CopyTo(meta, 0);
+        seg.CopyTo(meta, m);
+        targets.CopyTo(meta, m + u + 1);
+        var b = ScratchInts(meta.AsSpan(0, m + 2 * u + 1));
+        ulong po = b.Pointer, pseg = b.At<int>(m), pt = b.At<int>(m + u + 1);
+        int nt = u;
+        Launch1D("backend_rows.cu", "mtfm_scatter_add_segments", (long)nt * cols,
+            (ref CudaKernelArgs a) => { a.Ptr(ps); a.Ptr(po); a.Ptr(pseg); a.Ptr(pt); a.Ptr(pd); a.I32(nt); a.I32(cols); });
+        Release(b);
+    }
+
+    /// <summary>
+    /// Computed on the host from the index's host mirror (no device round trip, no synchronisation), then uploaded
+    /// asynchronously; the same result as the CPU backend.
+    /// </summary>
+    public (Tensor Unique, Tensor Inverse) UniqueIndices(Tensor index)
+    {
+        I(index, nameof(index));
+        var values = IndexValues(index);
+        int m = values.Length;
+        for (int i = 0; i < m; i++)
+            if (values[i] < 0 || values[i] > int.MaxValue)
+                throw new ArgumentOutOfRangeException(nameof(index), values[i], $"index[{i}] = {values[i]} is outside [0, {int.MaxValue}].");
+        var sorted = values.ToArray();
+        Array.Sort(sorted);
+        int u = 0;
+        for (int i = 0; i < m; i++)
+            if (i == 0 || sorted[i] != sorted[u - 1]) sorted[u++] = sorted[i];
+        var uniq = new int[u];
+        for (int i = 0; i < u; i++) uniq[i] = (int)sorted[i];
+        var inverse = new int[m];
+        for (int i = 0; i < m; i++) inverse[i] = Array.BinarySearch(uniq, (int)values[i]);
+        var tu = Allocate(DType.Int32, [u]);
+        var ti = Allocate(DType.Int32, [m]);
+        Upload<int>(uniq, tu);
+        Upload<int>(inverse, ti);
+        return (tu, ti);
+    }
+
+    /// <inheritdoc />
+    public void CopyColumns(Tensor src, int srcCol, Tensor dst, int dstCol, int cols, bool accumulate)
+    {
+        ulong ps = F(src, nameof(src)), pd = F(dst, nameof(dst));
+        var (rows, sc) = Matrix(src);
+        var (drows, dc) = Matrix(dst);
+        if (drows != rows) throw new ArgumentException($"dst {dst.ShapeString} has {drows} rows, src {src.ShapeString} has {rows}.", nameof(dst));
+        if (cols < 0) throw new ArgumentOutOfRangeException(nameof(cols), cols, "cols must be ≥ 0.");
+        if (srcCol < 0 || srcCol + cols > sc) throw new ArgumentOutOfRangeException(nameof(srcCol), srcCol, $"Columns [{srcCol}, {srcCol + cols}) exceed src's {sc} columns.");
+        if (dstCol < 0 || dstCol + cols > dc) throw new ArgumentOutOfRangeException(nameof(dstCol), dstCol, $"Columns [{dstCol}, {dstCol + cols}) exceed dst's {dc} columns.");
+        int acc = accumulate ? 1 : 0;
+        Launch1D("backend_rows.cu", "mtfm_copy_columns", (long)rows * cols,
+            (ref CudaKernelArgs a) => { a.Ptr(ps); a.I32(sc); a.I32(srcCol); a.Ptr(pd); a.I32(dc); a.I32(dstCol); a.I32(rows); a.I32(cols); a.I32(acc); });
+    }
+}

@@ -1,0 +1,187 @@
+using Mtfm.Engine.Autograd;
+using Mtfm.Engine.Tensors;
+using Mtfm.Engine.Training;
+
+namespace Mtfm.Engine.Backends.Cuda;
+
+/// <summary>
+/// The trainer's optimizer step on a <see cref="CudaBackend"/>, with the semantics of the CPU path of
+/// <see cref="MtfmTrainer"/>: global-norm clipping over dense and row-sparse gradients, AdamW on dense parameters (one
+/// step count per parameter; weight decay only on rank-2 <c>*.w</c> weights) and lazy row-sparse Adam on embedding
+/// tables (one step count per row). Everything stays on the device and nothing synchronises: the clip factor is
+/// computed by a kernel and read by the update kernels; dense tensors are updated by <c>mtfm_adamw_multi</c> (one launch
+/// per group of equal step count and decay), embedding rows by <c>mtfm_adam_rows_lazy</c>. Optimizer state lives in
+/// the backend's pool and is freed with the backend.
+/// </summary>
+internal sealed class CudaOptimizerStep
+{
+    private const int SumBlocks = 64;
+
+    private readonly CudaBackend _backend;
+    private readonly IReadOnlyList<Parameter> _parameters;
+    private readonly DeviceBuffer?[] _m, _v;
+    private readonly DeviceBuffer?[] _rowSteps;
+    private readonly long[] _steps;
+    private DeviceBuffer? _scale;
+
+    public CudaOptimizerStep(CudaBackend backend, IReadOnlyList<Parameter> parameters)
+    {
+        ArgumentNullException.ThrowIfNull(backend);
+        ArgumentNullException.ThrowIfNull(parameters);
+        foreach (var p in parameters)
+            if (!ReferenceEquals(p.Value.Backend, backend)) throw new ArgumentException($"parameter {p.Name} lives on '{p.Value.Backend.Name}', not on this CUDA backend.", nameof(parameters));
+        _backend = backend;
+        _parameters = parameters;
+        _m = new DeviceBuffer?[parameters.Count];
+        _v = new DeviceBuffer?[parameters.Count];
+        _rowSteps = new DeviceBuffer?[parameters.Count];
+        _steps = new long[parameters.Count];
+    }
+
+    private ICudaDriver Driver => _backend.Driver;
+
+    /// <summary>Dense AdamW step count of parameter <paramref name="index"/> (as <see cref="AdamWState.Step"/>).</summary>
+    public long Step(int index) => _steps[index];
+
+    /// <summary>
+    /// Computes the clip factor of the current gradients on the device (applied by the next <see cref="Update"/>);
+    /// <paramref name="maxNorm"/> ≤ 0 disables clipping.
+    /// </summary>
+    public void Clip(float maxNorm)
+    {
+        if (maxNorm <= 0)
+        {
+            if (_scale is { } old) _backend.ReturnToPool(old);
+            _scale = null;
+            return;
+        }
+        var grads = new List<Tensor>();
+        foreach (var p in _parameters)
+        {
+            if (p.Grad is { } g && g.Length > 0) grads.Add(g);
+            if (p.SparseGradient is { } sg && sg.Values.Length > 0) grads.Add(sg.Values);
+        }
+        var partials = _backend.Pool.Rent(Math.Max(1, grads.Count) * SumBlocks * sizeof(float));
+        Driver.MemsetD32Async(partials.Pointer, 0, Math.Max(1, grads.Count) * SumBlocks, _backend.Stream);
+        for (int i = 0; i < grads.Count; i++)
+        {
+            var a = new CudaKernelArgs();
+            a.Ptr(_backend.DevicePointer(grads[i])); a.I64(grads[i].Length); a.Ptr(partials.At<float>((long)i * SumBlocks));
+            // launch shape sized to the tensor (unused partial slots stay zero): most gradients are small
+            long n = grads[i].Length;
+            int threads = (int)Math.Clamp((n + 31) / 32 * 32, 32, 256);
+            int blocks = (int)Math.Clamp((n + threads - 1) / threads, 1, SumBlocks);
+            Driver.Launch(Driver.GetKernel("optimizer.cu", "mtfm_sumsq_partials"), (uint)blocks, (uint)threads, 0, _backend.Stream, ref a);
+        }
+        _scale ??= _backend.Pool.Rent(2 * sizeof(float));
+        var f = new CudaKernelArgs();
+        f.Ptr(partials.Pointer); f.I32(Math.Max(1, grads.Count) * SumBlocks); f.F32(maxNorm); f.Ptr(_scale.Value.Pointer);
+        Driver.Launch(Driver.GetKernel("optimizer.cu", "mtfm_clip_scale"), 1, 256, 0, _backend.Stream, ref f);
+        _backend.ReturnToPool(partials);
+    }
+
+    /// <summary>One optimizer step (dense learning rate <paramref name="lr"/>, embeddings <paramref name="lrEmb"/>); zeroes the gradients.</summary>
+    public void Update(long step, float lr, float lrEmb, AdamOptions denseOpt, AdamOptions embOpt)
+    {
+        _ = step; // step counts are kept per parameter (dense) and per row (embeddings), as on the CPU
+        denseOpt.Validate();
+        embOpt.Validate();
+        ulong scale = _scale?.Pointer ?? 0;
+        var groups = new Dictionary<(bool Decay, long Step), List<int>>();
+        for (int i = 0; i < _parameters.Count; i++)
+        {
+            var p = _parameters[i];
+            if (p.SparseGrad)
+            {
+                if (p.SparseGradient is { } sg && sg.RowCount > 0) SparseUpdate(i, p, sg, lrEmb, embOpt, scale);
+            }
+            else if (p.Grad is not null && p.Value.Length > 0)
+            {
+                // No weight decay on biases, LayerNorm parameters or the time bias (the rule of MtfmTrainer.Update).
+                bool decay = p.Value.Rank == 2 && p.Name!.EndsWith(".w", StringComparison.Ordinal);
+                _steps[i]++;
+                var key = (decay, _steps[i]);
+                if (!groups.TryGetValue(key, out var list)) groups[key] = list = [];
+                list.Add(i);
+            }
+        }
+        foreach (var ((decay, st), list) in groups)
+        {
+            var o = decay ? denseOpt : embOpt;
+            var table = new ulong[4 * list.Count];
+            var offsets = new long[list.Count + 1];
+            for (int j = 0; j < list.Count; j++)
+            {
+                int i = list[j];
+                var p = _parameters[i];
+                long n = p.Value.Length;
+                _m[i] ??= Zeroed(n * sizeof(float));
+                _v[i] ??= Zeroed(n * sizeof(float));
+                table[4 * j] = _backend.DevicePointer(p.Value);
+                table[4 * j + 1] = _backend.DevicePointer(p.Grad!);
+                table[4 * j + 2] = _m[i]!.Value.Pointer;
+                table[4 * j + 3] = _v[i]!.Value.Pointer;
+                offsets[j + 1] = offsets[j] + n;
+            }
+            var tb = _backend.Pool.Rent(table.Length * sizeof(ulong));
+            var ob = _backend.Pool.Rent(offsets.Length * sizeof(long));
+            _backend.UploadRaw<ulong>(table, tb.Pointer);
+            _backend.UploadRaw<long>(offsets, ob.Pointer);
+            _backend.Ops.AdamWMulti(tb.Pointer, ob.Pointer, list.Count, offsets[^1], lr, o.Beta1, o.Beta2, o.Epsilon,
+                o.WeightDecay, st, scale, _backend.Stream);
+            _backend.ReturnToPool(tb);
+            _backend.ReturnToPool(ob);
+        }
+        foreach (var p in _parameters) p.ZeroGrad();
+    }
+
+    private void SparseUpdate(int i, Parameter p, Autograd.RowSparseGradient sg, float lr, AdamOptions o, ulong scale)
+    {
+        int rows = p.Value.RowCount, dim = checked((int)p.Value.RowLength);
+        var ids = _backend.IndexValues(sg.Indices); // host mirror: validate like RowSparseAdam (range, distinct)
+        var seen = new HashSet<long>();
+        for (int r = 0; r < ids.Length; r++)
+        {
+            if ((ulong)ids[r] >= (ulong)rows) throw new ArgumentException($"rowIds[{r}] = {ids[r]}: must be in [0, {rows}).", "rowIds");
+            if (!seen.Add(ids[r])) throw new ArgumentException($"rowIds[{r}] = {ids[r]} is repeated; coalesce duplicate rows before the update.", "rowIds");
+        }
+        long n = p.Value.Length;
+        _m[i] ??= Zeroed(n * sizeof(float));
+        _v[i] ??= Zeroed(n * sizeof(float));
+        _rowSteps[i] ??= Zeroed((long)rows * sizeof(int));
+        int numRows = sg.RowCount;
+        ulong pids = _backend.DevicePointer(sg.Indices);
+        var a = new CudaKernelArgs();
+        a.Ptr(_backend.DevicePointer(p.Value)); a.Ptr(_m[i]!.Value.Pointer); a.Ptr(_v[i]!.Value.Pointer); a.Ptr(_rowSteps[i]!.Value.Pointer);
+        a.Ptr(pids); a.Ptr(_backend.DevicePointer(sg.Values)); a.I32(numRows); a.I32(dim); a.F32(lr); a.F32(o.Beta1); a.F32(o.Beta2);
+        a.F32(o.Epsilon); a.F32(o.WeightDecay); a.Ptr(scale);
+        Driver.Launch(Driver.GetKernel("optimizer.cu", "mtfm_adam_rows_lazy"), Grid((long)numRows * dim), 256, 0, _backend.Stream, ref a);
+        var s = new CudaKernelArgs();
+        s.Ptr(_rowSteps[i]!.Value.Pointer); s.Ptr(pids); s.I32(numRows);
+        Driver.Launch(Driver.GetKernel("optimizer.cu", "mtfm_row_steps_increment"), Grid(numRows), 256, 0, _backend.Stream, ref s);
+    }
+
+    private static uint Grid(long work) => (uint)Math.Clamp((work + 255) / 256, 1, 4096);
+
+    private DeviceBuffer Zeroed(long bytes)
+    {
+        var b = _backend.Pool.Rent(Math.Max(4, bytes));
+        Driver.MemsetD32Async(b.Pointer, 0, Math.Max(1, bytes / 4), _backend.Stream);
+        return b;
+    }
+
+    /// <summary>Host copies of every parameter (synchronises: used when validation finds a new best).</summary>
+    public float[][] Snapshot()
+    {
+        var s = new float[_parameters.Count][];
+        for (int i = 0; i < s.Length; i++) s[i] = _backend.ToHost<float>(_parameters[i].Value);
+        return s;
+    }
+
+    /// <summary>Uploads a <see cref="Snapshot"/> back into the parameters.</summary>
+    public void Restore(float[][] snapshot)
+    {
+        ArgumentNullException.ThrowIfNull(snapshot);
+        for (int i = 0; i < snapshot.Length; i++) _backend.Upload<float>(snapshot[i], _parameters[i].Value);
+    }
+}
