@@ -1,7 +1,10 @@
 using System.Globalization;
 using System.Text.Json;
 using Mtfm.Cli.Reporting;
+using Mtfm.Engine.Backends;
 using Mtfm.Engine.Backends.Cpu;
+using Mtfm.Engine.Backends.Cuda;
+using Mtfm.Engine.Native;
 using Mtfm.Engine.Data;
 using Mtfm.Engine.Evaluation;
 using Mtfm.Engine.Model;
@@ -16,11 +19,17 @@ internal static class TrainCommand
     public static int Run(TrainRequest r)
     {
         var ci = CultureInfo.InvariantCulture;
-        if (r.Device != "cpu")
+        IBackend backend;
+        try
         {
-            Console.Error.WriteLine($"mtfm: --device {r.Device}: CUDA not available: this build trains on the CPU backend only (the CUDA backend is not wired into training yet).");
+            backend = OpenBackend(r.Device, r.Threads);
+        }
+        catch (CudaNotAvailableException ex)
+        {
+            Console.Error.WriteLine($"mtfm: --device {r.Device}: {ex.Message}");
             return 2;
         }
+        using var owned = backend;
         var data = PreparedData.Load(r, Console.Out);
         var layout = data.Store.Layout;
         Console.WriteLine($"data: {data.Description}: {data.Store.Count:N0} events, {data.Store.ExposureCount:N0} exposures, {data.Store.UserCount:N0} users");
@@ -34,14 +43,13 @@ internal static class TrainCommand
             if (s < 0) throw new ArgumentException($"--scenarios {r.Scenarios}: no such scenario (have: all, {string.Join(", ", layout.Schema.Scenarios.Select(x => x.Name))}).");
             only = s;
         }
-        var config = MtfmConfig.Preset(r.Preset) with { Attention = r.Attention };
-        using var backend = new CpuBackend(r.Threads);
+        var config = (r.Config ?? MtfmConfig.Preset(r.Preset)) with { Attention = r.Attention };
         using var model = new MtfmModel(backend, config, layout, r.Seed);
         var trainBatches = new BatchBuilder(data.Train, data.Stats);
         double flopsPerInstance = FlopsPerInstance(model, trainBatches);
         Console.WriteLine($"model: preset {r.Preset}, attention {config.Attention}, d_model {config.DModel}, {config.Layers} layers " +
             $"({config.Blocks} blocks × (1 full + {config.TargetLayersPerBlock} target)), heads {config.Heads}/{config.KvHeads} kv, " +
-            $"{model.ParameterCount:N0} parameters, {flopsPerInstance / 1e6:F1} MFLOP forward per instance, {backend.ThreadCount} threads");
+            $"{model.ParameterCount:N0} parameters, {flopsPerInstance / 1e6:F1} MFLOP forward per instance, {DeviceText(backend)}");
 
         var options = new TrainOptions { Epochs = r.Epochs, BatchTokens = r.BatchTokens, LearningRate = r.LearningRate, Seed = r.Seed, OnlyScenario = only };
         var trainer = new MtfmTrainer(model, options);
@@ -71,7 +79,7 @@ internal static class TrainCommand
         [
             new("data", data.Description), new("preset", r.Preset), new("attention", config.Attention.ToString()),
             new("aggregation", r.Aggregation.ToString()), new("scenarios", r.Scenarios), new("epochs", r.Epochs.ToString(ci)),
-            new("seed", r.Seed.ToString(ci)), new("threads", backend.ThreadCount.ToString(ci)),
+            new("seed", r.Seed.ToString(ci)), new("device", DeviceText(backend)),
             new("parameters", model.ParameterCount.ToString(ci)), new("forward MFLOP per instance", (flopsPerInstance / 1e6).ToString("F2", ci)),
             new("instances/s", result.InstancesPerSecond.ToString("F1", ci)),
         ], rows,
@@ -82,6 +90,25 @@ internal static class TrainCommand
         Console.WriteLine($"wrote {dir}/ (model.safetensors, config.json, metrics.json, report.md, plots)");
         return 0;
     }
+
+    /// <summary>
+    /// The backend of <c>--device</c>: <c>cpu</c>, <c>cuda</c> (the first GPU, through the driver API) or
+    /// <c>cuda-emulated</c> (the CUDA kernels on the host emulation library named by <c>MTFM_CUDA_EMU_LIB</c>; for tests).
+    /// </summary>
+    internal static IBackend OpenBackend(string device, int threads) => device switch
+    {
+        "cpu" => new CpuBackend(threads),
+        "cuda" => CudaBackend.OpenDevice(),
+        "cuda-emulated" => CudaBackend.OpenEmulated(),
+        _ => throw new ArgumentException($"--device {device}: use cpu or cuda."),
+    };
+
+    private static string DeviceText(IBackend backend) => backend switch
+    {
+        CpuBackend cpu => $"cpu, {cpu.ThreadCount} threads",
+        CudaBackend cuda => $"cuda ({cuda.Driver.DeviceName})",
+        _ => backend.Name,
+    };
 
     /// <summary>Forward FLOPs per instance, averaged over the first batches of the training set.</summary>
     private static double FlopsPerInstance(MtfmModel model, BatchBuilder batches)

@@ -12,6 +12,8 @@ internal sealed record TrainRequest
     public string Data { get; init; } = "synthetic";
     public string? Schema { get; init; }
     public string Preset { get; init; } = "tiny";
+    /// <summary>A full model configuration that replaces the preset (programmatic callers and tests).</summary>
+    public MtfmConfig? Config { get; init; }
     public AttentionMode Attention { get; init; } = AttentionMode.Hta;
     public AggregationMode Aggregation { get; init; } = AggregationMode.UserWindow;
     public string Scenarios { get; init; } = "all";
