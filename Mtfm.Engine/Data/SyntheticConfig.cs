@@ -6,17 +6,20 @@ public sealed record SyntheticConfig
     /// <summary>Number of users (shared by all scenarios).</summary>
     public int Users { get; init; } = 2000;
     /// <summary>Number of items.</summary>
-    public int Items { get; init; } = 5000;
+    public int Items { get; init; } = 1000;
     /// <summary>Number of item categories.</summary>
-    public int Categories { get; init; } = 24;
+    public int Categories { get; init; } = 16;
     /// <summary>Number of one-day windows.</summary>
     public int Days { get; init; } = 14;
     /// <summary>Mean sessions per user and day.</summary>
     public double SessionsPerDay { get; init; } = 1.5;
     /// <summary>Mean exposures per session.</summary>
     public double ExposuresPerSession { get; init; } = 5;
-    /// <summary>Latent dimension of user interests and item embeddings.</summary>
-    public int LatentDim { get; init; } = 8;
+    /// <summary>
+    /// A user's interest in a category is its share among this many most recent clicks (at most the click sequence's
+    /// history cap, 50, so that the model sees every click the truth depends on).
+    /// </summary>
+    public int InterestClicks { get; init; } = 30;
     /// <summary>Zipf exponent of item popularity.</summary>
     public double ZipfExponent { get; init; } = 1.05;
     /// <summary>Seed: the dataset is a pure function of this record.</summary>
