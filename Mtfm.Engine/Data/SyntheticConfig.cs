@@ -4,7 +4,7 @@ namespace Mtfm.Engine.Data;
 public sealed record SyntheticConfig
 {
     /// <summary>Number of users (shared by all scenarios).</summary>
-    public int Users { get; init; } = 2000;
+    public int Users { get; init; } = 8000;
     /// <summary>Number of items.</summary>
     public int Items { get; init; } = 1000;
     /// <summary>Number of item categories.</summary>
@@ -27,7 +27,7 @@ public sealed record SyntheticConfig
 
     /// <summary>Unit-test size (~60 users, 4 days).</summary>
     public static SyntheticConfig Tiny => new() { Users = 60, Items = 300, Days = 4, Categories = 8 };
-    /// <summary>The main job's default (~2k users, 14 days, a few hundred thousand events).</summary>
+    /// <summary>The main job's default (8k users, 14 days, about a million events).</summary>
     public static SyntheticConfig Default => new();
     /// <summary>Millions of events (~50k users, 21 days).</summary>
     public static SyntheticConfig Large => new() { Users = 50_000, Items = 50_000, Days = 21, Categories = 64 };

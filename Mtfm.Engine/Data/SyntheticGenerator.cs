@@ -57,7 +57,7 @@ public sealed class SyntheticDataset
 
 /// <summary>
 /// Deterministic synthetic multi-scenario generator whose truth is observable. Three scenarios with different feature
-/// sets share users: <c>feed</c> (user_id, hour, item_id, category), <c>groupbuy</c> (user_id, item_id, shop_id, price)
+/// sets share users: <c>feed</c> (user_id, hour, item_id, category), <c>groupbuy</c> (user_id, item_id, category, shop_id, price)
 /// and <c>coupon</c> (coupon_type, discount, category; click label only). Behaviour sequences <c>click</c> (item_id,
 /// category, scenario) and <c>order</c> (item_id, category, price). Item popularity is Zipf; what a user is shown leans
 /// to two hidden taste categories and to the category of the last click, but p(click) and p(conversion) depend only on
@@ -95,7 +95,7 @@ public static class SyntheticGenerator
             Scenarios =
             [
                 new ScenarioSpec { Name = "feed", UserFeatures = ["user_id"], ContextFeatures = ["hour"], ItemFeatures = ["item_id", "category"], Labels = new() { ["click"] = "click", ["conversion"] = "conversion" } },
-                new ScenarioSpec { Name = "groupbuy", UserFeatures = ["user_id"], ItemFeatures = ["item_id", "shop_id", "price"], Labels = new() { ["click"] = "click", ["conversion"] = "conversion" } },
+                new ScenarioSpec { Name = "groupbuy", UserFeatures = ["user_id"], ItemFeatures = ["item_id", "category", "shop_id", "price"], Labels = new() { ["click"] = "click", ["conversion"] = "conversion" } },
                 new ScenarioSpec { Name = "coupon", ContextFeatures = ["coupon_type", "discount"], ItemFeatures = ["category"], Labels = new() { ["click"] = "click" } },
             ],
             Sequences =
@@ -240,7 +240,7 @@ public static class SyntheticGenerator
                         bool conv = click && r.NextDouble() < pCvr;
                         st.BeginEvent(users[u], t, scen);
                         if (scen == 0) { st.CatValues.Add(layout.EncodeId(fUser, u)); st.CatValues.Add(layout.EncodeId(fHour, hour)); st.CatValues.Add(layout.EncodeId(fItem, item)); st.CatValues.Add(layout.EncodeId(fCat, cat)); }
-                        else if (scen == 1) { st.CatValues.Add(layout.EncodeId(fUser, u)); st.CatValues.Add(layout.EncodeId(fItem, item)); st.CatValues.Add(layout.EncodeId(fShop, itemShop[item])); st.NumValues.Add(itemPrice[item]); }
+                        else if (scen == 1) { st.CatValues.Add(layout.EncodeId(fUser, u)); st.CatValues.Add(layout.EncodeId(fItem, item)); st.CatValues.Add(layout.EncodeId(fCat, cat)); st.CatValues.Add(layout.EncodeId(fShop, itemShop[item])); st.NumValues.Add(itemPrice[item]); }
                         else { st.CatValues.Add(couponType + 1); st.CatValues.Add(layout.EncodeId(fCat, cat)); st.NumValues.Add(discount); }
                         st.Labels.Add(click ? (byte)1 : (byte)0);
                         st.Labels.Add(scen == 2 ? (byte)255 : conv ? (byte)1 : (byte)0);
