@@ -85,11 +85,11 @@ public class GeneratorAndBatchTests
                 double logit = SyntheticGenerator.ClickLogit(scen, interest, sameAsLast, since, quality,
                     scen == 0 ? cat[1] - 1 : 0, scen == 1 ? num[0] : 1, scen == 2 ? cat[0] - 1 : 0, scen == 2 ? num[0] : 0);
                 double pClick = 1 / (1 + Math.Exp(-logit));
-                Assert.Equal(pClick, st.TrueProbability(ev, 0), 5);
+                Assert.Equal(pClick, st.TrueProbability(ev, 0), 1e-6);
                 if (scen != 2)
                 {
                     double pCvr = 1 / (1 + Math.Exp(-SyntheticGenerator.ConversionLogit(scen, interest, quality, scen == 1 ? num[0] : 1)));
-                    Assert.Equal(pClick * pCvr, st.TrueProbability(ev, 1), 5);
+                    Assert.Equal(pClick * pCvr, st.TrueProbability(ev, 1), 1e-6);
                 }
                 checkedExposures++;
             }
