@@ -4,7 +4,7 @@ namespace Mtfm.Engine.Training;
 internal sealed record TrainOptions
 {
     /// <summary>Passes over the training instances (early stopping may end sooner).</summary>
-    public int Epochs { get; init; } = 5;
+    public int Epochs { get; init; } = 7;
 
     /// <summary>A batch closes before it would exceed this many tokens.</summary>
     public int BatchTokens { get; init; } = 4096;
