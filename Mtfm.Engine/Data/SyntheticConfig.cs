@@ -4,19 +4,22 @@ namespace Mtfm.Engine.Data;
 public sealed record SyntheticConfig
 {
     /// <summary>Number of users (shared by all scenarios).</summary>
-    public int Users { get; init; } = 2000;
+    public int Users { get; init; } = 8000;
     /// <summary>Number of items.</summary>
-    public int Items { get; init; } = 5000;
+    public int Items { get; init; } = 1000;
     /// <summary>Number of item categories.</summary>
-    public int Categories { get; init; } = 24;
+    public int Categories { get; init; } = 16;
     /// <summary>Number of one-day windows.</summary>
     public int Days { get; init; } = 14;
     /// <summary>Mean sessions per user and day.</summary>
     public double SessionsPerDay { get; init; } = 1.5;
     /// <summary>Mean exposures per session.</summary>
     public double ExposuresPerSession { get; init; } = 5;
-    /// <summary>Latent dimension of user interests and item embeddings.</summary>
-    public int LatentDim { get; init; } = 8;
+    /// <summary>
+    /// A user's interest in a category is its share among this many most recent clicks (at most the click sequence's
+    /// history cap, 50, so that the model sees every click the truth depends on).
+    /// </summary>
+    public int InterestClicks { get; init; } = 30;
     /// <summary>Zipf exponent of item popularity.</summary>
     public double ZipfExponent { get; init; } = 1.05;
     /// <summary>Seed: the dataset is a pure function of this record.</summary>
@@ -24,7 +27,7 @@ public sealed record SyntheticConfig
 
     /// <summary>Unit-test size (~60 users, 4 days).</summary>
     public static SyntheticConfig Tiny => new() { Users = 60, Items = 300, Days = 4, Categories = 8 };
-    /// <summary>The main job's default (~2k users, 14 days, a few hundred thousand events).</summary>
+    /// <summary>The main job's default (8k users, 14 days, about a million events).</summary>
     public static SyntheticConfig Default => new();
     /// <summary>Millions of events (~50k users, 21 days).</summary>
     public static SyntheticConfig Large => new() { Users = 50_000, Items = 50_000, Days = 21, Categories = 64 };

@@ -7,6 +7,8 @@ public sealed class SyntheticDataset
     public required EventStore Store { get; init; }
     /// <summary>The configuration that produced it.</summary>
     public required SyntheticConfig Config { get; init; }
+    /// <summary>Each item's fixed quality (a term of its click and conversion logits; a model learns it through item_id).</summary>
+    internal float[] ItemQuality { get; init; } = [];
 
     /// <summary>
     /// AUC of the true probabilities against the drawn labels of task <paramref name="task"/> over the exposures whose
@@ -54,14 +56,16 @@ public sealed class SyntheticDataset
 }
 
 /// <summary>
-/// Deterministic synthetic multi-scenario generator. Three scenarios with different feature sets share users whose
-/// latent interests carry over: <c>feed</c> (user_id, hour, item_id, category), <c>groupbuy</c> (user_id, item_id,
-/// shop_id, price) and <c>coupon</c> (coupon_type, discount, category; click label only). Behaviour sequences
-/// <c>click</c> (item_id, category, scenario) and <c>order</c> (item_id, category, price). Item popularity is Zipf;
-/// every day a user has a focus category, revealed by the day's clicks (recent behaviour predicts near-future
-/// clicks), and a click boosts the same category for the next hours. p(click) = σ(bias_s + 1.2·u·v_i +
-/// focus + recency + scenario feature effects); p(conv | click) = σ(...); labels are Bernoulli draws and the store
-/// records p(click) and p(click ∧ conversion) per exposure.
+/// Deterministic synthetic multi-scenario generator whose truth is observable. Three scenarios with different feature
+/// sets share users: <c>feed</c> (user_id, hour, item_id, category), <c>groupbuy</c> (user_id, item_id, category, shop_id, price)
+/// and <c>coupon</c> (coupon_type, discount, category; click label only). Behaviour sequences <c>click</c> (item_id,
+/// category, scenario) and <c>order</c> (item_id, category, price). Item popularity is Zipf; what a user is shown leans
+/// to two hidden taste categories and to the category of the last click, but p(click) and p(conversion) depend only on
+/// what the model sees (see <see cref="ClickLogit"/>): the exposure's own features (item quality through item_id), the
+/// user's interest = share of the exposure's category among the last <see cref="SyntheticConfig.InterestClicks"/>
+/// clicks strictly before the exposure (any scenario: interests carry across scenarios), and the category and age of
+/// the most recent earlier click (recent behaviour predicts near-future clicks). Labels are Bernoulli draws and the
+/// store records p(click) and p(click ∧ conversion) per exposure.
 /// </summary>
 public static class SyntheticGenerator
 {
@@ -91,7 +95,7 @@ public static class SyntheticGenerator
             Scenarios =
             [
                 new ScenarioSpec { Name = "feed", UserFeatures = ["user_id"], ContextFeatures = ["hour"], ItemFeatures = ["item_id", "category"], Labels = new() { ["click"] = "click", ["conversion"] = "conversion" } },
-                new ScenarioSpec { Name = "groupbuy", UserFeatures = ["user_id"], ItemFeatures = ["item_id", "shop_id", "price"], Labels = new() { ["click"] = "click", ["conversion"] = "conversion" } },
+                new ScenarioSpec { Name = "groupbuy", UserFeatures = ["user_id"], ItemFeatures = ["item_id", "category", "shop_id", "price"], Labels = new() { ["click"] = "click", ["conversion"] = "conversion" } },
                 new ScenarioSpec { Name = "coupon", ContextFeatures = ["coupon_type", "discount"], ItemFeatures = ["category"], Labels = new() { ["click"] = "click" } },
             ],
             Sequences =
@@ -106,26 +110,56 @@ public static class SyntheticGenerator
 
     private static double Sigmoid(double x) => 1 / (1 + Math.Exp(-x));
 
+    /// <summary>Seconds over which the boost of the last click's category decays (e-folding time).</summary>
+    internal const double RecencySeconds = 1800;
+
+    /// <summary>
+    /// The true click logit of an exposure, a function of observable quantities only: its scenario and features
+    /// (<paramref name="quality"/> is the item's fixed quality, known to a model through item_id; feed sees the hour,
+    /// groupbuy the price, coupon the type and discount), the user's <paramref name="interest"/> in the exposure's
+    /// category (share of it among the recent clicks strictly before the exposure, see <see cref="Interest"/>) and
+    /// whether the most recent earlier click had the same category, <paramref name="sinceLastClick"/> seconds ago.
+    /// </summary>
+    internal static double ClickLogit(int scenario, double interest, bool sameAsLastClick, double sinceLastClick,
+        double quality, int hour, double price, int couponType, double discount)
+    {
+        double logit = 4.0 * interest;
+        if (sameAsLastClick) logit += 0.5 + 1.5 * Math.Exp(-sinceLastClick / RecencySeconds);
+        switch (scenario)
+        {
+            case 0: logit += -3.0 + quality + (hour >= 18 ? 0.5 : hour < 7 ? -0.5 : 0); break;
+            case 1: logit += -3.1 + quality - 0.7 * (Math.Log(price) - 3); break;
+            default: logit += -2.9 + 0.08 * (discount - 17.5) + (couponType == 2 ? 0.4 : couponType == 1 ? -0.3 : 0); break;
+        }
+        return logit;
+    }
+
+    /// <summary>p(conversion | click) of a feed (0) or groupbuy (1) exposure, from the same observable quantities.</summary>
+    internal static double ConversionLogit(int scenario, double interest, double quality, double price) =>
+        -1.2 + 2.0 * interest + 0.6 * quality + (scenario == 1 ? 0.5 - 0.6 * (Math.Log(price) - 3) : 0);
+
+    /// <summary>Interest in a category: its count among the last <paramref name="clicks"/> clicks, over clicks + 2.</summary>
+    internal static double Interest(int inCategory, int clicks) => inCategory / (clicks + 2.0);
+
     /// <summary>Generates the dataset (a pure function of <paramref name="config"/>).</summary>
     public static SyntheticDataset Generate(SyntheticConfig? config = null, IProgress<int>? progress = null)
     {
         var c = config ?? SyntheticConfig.Default;
-        if (c.Users <= 0 || c.Items <= 0 || c.Days <= 0 || c.Categories <= 0 || c.LatentDim <= 0)
+        if (c.Users <= 0 || c.Items <= 0 || c.Days <= 0 || c.Categories <= 0 || c.InterestClicks <= 0)
             throw new ArgumentException($"config sizes must be > 0: {c}", nameof(config));
         var layout = new DataLayout(Schema(c));
+        if (c.InterestClicks > layout.Schema.Sequences[0].HistoryCap)
+            throw new ArgumentException($"InterestClicks = {c.InterestClicks} exceeds the click history cap {layout.Schema.Sequences[0].HistoryCap}: the truth would not be observable.", nameof(config));
         var rng = new SplitMix64(c.Seed);
-        int d = c.LatentDim, nc = c.Categories, ni = c.Items;
-        // Category embeddings, items.
-        var catEmb = new float[nc * d];
-        for (int i = 0; i < catEmb.Length; i++) catEmb[i] = (float)(rng.NextGaussian() / Math.Sqrt(d));
-        var itemEmb = new float[ni * d]; var itemCat = new int[ni]; var itemShop = new int[ni]; var itemPrice = new float[ni];
+        int nc = c.Categories, ni = c.Items;
+        var itemCat = new int[ni]; var itemShop = new int[ni]; var itemPrice = new float[ni]; var itemQuality = new float[ni];
         int shops = Shops(c);
         for (int i = 0; i < ni; i++)
         {
             itemCat[i] = (int)rng.NextBelow((ulong)nc);
             itemShop[i] = (int)rng.NextBelow((ulong)shops);
             itemPrice[i] = (float)Math.Round(Math.Exp(3 + 0.8 * rng.NextGaussian()), 2);
-            for (int k = 0; k < d; k++) itemEmb[i * d + k] = catEmb[itemCat[i] * d + k] * 1.6f + (float)(0.5 * rng.NextGaussian() / Math.Sqrt(d));
+            itemQuality[i] = (float)(0.5 * rng.NextGaussian());
         }
         // Zipf popularity: item i has rank i. Global CDF and per-category CDFs.
         var cdf = new double[ni]; double acc = 0;
@@ -146,28 +180,29 @@ public static class SyntheticGenerator
             while (lo < hi) { int m = (lo + hi) >> 1; if (cd[m] < x) lo = m + 1; else hi = m; }
             return lo;
         }
+        int DrawIn(int cat, ref SplitMix64 r) => byCat[cat].Count > 0 ? byCat[cat][Draw(catCdf[cat], ref r)] : Draw(cdf, ref r);
         var st = new EventStore(layout, (int)Math.Min(int.MaxValue / 4, c.Users * c.Days * c.SessionsPerDay * c.ExposuresPerSession * 1.3 + 16));
         st.HasTrueProbabilities = true;
         int fUser = 0, fItem = 1, fCat = 2, fShop = 3, fHour = 4;
-        var uvec = new float[d];
-        var scenBias = new[] { -2.9, -3.2, -2.6 };
         var users = new int[c.Users];
         for (int u = 0; u < c.Users; u++) users[u] = st.InternUser("u" + u.ToString(System.Globalization.CultureInfo.InvariantCulture));
         var sessTimes = new List<int>();
+        int memory = c.InterestClicks;
+        var recent = new int[memory]; var catCount = new int[nc];
         for (int u = 0; u < c.Users; u++)
         {
             // Per-user RNG stream: users are independent, so the dataset does not depend on generation order.
             var r = new SplitMix64(c.Seed ^ (0xD1B54A32D192ED03UL * (ulong)(u + 1)));
-            int p1 = (int)r.NextBelow((ulong)nc), p2 = (int)r.NextBelow((ulong)nc), p3 = (int)r.NextBelow((ulong)nc);
-            for (int k = 0; k < d; k++) uvec[k] = (float)(catEmb[p1 * d + k] * 1.2 + catEmb[p2 * d + k] * 0.8 + 0.3 * r.NextGaussian() / Math.Sqrt(d));
+            // Hidden taste: what the platform tends to show this user (not part of the click truth; clicks reveal it).
+            int p1 = (int)r.NextBelow((ulong)nc), p2 = (int)r.NextBelow((ulong)nc);
             double activity = Math.Exp(0.6 * r.NextGaussian() - 0.18);
             double[] scenPref = [r.NextDouble() + 0.3, r.NextDouble() + 0.2, r.NextDouble() + 0.2];
             double sp = scenPref[0] + scenPref[1] + scenPref[2];
-            double priceSens = 0.5 + r.NextDouble();
-            int lastClickCat = -1; long lastClickTime = long.MinValue;
+            // Click memory: the last `memory` clicked categories (ring), their counts, the last click.
+            int head = 0, clicks = 0; Array.Clear(catCount);
+            int lastClickCat = -1; long lastClickTime = long.MinValue, prevT = long.MinValue;
             for (int day = 0; day < c.Days; day++)
             {
-                int focus = (int)(r.NextDouble() < 0.5 ? p1 : r.NextDouble() < 0.5 ? p2 : r.NextDouble() < 0.6 ? p3 : (int)r.NextBelow((ulong)nc));
                 int sessions = Poisson(ref r, c.SessionsPerDay * activity);
                 sessTimes.Clear();
                 for (int s = 0; s < sessions; s++) sessTimes.Add((int)r.NextBelow(86400 - 3600));
@@ -175,40 +210,37 @@ public static class SyntheticGenerator
                 long pendingOrderTime = long.MaxValue; int pendingItem = 0; // orders are emitted in time order
                 foreach (int sec in sessTimes)
                 {
-                    long t = Epoch + day * 86400L + sec;
+                    // Sessions never overlap: a user's exposures have strictly increasing times.
+                    long t = Math.Max(Epoch + day * 86400L + sec, prevT);
                     double x = r.NextDouble() * sp;
                     int scen = x < scenPref[0] ? 0 : x < scenPref[0] + scenPref[1] ? 1 : 2;
                     int nExp = 1 + Poisson(ref r, c.ExposuresPerSession - 1);
                     for (int e = 0; e < nExp; e++)
                     {
                         t += 1 + (long)r.NextBelow(40);
+                        prevT = t;
                         if (pendingOrderTime <= t) { EmitOrder(st, users[u], pendingOrderTime, pendingItem, itemCat, itemPrice, layout, fItem, fCat); pendingOrderTime = long.MaxValue; }
                         double y = r.NextDouble();
-                        int item = y < 0.45 ? Draw(cdf, ref r)
-                            : y < 0.8 ? byCat[focus].Count > 0 ? byCat[focus][Draw(catCdf[focus], ref r)] : Draw(cdf, ref r)
-                            : byCat[p1].Count > 0 ? byCat[p1][Draw(catCdf[p1], ref r)] : Draw(cdf, ref r);
+                        int item = y < 0.4 ? Draw(cdf, ref r)
+                            : y < 0.7 ? DrawIn(r.NextDouble() < 0.6 ? p1 : p2, ref r)
+                            : DrawIn(lastClickCat >= 0 ? lastClickCat : p1, ref r);
                         int cat = itemCat[item];
-                        double dot = 0;
-                        for (int k = 0; k < d; k++) dot += uvec[k] * itemEmb[item * d + k];
-                        double logit = scenBias[scen] + 1.2 * dot + (cat == focus ? 0.9 : 0);
-                        if (cat == lastClickCat) logit += 1.3 * Math.Exp(-(t - lastClickTime) / 3600.0);
+                        double interest = Interest(catCount[cat], clicks);
                         int hour = (int)((t - Epoch) % 86400 / 3600);
                         int couponType = 0; float discount = 0;
-                        if (scen == 0) logit += hour >= 18 ? 0.4 : hour < 7 ? -0.4 : 0;
-                        else if (scen == 1) logit -= 0.5 * priceSens * (Math.Log(itemPrice[item]) - 3);
-                        else
+                        if (scen == 2)
                         {
                             couponType = (int)r.NextBelow(3);
                             discount = (float)Math.Round(5 + 25 * r.NextDouble(), 1);
-                            logit += 0.08 * (discount - 17.5) + (couponType == 2 ? 0.3 : couponType == 1 ? -0.2 : 0);
                         }
+                        double logit = ClickLogit(scen, interest, cat == lastClickCat, lastClickCat >= 0 ? t - lastClickTime : 0, itemQuality[item], hour, itemPrice[item], couponType, discount);
                         double pClick = Sigmoid(logit);
-                        double pCvr = Sigmoid(-1.0 + 0.8 * dot - 0.4 * (Math.Log(itemPrice[item]) - 3) + (scen == 1 ? 0.5 : 0));
+                        double pCvr = scen == 2 ? 0 : Sigmoid(ConversionLogit(scen, interest, itemQuality[item], itemPrice[item]));
                         bool click = r.NextDouble() < pClick;
                         bool conv = click && r.NextDouble() < pCvr;
                         st.BeginEvent(users[u], t, scen);
                         if (scen == 0) { st.CatValues.Add(layout.EncodeId(fUser, u)); st.CatValues.Add(layout.EncodeId(fHour, hour)); st.CatValues.Add(layout.EncodeId(fItem, item)); st.CatValues.Add(layout.EncodeId(fCat, cat)); }
-                        else if (scen == 1) { st.CatValues.Add(layout.EncodeId(fUser, u)); st.CatValues.Add(layout.EncodeId(fItem, item)); st.CatValues.Add(layout.EncodeId(fShop, itemShop[item])); st.NumValues.Add(itemPrice[item]); }
+                        else if (scen == 1) { st.CatValues.Add(layout.EncodeId(fUser, u)); st.CatValues.Add(layout.EncodeId(fItem, item)); st.CatValues.Add(layout.EncodeId(fCat, cat)); st.CatValues.Add(layout.EncodeId(fShop, itemShop[item])); st.NumValues.Add(itemPrice[item]); }
                         else { st.CatValues.Add(couponType + 1); st.CatValues.Add(layout.EncodeId(fCat, cat)); st.NumValues.Add(discount); }
                         st.Labels.Add(click ? (byte)1 : (byte)0);
                         st.Labels.Add(scen == 2 ? (byte)255 : conv ? (byte)1 : (byte)0);
@@ -216,8 +248,11 @@ public static class SyntheticGenerator
                         st.TrueProb.Add(scen == 2 ? float.NaN : (float)(pClick * pCvr));
                         if (click)
                         {
+                            // The click is logged at the exposure's time: only strictly later exposures see it.
                             st.BeginEvent(users[u], t, 3);
                             st.CatValues.Add(layout.EncodeId(fItem, item)); st.CatValues.Add(layout.EncodeId(fCat, cat)); st.CatValues.Add(scen + 1);
+                            if (clicks == memory) catCount[recent[head]]--; else clicks++;
+                            recent[head] = cat; catCount[cat]++; head = (head + 1) % memory;
                             lastClickCat = cat; lastClickTime = t;
                             if (conv && pendingOrderTime == long.MaxValue && scen != 2) { pendingOrderTime = t + 60 + (long)r.NextBelow(540); pendingItem = item; }
                         }
@@ -228,7 +263,7 @@ public static class SyntheticGenerator
             if ((u & 255) == 255) progress?.Report(u + 1);
         }
         progress?.Report(c.Users);
-        return new SyntheticDataset { Store = st, Config = c };
+        return new SyntheticDataset { Store = st, Config = c, ItemQuality = itemQuality };
     }
 
     private static void EmitOrder(EventStore st, int user, long t, int item, int[] itemCat, float[] itemPrice, DataLayout l, int fItem, int fCat)

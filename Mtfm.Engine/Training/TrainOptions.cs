@@ -4,7 +4,7 @@ namespace Mtfm.Engine.Training;
 internal sealed record TrainOptions
 {
     /// <summary>Passes over the training instances (early stopping may end sooner).</summary>
-    public int Epochs { get; init; } = 4;
+    public int Epochs { get; init; } = 7;
 
     /// <summary>A batch closes before it would exceed this many tokens.</summary>
     public int BatchTokens { get; init; } = 4096;
@@ -13,7 +13,7 @@ internal sealed record TrainOptions
     public float LearningRate { get; init; } = 2e-3f;
 
     /// <summary>Peak learning rate of embedding tables (row-sparse Adam).</summary>
-    public float EmbeddingLearningRate { get; init; } = 1e-2f;
+    public float EmbeddingLearningRate { get; init; } = 1e-3f;
 
     /// <summary>Share of the steps spent warming up linearly.</summary>
     public float WarmupFraction { get; init; } = 0.05f;

@@ -49,6 +49,56 @@ public class GeneratorAndBatchTests
     }
 
     [Fact]
+    public void TrueProbabilitiesAreAFunctionOfWhatTheModelSees()
+    {
+        // Recompute every exposure's p(click) and p(click ∧ conversion) from its aggregated instance alone: the
+        // exposure's own features and the click tokens it may see (H, and R strictly earlier than the exposure).
+        var cfg = SyntheticConfig.Tiny with { Users = 150, Days = 6 };
+        var ds = SyntheticGenerator.Generate(cfg);
+        var st = ds.Store;
+        int clickSource = st.Layout.ScenarioCount; // the first behaviour sequence
+        var agg = UserLevelAggregator.Aggregate(st);
+        int checkedExposures = 0, withRecentClick = 0;
+        var visible = new List<int>();
+        for (int i = 0; i < agg.Count; i++)
+        {
+            var evs = agg.Events(i); var seg = agg.Segments(i);
+            for (int q = 0; q < evs.Length; q++)
+            {
+                if (seg[q] != (byte)SegmentKind.Target) continue;
+                int ev = evs[q]; long t = st.TimeOf(ev);
+                visible.Clear();
+                for (int k = 0; k < evs.Length; k++)
+                    if (seg[k] != (byte)SegmentKind.Target && st.SourceOf(evs[k]) == clickSource && st.TimeOf(evs[k]) < t) visible.Add(evs[k]);
+                Assert.True(visible.Zip(visible.Skip(1)).All(p => st.TimeOf(p.First) <= st.TimeOf(p.Second)), "click tokens are time-ordered");
+                int scen = st.SourceOf(ev);
+                var cat = st.Categorical(ev); var num = st.Numeric(ev);
+                int category = cat[scen == 0 ? 3 : scen == 1 ? 2 : 1] - 1;
+                int item = scen == 2 ? -1 : cat[scen == 0 ? 2 : 1] - 1;
+                var memory = visible.Skip(Math.Max(0, visible.Count - cfg.InterestClicks)).ToList();
+                int same = memory.Count(e => st.Categorical(e)[1] - 1 == category);
+                double interest = SyntheticGenerator.Interest(same, memory.Count);
+                bool sameAsLast = visible.Count > 0 && st.Categorical(visible[^1])[1] - 1 == category;
+                double since = visible.Count > 0 ? t - st.TimeOf(visible[^1]) : 0;
+                if (sameAsLast && since < SyntheticGenerator.RecencySeconds) withRecentClick++;
+                double quality = item >= 0 ? ds.ItemQuality[item] : 0;
+                double logit = SyntheticGenerator.ClickLogit(scen, interest, sameAsLast, since, quality,
+                    scen == 0 ? cat[1] - 1 : 0, scen == 1 ? num[0] : 1, scen == 2 ? cat[0] - 1 : 0, scen == 2 ? num[0] : 0);
+                double pClick = 1 / (1 + Math.Exp(-logit));
+                Assert.Equal(pClick, st.TrueProbability(ev, 0), 1e-6);
+                if (scen != 2)
+                {
+                    double pCvr = 1 / (1 + Math.Exp(-SyntheticGenerator.ConversionLogit(scen, interest, quality, scen == 1 ? num[0] : 1)));
+                    Assert.Equal(pClick * pCvr, st.TrueProbability(ev, 1), 1e-6);
+                }
+                checkedExposures++;
+            }
+        }
+        Assert.Equal(st.ExposureCount, checkedExposures);
+        Assert.True(withRecentClick > 50, $"only {withRecentClick} exposures follow a same-category click within the recency time");
+    }
+
+    [Fact]
     public void NumericStatsUseTrainingEventsAndTheSchemaTransform()
     {
         var l = new DataLayout(AggregatorTests.RandomSchema(1, 1));
