@@ -44,11 +44,20 @@ internal static class TrainCommand
             only = s;
         }
         var config = (r.Config ?? MtfmConfig.Preset(r.Preset)) with { Attention = r.Attention };
+        if (r.Blocks is { } b) config = config with { Blocks = b };
+        if (r.TargetLayers is { } k) config = config with { TargetLayersPerBlock = k };
+        config.Validate();
         using var model = new MtfmModel(backend, config, layout, r.Seed);
         var trainBatches = new BatchBuilder(data.Train, data.Stats);
         double flopsPerInstance = FlopsPerInstance(model, trainBatches);
-        Console.WriteLine($"model: preset {r.Preset}, attention {config.Attention}, d_model {config.DModel}, {config.Layers} layers " +
-            $"({config.Blocks} blocks × (1 full + {config.TargetLayersPerBlock} target)), heads {config.Heads}/{config.KvHeads} kv, " +
+        string shape = config.Layers == 0 ? "no transformer layers"
+            : config.Attention switch
+            {
+                AttentionMode.Full => $"{config.Layers} full-attention layers",
+                AttentionMode.TargetOnly => $"{config.Layers} target-attention layers",
+                _ => $"{config.Layers} layers ({config.Blocks} blocks × (1 full + {config.TargetLayersPerBlock} target))",
+            };
+        Console.WriteLine($"model: preset {r.Preset}, attention {config.Attention}, d_model {config.DModel}, {shape}, heads {config.Heads}/{config.KvHeads} kv, " +
             $"{model.ParameterCount:N0} parameters, {flopsPerInstance / 1e6:F1} MFLOP forward per instance, {DeviceText(backend)}");
 
         var options = new TrainOptions { Epochs = r.Epochs, BatchTokens = r.BatchTokens, LearningRate = r.LearningRate, Seed = r.Seed, OnlyScenario = only };
@@ -77,7 +86,7 @@ internal static class TrainCommand
         File.WriteAllText(Path.Combine(dir, "config.json"), JsonSerializer.Serialize(model.Config, ModelJsonContext.Default.MtfmConfig));
         var report = new RunReport($"MTFM run {name}", DateTimeOffset.UtcNow,
         [
-            new("data", data.Description), new("preset", r.Preset), new("attention", config.Attention.ToString()),
+            new("data", data.Description), new("preset", r.Preset), new("attention", config.Attention.ToString()), new("layers", shape),
             new("aggregation", r.Aggregation.ToString()), new("scenarios", r.Scenarios), new("epochs", r.Epochs.ToString(ci)),
             new("seed", r.Seed.ToString(ci)), new("device", DeviceText(backend)),
             new("parameters", model.ParameterCount.ToString(ci)), new("forward MFLOP per instance", (flopsPerInstance / 1e6).ToString("F2", ci)),

@@ -12,6 +12,10 @@ internal sealed record TrainRequest
     public string Data { get; init; } = "synthetic";
     public string? Schema { get; init; }
     public string Preset { get; init; } = "tiny";
+    /// <summary>Overrides the preset's block count.</summary>
+    public int? Blocks { get; init; }
+    /// <summary>Overrides the preset's target layers per block.</summary>
+    public int? TargetLayers { get; init; }
     /// <summary>A full model configuration that replaces the preset (programmatic callers and tests).</summary>
     public MtfmConfig? Config { get; init; }
     public AttentionMode Attention { get; init; } = AttentionMode.Hta;
