@@ -14,6 +14,12 @@ internal sealed unsafe class CudaHostStaging(ICudaDriver driver, nint stream) : 
     private readonly List<(nint Block, long Class, nint Event)> _inFlight = [];
     private readonly Dictionary<long, Stack<nint>> _free = [];
 
+    /// <summary>Pinned blocks allocated so far (the ring grows only while no block of the class is free).</summary>
+    public long PinnedAllocations { get; private set; }
+
+    /// <summary>Staged copies whose completion event has not been seen yet.</summary>
+    public int InFlight => _inFlight.Count;
+
     /// <summary>Enqueues dst ← src (bytes) on the stream without blocking the host.</summary>
     public void Upload(ulong dst, void* src, long bytes)
     {
@@ -41,8 +47,12 @@ internal sealed unsafe class CudaHostStaging(ICudaDriver driver, nint stream) : 
         Reclaim(all: true); // the stream is idle: every staged upload has completed
     }
 
-    private nint RentBlock(long cls) =>
-        _free.TryGetValue(cls, out var s) && s.Count > 0 ? s.Pop() : _driver.AllocatePinned(cls);
+    private nint RentBlock(long cls)
+    {
+        if (_free.TryGetValue(cls, out var s) && s.Count > 0) return s.Pop();
+        PinnedAllocations++;
+        return _driver.AllocatePinned(cls);
+    }
 
     private void Push(long cls, nint block)
     {
