@@ -80,7 +80,7 @@ public sealed class CudaStreamSchedulerTests
                     // the negative control: a blocking read inserted after one step must show up in the count
                     if (step == WarmupSteps + MeasuredSteps + 1) cb.Download<float>(probed, probe);
                     syncs[step] = cb.Driver.SynchronizationCount;
-                    lastCall[step] = CudaSyncCounter.LastCall;
+                    lastCall[step] = cb.Driver.LastSynchronization;
                     pinned[step] = cb.PinnedAllocations;
                 };
             }
@@ -137,5 +137,74 @@ public sealed class CudaStreamSchedulerTests
         Assert.True(double.IsNaN(got[2].Mean)); // a non-finite loss reaches the host (the trainer throws there)
         Assert.True(readback.Slots <= 3);
         foreach (var t in tensors) t.Dispose();
+    }
+
+    [Theory]
+    [InlineData(Emulated)]
+    [InlineData(Gpu)]
+    public void StagedBatchInputsGoThroughTheCopyStreamOrderedByEvents(string kind)
+    {
+        ICudaDriver inner;
+        using (var probe = OpenGpu(kind)) { } // skips with the reason when the device is missing
+        inner = kind == Emulated ? EmulatedCudaDriver.Open(FindEmulationLibrary())
+            : NativeCudaDriver.Open(0, new CudaKernelLoader(Path.Combine(Path.GetTempPath(), "mtfm-cuda-test-cache")));
+        var rec = new RecordingCudaDriver(inner);
+        using var gpu = new CudaBackend(rec);
+        rec.Name(gpu.Stream, "compute");
+        rec.Name(gpu.CopyStream, "copy");
+        var ds = SyntheticGenerator.Generate(SyntheticConfig.Tiny);
+        var st = ds.Store;
+        var agg = UserLevelAggregator.Aggregate(st, part: SplitPart.Train);
+        var stats = st.ComputeNumericStats(st.Layout.Schema.Split!.ValidStart);
+        var batch = new BatchBuilder(agg, stats).Batches(maxTokens: 160, shuffleSeed: 3).First();
+        using var model = new MtfmModel(gpu, SmallConfig, st.Layout, 11);
+        long live = gpu.LiveAllocations;
+
+        float Loss(bool staged, out List<string> stagingLog, out List<string> forwardLog)
+        {
+            rec.Log.Clear();
+            CudaBatchPrefetch? pf = staged ? new CudaBatchPrefetch(gpu, batch, st.Layout) : null;
+            stagingLog = [.. rec.Log];
+            rec.Log.Clear();
+            float loss;
+            using (var tape = new Tape(gpu))
+            {
+                var o = model.Forward(tape, batch);
+                forwardLog = [.. rec.Log];
+                Assert.Equal(staged, pf?.Taken ?? false);
+                loss = gpu.ToHost<float>(o.Loss.Value)[0];
+            }
+            pf?.Dispose();
+            return loss;
+        }
+        float plain = Loss(false, out var noStaging, out var plainForward);
+        float staged = Loss(true, out var staging, out var stagedForward);
+        Assert.Empty(noStaging);
+        Assert.Equal(plain, staged); // the same kernels on the same inputs: bitwise
+        Assert.Equal(live, gpu.LiveAllocations); // the staged inputs were freed with their prefetch
+
+        // staging: every copy on the copy stream, each after the copy stream waited for a fence of the compute stream
+        var copies = staging.Select((e, i) => (e, i)).Where(x => x.e.StartsWith("h2d", StringComparison.Ordinal)).ToList();
+        Assert.NotEmpty(copies);
+        Assert.All(copies, c => Assert.Equal("h2d on copy", c.e));
+        foreach (var (_, i) in copies)
+        {
+            int wait = staging.FindLastIndex(i, x => x.StartsWith("wait copy for", StringComparison.Ordinal));
+            int fence = staging.FindLastIndex(i, x => x.StartsWith("record", StringComparison.Ordinal) && x.EndsWith(" on compute", StringComparison.Ordinal));
+            Assert.True(fence >= 0 && wait > fence, $"copy at {i} is not ordered behind the compute stream: {string.Join("; ", staging)}");
+        }
+        Assert.DoesNotContain(staging, x => x.StartsWith("launch", StringComparison.Ordinal) || x.StartsWith("sync", StringComparison.Ordinal));
+        string done = staging[^1];
+        Assert.StartsWith("record ", done);
+        Assert.EndsWith(" on copy", done);
+        string evt = done["record ".Length..^" on copy".Length];
+
+        // the forward: the compute stream waits for that event before its first launch; no batch input is re-uploaded
+        int firstLaunch = stagedForward.FindIndex(x => x == "launch on compute");
+        int waitDone = stagedForward.IndexOf($"wait compute for {evt}");
+        Assert.True(waitDone >= 0 && waitDone < firstLaunch, $"compute did not wait for the copies first: {string.Join("; ", stagedForward.Take(10))}");
+        Assert.True(stagedForward.Count(x => x.StartsWith("h2d", StringComparison.Ordinal)) < plainForward.Count(x => x.StartsWith("h2d", StringComparison.Ordinal)),
+            "the staged forward uploaded as much as the plain one");
+        Assert.DoesNotContain(stagedForward, x => x.StartsWith("sync", StringComparison.Ordinal) || x.EndsWith("blocking", StringComparison.Ordinal));
     }
 }
