@@ -13,6 +13,7 @@ internal sealed unsafe class CudaHostStaging(ICudaDriver driver, nint stream) : 
     private readonly nint _stream = stream;
     private readonly List<(nint Block, long Class, nint Event)> _inFlight = [];
     private readonly Dictionary<long, Stack<nint>> _free = [];
+    private readonly Stack<nint> _events = new(); // completed events, recorded again by later copies
 
     /// <summary>Pinned blocks allocated so far (the ring grows only while no block of the class is free).</summary>
     public long PinnedAllocations { get; private set; }
@@ -29,7 +30,7 @@ internal sealed unsafe class CudaHostStaging(ICudaDriver driver, nint stream) : 
         var block = RentBlock(cls);
         Buffer.MemoryCopy(src, (void*)block, cls, bytes);
         _driver.CopyHostToDeviceAsync(dst, (void*)block, bytes, _stream);
-        var evt = _driver.CreateEvent();
+        if (!_events.TryPop(out var evt)) evt = _driver.CreateEvent();
         _driver.RecordEvent(evt, _stream);
         _inFlight.Add((block, cls, evt));
     }
@@ -68,7 +69,7 @@ internal sealed unsafe class CudaHostStaging(ICudaDriver driver, nint stream) : 
             var f = _inFlight[i];
             if (all || _driver.IsEventComplete(f.Event))
             {
-                _driver.DestroyEvent(f.Event);
+                _events.Push(f.Event);
                 Push(f.Class, f.Block);
             }
             else _inFlight[kept++] = f;
@@ -80,6 +81,7 @@ internal sealed unsafe class CudaHostStaging(ICudaDriver driver, nint stream) : 
     public void Dispose()
     {
         Reclaim(all: true);
+        while (_events.Count > 0) _driver.DestroyEvent(_events.Pop());
         foreach (var s in _free.Values)
             while (s.Count > 0) _driver.FreePinned(s.Pop());
     }
