@@ -5,7 +5,7 @@ using Mtfm.Engine.Model;
 namespace Mtfm.Engine.Backends.Cuda;
 
 /// <summary>
-/// One batch's inputs (<see cref="BatchInputs"/>) uploaded ahead on the <see cref="CudaBackend"/>'s copy stream, in a
+/// One batch's inputs (<see cref="BatchInputs"/>, and its attention layout's device cache) uploaded ahead on the <see cref="CudaBackend"/>'s copy stream, in a
 /// scope of their own, and registered so that the model's forward on that batch takes them instead of uploading again;
 /// taking them makes the compute stream wait (on the device) for the copy stream. Dispose after the step that used
 /// them has been enqueued (their pooled memory is then stream-ordered behind that step).
@@ -29,7 +29,11 @@ internal sealed class CudaBatchPrefetch : IDisposable
         _tape = new Tape(backend, gradEnabled: false);
         BatchInputs inputs;
         backend.BeginCopyStreamUploads();
-        try { inputs = new BatchInputs(_tape, batch, layout); }
+        try
+        {
+            inputs = new BatchInputs(_tape, batch, layout);
+            backend.StageAttentionLayout(inputs.Attention); // kinds, times and T list ride along
+        }
         catch
         {
             backend.EndCopyStreamUploads();
