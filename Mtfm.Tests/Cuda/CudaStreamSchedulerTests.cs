@@ -209,4 +209,34 @@ public sealed class CudaStreamSchedulerTests
         Assert.DoesNotContain(stagedForward, x => x == "h2d on copy");
         Assert.DoesNotContain(stagedForward, x => x.StartsWith("sync", StringComparison.Ordinal) || x.EndsWith("blocking", StringComparison.Ordinal));
     }
+
+    [Fact]
+    public void StagingAheadWaitsAtTheStepBoundaryOnlyWhenTheDeviceLagsTooFar()
+    {
+        var path = FindEmulationLibrary();
+        if (path is null) Assert.Skip("the emulated CUDA device is not built: set MTFM_CUDA_EMU_LIB or build build/native");
+        var rec = new RecordingCudaDriver(EmulatedCudaDriver.Open(path));
+        using var gpu = new CudaBackend(rec);
+        rec.Name(gpu.Stream, "compute");
+        rec.Name(gpu.CopyStream, "copy");
+        var ds = SyntheticGenerator.Generate(SyntheticConfig.Tiny);
+        var st = ds.Store;
+        var agg = UserLevelAggregator.Aggregate(st, part: SplitPart.Train);
+        var stats = st.ComputeNumericStats(st.Layout.Schema.Split!.ValidStart);
+        var batches = new BatchBuilder(agg, stats).Batches(maxTokens: 60, shuffleSeed: 3).Take(6).ToList();
+        Assert.Equal(6, batches.Count);
+        long live = gpu.LiveAllocations;
+        int EventWaits() => rec.Log.Count(x => x.StartsWith("sync 0x", StringComparison.Ordinal));
+
+        // a device that keeps up: no wait at all
+        Assert.Equal(batches, CudaBatchPrefetch.StageAhead(gpu, st.Layout, batches, maxStepsInFlight: 2).ToList());
+        Assert.Equal(0, EventWaits());
+        // a device that never catches up: after the 2 allowed steps in flight, one wait per step boundary (5 boundaries)
+        rec.Log.Clear();
+        rec.EventsPending = true;
+        Assert.Equal(batches, CudaBatchPrefetch.StageAhead(gpu, st.Layout, batches, maxStepsInFlight: 2).ToList());
+        Assert.Equal(3, EventWaits());
+        rec.EventsPending = false;
+        Assert.Equal(live, gpu.LiveAllocations); // every staging freed, taken or not
+    }
 }

@@ -38,7 +38,10 @@ internal sealed unsafe class RecordingCudaDriver(ICudaDriver inner) : ICudaDrive
     public void RecordEvent(nint evt, nint stream) { Log.Add($"record {N(evt)} on {N(stream)}"); _inner.RecordEvent(evt, stream); }
     public void StreamWaitEvent(nint stream, nint evt) { Log.Add($"wait {N(stream)} for {N(evt)}"); _inner.StreamWaitEvent(stream, evt); }
     public void SynchronizeEvent(nint evt) { Log.Add($"sync {N(evt)}"); _inner.SynchronizeEvent(evt); }
-    public bool IsEventComplete(nint evt) => _inner.IsEventComplete(evt);
+    /// <summary>When set, every event reads as still pending (a device that lags behind the host).</summary>
+    public bool EventsPending { get; set; }
+
+    public bool IsEventComplete(nint evt) => !EventsPending && _inner.IsEventComplete(evt);
     public void CopyHostToDeviceAsync(ulong dst, void* src, long bytes, nint stream) { Log.Add($"h2d on {N(stream)}"); _inner.CopyHostToDeviceAsync(dst, src, bytes, stream); }
     public void CopyDeviceToHostAsync(void* dst, ulong src, long bytes, nint stream) { Log.Add($"d2h on {N(stream)}"); _inner.CopyDeviceToHostAsync(dst, src, bytes, stream); }
     public void CopyDeviceToDeviceAsync(ulong dst, ulong src, long bytes, nint stream) { Log.Add($"d2d on {N(stream)}"); _inner.CopyDeviceToDeviceAsync(dst, src, bytes, stream); }

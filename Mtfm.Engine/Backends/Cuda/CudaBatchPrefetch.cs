@@ -50,11 +50,20 @@ internal sealed class CudaBatchPrefetch : IDisposable
     /// <summary>
     /// Yields <paramref name="batches"/> in order, each one's inputs already staged, and the next batch's inputs staged
     /// before the current one is yielded (so its copy overlaps the current step). Each staging is disposed when the
-    /// consumer moves past its batch.
+    /// consumer moves past its batch. When the consumer moves past a batch (its step is enqueued) an event is recorded on
+    /// the compute stream; if more than <paramref name="maxStepsInFlight"/> steps are then still running on the device,
+    /// the host waits for the oldest (a counted event synchronisation at the step boundary: back-pressure that bounds the
+    /// pinned ring; it never happens while the device keeps up).
     /// </summary>
-    public static IEnumerable<JaggedBatch> StageAhead(CudaBackend backend, DataLayout layout, IEnumerable<JaggedBatch> batches)
+    public static IEnumerable<JaggedBatch> StageAhead(CudaBackend backend, DataLayout layout, IEnumerable<JaggedBatch> batches,
+        int maxStepsInFlight = DefaultMaxStepsInFlight)
     {
+        ArgumentNullException.ThrowIfNull(backend);
         ArgumentNullException.ThrowIfNull(batches);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxStepsInFlight, 1);
+        var driver = backend.Driver;
+        var inFlight = new Queue<nint>();
+        var freeEvents = new Stack<nint>();
         CudaBatchPrefetch? current = null, next = null;
         try
         {
@@ -64,6 +73,7 @@ internal sealed class CudaBatchPrefetch : IDisposable
                 if (current is not null)
                 {
                     yield return current._batch;
+                    StepEnqueued();
                     current.Dispose();
                 }
                 current = next;
@@ -75,8 +85,30 @@ internal sealed class CudaBatchPrefetch : IDisposable
         {
             next?.Dispose();
             current?.Dispose();
+            if (!backend.IsDisposed)
+            {
+                foreach (var e in inFlight) driver.DestroyEvent(e); // destroying a pending event is allowed
+                foreach (var e in freeEvents) driver.DestroyEvent(e);
+            }
+        }
+
+        void StepEnqueued()
+        {
+            while (inFlight.TryPeek(out var oldest) && driver.IsEventComplete(oldest)) freeEvents.Push(inFlight.Dequeue());
+            if (!freeEvents.TryPop(out var evt)) evt = driver.CreateEvent();
+            driver.RecordEvent(evt, backend.Stream);
+            inFlight.Enqueue(evt);
+            if (inFlight.Count > maxStepsInFlight)
+            {
+                var oldest = inFlight.Dequeue();
+                driver.SynchronizeEvent(oldest);
+                freeEvents.Push(oldest);
+            }
         }
     }
+
+    /// <summary>Steps the host may run ahead of the device before <see cref="StageAhead"/> waits.</summary>
+    public const int DefaultMaxStepsInFlight = 8;
 
     /// <summary>Unregisters the inputs (if not taken) and frees them.</summary>
     public void Dispose()
