@@ -5,8 +5,8 @@ using Mtfm.Engine.Model;
 namespace Mtfm.Engine.Backends.Cuda;
 
 /// <summary>
-/// One batch's inputs (<see cref="BatchInputs"/>, and its attention layout's device cache) uploaded ahead on the <see cref="CudaBackend"/>'s copy stream, in a
-/// scope of their own, and registered so that the model's forward on that batch takes them instead of uploading again;
+/// One batch's inputs (<see cref="BatchInputs"/>, and its attention layout's device cache) uploaded ahead on the
+/// <see cref="CudaBackend"/>'s copy stream, in a scope of their own, and registered so that the model's forward on that batch takes them instead of uploading again;
 /// taking them makes the compute stream wait (on the device) for the copy stream. Dispose after the step that used
 /// them has been enqueued (their pooled memory is then stream-ordered behind that step).
 /// </summary>
@@ -36,7 +36,7 @@ internal sealed class CudaBatchPrefetch : IDisposable
         }
         catch
         {
-            backend.EndCopyStreamUploads();
+            backend.WaitForCopies(backend.EndCopyStreamUploads()); // order the memory's reuse behind what was copied
             _tape.Dispose();
             throw;
         }
