@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Mtfm.Engine.Autograd;
 using Mtfm.Engine.Backends;
 using Mtfm.Engine.Data;
@@ -7,16 +8,58 @@ namespace Mtfm.Engine.Model;
 
 /// <summary>
 /// A <see cref="JaggedBatch"/> uploaded to the tape's backend: index tensors, numeric features, labels and the
-/// attention metadata. Everything lives in the tape's scope and is freed with it.
+/// attention metadata. Everything lives in the tape's scope and is freed with it — unless the inputs were staged ahead
+/// (<see cref="RegisterStaged"/>): then the constructor takes the staged tensors (living in the stager's scope) instead
+/// of uploading again, and runs the stager's hook (e.g. the compute stream waiting for the copy stream).
 /// </summary>
 internal sealed class BatchInputs
 {
+    private sealed record Staged(BatchInputs Inputs, DataLayout Layout, IBackend Backend, Action? OnTake);
+
+    private static readonly ConditionalWeakTable<JaggedBatch, Staged> s_staged = new();
+
     private readonly JaggedBatch _batch;
     private long _pairsFull = -1, _pairsTarget = -1;
+
+    /// <summary>
+    /// Registers inputs built ahead for <paramref name="batch"/> (on another tape whose scope outlives the step): the
+    /// next <c>new BatchInputs(tape, batch, layout)</c> on the same backend and layout takes them and calls
+    /// <paramref name="onTake"/> once.
+    /// </summary>
+    internal static void RegisterStaged(JaggedBatch batch, BatchInputs inputs, DataLayout layout, Action? onTake)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        ArgumentNullException.ThrowIfNull(inputs);
+        if (!ReferenceEquals(inputs._batch, batch)) throw new ArgumentException("inputs were built for another batch.", nameof(inputs));
+        s_staged.AddOrUpdate(batch, new Staged(inputs, layout, inputs.TokenGroups.Backend, onTake));
+    }
+
+    /// <summary>Forgets staged inputs of <paramref name="batch"/> (before their scope is freed).</summary>
+    internal static void UnregisterStaged(JaggedBatch batch) => s_staged.Remove(batch);
 
     public BatchInputs(Tape tape, JaggedBatch batch, DataLayout layout)
     {
         _batch = batch;
+        if (batch is not null && tape is not null && s_staged.TryGetValue(batch, out var st)
+            && ReferenceEquals(st.Layout, layout) && ReferenceEquals(st.Backend, tape.Backend))
+        {
+            s_staged.Remove(batch);
+            var pre = st.Inputs;
+            Attention = pre.Attention;
+            TokenGroups = pre.TokenGroups;
+            TargetTokens = pre.TargetTokens;
+            TargetGroups = pre.TargetGroups;
+            GroupTokens = pre.GroupTokens;
+            GroupCategorical = pre.GroupCategorical;
+            GroupNumeric = pre.GroupNumeric;
+            ScenarioRows = pre.ScenarioRows;
+            Labels = pre.Labels;
+            LabelMask = pre.LabelMask;
+            st.OnTake?.Invoke();
+            return;
+        }
+        ArgumentNullException.ThrowIfNull(tape);
+        ArgumentNullException.ThrowIfNull(batch);
         int n = batch.TokenCount, nt = batch.TargetCount, groups = layout.Groups.Count;
         if (batch.Blocks.Length != groups) throw new ArgumentException($"batch has {batch.Blocks.Length} group blocks, the layout {groups} groups.", nameof(batch));
         if (batch.TaskCount != layout.TaskCount) throw new ArgumentException($"batch has {batch.TaskCount} tasks, the layout {layout.TaskCount}.", nameof(batch));

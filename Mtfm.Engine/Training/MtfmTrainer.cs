@@ -52,6 +52,9 @@ internal sealed unsafe class MtfmTrainer
             ?? throw new NotSupportedException($"The trainer's optimizer runs on the CPU backend; this model lives on '{model.Backend.Name}'.");
     }
 
+    /// <summary>Called after each training step (for tests: e.g. sampling the device's synchronisation count).</summary>
+    internal Action<long>? StepCompleted { get; set; }
+
     /// <summary>Trains on <paramref name="train"/>, validating on <paramref name="valid"/>.</summary>
     public TrainResult Train(AggregatedInstances train, BatchBuilder trainBatches, BatchBuilder valid, Action<TrainProgress>? progress = null)
     {
@@ -68,50 +71,57 @@ internal sealed unsafe class MtfmTrainer
         float[][]? best = null;
         long step = 0, exposures = 0, instances = 0;
         int epochsRun = 0;
-        double lossSum = 0;
-        int lossN = 0;
         double? lastGauc = null;
-        var lossHost = new float[1];
         var sw = Stopwatch.StartNew();
+        // Loss readback: immediate on the CPU; on CUDA summed on the device and read asynchronously (LossReadback).
+        using var readback = LossReadback.For(_model.Backend);
         for (int epoch = 0; epoch < _o.Epochs && !stopper.Stopped; epoch++)
         {
             epochsRun++;
-            foreach (var batch in trainBatches.Batches(_o.BatchTokens, shuffleSeed: _o.Seed * 1000003UL + (ulong)epoch))
+            IEnumerable<JaggedBatch> batches = trainBatches.Batches(_o.BatchTokens, shuffleSeed: _o.Seed * 1000003UL + (ulong)epoch);
+            if (_o.OnlyScenario is { } only) batches = batches.Select(b => { MaskOtherScenarios(b, only); return b; });
+            // On CUDA the next batch's inputs are uploaded on the copy stream while this step runs.
+            if (_model.Backend is CudaBackend cudaBackend) batches = CudaBatchPrefetch.StageAhead(cudaBackend, _model.Layout, batches);
+            foreach (var batch in batches)
             {
-                if (_o.OnlyScenario is { } only) MaskOtherScenarios(batch, only);
-                double loss;
                 using (var tape = new Tape(_model.Backend))
                 {
                     var output = _model.Forward(tape, batch);
                     tape.Backward(output.Loss);
-                    _model.Backend.Download<float>(output.Loss.Value, lossHost);
-                    loss = lossHost[0];
+                    readback.Add(output.Loss.Value, step + 1);
                 }
-                if (!double.IsFinite(loss)) throw new InvalidOperationException($"The training loss became {loss} at step {step + 1}; lower the learning rate.");
                 Clip();
                 Update(step + 1, lrDense.At(step), lrEmb.At(step), denseOpt, embOpt);
                 step++;
                 exposures += batch.TargetCount;
                 instances += batch.InstanceCount;
-                lossSum += loss;
-                lossN++;
-                if (step % 10 == 0 || step == total)
-                {
-                    lossCurve.Add((step, lossSum / lossN));
-                    double secs = sw.Elapsed.TotalSeconds;
-                    progress?.Invoke(new TrainProgress(epoch, step, total, lossSum / lossN, exposures / secs, instances / secs,
-                        sw.Elapsed, TimeSpan.FromSeconds(secs / step * (total - step)), lastGauc));
-                    lossSum = 0;
-                    lossN = 0;
-                }
+                if (step % 10 == 0 || step == total) readback.Close();
+                TakeLosses(wait: false, epoch);
+                StepCompleted?.Invoke(step);
                 if (_o.EvaluateEvery > 0 && step % _o.EvaluateEvery == 0 && Validate(step) ) break;
             }
+            TakeLosses(wait: true, epoch); // outside the steps: may wait for the device
             if (_o.EvaluateEvery == 0 && Validate(step)) break;
         }
         double trainSecs = sw.Elapsed.TotalSeconds;
         if (best is not null) Restore(best);
         return new TrainResult(step, epochsRun, stopper.BestValue, stopper.BestStep, trainSecs, exposures / trainSecs,
             instances / trainSecs, lossCurve, validCurve);
+
+        // Records every loss window whose value is on the host (all of them with wait); a non-finite loss throws here,
+        // which on CUDA is up to one window after the step that produced it.
+        void TakeLosses(bool wait, int epoch)
+        {
+            while (readback.TryTake(wait, out var w))
+            {
+                if (!double.IsFinite(w.Mean))
+                    throw new InvalidOperationException($"The training loss became {w.Mean} in steps {w.FirstStep}..{w.LastStep}; lower the learning rate.");
+                lossCurve.Add((w.LastStep, w.Mean));
+                double secs = sw.Elapsed.TotalSeconds;
+                progress?.Invoke(new TrainProgress(epoch, w.LastStep, total, w.Mean, exposures / secs, instances / secs,
+                    sw.Elapsed, TimeSpan.FromSeconds(secs / step * (total - step)), lastGauc));
+            }
+        }
 
         bool Validate(long atStep)
         {

@@ -7,7 +7,22 @@ internal sealed unsafe partial class CudaBackend
     /// <summary>Staged asynchronous upload of host data into raw device memory (for caches owned by this backend).</summary>
     internal void UploadRaw<T>(ReadOnlySpan<T> src, ulong dst) where T : unmanaged
     {
-        fixed (T* p = src) _staging.Upload(dst, p, (long)src.Length * sizeof(T));
+        fixed (T* p = src)
+        {
+            if (_copyDepth > 0) CopyStreamUpload(dst, p, (long)src.Length * sizeof(T));
+            else _staging.Upload(dst, p, (long)src.Length * sizeof(T));
+        }
+    }
+
+    /// <summary>
+    /// Creates <paramref name="layout"/>'s device cache now (kinds, times, T list; the tilings stay lazy) unless it has
+    /// one: inside a copy-stream section this stages it with the batch's other inputs.
+    /// </summary>
+    internal void StageAttentionLayout(AttentionLayout layout)
+    {
+        ArgumentNullException.ThrowIfNull(layout);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (layout.DeviceCache is null) LayoutCache(layout, out _);
     }
 
     /// <summary>Gives a pooled buffer back (no-op after dispose: the pool freed everything).</summary>

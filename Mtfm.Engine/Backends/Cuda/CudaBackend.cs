@@ -9,7 +9,8 @@ namespace Mtfm.Engine.Backends.Cuda;
 /// <see cref="NativeCudaDriver"/>, or the host emulation through <see cref="EmulatedCudaDriver"/>: the same code and
 /// kernels run on both). Storage is pooled device memory (<see cref="CudaStorage"/>); every op is one or a few kernel
 /// launches from <c>cuda/*.cu</c> on one compute stream; uploads are asynchronous through pinned staging; only
-/// <see cref="Download{T}"/> synchronises. Index tensors keep a host mirror (see <see cref="CudaStorage"/>), so index
+/// <see cref="Download{T}"/> synchronises. Batch inputs can be staged ahead on a second (copy) stream ordered by
+/// events (<see cref="BeginCopyStreamUploads"/>; docs/cuda.md, "Stream scheduler"). Index tensors keep a host mirror (see <see cref="CudaStorage"/>), so index
 /// validation, the sort behind the deterministic scatter-add and <see cref="UniqueIndices"/> never read the device.
 /// GEMMs use cuBLAS (<c>cublasGemmStridedBatchedEx</c>) on a real GPU when it loads, else the tiled kernel of
 /// <c>gemm.cu</c>. Not thread-safe: one owner thread.
@@ -24,6 +25,9 @@ internal sealed unsafe partial class CudaBackend : IBackend
     private readonly CudaMemoryPool _pool;
     private readonly CudaHostStaging _staging;
     private readonly nint _stream;
+    private readonly nint _copyStream;        // batch inputs staged ahead (see CudaBackend.CopyStream.cs)
+    private readonly CudaHostStaging _copyStaging;
+    private readonly nint _computeFence;      // re-recorded on the compute stream before each copy-stream upload
     private readonly nint _cublas;
     private long _liveAllocations;
     private long _liveBytes;
@@ -38,6 +42,9 @@ internal sealed unsafe partial class CudaBackend : IBackend
         _pool = new CudaMemoryPool(driver);
         _stream = driver.CreateStream();
         _staging = new CudaHostStaging(driver, _stream);
+        _copyStream = driver.CreateStream();
+        _copyStaging = new CudaHostStaging(driver, _copyStream);
+        _computeFence = driver.CreateEvent();
         Ops = new CudaOps(driver);
         if (useCublas && !driver.IsEmulated)
         {
@@ -113,7 +120,11 @@ internal sealed unsafe partial class CudaBackend : IBackend
         CheckMine(dst, nameof(dst));
         if (DTypeExtensions.Of<T>() != dst.DType) throw new ArgumentException($"Host elements are {typeof(T).Name} but dst is {dst.DType}.", nameof(dst));
         if (src.Length != dst.Length) throw new ArgumentException($"src has {src.Length} elements, dst {dst.ShapeString} has {dst.Length}.", nameof(src));
-        fixed (T* p = src) _staging.Upload(Ptr(dst), p, (long)src.Length * sizeof(T));
+        fixed (T* p = src)
+        {
+            if (_copyDepth > 0) CopyStreamUpload(Ptr(dst), p, (long)src.Length * sizeof(T));
+            else _staging.Upload(Ptr(dst), p, (long)src.Length * sizeof(T));
+        }
         var mirror = Mirror(dst);
         if (mirror is not null)
         {
@@ -335,10 +346,15 @@ internal sealed unsafe partial class CudaBackend : IBackend
     public void Dispose()
     {
         if (_disposed) return;
+        _driver.SynchronizeStream(_copyStream);
         _driver.SynchronizeStream(_stream);
         foreach (var c in _layoutCaches.ToArray()) c.Dispose(); // detach from their layouts
         _disposed = true;
         _staging.Dispose();
+        _copyStaging.Dispose();
+        DisposeCopyEvents();
+        _driver.DestroyEvent(_computeFence);
+        _driver.DestroyStream(_copyStream);
         if (_cublas != 0) Cublas.Destroy(_cublas);
         _pool.Dispose();
         _driver.DestroyStream(_stream);

@@ -13,6 +13,13 @@ internal sealed unsafe class CudaHostStaging(ICudaDriver driver, nint stream) : 
     private readonly nint _stream = stream;
     private readonly List<(nint Block, long Class, nint Event)> _inFlight = [];
     private readonly Dictionary<long, Stack<nint>> _free = [];
+    private readonly Stack<nint> _events = new(); // completed events, recorded again by later copies
+
+    /// <summary>Pinned blocks allocated so far (the ring grows only while no block of the class is free).</summary>
+    public long PinnedAllocations { get; private set; }
+
+    /// <summary>Staged copies whose completion event has not been seen yet.</summary>
+    public int InFlight => _inFlight.Count;
 
     /// <summary>Enqueues dst ← src (bytes) on the stream without blocking the host.</summary>
     public void Upload(ulong dst, void* src, long bytes)
@@ -23,7 +30,7 @@ internal sealed unsafe class CudaHostStaging(ICudaDriver driver, nint stream) : 
         var block = RentBlock(cls);
         Buffer.MemoryCopy(src, (void*)block, cls, bytes);
         _driver.CopyHostToDeviceAsync(dst, (void*)block, bytes, _stream);
-        var evt = _driver.CreateEvent();
+        if (!_events.TryPop(out var evt)) evt = _driver.CreateEvent();
         _driver.RecordEvent(evt, _stream);
         _inFlight.Add((block, cls, evt));
     }
@@ -41,8 +48,12 @@ internal sealed unsafe class CudaHostStaging(ICudaDriver driver, nint stream) : 
         Reclaim(all: true); // the stream is idle: every staged upload has completed
     }
 
-    private nint RentBlock(long cls) =>
-        _free.TryGetValue(cls, out var s) && s.Count > 0 ? s.Pop() : _driver.AllocatePinned(cls);
+    private nint RentBlock(long cls)
+    {
+        if (_free.TryGetValue(cls, out var s) && s.Count > 0) return s.Pop();
+        PinnedAllocations++;
+        return _driver.AllocatePinned(cls);
+    }
 
     private void Push(long cls, nint block)
     {
@@ -58,7 +69,7 @@ internal sealed unsafe class CudaHostStaging(ICudaDriver driver, nint stream) : 
             var f = _inFlight[i];
             if (all || _driver.IsEventComplete(f.Event))
             {
-                _driver.DestroyEvent(f.Event);
+                _events.Push(f.Event);
                 Push(f.Class, f.Block);
             }
             else _inFlight[kept++] = f;
@@ -70,6 +81,7 @@ internal sealed unsafe class CudaHostStaging(ICudaDriver driver, nint stream) : 
     public void Dispose()
     {
         Reclaim(all: true);
+        while (_events.Count > 0) _driver.DestroyEvent(_events.Pop());
         foreach (var s in _free.Values)
             while (s.Count > 0) _driver.FreePinned(s.Pop());
     }

@@ -99,6 +99,10 @@ internal sealed unsafe class EmulatedCudaDriver : ICudaDriver
 
     public long SynchronizationCount => Interlocked.Read(ref _syncs);
 
+    public string? LastSynchronization => Volatile.Read(ref _lastSync);
+
+    private string? _lastSync;
+
     public long LiveAllocations => _live.Count;
 
     /// <summary>Sets the thread schedule inside blocks for every later launch (process-wide in the library).</summary>
@@ -113,7 +117,7 @@ internal sealed unsafe class EmulatedCudaDriver : ICudaDriver
     private void Sync(string call)
     {
         Interlocked.Increment(ref _syncs);
-        _ = call;
+        Volatile.Write(ref _lastSync, call);
     }
 
     private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);

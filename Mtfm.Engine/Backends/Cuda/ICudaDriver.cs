@@ -21,6 +21,9 @@ internal unsafe interface ICudaDriver : IDisposable
     /// <summary>Host-blocking calls made through this driver so far.</summary>
     long SynchronizationCount { get; }
 
+    /// <summary>The driver entry point of the latest counted host-blocking call (null before the first).</summary>
+    string? LastSynchronization { get; }
+
     /// <summary>Device allocations currently live (made by <see cref="Allocate"/>, not yet freed).</summary>
     long LiveAllocations { get; }
 

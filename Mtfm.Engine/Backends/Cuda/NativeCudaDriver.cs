@@ -59,6 +59,16 @@ internal sealed unsafe class NativeCudaDriver : ICudaDriver
 
     public long SynchronizationCount => Interlocked.Read(ref _syncs);
 
+    public string? LastSynchronization => Volatile.Read(ref _lastSync);
+
+    private string? _lastSync;
+
+    private void Counted(string call)
+    {
+        Interlocked.Increment(ref _syncs);
+        Volatile.Write(ref _lastSync, call);
+    }
+
     public long LiveAllocations => _live.Count;
 
     private void MakeCurrent()
@@ -118,14 +128,14 @@ internal sealed unsafe class NativeCudaDriver : ICudaDriver
     public void SynchronizeStream(nint stream)
     {
         MakeCurrent();
-        Interlocked.Increment(ref _syncs);
+        Counted("cuStreamSynchronize");
         CudaDriverApi.StreamSynchronize(stream);
     }
 
     public void Synchronize()
     {
         MakeCurrent();
-        Interlocked.Increment(ref _syncs);
+        Counted("cuCtxSynchronize");
         CudaDriverApi.ContextSynchronize();
     }
 
@@ -156,7 +166,7 @@ internal sealed unsafe class NativeCudaDriver : ICudaDriver
     public void SynchronizeEvent(nint evt)
     {
         MakeCurrent();
-        Interlocked.Increment(ref _syncs);
+        Counted("cuEventSynchronize");
         CudaDriverApi.EventSynchronize(evt);
     }
 
@@ -190,7 +200,7 @@ internal sealed unsafe class NativeCudaDriver : ICudaDriver
     public void CopyHostToDevice(ulong dst, void* src, long bytes)
     {
         MakeCurrent();
-        Interlocked.Increment(ref _syncs);
+        Counted("cuMemcpyHtoD");
         if (bytes > 0)
             CudaDriverApi.MemcpyHtoD(dst, src, bytes);
     }
@@ -198,7 +208,7 @@ internal sealed unsafe class NativeCudaDriver : ICudaDriver
     public void CopyDeviceToHost(void* dst, ulong src, long bytes)
     {
         MakeCurrent();
-        Interlocked.Increment(ref _syncs);
+        Counted("cuMemcpyDtoH");
         if (bytes > 0)
             CudaDriverApi.MemcpyDtoH(dst, src, bytes);
     }

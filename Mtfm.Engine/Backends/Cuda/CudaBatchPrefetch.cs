@@ -1,0 +1,124 @@
+using Mtfm.Engine.Autograd;
+using Mtfm.Engine.Data;
+using Mtfm.Engine.Model;
+
+namespace Mtfm.Engine.Backends.Cuda;
+
+/// <summary>
+/// One batch's inputs (<see cref="BatchInputs"/>, and its attention layout's device cache) uploaded ahead on the
+/// <see cref="CudaBackend"/>'s copy stream, in a scope of their own, and registered so that the model's forward on that batch takes them instead of uploading again;
+/// taking them makes the compute stream wait (on the device) for the copy stream. Dispose after the step that used
+/// them has been enqueued (their pooled memory is then stream-ordered behind that step).
+/// </summary>
+internal sealed class CudaBatchPrefetch : IDisposable
+{
+    private readonly JaggedBatch _batch;
+    private readonly Tape _tape;
+    private readonly CudaBackend _backend;
+    private readonly nint _done;
+    private bool _disposed;
+
+    /// <summary>Stages <paramref name="batch"/>'s inputs for <paramref name="layout"/> on the copy stream.</summary>
+    public CudaBatchPrefetch(CudaBackend backend, JaggedBatch batch, DataLayout layout)
+    {
+        ArgumentNullException.ThrowIfNull(backend);
+        ArgumentNullException.ThrowIfNull(batch);
+        ArgumentNullException.ThrowIfNull(layout);
+        _batch = batch;
+        _backend = backend;
+        _tape = new Tape(backend, gradEnabled: false);
+        BatchInputs inputs;
+        backend.BeginCopyStreamUploads();
+        try
+        {
+            inputs = new BatchInputs(_tape, batch, layout);
+            backend.StageAttentionLayout(inputs.Attention); // kinds, times and T list ride along
+        }
+        catch
+        {
+            backend.WaitForCopies(backend.EndCopyStreamUploads()); // order the memory's reuse behind what was copied
+            _tape.Dispose();
+            throw;
+        }
+        _done = backend.EndCopyStreamUploads();
+        BatchInputs.RegisterStaged(batch, inputs, layout, () => { Taken = true; backend.WaitForCopies(_done); });
+    }
+
+    /// <summary>True once a forward pass took the staged inputs.</summary>
+    public bool Taken { get; private set; }
+
+    /// <summary>
+    /// Yields <paramref name="batches"/> in order, each one's inputs already staged, and the next batch's inputs staged
+    /// before the current one is yielded (so its copy overlaps the current step). Each staging is disposed when the
+    /// consumer moves past its batch. When the consumer moves past a batch (its step is enqueued) an event is recorded on
+    /// the compute stream; if more than <paramref name="maxStepsInFlight"/> steps are then still running on the device,
+    /// the host waits for the oldest (a counted event synchronisation at the step boundary: back-pressure that bounds the
+    /// pinned ring; it never happens while the device keeps up).
+    /// </summary>
+    public static IEnumerable<JaggedBatch> StageAhead(CudaBackend backend, DataLayout layout, IEnumerable<JaggedBatch> batches,
+        int maxStepsInFlight = DefaultMaxStepsInFlight)
+    {
+        ArgumentNullException.ThrowIfNull(backend);
+        ArgumentNullException.ThrowIfNull(batches);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxStepsInFlight, 1);
+        var driver = backend.Driver;
+        var inFlight = new Queue<nint>();
+        var freeEvents = new Stack<nint>();
+        CudaBatchPrefetch? current = null, next = null;
+        try
+        {
+            foreach (var b in batches)
+            {
+                next = new CudaBatchPrefetch(backend, b, layout);
+                if (current is not null)
+                {
+                    yield return current._batch;
+                    StepEnqueued();
+                    current.Dispose();
+                }
+                current = next;
+                next = null;
+            }
+            if (current is not null) yield return current._batch;
+        }
+        finally
+        {
+            next?.Dispose();
+            current?.Dispose();
+            if (!backend.IsDisposed)
+            {
+                foreach (var e in inFlight) driver.DestroyEvent(e); // destroying a pending event is allowed
+                foreach (var e in freeEvents) driver.DestroyEvent(e);
+            }
+        }
+
+        void StepEnqueued()
+        {
+            while (inFlight.TryPeek(out var oldest) && driver.IsEventComplete(oldest)) freeEvents.Push(inFlight.Dequeue());
+            if (!freeEvents.TryPop(out var evt)) evt = driver.CreateEvent();
+            driver.RecordEvent(evt, backend.Stream);
+            inFlight.Enqueue(evt);
+            if (inFlight.Count > maxStepsInFlight)
+            {
+                var oldest = inFlight.Dequeue();
+                driver.SynchronizeEvent(oldest);
+                freeEvents.Push(oldest);
+            }
+        }
+    }
+
+    /// <summary>Steps the host may run ahead of the device before <see cref="StageAhead"/> waits.</summary>
+    public const int DefaultMaxStepsInFlight = 8;
+
+    /// <summary>Unregisters the inputs (if not taken) and frees them.</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        BatchInputs.UnregisterStaged(_batch);
+        // Never taken: the compute stream has not waited for these copies yet, but may reuse the memory once it is
+        // back in the pool. Order it behind the copies (a device-side wait, no host synchronisation).
+        if (!Taken && !_backend.IsDisposed) _backend.WaitForCopies(_done);
+        _tape.Dispose();
+    }
+}
