@@ -149,14 +149,16 @@ internal static class TrainCommand
 
     internal static void PrintTable(IReadOnlyList<ScenarioMetricsRow> rows)
     {
-        if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = Math.Max(AnsiConsole.Profile.Width, 120);
+        // A console bound to the current Console.Out (not Spectre's cached default), wide enough for the table in logs.
+        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Out) });
+        if (Console.IsOutputRedirected) console.Profile.Width = Math.Max(console.Profile.Width, 120);
         var t = new Table().AddColumns("scenario", "task", "exposures", "AUC", "GAUC", "log-loss", "Bayes AUC", "gap (pp)");
         foreach (var m in rows)
         {
             string gap = double.IsNaN(m.BayesOptimalAuc) ? "-" : ((m.BayesOptimalAuc - m.Auc) * 100).ToString("F2", CultureInfo.InvariantCulture);
             t.AddRow(m.Scenario, m.Task, m.Exposures.ToString("N0", CultureInfo.InvariantCulture), F(m.Auc), F(m.Gauc), F(m.LogLoss), F(m.BayesOptimalAuc), gap);
         }
-        AnsiConsole.Write(t);
+        console.Write(t);
 
         static string F(double v) => double.IsNaN(v) ? "-" : v.ToString("F4", CultureInfo.InvariantCulture);
     }

@@ -5,6 +5,7 @@ using SkiaSharp;
 
 namespace Mtfm.Tests.Cli;
 
+[Collection(ConsoleCollection.Name)]
 public sealed class ReportingTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("mtfm-report-").FullName;

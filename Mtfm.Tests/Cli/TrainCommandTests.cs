@@ -4,6 +4,7 @@ using Mtfm.Engine.Model;
 namespace Mtfm.Tests.Cli;
 
 /// <summary>`mtfm train` and `mtfm eval` end to end on the tiny synthetic data.</summary>
+[Collection(ConsoleCollection.Name)]
 public class TrainCommandTests
 {
     [Fact]

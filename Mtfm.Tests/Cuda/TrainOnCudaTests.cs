@@ -6,6 +6,7 @@ using Mtfm.Engine.Model;
 namespace Mtfm.Tests.Cuda;
 
 /// <summary>`mtfm train --device cuda` end to end: on the emulated device everywhere, on a real GPU when present.</summary>
+[Collection(ConsoleCollection.Name)]
 public class TrainOnCudaTests
 {
     private static readonly MtfmConfig Small = MtfmConfig.Tiny with
