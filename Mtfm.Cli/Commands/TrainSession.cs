@@ -21,7 +21,7 @@ internal sealed record TrainRequest
     public AttentionMode Attention { get; init; } = AttentionMode.Hta;
     public AggregationMode Aggregation { get; init; } = AggregationMode.UserWindow;
     public string Scenarios { get; init; } = "all";
-    public int Epochs { get; init; } = 4;
+    public int Epochs { get; init; } = 7;
     public int BatchTokens { get; init; } = 4096;
     public float LearningRate { get; init; } = 2e-3f;
     public ulong Seed { get; init; } = 1;
