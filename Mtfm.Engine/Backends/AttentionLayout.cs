@@ -1,3 +1,5 @@
+using Mtfm.Engine.Tensors;
+
 namespace Mtfm.Engine.Backends;
 
 /// <summary>
@@ -56,6 +58,36 @@ internal sealed class AttentionLayout : IDisposable
 
     /// <summary>Backend-specific cached copies (e.g. device buffers), disposed with the layout.</summary>
     public IDisposable? DeviceCache { get; set; }
+
+    /// <summary>
+    /// Checks the tensors of an attention call on this layout (every backend's <c>HstuAttention</c> uses it) and returns
+    /// the head widths: q [rows, h·dqk] with rows = T tokens (<paramref name="targetQueries"/>) or all tokens,
+    /// k [N, g·dqk], v [N, g·dv], rab with h·(2·NB − 1) values. Throws naming the argument and its shape.
+    /// </summary>
+    public (int Dqk, int Dv) CheckShapes(bool targetQueries, int heads, int kvHeads, Tensor q, Tensor k, Tensor v, Tensor rab)
+    {
+        if (heads < 1) throw new ArgumentOutOfRangeException(nameof(heads), heads, "heads must be ≥ 1.");
+        if (kvHeads < 1 || heads % kvHeads != 0) throw new ArgumentOutOfRangeException(nameof(kvHeads), kvHeads, $"kvHeads must divide heads = {heads}.");
+        int rows = targetQueries ? TargetTokens.Length : TokenCount;
+        int n = TokenCount;
+        if (q.Rank != 2 || q.RowCount != rows || q.LastDim % heads != 0)
+            throw new ArgumentException($"q must be [{rows}, heads·dqk] with heads = {heads}, its shape is {q.ShapeString}.", nameof(q));
+        int dqk = q.LastDim / heads;
+        CheckRows(k, n, kvHeads * dqk, nameof(k));
+        if (v.Rank != 2 || v.RowCount != n || v.LastDim % kvHeads != 0)
+            throw new ArgumentException($"v must be [{n}, kvHeads·dv] with kvHeads = {kvHeads}, its shape is {v.ShapeString}.", nameof(v));
+        if (rab.Length != (long)heads * RabWidth)
+            throw new ArgumentException($"rab must hold heads·(2·NB − 1) = {heads * RabWidth} values, its shape is {rab.ShapeString}.", nameof(rab));
+        return (dqk, v.LastDim / kvHeads);
+    }
+
+    /// <summary>Throws unless <paramref name="t"/> is [<paramref name="rows"/>, <paramref name="cols"/>].</summary>
+    public static void CheckRows(Tensor t, int rows, int cols, string name)
+    {
+        ArgumentNullException.ThrowIfNull(t, name);
+        if (t.Rank != 2 || t.RowCount != rows || t.LastDim != cols)
+            throw new ArgumentException($"{name} must be [{rows}, {cols}], its shape is {t.ShapeString}.", name);
+    }
 
     /// <summary>Frees <see cref="DeviceCache"/>.</summary>
     public void Dispose()

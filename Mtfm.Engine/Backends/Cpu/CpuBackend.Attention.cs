@@ -9,8 +9,8 @@ internal sealed unsafe partial class CpuBackend
         Tensor q, Tensor k, Tensor v, Tensor rab, Tensor o)
     {
         ArgumentNullException.ThrowIfNull(layout);
-        var (dqk, dv) = AttentionWidths(layout, targetQueries, heads, kvHeads, q, k, v, rab);
-        CheckRows(o, q.RowCount, heads * dv, nameof(o));
+        var (dqk, dv) = layout.CheckShapes(targetQueries, heads, kvHeads, q, k, v, rab);
+        AttentionLayout.CheckRows(o, q.RowCount, heads * dv, nameof(o));
         fixed (int* offsets = layout.Offsets)
         fixed (byte* kind = layout.Kind)
         fixed (long* time = layout.Time)
@@ -27,8 +27,8 @@ internal sealed unsafe partial class CpuBackend
         Tensor q, Tensor k, Tensor v, Tensor rab, Tensor dO, Tensor? dq, Tensor? dk, Tensor? dv, Tensor? drab)
     {
         ArgumentNullException.ThrowIfNull(layout);
-        var (dqkW, dvW) = AttentionWidths(layout, targetQueries, heads, kvHeads, q, k, v, rab);
-        CheckRows(dO, q.RowCount, heads * dvW, nameof(dO));
+        var (dqkW, dvW) = layout.CheckShapes(targetQueries, heads, kvHeads, q, k, v, rab);
+        AttentionLayout.CheckRows(dO, q.RowCount, heads * dvW, nameof(dO));
         // The kernel overwrites its outputs; this seam accumulates, so compute into temporaries and add.
         using var tq = Allocate(DType.Float32, q.Shape);
         using var tk = Allocate(DType.Float32, k.Shape);
@@ -58,29 +58,4 @@ internal sealed unsafe partial class CpuBackend
             NumBuckets = layout.NumBuckets,
             UnitSeconds = layout.UnitSeconds,
         };
-
-    private static (int Dqk, int Dv) AttentionWidths(AttentionLayout layout, bool targetQueries, int heads, int kvHeads,
-        Tensor q, Tensor k, Tensor v, Tensor rab)
-    {
-        if (heads < 1) throw new ArgumentOutOfRangeException(nameof(heads), heads, "heads must be ≥ 1.");
-        if (kvHeads < 1 || heads % kvHeads != 0) throw new ArgumentOutOfRangeException(nameof(kvHeads), kvHeads, $"kvHeads must divide heads = {heads}.");
-        int rows = targetQueries ? layout.TargetTokens.Length : layout.TokenCount;
-        int n = layout.TokenCount;
-        if (q.Rank != 2 || q.RowCount != rows || q.LastDim % heads != 0)
-            throw new ArgumentException($"q must be [{rows}, heads·dqk] with heads = {heads}, its shape is {q.ShapeString}.", nameof(q));
-        int dqk = q.LastDim / heads;
-        CheckRows(k, n, kvHeads * dqk, nameof(k));
-        if (v.Rank != 2 || v.RowCount != n || v.LastDim % kvHeads != 0)
-            throw new ArgumentException($"v must be [{n}, kvHeads·dv] with kvHeads = {kvHeads}, its shape is {v.ShapeString}.", nameof(v));
-        if (rab.Length != (long)heads * layout.RabWidth)
-            throw new ArgumentException($"rab must hold heads·(2·NB − 1) = {heads * layout.RabWidth} values, its shape is {rab.ShapeString}.", nameof(rab));
-        return (dqk, v.LastDim / kvHeads);
-    }
-
-    private static void CheckRows(Tensor t, int rows, int cols, string name)
-    {
-        ArgumentNullException.ThrowIfNull(t, name);
-        if (t.Rank != 2 || t.RowCount != rows || t.LastDim != cols)
-            throw new ArgumentException($"{name} must be [{rows}, {cols}], its shape is {t.ShapeString}.", name);
-    }
 }
