@@ -14,14 +14,14 @@ namespace Mtfm.Engine.Data;
 public static class MovieLensImporter
 {
     /// <summary>Domain names (scenarios), in scenario order.</summary>
-    public static readonly string[] Domains = ["action", "drama", "family", "other"];
+    public static readonly string[] Domains = ["action", "drama", "thriller", "family"];
 
     private static readonly Dictionary<string, int> GenreDomain = new(StringComparer.Ordinal)
     {
         ["Action"] = 0, ["Adventure"] = 0, ["Sci-Fi"] = 0, ["Fantasy"] = 0, ["War"] = 0, ["Western"] = 0, ["IMAX"] = 0,
-        ["Drama"] = 1, ["Romance"] = 1, ["Crime"] = 1, ["Mystery"] = 1, ["Thriller"] = 1, ["Film-Noir"] = 1, ["Horror"] = 1,
-        ["Comedy"] = 2, ["Children"] = 2, ["Animation"] = 2, ["Musical"] = 2,
-        ["Documentary"] = 3,
+        ["Drama"] = 1, ["Romance"] = 1, ["Film-Noir"] = 1,
+        ["Crime"] = 2, ["Mystery"] = 2, ["Thriller"] = 2, ["Horror"] = 2,
+        ["Comedy"] = 3, ["Children"] = 3, ["Animation"] = 3, ["Musical"] = 3, ["Documentary"] = 3,
     };
 
     /// <summary>The genre vocabulary (primary_genre feature).</summary>
@@ -30,8 +30,8 @@ public static class MovieLensImporter
          "Horror", "IMAX", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western", "(no genres listed)"];
 
     /// <summary>
-    /// Domain index of a movie from its genres: the domain holding most of its genres (action, drama, family,
-    /// other), ties broken in that order; no known genre → other.
+    /// Domain index of a movie from its genres: the domain holding most of its genres (action, drama, thriller,
+    /// family), ties broken in that order; no known genre → family.
     /// </summary>
     public static int DomainOfGenres(IEnumerable<string> genres)
     {
@@ -58,7 +58,7 @@ public static class MovieLensImporter
             ],
             Scenarios = Domains.Select(d => new ScenarioSpec
             {
-                Name = d, ItemFeatures = d == "other" ? ["movie_id", "primary_genre"] : ["movie_id", "primary_genre", "genre_count", "year"],
+                Name = d, ItemFeatures = d == "family" ? ["movie_id", "primary_genre"] : ["movie_id", "primary_genre", "genre_count", "year"],
                 Labels = new(labels),
             }).ToList(),
             Sequences =

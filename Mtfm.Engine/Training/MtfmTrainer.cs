@@ -127,7 +127,9 @@ internal sealed unsafe class MtfmTrainer
         {
             sw.Stop(); // validation time does not count as training throughput
             var eval = Evaluate(valid);
-            var pooled = eval.Model.First(m => m.Scenario == -1 && m.Task == 0);
+            // Early stopping watches the CTR GAUC of what is trained: the pooled row, or the one scenario's row.
+            int watched = _o.OnlyScenario ?? -1;
+            var pooled = eval.Model.First(m => m.Scenario == watched && m.Task == 0);
             double g = double.IsNaN(pooled.Gauc) ? pooled.Auc : pooled.Gauc;
             lastGauc = g;
             validCurve.Add((atStep, g, pooled.LogLoss));

@@ -284,7 +284,8 @@ public class GeneratorAndBatchTests
                 Assert.Equal(rating >= 4.5 ? 1 : 0, st.Label(e, 1));
             }
         Assert.Equal(0, MovieLensImporter.DomainOfGenres(["Action", "Comedy", "Sci-Fi"]));
-        Assert.Equal(2, MovieLensImporter.DomainOfGenres(["Animation", "Children", "Drama"]));
+        Assert.Equal(3, MovieLensImporter.DomainOfGenres(["Animation", "Children", "Drama"]));
+        Assert.Equal(2, MovieLensImporter.DomainOfGenres(["Crime", "Thriller", "Drama"]));
         Assert.Equal(3, MovieLensImporter.DomainOfGenres(["(no genres listed)"]));
     }
 
