@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Runs the model-quality and throughput comparisons of the MTFM issue with the `mtfm` CLI and prints tables.
 
-Usage: python3 scripts/experiments.py [synthetic|movielens|all] [--seeds 1,2,3] [--movielens DIR] [--out DIR]
+Usage: python3 scripts/experiments.py [synthetic|movielens|all] [--seeds 1,2,3] [--preset tiny|small] [--movielens DIR] [--out DIR]
 Every number comes from the runs' metrics.json files (test window; GAUC/AUC per scenario and task).
 """
 import argparse, json, os, subprocess, sys, time
@@ -59,12 +59,12 @@ def synthetic(out):
             print(f"| {r['scenario']} | {r['auc']:.4f} | {r['bayes_optimal_auc']:.4f} | {100 * (r['bayes_optimal_auc'] - r['auc']):.2f} |")
 
 
-def movielens(out, seeds, data):
+def movielens(out, seeds, data, preset):
     spec = "movielens:" + data
     doms = None
     rows = {}
     for s in seeds:
-        mt = run(out, f"ml-mtfm-s{s}", "--data", spec, "--seed", str(s))
+        mt = run(out, f"ml-mtfm-{preset}-s{s}", "--data", spec, "--seed", str(s), "--preset", preset)
         mm = run(out, f"ml-mmoe-s{s}", "--data", spec, "--seed", str(s), "--preset", "mmoe")
         doms = doms or [r["scenario"] for r in mt["metrics"] if r["task"] == "click" and r["scenario"] != "(all)"]
         for d in doms:
@@ -72,9 +72,10 @@ def movielens(out, seeds, data):
             rows[d]["mtfm"].append(cell(mt, d, "click", "gauc"))
             rows[d]["mmoe"].append(cell(mm, d, "click", "gauc"))
     smallest = min(doms, key=lambda d: next(r["exposures"] for r in mt["metrics"] if r["scenario"] == d and r["task"] == "click"))
-    alone = [cell(run(out, f"ml-alone-{smallest}-s{s}", "--data", spec, "--seed", str(s), "--scenarios", smallest), smallest, "click", "gauc") for s in seeds]
+    alone = [cell(run(out, f"ml-alone-{preset}-{smallest}-s{s}", "--data", spec, "--seed", str(s), "--preset", preset,
+                      "--scenarios", smallest), smallest, "click", "gauc") for s in seeds]
     avg = lambda xs: sum(xs) / len(xs)
-    print(f"\n## MovieLens ({data}), test CTR GAUC, mean of seeds {seeds}")
+    print(f"\n## MovieLens ({data}), MTFM preset {preset}, test CTR GAUC, mean of seeds {seeds}")
     print("| domain | MTFM | MMoE | MTFM − MMoE (pp) |\n|---|---:|---:|---:|")
     for d in doms:
         print(f"| {d} | {avg(rows[d]['mtfm']):.4f} | {avg(rows[d]['mmoe']):.4f} | {100 * (avg(rows[d]['mtfm']) - avg(rows[d]['mmoe'])):+.2f} |")
@@ -87,6 +88,7 @@ def main():
     p.add_argument("what", nargs="?", default="all", choices=["synthetic", "movielens", "all"])
     p.add_argument("--seeds", default="1,2,3")
     p.add_argument("--movielens", default=os.path.join(ROOT, "..", "shared", "data", "movielens-latest-small"))
+    p.add_argument("--preset", default="tiny", help="MTFM preset for the MovieLens comparison (the MMoE baseline is fixed)")
     p.add_argument("--out", default=os.path.join(ROOT, "runs", "experiments"))
     a = p.parse_args()
     if not os.path.exists(MTFM):
@@ -94,7 +96,7 @@ def main():
     if a.what in ("synthetic", "all"):
         synthetic(a.out)
     if a.what in ("movielens", "all"):
-        movielens(a.out, [int(s) for s in a.seeds.split(",")], os.path.abspath(a.movielens))
+        movielens(a.out, [int(s) for s in a.seeds.split(",")], os.path.abspath(a.movielens), a.preset)
 
 
 if __name__ == "__main__":
