@@ -144,21 +144,9 @@ internal sealed unsafe partial class CpuBackend
         bool is64 = index.DType == DType.Int64;
         int m = checked((int)index.Length);
         var values = new long[m];
-        for (int i = 0; i < m; i++)
-        {
-            long v = ReadIndex(pi, is64, i);
-            if (v < 0 || v > int.MaxValue) throw new ArgumentOutOfRangeException(nameof(index), v, $"index[{i}] = {v} is outside [0, {int.MaxValue}].");
-            values[i] = v;
-        }
-        var sorted = (long[])values.Clone();
-        Array.Sort(sorted);
-        int u = 0;
-        for (int i = 0; i < m; i++)
-            if (i == 0 || sorted[i] != sorted[u - 1]) sorted[u++] = sorted[i];
-        var uniq = new int[u];
-        for (int i = 0; i < u; i++) uniq[i] = (int)sorted[i];
-        var inverse = new int[m];
-        for (int i = 0; i < m; i++) inverse[i] = Array.BinarySearch(uniq, (int)values[i]);
+        for (int i = 0; i < m; i++) values[i] = ReadIndex(pi, is64, i);
+        var (uniq, inverse) = UniqueIndexSet.Compute(values);
+        int u = uniq.Length;
         var tu = Allocate(DType.Int32, [u]);
         var ti = Allocate(DType.Int32, [m]);
         Upload<int>(uniq, tu);

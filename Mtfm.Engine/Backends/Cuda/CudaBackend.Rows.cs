@@ -115,18 +115,8 @@ internal sealed unsafe partial class CudaBackend
         I(index, nameof(index));
         var values = IndexValues(index);
         int m = values.Length;
-        for (int i = 0; i < m; i++)
-            if (values[i] < 0 || values[i] > int.MaxValue)
-                throw new ArgumentOutOfRangeException(nameof(index), values[i], $"index[{i}] = {values[i]} is outside [0, {int.MaxValue}].");
-        var sorted = values.ToArray();
-        Array.Sort(sorted);
-        int u = 0;
-        for (int i = 0; i < m; i++)
-            if (i == 0 || sorted[i] != sorted[u - 1]) sorted[u++] = sorted[i];
-        var uniq = new int[u];
-        for (int i = 0; i < u; i++) uniq[i] = (int)sorted[i];
-        var inverse = new int[m];
-        for (int i = 0; i < m; i++) inverse[i] = Array.BinarySearch(uniq, (int)values[i]);
+        var (uniq, inverse) = UniqueIndexSet.Compute(values);
+        int u = uniq.Length;
         var tu = Allocate(DType.Int32, [u]);
         var ti = Allocate(DType.Int32, [m]);
         Upload<int>(uniq, tu);
