@@ -16,23 +16,9 @@
 // tiles [numTiles, 4] = (first query row, end query row, first key token, end key token): query rows of one
 // instance (at most bq of them) and that instance's token range. Grid (numTiles, h), blockDim.x a multiple of 32;
 // bq, bk ≤ 32; dynamic shared memory = 4 · (bq·dqk + bk·dqk + bk·dv + bq·dv + 2·bq·bk) bytes.
-#include "common.cuh"
+#include "hstu_mask.cuh"
 
 #define MTFM_ATTN_MAX_TILE 32
-
-__device__ __forceinline__ int mtfm_time_bucket(mtfm_i64 dt, int nb, mtfm_i64 unit) {
-    if (dt == 0) return 0;
-    const mtfm_i64 a = (dt < 0 ? -dt : dt) / unit;
-    const int lg = 63 - __clzll(a + 1);  // floor(log2(1 + a))
-    const int m = min(nb - 1, 1 + lg);
-    return dt > 0 ? m : nb - 1 + m;
-}
-
-__device__ __forceinline__ bool mtfm_visible(int qTok, mtfm_i64 qTime, int kTok, int kKind, mtfm_i64 kTime) {
-    if (kKind == 0) return true;
-    if (kKind == 1) return kTok == qTok || kTime < qTime;
-    return kTok == qTok;
-}
 
 MTFM_KERNEL void mtfm_hstu_attention_fwd(const float* q, const float* k, const float* v, const float* rab,
                                          const int* kinds, const mtfm_i64* times, const int* queryTokens,

@@ -12,23 +12,9 @@
 //   mtfm_hstu_attention_bwd_dkv:  key tiles × kv heads; keyTiles [n, 4] = (first key token, end key token,
 //                                 first query row, end query row of that instance); writes dk, dv for every
 //                                 key tile (zeros where no query sees the key).
-#include "common.cuh"
+#include "hstu_mask.cuh"
 
 #define MTFM_ATTN_MAX_TILE 32
-
-__device__ __forceinline__ int mtfm_bwd_time_bucket(mtfm_i64 dt, int nb, mtfm_i64 unit) {
-    if (dt == 0) return 0;
-    const mtfm_i64 a = (dt < 0 ? -dt : dt) / unit;
-    const int lg = 63 - __clzll(a + 1);
-    const int m = min(nb - 1, 1 + lg);
-    return dt > 0 ? m : nb - 1 + m;
-}
-
-__device__ __forceinline__ bool mtfm_bwd_visible(int qTok, mtfm_i64 qTime, int kTok, int kKind, mtfm_i64 kTime) {
-    if (kKind == 0) return true;
-    if (kKind == 1) return kTok == qTok || kTime < qTime;
-    return kTok == qTok;
-}
 
 MTFM_KERNEL void mtfm_hstu_attention_counts(const int* kinds, const mtfm_i64* times, const int* queryTokens,
                                             const int* tiles, int numTiles, float* counts) {
@@ -39,7 +25,7 @@ MTFM_KERNEL void mtfm_hstu_attention_counts(const int* kinds, const mtfm_i64* ti
             const int tok = queryTokens ? queryTokens[r] : r;
             const mtfm_i64 t = times[tok];
             int n = 0;
-            for (int kk = k0; kk < k1; ++kk) n += mtfm_bwd_visible(tok, t, kk, kinds[kk], times[kk]);
+            for (int kk = k0; kk < k1; ++kk) n += mtfm_visible(tok, t, kk, kinds[kk], times[kk]);
             counts[r] = (float)n;
         }
     }
@@ -106,7 +92,7 @@ MTFM_KERNEL void mtfm_hstu_attention_bwd_dq(const float* q, const float* k, cons
             for (int e = tid; e < bq * bk; e += nt) {
                 const int i = e / bk, j = e - i * bk;
                 const bool vis =
-                    i < nq && j < nk && mtfm_bwd_visible(sQTok[i], sQTime[i], kt + j, sKKind[j], sKTime[j]);
+                    i < nq && j < nk && mtfm_visible(sQTok[i], sQTime[i], kt + j, sKKind[j], sKTime[j]);
                 sVis[e] = vis ? 1.0f : 0.0f;
                 any |= vis;
             }
@@ -133,7 +119,7 @@ MTFM_KERNEL void mtfm_hstu_attention_bwd_dq(const float* q, const float* k, cons
                     float dot = 0.0f;
                     for (int c = 0; c < dqk; ++c) dot += sQ[i * dqk + c] * sK[j * dqk + c];
                     float s = alpha * dot;
-                    if (rab) s += rab[head * nb2 + mtfm_bwd_time_bucket(sQTime[i] - sKTime[j], numBuckets, timeUnit)];
+                    if (rab) s += rab[head * nb2 + mtfm_time_bucket(sQTime[i] - sKTime[j], numBuckets, timeUnit)];
                     float da = 0.0f;
                     for (int c = 0; c < dv; ++c) da += sDO[i * dv + c] * sV[j * dv + c];
                     ds = da * sInvN[i] * mtfm_silu_grad(s);
@@ -151,7 +137,7 @@ MTFM_KERNEL void mtfm_hstu_attention_bwd_dq(const float* q, const float* k, cons
                 for (int e = 0; e < bq * bk; ++e) {
                     if (sVis[e] == 0.0f) continue;
                     const int i = e / bk, j = e - i * bk;
-                    if (mtfm_bwd_time_bucket(sQTime[i] - sKTime[j], numBuckets, timeUnit) == tid) rb += sDS[e];
+                    if (mtfm_time_bucket(sQTime[i] - sKTime[j], numBuckets, timeUnit) == tid) rb += sDS[e];
                 }
             }
             __syncthreads();
@@ -242,7 +228,7 @@ MTFM_KERNEL void mtfm_hstu_attention_bwd_dkv(const float* q, const float* k, con
                 for (int e = tid; e < bq * bk; e += nt) {
                     const int i = e / bk, j = e - i * bk;
                     const bool vis =
-                        i < nq && j < nk && mtfm_bwd_visible(sQTok[i], sQTime[i], k0 + j, sKKind[j], sKTime[j]);
+                        i < nq && j < nk && mtfm_visible(sQTok[i], sQTime[i], k0 + j, sKKind[j], sKTime[j]);
                     sVis[e] = vis ? 1.0f : 0.0f;
                     any |= vis;
                 }
@@ -270,7 +256,7 @@ MTFM_KERNEL void mtfm_hstu_attention_bwd_dkv(const float* q, const float* k, con
                         for (int c = 0; c < dqk; ++c) dot += sQ[i * dqk + c] * sK[j * dqk + c];
                         float s = alpha * dot;
                         if (rab)
-                            s += rab[head * nb2 + mtfm_bwd_time_bucket(sQTime[i] - sKTime[j], numBuckets, timeUnit)];
+                            s += rab[head * nb2 + mtfm_time_bucket(sQTime[i] - sKTime[j], numBuckets, timeUnit)];
                         float da = 0.0f;
                         for (int c = 0; c < dv; ++c) da += sDO[i * dv + c] * sV[j * dv + c];
                         a = mtfm_silu(s) * sInvN[i];
