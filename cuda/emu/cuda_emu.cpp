@@ -296,8 +296,51 @@ void abort_launch(std::string msg) {
 
 const char* op_name(int op) {
     static const char* names[] = {"__shfl_sync", "__shfl_up_sync", "__shfl_down_sync", "__shfl_xor_sync",
-                                  "__ballot_sync", "__any_sync", "__all_sync", "__syncwarp"};
-    return op >= 0 && op < 8 ? names[op] : "warp collective";
+                                  "__ballot_sync", "__any_sync", "__all_sync", "__syncwarp",
+                                  "mtfm_mma_bf16_16816"};
+    return op >= 0 && op < 9 ? names[op] : "warp collective";
+}
+
+float bf16_to_float(unsigned h) {
+    const unsigned u = (h & 0xffffu) << 16;
+    float x;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
+// m16n8k16 bf16 mma of a full warp (mask checked by the caller): gathers A (16×16), B (16×8) and C (16×8) from the
+// lanes' fragments in the PTX layout (g = lane >> 2, t = lane & 3; the lower 16 bits of a register hold the
+// lower-index element), computes D = A·B + C with exact products summed in double, each element rounded once to fp32,
+// and scatters D back.
+void resolve_mma_bf16(Fiber* const lanes[32]) {
+    float A[16][16], B[16][8], C[16][8];
+    for (int l = 0; l < 32; ++l) {
+        const auto* op = reinterpret_cast<const mtfm_emu::MmaOperands*>(static_cast<uintptr_t>(lanes[l]->value));
+        const int g = l >> 2, t = l & 3;
+        for (int r = 0; r < 4; ++r) {
+            const int row = g + (r & 1) * 8, col = 2 * t + (r >> 1) * 8;
+            A[row][col] = bf16_to_float(op->a[r]);
+            A[row][col + 1] = bf16_to_float(op->a[r] >> 16);
+        }
+        for (int r = 0; r < 2; ++r) {
+            const int k = 2 * t + r * 8;
+            B[k][g] = bf16_to_float(op->b[r]);
+            B[k + 1][g] = bf16_to_float(op->b[r] >> 16);
+        }
+        for (int r = 0; r < 4; ++r) C[g + (r >> 1) * 8][2 * t + (r & 1)] = op->d[r];
+    }
+    float D[16][8];
+    for (int i = 0; i < 16; ++i)
+        for (int j = 0; j < 8; ++j) {
+            double s = C[i][j];
+            for (int k = 0; k < 16; ++k) s += (double)A[i][k] * (double)B[k][j];
+            D[i][j] = (float)s;
+        }
+    for (int l = 0; l < 32; ++l) {
+        const auto* op = reinterpret_cast<const mtfm_emu::MmaOperands*>(static_cast<uintptr_t>(lanes[l]->value));
+        const int g = l >> 2, t = l & 3;
+        for (int r = 0; r < 4; ++r) op->d[r] = D[g + (r >> 1) * 8][2 * t + (r & 1)];
+    }
 }
 
 // Completes the warp collective that fiber f waits in, once every lane named in its mask waits too.
@@ -343,6 +386,11 @@ void try_resolve_warp(Fiber* f) {
             return;
         }
         lanes[b] = o;
+    }
+    if (f->op == mtfm_emu::kMmaBf16) {
+        resolve_mma_bf16(lanes);
+        for (int b = 0; b < 32; ++b) lanes[b]->state = State::Runnable;
+        return;
     }
     unsigned long long ballot = 0;
     for (int b = 0; b < 32; ++b)
@@ -475,6 +523,12 @@ extern "C" unsigned long long mtfm_emu_warp_collective(int op, unsigned mask, un
     f->line = line;
     yield_to_scheduler(f);
     return f->result;
+}
+
+extern "C" void mtfm_emu_mma_bf16_16816(float* d, const unsigned* a, const unsigned* b, const char* file, int line) {
+    mtfm_emu::MmaOperands op{d, a, b};
+    mtfm_emu_warp_collective(mtfm_emu::kMmaBf16, 0xffffffffu, static_cast<unsigned long long>(reinterpret_cast<uintptr_t>(&op)),
+                             0, 32, file, line);
 }
 
 extern "C" void* mtfm_emu_dynamic_shared(void) { return g.dynShared; }

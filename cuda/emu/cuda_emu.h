@@ -50,6 +50,9 @@ extern "C" void mtfm_emu_syncthreads(const char* file, int line);
 extern "C" unsigned long long mtfm_emu_warp_collective(int op, unsigned mask, unsigned long long value, int arg,
                                                        int width, const char* file, int line);
 extern "C" void* mtfm_emu_dynamic_shared(void);
+// Warp-wide m16n8k16 bf16 tensor-core product (see mtfm_mma_bf16_16816 in cuda/common.cuh): a collective with the full
+// mask; the runtime reads every lane's a[4], b[2], d[4] and writes every lane's d.
+extern "C" void mtfm_emu_mma_bf16_16816(float* d, const unsigned* a, const unsigned* b, const char* file, int line);
 
 namespace mtfm_emu {
 
@@ -62,6 +65,14 @@ enum WarpOp : int {
     kAny = 5,
     kAll = 6,
     kSyncWarp = 7,
+    kMmaBf16 = 8,
+};
+
+// What a lane deposits for kMmaBf16 (pointers into its own stack frame, valid while it waits).
+struct MmaOperands {
+    float* d;
+    const unsigned* a;
+    const unsigned* b;
 };
 
 

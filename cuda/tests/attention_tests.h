@@ -256,3 +256,138 @@ inline void test_attention(harness::Rng& rng) {
 }
 
 }  // namespace attn_test
+
+namespace attn_test {
+
+// The bf16 tensor-core forward (hstu_attention_bf16.cu) against the same reference in double: relative-norm error in
+// the bf16 range (< 1.5e-2), not bitwise the fp32 result (the bf16 path really ran), every output written, invisible
+// NaN keys in a skipped tile never read.
+inline void run_case_bf16(harness::Rng& rng, bool targetOnly, int h, int g, int dqk, int dv, int bk, const Batch& b,
+                          bool withRab, bool nanLateKeys) {
+    using namespace harness;
+    const int T = (int)b.kinds.size();
+    const int NB = 8, bq = 64;
+    const ll unit = 2;
+    const float alpha = 1.0f / sqrtf((float)dqk);
+    std::vector<int> qtok;
+    for (int t = 0; t < T; ++t)
+        if (!targetOnly || b.kinds[t] == 2) qtok.push_back(t);
+    const int NQ = (int)qtok.size();
+    std::vector<int> inst(T);
+    for (size_t i = 0; i + 1 < b.offsets.size(); ++i)
+        for (int t = b.offsets[i]; t < b.offsets[i + 1]; ++t) inst[t] = (int)i;
+    std::vector<int> tiles;
+    for (int r = 0; r < NQ;) {
+        int ib = inst[qtok[r]];
+        int e = r;
+        while (e < NQ && e - r < bq && inst[qtok[e]] == ib) ++e;
+        tiles.insert(tiles.end(), {r, e, b.offsets[ib], b.offsets[ib + 1]});
+        r = e;
+    }
+    const int numTiles = (int)tiles.size() / 4;
+    std::vector<float> Q((size_t)std::max(NQ, 1) * h * dqk), K((size_t)std::max(T, 1) * g * dqk),
+        V((size_t)std::max(T, 1) * g * dv), rab((size_t)h * (2 * NB - 1));
+    for (auto& x : Q) x = rng.uniform(-1, 1);
+    for (auto& x : K) x = rng.uniform(-1, 1);
+    for (auto& x : V) x = rng.uniform(-1, 1);
+    for (auto& x : rab) x = rng.uniform(-0.5f, 0.5f);
+    // Key tiles (of bk from each instance's start) that no query row sees get NaN K/V: they must be skipped unread.
+    int poisonedTiles = 0;
+    if (nanLateKeys)
+        for (size_t ib = 0; ib + 1 < b.offsets.size(); ++ib)
+            for (int kt = b.offsets[ib]; kt < b.offsets[ib + 1]; kt += bk) {
+                bool seen = false;
+                for (int r = 0; r < NQ && !seen; ++r)
+                    if (inst[qtok[r]] == (int)ib)
+                        for (int j = kt; j < std::min(kt + bk, b.offsets[ib + 1]) && !seen; ++j) seen = visible(b, qtok[r], j);
+                if (seen) continue;
+                ++poisonedTiles;
+                for (int j = kt; j < std::min(kt + bk, b.offsets[ib + 1]); ++j) {
+                    for (int c = 0; c < g * dqk; ++c) K[(size_t)j * g * dqk + c] = NAN;
+                    for (int c = 0; c < g * dv; ++c) V[(size_t)j * g * dv + c] = NAN;
+                }
+            }
+    if (nanLateKeys) expect(poisonedTiles > 0, "bf16 attention test: no invisible key tile to poison");
+    std::vector<double> want((size_t)std::max(NQ, 1) * h * dv, 0.0);
+    for (int r = 0; r < NQ; ++r) {
+        int qt = qtok[r], ib = inst[qt];
+        for (int hd = 0; hd < h; ++hd) {
+            int kv = hd / (h / g);
+            int n = 0;
+            std::vector<double> acc(dv, 0.0);
+            for (int kt = b.offsets[ib]; kt < b.offsets[ib + 1]; ++kt) {
+                if (!visible(b, qt, kt)) continue;
+                ++n;
+                double dot = 0;
+                for (int c = 0; c < dqk; ++c) dot += (double)Q[((size_t)r * h + hd) * dqk + c] * K[((size_t)kt * g + kv) * dqk + c];
+                double s = alpha * dot + (withRab ? rab[hd * (2 * NB - 1) + bucket(b.times[qt] - b.times[kt], NB, unit)] : 0.0);
+                double a = s / (1.0 + std::exp(-s));
+                for (int c = 0; c < dv; ++c) acc[c] += a * V[((size_t)kt * g + kv) * dv + c];
+            }
+            for (int c = 0; c < dv; ++c) want[((size_t)r * h + hd) * dv + c] = acc[c] / std::max(n, 1);
+        }
+    }
+    const size_t nOut = (size_t)NQ * h * dv;
+    float *dq = to_dev(Q), *dk = to_dev(K), *dvv = to_dev(V), *drab = to_dev(rab);
+    int* dkinds = to_dev(b.kinds.empty() ? std::vector<int>{0} : b.kinds);
+    ll* dtimes = to_dev(b.times.empty() ? std::vector<ll>{0} : b.times);
+    int* dqt = to_dev(qtok.empty() ? std::vector<int>{0} : qtok);
+    int* dtiles = to_dev(tiles.empty() ? std::vector<int>{0} : tiles);
+    float* dout = to_dev(std::vector<float>(std::max<size_t>(nOut, 1), NAN));  // poisoned: every element must be written
+    if (numTiles > 0) {
+        const int dqkPad = (dqk + 15) & ~15, dvcPad = (std::min(dv, 128) + 7) & ~7;
+        unsigned shared = 4u * (unsigned)(bk * (dqkPad / 2 + 4) + dvcPad * (bk / 2 + 4));
+        launch("mtfm_hstu_attention_fwd_bf16", dim3((unsigned)std::max(1, numTiles - 1), (unsigned)h, (unsigned)((dv + 127) / 128)),
+               dim3(128), shared, (const float*)dq, (const float*)dk, (const float*)dvv,
+               (const float*)(withRab ? drab : nullptr), (const int*)dkinds, (const ll*)dtimes,
+               (const int*)(targetOnly ? dqt : nullptr), (const int*)dtiles, numTiles, dout, h, g, dqk, dv, NB, unit,
+               alpha, bq, bk);
+    }
+    auto got = from_dev(dout, nOut);
+    double num = 0, den = 0;
+    bool finite = true, differsFromRef = false;
+    for (size_t i = 0; i < nOut; ++i) {
+        finite &= std::isfinite(got[i]);
+        num += (got[i] - want[i]) * (got[i] - want[i]);
+        den += want[i] * want[i];
+        differsFromRef |= got[i] != (float)want[i];
+    }
+    const double rel = den > 0 ? std::sqrt(num / den) : 0;
+    char what[200];
+    snprintf(what, sizeof what, "hstu attention bf16 (%s, h=%d g=%d dqk=%d dv=%d bk=%d tokens=%d rab=%d nan=%d)",
+             targetOnly ? "target" : "full", h, g, dqk, dv, bk, T, (int)withRab, (int)nanLateKeys);
+    printf("%s: rel-norm error %.3e\n", what, rel);
+    expect(finite, std::string(what) + ": an output is not finite (unwritten, or a NaN key was read)");
+    expect(rel < 1.5e-2, std::string(what) + ": rel-norm error " + std::to_string(rel) + " >= 1.5e-2");
+    if (nOut > 0) expect(differsFromRef && rel > 1e-5, std::string(what) + ": equals the reference: did bf16 run?");
+    for (void* p : {(void*)dq, (void*)dk, (void*)dvv, (void*)drab, (void*)dkinds, (void*)dtimes, (void*)dqt,
+                    (void*)dtiles, (void*)dout})
+        mtfm_emu_free(p);
+}
+
+inline void test_attention_bf16(harness::Rng& rng) {
+    // instance sizes not multiples of 16/32/64, an empty instance, one > 64 tokens (two key tiles, two query tiles)
+    std::vector<std::array<int, 3>> counts{{5, 7, 9}, {0, 0, 0}, {40, 3, 33}, {1, 0, 1}, {0, 6, 2}, {3, 2, 0}, {30, 20, 47}};
+    run_case_bf16(rng, false, 3, 1, 16, 16, 64, make_batch(rng, counts), true, false);
+    run_case_bf16(rng, true, 3, 1, 16, 16, 64, make_batch(rng, counts), true, false);
+    run_case_bf16(rng, false, 4, 2, 24, 20, 64, make_batch(rng, counts), true, false);
+    run_case_bf16(rng, true, 4, 4, 9, 7, 32, make_batch(rng, counts), false, false);
+    run_case_bf16(rng, false, 2, 1, 64, 64, 64, make_batch(rng, counts), true, false);
+    // dqk 200 (13 k-steps), dv 150 in two chunks of output channels
+    run_case_bf16(rng, false, 2, 2, 200, 150, 32, make_batch(rng, {{30, 20, 47}, {3, 2, 5}}), true, false);
+    // target layer; instance 0 = 10 H, 54 early R, 64 R later than every T, 5 T: the late-R key tiles are invisible to
+    // every query and must be skipped (their K/V are NaN); instance 1 = 3 H, 40 late R, 2 T
+    Batch late;
+    late.offsets = {0};
+    auto add = [&](int kind, int n, ll t0) {
+        for (int i = 0; i < n; ++i) late.kinds.push_back(kind), late.times.push_back(t0 + i);
+    };
+    add(0, 10, 100), add(1, 54, 1000), add(1, 64, 9000), add(2, 5, 2000);
+    late.offsets.push_back((int)late.kinds.size());
+    add(0, 3, 100), add(1, 40, 9000), add(2, 2, 2000);
+    late.offsets.push_back((int)late.kinds.size());
+    run_case_bf16(rng, true, 2, 1, 32, 32, 64, late, true, true);
+    run_case_bf16(rng, true, 2, 1, 32, 32, 32, late, true, true);
+}
+
+}  // namespace attn_test

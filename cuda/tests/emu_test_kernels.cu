@@ -86,3 +86,75 @@ MTFM_KERNEL void mtfm_test_early_exit(float* out, int active) {
     out[threadIdx.x] = s[(threadIdx.x + 1) % active];
 }
 MTFM_REGISTER_KERNEL(mtfm_test_early_exit)
+
+// ---- bf16 tensor-core primitive --------------------------------------------------------------------------------------
+// Each warp w multiplies its own A (16×16, row-major fp32, rounded to bf16), B (16×8, row-major fp32 [k][n], rounded
+// to bf16) and adds C (16×8 fp32): D = A·B + C, `reps` times in a row (D feeds back as C). The fragments are built
+// here from the PTX ISA's element formulas (ai, i = 0..7; bi, i = 0..3; ci, i = 0..3), written independently of the
+// emulation's gather.
+MTFM_KERNEL void mtfm_test_mma_bf16(const float* a, const float* b, const float* c, float* d, int reps) {
+    const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
+    const int groupID = lane >> 2, tig = lane % 4;
+    const float* A = a + w * 256;
+    const float* B = b + w * 128;
+    float ae[8], be[4];
+    for (int i = 0; i < 8; ++i) {
+        const int row = (i < 2 || (i >= 4 && i < 6)) ? groupID : groupID + 8;
+        const int col = i < 4 ? tig * 2 + (i & 1) : tig * 2 + (i & 1) + 8;
+        ae[i] = A[row * 16 + col];
+    }
+    for (int i = 0; i < 4; ++i) {
+        const int row = i < 2 ? tig * 2 + (i & 1) : tig * 2 + (i & 1) + 8;
+        be[i] = B[row * 8 + groupID];
+    }
+    unsigned ar[4], br[2];
+    for (int r = 0; r < 4; ++r) ar[r] = mtfm_pack_bf16x2(ae[2 * r], ae[2 * r + 1]);  // low half = lower index
+    for (int r = 0; r < 2; ++r) br[r] = mtfm_pack_bf16x2(be[2 * r], be[2 * r + 1]);
+    float acc[4];
+    for (int i = 0; i < 4; ++i) acc[i] = c[w * 128 + (i < 2 ? groupID : groupID + 8) * 8 + tig * 2 + (i & 1)];
+    for (int r = 0; r < reps; ++r) mtfm_mma_bf16_16816(acc, ar, br);
+    for (int i = 0; i < 4; ++i) d[w * 128 + (i < 2 ? groupID : groupID + 8) * 8 + tig * 2 + (i & 1)] = acc[i];
+}
+MTFM_REGISTER_KERNEL(mtfm_test_mma_bf16)
+
+// bf16 conversions of in[i]: out[2i] = bits of mtfm_f32_to_bf16, out[2i+1] = bits of the value converted back.
+MTFM_KERNEL void mtfm_test_bf16_convert(const float* in, unsigned* out, int n) {
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        const unsigned h = mtfm_f32_to_bf16(in[i]);
+        out[2 * i] = h;
+        out[2 * i + 1] = __float_as_uint(mtfm_bf16_to_f32(h));
+    }
+}
+MTFM_REGISTER_KERNEL(mtfm_test_bf16_convert)
+
+// Full-warp mma in a block of 48 threads: the second warp is partial -> reported.
+MTFM_KERNEL void mtfm_test_mma_partial(float* out) {
+    float acc[4] = {0, 0, 0, 0};
+    const unsigned a[4] = {0x3f803f80u, 0, 0, 0}, b[2] = {0x3f803f80u, 0};
+    mtfm_mma_bf16_16816(acc, a, b);
+    out[threadIdx.x] = acc[0];
+}
+MTFM_REGISTER_KERNEL(mtfm_test_mma_partial)
+
+// Half the warp issues the mma from another call site: divergent, reported.
+MTFM_KERNEL void mtfm_test_mma_divergent(float* out) {
+    float acc[4] = {0, 0, 0, 0};
+    const unsigned a[4] = {0x3f803f80u, 0, 0, 0}, b[2] = {0x3f803f80u, 0};
+    if (threadIdx.x & 16) {
+        mtfm_mma_bf16_16816(acc, a, b);
+    } else {
+        mtfm_mma_bf16_16816(acc, a, b);
+    }
+    out[threadIdx.x] = acc[0];
+}
+MTFM_REGISTER_KERNEL(mtfm_test_mma_divergent)
+
+// Lanes ≥ 8 leave before the mma: the collective names lanes that exited -> reported.
+MTFM_KERNEL void mtfm_test_mma_exited(float* out) {
+    if ((threadIdx.x & 31) >= 8) return;
+    float acc[4] = {0, 0, 0, 0};
+    const unsigned a[4] = {0x3f803f80u, 0, 0, 0}, b[2] = {0x3f803f80u, 0};
+    mtfm_mma_bf16_16816(acc, a, b);
+    out[threadIdx.x] = acc[0];
+}
+MTFM_REGISTER_KERNEL(mtfm_test_mma_exited)

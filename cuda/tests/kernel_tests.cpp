@@ -290,6 +290,7 @@ int main(int argc, char** argv) {
     test_bce(rng);
     test_adam(rng);
     attn_test::test_attention(rng);
+    attn_test::test_attention_bf16(rng);
     backend_test::test_backend_kernels(rng);
     return finish("mtfm_kernel_tests");
 }
