@@ -12,25 +12,26 @@
 // tile: K → shared as bf16 [bk][dqk padded to 16 (+8 pad: conflict-free fragment loads)], V → shared transposed as bf16
 // [dv chunk][bk (+8)], so that both B operands are single 32-bit shared loads. Q fragments are read once per query tile
 // straight from global memory into registers; S, P and O never leave registers (the S accumulator layout is the P
-// operand layout). Head widths: dqk ≤ 256 (zero-padded to a multiple of 16), any dv: blockIdx.z selects a chunk of
-// ≤ 128 output channels (zero-padded to a multiple of 8); S is recomputed per chunk. Register arrays are indexed by
-// compile-time constants only (fully unrolled loops; run-time widths are predicates).
+// operand layout). Head widths: dqk zero-padded to a multiple of 16, any dv: blockIdx.z selects a chunk of output
+// channels (zero-padded to a multiple of 8); S is recomputed per chunk. Two entry points differ only in register
+// budget: mtfm_hstu_attention_fwd_bf16 (dqk ≤ 256, chunks of 128 channels) and mtfm_hstu_attention_fwd_bf16_d64
+// (dqk ≤ 64, chunks of 64). Register arrays are indexed by compile-time constants only (fully unrolled loops;
+// run-time widths are predicates).
 //
-// Grid (numTiles (grid-stride), h, ceil(dv / 128)); blockDim.x = 128; bq = 64; bk ∈ {32, 64};
+// Grid (numTiles (grid-stride), h, ceil(dv / chunk)); blockDim.x = 128; bq = 64; bk ∈ {32, 64};
 // dynamic shared memory = 4 · (bk · (dqkPad/2 + 4) + dvcPad · (bk/2 + 4)) bytes with dqkPad = round16(dqk),
-// dvcPad = round8(min(dv, 128)) (see CudaOps.HstuAttentionBf16SharedBytes).
+// dvcPad = round8(min(dv, chunk)) (see CudaOps.HstuAttentionBf16SharedBytes).
 #include "hstu_mask.cuh"
 
 #define MTFM_BF16_BQ 64       // query rows per block (4 warps × 16)
 #define MTFM_BF16_BK_MAX 64   // keys per tile (S n-tiles: 8)
-#define MTFM_BF16_KS_MAX 16   // k-steps of 16 over dqk: dqk ≤ 256
-#define MTFM_BF16_NV_MAX 16   // output n-tiles of 8 per chunk: 128 channels
 
-MTFM_KERNEL void mtfm_hstu_attention_fwd_bf16(const float* q, const float* k, const float* v, const float* rab,
-                                              const int* kinds, const mtfm_i64* times, const int* queryTokens,
-                                              const int* tiles, int numTiles, float* out, int numHeads, int numKvHeads,
-                                              int dqk, int dv, int numBuckets, mtfm_i64 timeUnit, float alpha, int bq,
-                                              int bk) {
+// KS: k-steps of 16 over dqk held in registers (dqk ≤ 16·KS); NV: output n-tiles of 8 per block (channel chunk 8·NV).
+template <int KS, int NV>
+__device__ __forceinline__ void mtfm_hstu_attention_bf16_body(
+    const float* q, const float* k, const float* v, const float* rab, const int* kinds, const mtfm_i64* times,
+    const int* queryTokens, const int* tiles, int numTiles, float* out, int numHeads, int numKvHeads, int dqk, int dv,
+    int numBuckets, mtfm_i64 timeUnit, float alpha, int bq, int bk) {
     MTFM_DYNAMIC_SHARED(unsigned, smem);
     __shared__ mtfm_i64 sQTime[MTFM_BF16_BQ];
     __shared__ int sQTok[MTFM_BF16_BQ];
@@ -40,8 +41,8 @@ MTFM_KERNEL void mtfm_hstu_attention_fwd_bf16(const float* q, const float* k, co
 
     const int dqkPad = (dqk + 15) & ~15;
     const int nks = dqkPad >> 4;                  // k-steps of S
-    const int c0 = blockIdx.z * 128;              // first output channel of this block
-    const int dvc = min(128, dv - c0);            // channels of this chunk
+    const int c0 = blockIdx.z * (8 * NV);         // first output channel of this block
+    const int dvc = min(8 * NV, dv - c0);         // channels of this chunk
     const int dvcPad = (dvc + 7) & ~7;
     const int nnv = dvcPad >> 3;                  // n-tiles of O
     const int skw = (dqkPad >> 1) + 4;            // sK row stride in words (≡ 4 mod 8: conflict-free)
@@ -78,9 +79,9 @@ MTFM_KERNEL void mtfm_hstu_attention_fwd_bf16(const float* q, const float* k, co
         const mtfm_i64 qTimeA = sQTime[rowA], qTimeB = sQTime[rowB];
 
         // Q fragments (A operand of S), rows ≥ nq and channels ≥ dqk are zero.
-        unsigned qf[MTFM_BF16_KS_MAX][4];
+        unsigned qf[KS][4];
 MTFM_UNROLL
-        for (int ks = 0; ks < MTFM_BF16_KS_MAX; ++ks) {
+        for (int ks = 0; ks < KS; ++ks) {
 MTFM_UNROLL
             for (int r = 0; r < 4; ++r) {
                 const int row = (r & 1) ? rowB : rowA;
@@ -94,9 +95,9 @@ MTFM_UNROLL
                 qf[ks][r] = mtfm_pack_bf16x2(x0, x1);
             }
         }
-        float o[MTFM_BF16_NV_MAX][4];
+        float o[NV][4];
 MTFM_UNROLL
-        for (int j = 0; j < MTFM_BF16_NV_MAX; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
+        for (int j = 0; j < NV; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
         int cntA = 0, cntB = 0;  // visible keys of rows rowA / rowB among this lane's columns
 
         for (int kt = k0; kt < k1; kt += bk) {
@@ -150,7 +151,7 @@ MTFM_UNROLL
 MTFM_UNROLL
                 for (int n = 0; n < MTFM_BF16_BK_MAX / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
 MTFM_UNROLL
-                for (int ks = 0; ks < MTFM_BF16_KS_MAX; ++ks) {
+                for (int ks = 0; ks < KS; ++ks) {
                     if (ks < nks) {
 MTFM_UNROLL
                         for (int n = 0; n < MTFM_BF16_BK_MAX / 8; ++n) {
@@ -191,7 +192,7 @@ MTFM_UNROLL
                                                 mtfm_pack_bf16x2(s[2 * kv + 1][0], s[2 * kv + 1][1]),
                                                 mtfm_pack_bf16x2(s[2 * kv + 1][2], s[2 * kv + 1][3])};
 MTFM_UNROLL
-                        for (int j = 0; j < MTFM_BF16_NV_MAX; ++j) {
+                        for (int j = 0; j < NV; ++j) {
                             if (j < nnv) {
                                 const unsigned* vr = sVt + (j * 8 + g) * svw + kv * 8 + t4;
                                 const unsigned b[2] = {vr[0], vr[4]};
@@ -212,7 +213,7 @@ MTFM_UNROLL
             cntB += __shfl_xor_sync(MTFM_FULL_MASK, cntB, 2);
             const float invA = 1.0f / (float)max(cntA, 1), invB = 1.0f / (float)max(cntB, 1);
 MTFM_UNROLL
-            for (int j = 0; j < MTFM_BF16_NV_MAX; ++j) {
+            for (int j = 0; j < NV; ++j) {
                 if (j < nnv) {
 MTFM_UNROLL
                     for (int r = 0; r < 4; ++r) {
@@ -227,4 +228,25 @@ MTFM_UNROLL
         __syncthreads();  // query metadata is overwritten by the next tile of this block
     }
 }
+
+// dqk ≤ 256, output channels in chunks of 128 (grid.z = ceil(dv / 128)).
+MTFM_KERNEL void mtfm_hstu_attention_fwd_bf16(const float* q, const float* k, const float* v, const float* rab,
+                                              const int* kinds, const mtfm_i64* times, const int* queryTokens,
+                                              const int* tiles, int numTiles, float* out, int numHeads, int numKvHeads,
+                                              int dqk, int dv, int numBuckets, mtfm_i64 timeUnit, float alpha, int bq,
+                                              int bk) {
+    mtfm_hstu_attention_bf16_body<16, 16>(q, k, v, rab, kinds, times, queryTokens, tiles, numTiles, out, numHeads,
+                                          numKvHeads, dqk, dv, numBuckets, timeUnit, alpha, bq, bk);
+}
 MTFM_REGISTER_KERNEL(mtfm_hstu_attention_fwd_bf16)
+
+// Small heads: dqk ≤ 64, output channels in chunks of 64 (fewer registers: higher occupancy).
+MTFM_KERNEL void mtfm_hstu_attention_fwd_bf16_d64(const float* q, const float* k, const float* v, const float* rab,
+                                                  const int* kinds, const mtfm_i64* times, const int* queryTokens,
+                                                  const int* tiles, int numTiles, float* out, int numHeads,
+                                                  int numKvHeads, int dqk, int dv, int numBuckets, mtfm_i64 timeUnit,
+                                                  float alpha, int bq, int bk) {
+    mtfm_hstu_attention_bf16_body<4, 8>(q, k, v, rab, kinds, times, queryTokens, tiles, numTiles, out, numHeads,
+                                        numKvHeads, dqk, dv, numBuckets, timeUnit, alpha, bq, bk);
+}
+MTFM_REGISTER_KERNEL(mtfm_hstu_attention_fwd_bf16_d64)

@@ -263,7 +263,7 @@ namespace attn_test {
 // the bf16 range (< 1.5e-2), not bitwise the fp32 result (the bf16 path really ran), every output written, invisible
 // NaN keys in a skipped tile never read.
 inline void run_case_bf16(harness::Rng& rng, bool targetOnly, int h, int g, int dqk, int dv, int bk, const Batch& b,
-                          bool withRab, bool nanLateKeys) {
+                          bool withRab, bool nanLateKeys, bool d64 = false) {
     using namespace harness;
     const int T = (int)b.kinds.size();
     const int NB = 8, bq = 64;
@@ -335,9 +335,11 @@ inline void run_case_bf16(harness::Rng& rng, bool targetOnly, int h, int g, int 
     int* dtiles = to_dev(tiles.empty() ? std::vector<int>{0} : tiles);
     float* dout = to_dev(std::vector<float>(std::max<size_t>(nOut, 1), NAN));  // poisoned: every element must be written
     if (numTiles > 0) {
-        const int dqkPad = (dqk + 15) & ~15, dvcPad = (std::min(dv, 128) + 7) & ~7;
+        const int chunk = d64 ? 64 : 128;
+        const int dqkPad = (dqk + 15) & ~15, dvcPad = (std::min(dv, chunk) + 7) & ~7;
         unsigned shared = 4u * (unsigned)(bk * (dqkPad / 2 + 4) + dvcPad * (bk / 2 + 4));
-        launch("mtfm_hstu_attention_fwd_bf16", dim3((unsigned)std::max(1, numTiles - 1), (unsigned)h, (unsigned)((dv + 127) / 128)),
+        launch(d64 ? "mtfm_hstu_attention_fwd_bf16_d64" : "mtfm_hstu_attention_fwd_bf16",
+               dim3((unsigned)std::max(1, numTiles - 1), (unsigned)h, (unsigned)((dv + chunk - 1) / chunk)),
                dim3(128), shared, (const float*)dq, (const float*)dk, (const float*)dvv,
                (const float*)(withRab ? drab : nullptr), (const int*)dkinds, (const ll*)dtimes,
                (const int*)(targetOnly ? dqt : nullptr), (const int*)dtiles, numTiles, dout, h, g, dqk, dv, NB, unit,
@@ -354,8 +356,8 @@ inline void run_case_bf16(harness::Rng& rng, bool targetOnly, int h, int g, int 
     }
     const double rel = den > 0 ? std::sqrt(num / den) : 0;
     char what[200];
-    snprintf(what, sizeof what, "hstu attention bf16 (%s, h=%d g=%d dqk=%d dv=%d bk=%d tokens=%d rab=%d nan=%d)",
-             targetOnly ? "target" : "full", h, g, dqk, dv, bk, T, (int)withRab, (int)nanLateKeys);
+    snprintf(what, sizeof what, "hstu attention bf16%s (%s, h=%d g=%d dqk=%d dv=%d bk=%d tokens=%d rab=%d nan=%d)",
+             d64 ? "_d64" : "", targetOnly ? "target" : "full", h, g, dqk, dv, bk, T, (int)withRab, (int)nanLateKeys);
     printf("%s: rel-norm error %.3e\n", what, rel);
     expect(finite, std::string(what) + ": an output is not finite (unwritten, or a NaN key was read)");
     expect(rel < 1.5e-2, std::string(what) + ": rel-norm error " + std::to_string(rel) + " >= 1.5e-2");
@@ -388,6 +390,11 @@ inline void test_attention_bf16(harness::Rng& rng) {
     late.offsets.push_back((int)late.kinds.size());
     run_case_bf16(rng, true, 2, 1, 32, 32, 64, late, true, true);
     run_case_bf16(rng, true, 2, 1, 32, 32, 32, late, true, true);
+    // the small-head entry point (dqk ≤ 64, 64-channel chunks)
+    run_case_bf16(rng, false, 3, 1, 16, 16, 64, make_batch(rng, counts), true, false, true);
+    run_case_bf16(rng, true, 4, 2, 24, 20, 32, make_batch(rng, counts), true, false, true);
+    run_case_bf16(rng, false, 2, 1, 64, 150, 64, make_batch(rng, {{30, 20, 47}, {3, 2, 5}}), true, false, true);
+    run_case_bf16(rng, true, 2, 1, 32, 32, 64, late, true, true, true);
 }
 
 }  // namespace attn_test
