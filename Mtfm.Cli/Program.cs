@@ -34,11 +34,12 @@ internal static class Program
         var seed = new Option<ulong>("--seed") { Description = "seed of initialisation and batch order", DefaultValueFactory = _ => 1UL };
         var threads = new Option<int>("--threads") { Description = "CPU threads (0 = one per core)", DefaultValueFactory = _ => 0 };
         var device = new Option<string>("--device") { Description = "cpu, cuda (the first GPU), or cuda-emulated (the CUDA kernels on the host emulation named by MTFM_CUDA_EMU_LIB; for tests)", DefaultValueFactory = _ => "cpu" };
+        var cudaAttention = CudaAttentionOption();
         var outDir = new Option<string>("--out") { Description = "directory that receives runs/<name>/", DefaultValueFactory = _ => "runs" };
         var name = new Option<string?>("--name") { Description = "run name (default: a timestamp)" };
         var cmd = new Command("train", "Train MTFM (default: the built-in synthetic multi-scenario data, preset tiny, on the CPU).")
         {
-            data, schema, preset, blocks, targetLayers, attention, aggregation, scenarios, epochs, batchTokens, lr, seed, threads, device, outDir, name,
+            data, schema, preset, blocks, targetLayers, attention, aggregation, scenarios, epochs, batchTokens, lr, seed, threads, device, cudaAttention, outDir, name,
         };
         cmd.SetAction(p => Guard(() => TrainCommand.Run(new TrainRequest
         {
@@ -62,6 +63,7 @@ internal static class Program
             Seed = p.GetValue(seed),
             Threads = p.GetValue(threads),
             Device = p.GetValue(device)!,
+            CudaAttention = p.GetValue(cudaAttention),
             OutDir = p.GetValue(outDir)!,
             Name = p.GetValue(name),
         })));
@@ -74,12 +76,16 @@ internal static class Program
         var data = new Option<string>("--data") { Description = "synthetic, movielens:<dir>, or an event log with --schema", DefaultValueFactory = _ => "synthetic" };
         var schema = new Option<string?>("--schema") { Description = "dataset schema JSON for --data <events>" };
         var threads = new Option<int>("--threads") { Description = "CPU threads (0 = one per core)", DefaultValueFactory = _ => 0 };
-        var cmd = new Command("eval", "Evaluate a trained model on the test window of a dataset.") { model, data, schema, threads };
+        var device = new Option<string>("--device") { Description = "cpu, cuda (the first GPU), or cuda-emulated (the host emulation named by MTFM_CUDA_EMU_LIB; for tests)", DefaultValueFactory = _ => "cpu" };
+        var cudaAttention = CudaAttentionOption();
+        var cmd = new Command("eval", "Evaluate a trained model on the test window of a dataset.") { model, data, schema, threads, device, cudaAttention };
         cmd.SetAction(p => Guard(() => EvalCommand.Run(p.GetValue(model)!, new TrainRequest
         {
             Data = p.GetValue(data)!,
             Schema = p.GetValue(schema),
             Threads = p.GetValue(threads),
+            Device = p.GetValue(device)!,
+            CudaAttention = p.GetValue(cudaAttention),
         })));
         return cmd;
     }
@@ -99,6 +105,11 @@ internal static class Program
         aggregate.SetAction(p => Guard(() => DataCommand.Aggregate(p.GetValue(data)!, p.GetValue(schema), ParseAggregation(p.GetValue(mode)!), p.GetValue(output)!)));
         return new Command("data", "Data pipeline utilities.") { export, aggregate };
     }
+
+    private static Option<string?> CudaAttentionOption() => new("--cuda-attention")
+    {
+        Description = "attention forward on a CUDA device: fp32 (default; CUDA-core FMA) or bf16 (tensor cores, fp32 accumulation; the backward stays fp32). Only with --device cuda or cuda-emulated",
+    };
 
     private static AggregationMode ParseAggregation(string value) => value switch
     {

@@ -1,4 +1,5 @@
-using Mtfm.Engine.Backends.Cpu;
+using Mtfm.Engine.Backends;
+using Mtfm.Engine.Native;
 using Mtfm.Engine.Data;
 using Mtfm.Engine.Model;
 using Mtfm.Engine.Training;
@@ -11,7 +12,17 @@ internal static class EvalCommand
     public static int Run(string modelPath, TrainRequest r)
     {
         string file = Directory.Exists(modelPath) ? Path.Combine(modelPath, "model.safetensors") : modelPath;
-        using var backend = new CpuBackend(r.Threads);
+        IBackend backend;
+        try
+        {
+            backend = TrainCommand.OpenBackend(r.Device, r.Threads, r.CudaAttention);
+        }
+        catch (CudaNotAvailableException ex)
+        {
+            Console.Error.WriteLine($"mtfm: --device {r.Device}: {ex.Message}");
+            return 2;
+        }
+        using var owned = backend;
         var (model, stats) = MtfmCheckpoint.Load(file, backend);
         using (model)
         {

@@ -22,7 +22,7 @@ internal static class TrainCommand
         IBackend backend;
         try
         {
-            backend = OpenBackend(r.Device, r.Threads);
+            backend = OpenBackend(r.Device, r.Threads, r.CudaAttention);
         }
         catch (CudaNotAvailableException ex)
         {
@@ -104,18 +104,35 @@ internal static class TrainCommand
     /// The backend of <c>--device</c>: <c>cpu</c>, <c>cuda</c> (the first GPU, through the driver API) or
     /// <c>cuda-emulated</c> (the CUDA kernels on the host emulation library named by <c>MTFM_CUDA_EMU_LIB</c>; for tests).
     /// </summary>
-    internal static IBackend OpenBackend(string device, int threads) => device switch
+    internal static IBackend OpenBackend(string device, int threads, string? cudaAttention = null)
     {
-        "cpu" => new CpuBackend(threads),
-        "cuda" => CudaBackend.OpenDevice(),
-        "cuda-emulated" => CudaBackend.OpenEmulated(),
-        _ => throw new ArgumentException($"--device {device}: use cpu or cuda."),
-    };
+        if (device is not ("cpu" or "cuda" or "cuda-emulated"))
+            throw new ArgumentException($"--device {device}: use cpu or cuda.");
+        var precision = ParseCudaAttention(device, cudaAttention);
+        if (device == "cpu") return new CpuBackend(threads);
+        var cuda = device == "cuda" ? CudaBackend.OpenDevice() : CudaBackend.OpenEmulated();
+        cuda.AttentionPrecision = precision;
+        return cuda;
+    }
 
-    private static string DeviceText(IBackend backend) => backend switch
+    /// <summary><c>--cuda-attention</c>: fp32 (also when not given) or bf16; only meaningful on a CUDA device.</summary>
+    internal static CudaAttentionPrecision ParseCudaAttention(string device, string? value)
+    {
+        if (value is null) return CudaAttentionPrecision.Fp32;
+        if (device == "cpu")
+            throw new ArgumentException($"--cuda-attention {value}: applies only to --device cuda or cuda-emulated; --device cpu computes attention in fp32.");
+        return value switch
+        {
+            "fp32" => CudaAttentionPrecision.Fp32,
+            "bf16" => CudaAttentionPrecision.Bf16,
+            _ => throw new ArgumentException($"--cuda-attention {value}: use fp32 or bf16."),
+        };
+    }
+
+    internal static string DeviceText(IBackend backend) => backend switch
     {
         CpuBackend cpu => $"cpu, {cpu.ThreadCount} threads",
-        CudaBackend cuda => $"cuda ({cuda.Driver.DeviceName})",
+        CudaBackend cuda => $"cuda ({cuda.Driver.DeviceName}, attention {(cuda.AttentionPrecision == CudaAttentionPrecision.Bf16 ? "bf16" : "fp32")})",
         _ => backend.Name,
     };
 

@@ -27,6 +27,8 @@ internal sealed record TrainRequest
     public ulong Seed { get; init; } = 1;
     public int Threads { get; init; }
     public string Device { get; init; } = "cpu";
+    /// <summary>--cuda-attention: fp32 or bf16 (null = not given: fp32 on CUDA).</summary>
+    public string? CudaAttention { get; init; }
     public string OutDir { get; init; } = "runs";
     public string? Name { get; init; }
 }

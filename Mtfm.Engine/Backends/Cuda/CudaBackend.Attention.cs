@@ -67,9 +67,7 @@ internal sealed unsafe partial class CudaBackend
         ulong pq = F(q, nameof(q)), pk = F(k, nameof(k)), pv = F(v, nameof(v)), pr = F(rab, nameof(rab)), po = F(o, nameof(o));
         if (o.Length == 0) return;
         var cache = LayoutCache(layout, out bool temporary);
-        var (plan, tiles, _) = cache.Plan(targetQueries, CudaOps.HstuAttentionTileSize(dqk, dv));
-        Ops.HstuAttentionForward(pq, pk, pv, pr, cache.Kinds, cache.Times, targetQueries ? cache.Targets : 0, tiles, plan, po,
-            heads, kvHeads, dqk, dv, layout.NumBuckets, layout.UnitSeconds, 1f / MathF.Sqrt(dqk), _stream);
+        LaunchAttentionForward(cache, layout, targetQueries, heads, kvHeads, pq, pk, pv, pr, po, dqk, dv);
         if (temporary) cache.Dispose();
     }
 

@@ -5,7 +5,7 @@ namespace Mtfm.Engine.Backends.Cuda;
 /// arguments in the kernel's exact order. All pointers are device pointers (0 = null where a kernel allows it);
 /// every launch is asynchronous on <c>stream</c>. Zero-sized work launches nothing.
 /// </summary>
-internal sealed class CudaOps(ICudaDriver driver)
+internal sealed partial class CudaOps(ICudaDriver driver)
 {
     private const int Threads = 256;
     private const int MaxGrid = 4096;

@@ -40,8 +40,8 @@ internal sealed class HstuAttentionPlan
     /// </summary>
     public static HstuAttentionPlan Build(ReadOnlySpan<int> offsets, int[]? queryTokens, int tileSize)
     {
-        if (tileSize is < 1 or > 32)
-            throw new ArgumentOutOfRangeException(nameof(tileSize), tileSize, "must be in [1, 32]");
+        if (tileSize is < 1 or > 64)
+            throw new ArgumentOutOfRangeException(nameof(tileSize), tileSize, "must be in [1, 64]");
         if (offsets.Length < 1 || offsets[0] != 0)
             throw new ArgumentException("offsets must start with 0", nameof(offsets));
         for (var i = 1; i < offsets.Length; i++)
