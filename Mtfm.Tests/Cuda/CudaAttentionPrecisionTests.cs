@@ -17,6 +17,7 @@ namespace Mtfm.Tests.Cuda;
 /// fp32 for head widths the bf16 kernel does not support, and carries through a whole MTFM forward; the CLI option
 /// <c>--cuda-attention</c> maps onto it and is rejected for <c>--device cpu</c>.
 /// </summary>
+[Collection(ConsoleCollection.Name)]
 public sealed class CudaAttentionPrecisionTests(ITestOutputHelper output)
 {
     private static CudaBackend OpenBackend(string kind)
@@ -171,6 +172,41 @@ public sealed class CudaAttentionPrecisionTests(ITestOutputHelper output)
             Assert.Equal(CudaAttentionPrecision.Bf16, b.AttentionPrecision);
             Assert.Contains("attention bf16", TrainCommand.DeviceText(b));
             Assert.NotNull(lib);
+        }
+    }
+
+    [Fact]
+    public void EvalRunsOnTheEmulatedDeviceWithBf16Attention()
+    {
+        var lib = FindEmulationLibrary();
+        if (lib is null) Assert.Skip("the emulated CUDA device is not built: run scripts/test.sh or set MTFM_CUDA_EMU_LIB");
+        Environment.SetEnvironmentVariable(EmulatedCudaDriver.LibraryVariable, lib);
+        string dir = Directory.CreateTempSubdirectory("mtfm-bf16-eval").FullName;
+        var stdout = Console.Out;
+        var stderr = Console.Error;
+        try
+        {
+            var log = new StringWriter();
+            Console.SetOut(log);
+            Console.SetError(log);
+            var config = MtfmConfig.Tiny with { DModel = 16, Heads = 1, KvHeads = 1, Experts = 2, ExpertWidth = 4, TowerWidth = 4, EmbeddingDim = 4, TokenizerHidden = 8 };
+            Assert.Equal(0, TrainCommand.Run(new TrainRequest
+            {
+                Data = "synthetic:tiny", Config = config, Epochs = 1, BatchTokens = 512, OutDir = dir, Name = "run", Threads = 1,
+                Device = "cuda-emulated", CudaAttention = "bf16",
+            }));
+            Assert.Contains("attention bf16", log.ToString());
+            var run = Path.Combine(dir, "run");
+            Assert.Equal(0, EvalCommand.Run(run, new TrainRequest { Data = "synthetic:tiny", Threads = 1, Device = "cuda-emulated", CudaAttention = "bf16" }));
+            var e = Assert.Throws<ArgumentException>(() =>
+                EvalCommand.Run(run, new TrainRequest { Data = "synthetic:tiny", Threads = 1, Device = "cpu", CudaAttention = "bf16" }));
+            Assert.Contains("--device cpu", e.Message);
+        }
+        finally
+        {
+            Console.SetOut(stdout);
+            Console.SetError(stderr);
+            Directory.Delete(dir, true);
         }
     }
 }
