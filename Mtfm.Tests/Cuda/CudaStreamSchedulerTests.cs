@@ -67,6 +67,7 @@ public sealed class CudaStreamSchedulerTests
         var syncs = new Dictionary<long, long>();
         var lastCall = new Dictionary<long, string?>();
         var pinned = new Dictionary<long, long>();
+        var poolAllocs = new Dictionary<long, long>();
         TrainResult Run(IBackend be)
         {
             using var model = new MtfmModel(be, SmallConfig, st.Layout, 3);
@@ -82,6 +83,7 @@ public sealed class CudaStreamSchedulerTests
                     syncs[step] = cb.Driver.SynchronizationCount;
                     lastCall[step] = cb.Driver.LastSynchronization;
                     pinned[step] = cb.PinnedAllocations;
+                    poolAllocs[step] = cb.Pool.DriverAllocations;
                 };
             }
             return trainer.Train(train, new BatchBuilder(train, stats), new BatchBuilder(valid, stats));
@@ -94,6 +96,8 @@ public sealed class CudaStreamSchedulerTests
             $"{syncs[e] - syncs[w]} host synchronisations in steps {w + 1}..{e} (last call: {lastCall[e]})");
         Assert.Equal(syncs[e] + 1, syncs[e + 1]); // the inserted Download was counted: the assertion above can fail
         Assert.Equal(pinned[w], pinned[e]); // the pinned staging ring stopped growing after warm-up
+        // the device memory pool stopped asking the driver for memory (cuMemAlloc may synchronise implicitly)
+        Assert.True(poolAllocs[w] == poolAllocs[e], $"the pool allocated {poolAllocs[e] - poolAllocs[w]} times in steps {w + 1}..{e}");
 
         // The asynchronously read loss windows equal the CPU's per-step losses averaged over the same steps. The two
         // trajectories drift apart slowly (fp32 sums in another order, amplified by Adam on near-zero gradients: the
