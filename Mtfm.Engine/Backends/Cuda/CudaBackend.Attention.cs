@@ -85,8 +85,6 @@ internal sealed unsafe partial class CudaBackend
         if (dk is not null) { F(dk, nameof(dk)); CheckSameLength(k, dk, nameof(dk)); }
         if (dv is not null) { F(dv, nameof(dv)); CheckSameLength(v, dv, nameof(dv)); }
         if (drab is not null) { F(drab, nameof(drab)); CheckSameLength(rab, drab, nameof(drab)); }
-        if (layout.NumBuckets > 64)
-            throw new ArgumentOutOfRangeException(nameof(layout), layout.NumBuckets, "the CUDA attention backward supports at most 64 time buckets (layout.NumBuckets).");
         var cache = LayoutCache(layout, out bool temporary);
         var (plan, tiles, keyTiles) = cache.Plan(targetQueries, CudaOps.HstuAttentionBackwardTileSize(dqkW, dvW));
         // The kernels overwrite dq/dk/dv: compute into scratch and add (this seam accumulates). drab accumulates in place.
