@@ -492,9 +492,10 @@ public sealed class CudaBackendTests
     }
 
     [Theory]
-    [InlineData(Emulated)]
-    [InlineData(Gpu)]
-    public void MtfmModelLossAndGradientsMatchTheCpu(string kind)
+    [InlineData(Emulated, MtfmConfig.DefaultTimeBuckets)]
+    [InlineData(Gpu, MtfmConfig.DefaultTimeBuckets)]
+    [InlineData(Emulated, 128)] // the largest bucket count the config allows (255 rab entries per head)
+    public void MtfmModelLossAndGradientsMatchTheCpu(string kind, int timeBuckets)
     {
         using var p = Open(kind);
         var ds = SyntheticGenerator.Generate(SyntheticConfig.Tiny);
@@ -502,7 +503,7 @@ public sealed class CudaBackendTests
         var agg = UserLevelAggregator.Aggregate(st, part: SplitPart.Train);
         var stats = st.ComputeNumericStats(st.Layout.Schema.Split!.ValidStart);
         var batch = new BatchBuilder(agg, stats).Batches(maxTokens: 160, shuffleSeed: 3).First();
-        var config = MtfmConfig.Tiny with { DModel = 16, Heads = 2, KvHeads = 1, Experts = 2, ExpertWidth = 8, TowerWidth = 8, EmbeddingDim = 8, TokenizerHidden = 16 };
+        var config = MtfmConfig.Tiny with { DModel = 16, Heads = 2, KvHeads = 1, Experts = 2, ExpertWidth = 8, TowerWidth = 8, EmbeddingDim = 8, TokenizerHidden = 16, TimeBuckets = timeBuckets };
         using var mc = new MtfmModel(p.Cpu, config, st.Layout, 11);
         using var mg = new MtfmModel(p.Gpu, config, st.Layout, 11);
         long syncs = p.Gpu.Driver.SynchronizationCount;
