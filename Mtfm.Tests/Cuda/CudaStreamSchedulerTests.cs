@@ -256,6 +256,20 @@ public sealed class CudaStreamSchedulerTests
     }
 
     [Fact]
+    public void AttentionTilingsFollowTheLayerFormsAndTheBackendsTileSizes()
+    {
+        // SmallConfig (HTA: full and target layers, dqk = dv = 8): forward and backward share tile 32
+        Assert.Equal([(false, 32), (true, 32)], CudaBatchPrefetch.AttentionTilings(SmallConfig));
+        // dqk = dv = 128: the forward fits tile 16 in 48 KiB, the backward 8
+        var wide = SmallConfig with { DModel = 256, Heads = 2, KvHeads = 1 };
+        Assert.Equal((16, 8), (CudaBackend.AttentionForwardTileSize(128, 128), CudaBackend.AttentionBackwardTileSize(128, 128)));
+        Assert.Equal([(false, 16), (false, 8), (true, 16), (true, 8)], CudaBatchPrefetch.AttentionTilings(wide));
+        Assert.Equal([(false, 16), (true, 16)], CudaBatchPrefetch.AttentionTilings(wide, backward: false));
+        Assert.Equal([(false, 16), (false, 8)], CudaBatchPrefetch.AttentionTilings(wide with { Attention = AttentionMode.Full }));
+        Assert.Empty(CudaBatchPrefetch.AttentionTilings(wide with { Blocks = 0 })); // MMoE baseline: no attention
+    }
+
+    [Fact]
     public void StagingAheadWaitsAtTheStepBoundaryOnlyWhenTheDeviceLagsTooFar()
     {
         var path = FindEmulationLibrary();
