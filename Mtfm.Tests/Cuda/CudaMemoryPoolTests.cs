@@ -94,22 +94,68 @@ public sealed class CudaMemoryPoolTests
     {
         using var dev = CudaTestDevice.Open(kind);
         using var pool = new CudaMemoryPool(dev.Driver);
-        var four = pool.Rent(3L << 20); // class 4 MiB
+        var big = pool.Rent(12L << 20); // class 16 MiB
         Assert.Equal(1, pool.DriverAllocations);
-        pool.Return(four);
-        var two = pool.Rent(3L << 19); // class 2 MiB, empty: takes the cached 4 MiB block
-        Assert.Equal(four.Pointer, two.Pointer);
-        Assert.Equal(4L << 20, two.Capacity);
+        pool.Return(big);
+        var four = pool.Rent(3L << 20); // class 4 MiB, empty: 16 MiB is within 4×
+        Assert.Equal(big.Pointer, four.Pointer);
+        Assert.Equal(16L << 20, four.Capacity);
         Assert.Equal((1, 1L), (pool.Fallbacks, pool.DriverAllocations));
-        pool.Return(two); // back on the 4 MiB list
-        var one = pool.Rent(600L << 10); // class 1 MiB: 4 MiB is within 4×
-        Assert.Equal(four.Pointer, one.Pointer);
-        pool.Return(one);
-        var half = pool.Rent(300L << 10); // class 512 KiB: 4 MiB is more than 4× → a new block
-        Assert.NotEqual(four.Pointer, half.Pointer);
+        pool.Return(four); // back on the 16 MiB list
+        var one = pool.Rent(600L << 10); // class 1 MiB: limit 5 MiB (1 MiB + 4 MiB) → a new block
+        Assert.NotEqual(big.Pointer, one.Pointer);
         Assert.Equal(2, pool.DriverAllocations);
-        Assert.Equal(2L << 20, CudaMemoryPool.FallbackLimit(512L << 10));
-        Assert.Equal(64L << 10, CudaMemoryPool.FallbackLimit(256));
+        pool.Return(one);
+        var half = pool.Rent(300L << 10); // class 512 KiB: the cached 1 MiB block is within 4.5 MiB
+        Assert.Equal(one.Pointer, half.Pointer);
         pool.Return(half);
+        var small = pool.Rent(1000); // slab classes stay among slab classes: carved, not the cached 1 MiB block
+        Assert.NotEqual(one.Pointer, small.Pointer);
+        pool.Return(small);
+        Assert.Equal((4L << 20) + (512L << 10), CudaMemoryPool.FallbackLimit(512L << 10));
+        Assert.Equal(256L << 20, CudaMemoryPool.FallbackLimit(64L << 20));
+        Assert.Equal(CudaMemoryPool.SlabClassLimit, CudaMemoryPool.FallbackLimit(256));
+    }
+
+    /// <summary>
+    /// Steps shaped like a training step (activations kept for the backward, temporaries, gradients freed in reverse)
+    /// whose tensors scale with two independent batch dimensions (tokens n, targets t, each in [20, 50], 60 random
+    /// mixes): once the largest batch (n = t = 50) has run, no later step asks the driver for memory, although smaller
+    /// batches put their tensors into smaller size classes (x·64 KiB: 2 MiB for x ≤ 32, 4 MiB above; x·16 KiB: 512 KiB
+    /// or 1 MiB; temporaries 1 or 2 MiB) — they take larger cached blocks. With exact class matching the same sequence
+    /// allocates 13 more blocks; with a 4× limit alone (no 4 MiB slack) 1.
+    /// </summary>
+    [Theory]
+    [InlineData(CudaTestDevice.Emulated)]
+    public void AfterTheLargestBatchShapeTheDriverIsNotAskedAgain(string kind)
+    {
+        using var dev = CudaTestDevice.Open(kind);
+        using var pool = new CudaMemoryPool(dev.Driver);
+        var rng = new Random(5);
+        var shapes = new List<(int N, int T)> { (50, 50) };
+        for (int i = 0; i < 60; i++) shapes.Add((rng.Next(20, 51), rng.Next(20, 51)));
+        long afterLargest = -1;
+        foreach (var (n, t) in shapes)
+        {
+            var kept = new List<DeviceBuffer>();
+            for (int layer = 0; layer < 4; layer++)
+            {
+                var temp = pool.Rent(n * (32L << 10) + 100 * layer);
+                kept.Add(pool.Rent(n * (64L << 10)));
+                kept.Add(pool.Rent(t * (64L << 10) + 4));
+                kept.Add(pool.Rent(t * (16L << 10) + 7));
+                pool.Return(temp);
+            }
+            for (int i = kept.Count - 1; i >= 0; i--)
+            {
+                var grad = pool.Rent(kept[i].Bytes);
+                pool.Return(grad);
+                pool.Return(kept[i]);
+            }
+            if (afterLargest < 0) afterLargest = pool.DriverAllocations;
+        }
+        Assert.True(pool.DriverAllocations == afterLargest,
+            $"the pool allocated {pool.DriverAllocations - afterLargest} times after the largest batch");
+        Assert.True(pool.Fallbacks > 0);
     }
 }

@@ -55,10 +55,13 @@ internal sealed class CudaMemoryPool(ICudaDriver driver) : IDisposable
     public long Fallbacks { get { lock (_lock) return _fallbacks; } }
 
     /// <summary>
-    /// The largest class a rent of class <paramref name="cls"/> may take from the cache when its own is empty:
-    /// four times the class, and at least 64 KiB (small blocks waste little).
+    /// The largest class a rent of class <paramref name="cls"/> may take from the cache when its own is empty. Slab
+    /// classes (≤ <see cref="SlabClassLimit"/>) stay among slab classes (carving a new small block is cheap); larger
+    /// ones may waste up to three times the class or 4 MiB, whichever is more (the driver's own granularity for large
+    /// allocations is 2 MiB).
     /// </summary>
-    public static long FallbackLimit(long cls) => Math.Max(4 * cls, 64L << 10);
+    public static long FallbackLimit(long cls) =>
+        cls <= SlabClassLimit ? SlabClassLimit : Math.Max(4 * cls, cls + (4L << 20));
 
     /// <summary>The size class a request of <paramref name="bytes"/> is served from.</summary>
     public static long SizeClass(long bytes)
