@@ -123,7 +123,7 @@ public sealed class CudaMemoryPoolTests
     /// mixes): once the largest batch (n = t = 50) has run, no later step asks the driver for memory, although smaller
     /// batches put their tensors into smaller size classes (x·64 KiB: 2 MiB for x ≤ 32, 4 MiB above; x·16 KiB: 512 KiB
     /// or 1 MiB; temporaries 1 or 2 MiB) — they take larger cached blocks. With exact class matching the same sequence
-    /// allocates 13 more blocks; with a 4× limit alone (no 4 MiB slack) 1.
+    /// allocates 13 more blocks.
     /// </summary>
     [Theory]
     [InlineData(CudaTestDevice.Emulated)]
