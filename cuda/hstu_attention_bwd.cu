@@ -6,8 +6,13 @@
 // Deterministic: every output element is summed by one thread in a fixed order; no atomics.
 //   mtfm_hstu_attention_counts:   counts[row] = n(q) for each query row (grid = query tiles, blockDim 32).
 //   mtfm_hstu_attention_bwd_dq:   query tiles × heads (same tiles as the forward); writes dq and, when
-//                                 rabPartials ≠ null, per-(tile, head) bucket sums [numTiles, h, 2NB−1]
-//                                 (blockDim.x ≥ 2NB−1).
+//                                 rabPartials ≠ null, per-(tile, head) bucket sums [numTiles, h, 2NB−1]. The
+//                                 bucket sums of the current tile live in dynamic shared memory (2NB−1 floats,
+//                                 sized by the launch), so any bucket count works with any block size: thread
+//                                 tid owns the buckets b ≡ tid (mod blockDim.x) and adds in key order.
+//                                 Dynamic shared memory 4·(2·bq·dqk + bk·dqk + bk·dv + bq·dv + 3·bq·bk + 2NB−1)
+//                                 bytes: floats sQ, sDQ [bq, dqk], sK [bk, dqk], sV [bk, dv], sDO [bq, dv], sDS, sVis
+//                                 [bq, bk], ints sBkt [bq, bk] (time bucket of each visible pair), floats sRab [2NB−1].
 //   mtfm_hstu_attention_rab_reduce: drab[h, 2NB−1] (+)= Σ over tiles of rabPartials, in tile order.
 //   mtfm_hstu_attention_bwd_dkv:  key tiles × kv heads; keyTiles [n, 4] = (first key token, end key token,
 //                                 first query row, end query row of that instance); writes dk, dv for every
@@ -52,18 +57,22 @@ MTFM_KERNEL void mtfm_hstu_attention_bwd_dq(const float* q, const float* k, cons
     float* sDO = sV + bk * dv;     // [bq, dv]
     float* sDS = sDO + bq * dv;    // [bq, bk]
     float* sVis = sDS + bq * bk;   // [bq, bk]
+    int* sBkt = reinterpret_cast<int*>(sVis + bq * bk);  // [bq, bk]
+    float* sRab = reinterpret_cast<float*>(sBkt + bq * bk);  // [2NB − 1]
 
     const int head = blockIdx.y;
     const int kvHead = head / (numHeads / numKvHeads);
     const int nb2 = 2 * numBuckets - 1;
     const int tid = threadIdx.x;
     const int nt = blockDim.x;
+    const bool buckets = rab || rabPartials;
 
     for (int tile = blockIdx.x; tile < numTiles; tile += gridDim.x) {
         const int q0 = tiles[4 * tile], q1 = tiles[4 * tile + 1];
         const int k0 = tiles[4 * tile + 2], k1 = tiles[4 * tile + 3];
         const int nq = q1 - q0;
-        float rb = 0.0f;  // thread tid < nb2 owns bucket tid of this (tile, head)
+        if (rabPartials)
+            for (int b = tid; b < nb2; b += nt) sRab[b] = 0.0f;  // thread tid owns buckets tid, tid + nt, ...
         for (int e = tid; e < bq * dqk; e += nt) {
             const int i = e / dqk, c = e - i * dqk;
             sQ[e] = i < nq ? q[((mtfm_i64)(q0 + i) * numHeads + head) * dqk + c] : 0.0f;
@@ -119,7 +128,9 @@ MTFM_KERNEL void mtfm_hstu_attention_bwd_dq(const float* q, const float* k, cons
                     float dot = 0.0f;
                     for (int c = 0; c < dqk; ++c) dot += sQ[i * dqk + c] * sK[j * dqk + c];
                     float s = alpha * dot;
-                    if (rab) s += rab[head * nb2 + mtfm_time_bucket(sQTime[i] - sKTime[j], numBuckets, timeUnit)];
+                    const int bkt = buckets ? mtfm_time_bucket(sQTime[i] - sKTime[j], numBuckets, timeUnit) : 0;
+                    sBkt[e] = bkt;
+                    if (rab) s += rab[head * nb2 + bkt];
                     float da = 0.0f;
                     for (int c = 0; c < dv; ++c) da += sDO[i * dv + c] * sV[j * dv + c];
                     ds = da * sInvN[i] * mtfm_silu_grad(s);
@@ -136,8 +147,8 @@ MTFM_KERNEL void mtfm_hstu_attention_bwd_dq(const float* q, const float* k, cons
             if (rabPartials && tid < nb2) {
                 for (int e = 0; e < bq * bk; ++e) {
                     if (sVis[e] == 0.0f) continue;
-                    const int i = e / bk, j = e - i * bk;
-                    if (mtfm_time_bucket(sQTime[i] - sKTime[j], numBuckets, timeUnit) == tid) rb += sDS[e];
+                    const int b = sBkt[e];
+                    if (b % nt == tid) sRab[b] += sDS[e];  // per bucket: pairs in (key tile, row, key) order
                 }
             }
             __syncthreads();
@@ -146,7 +157,8 @@ MTFM_KERNEL void mtfm_hstu_attention_bwd_dq(const float* q, const float* k, cons
             const int i = e / dqk, c = e - i * dqk;
             dq[((mtfm_i64)(q0 + i) * numHeads + head) * dqk + c] = sDQ[e];
         }
-        if (rabPartials && tid < nb2) rabPartials[((mtfm_i64)tile * numHeads + head) * nb2 + tid] = rb;
+        if (rabPartials)
+            for (int b = tid; b < nb2; b += nt) rabPartials[((mtfm_i64)tile * numHeads + head) * nb2 + b] = sRab[b];
         __syncthreads();
     }
 }

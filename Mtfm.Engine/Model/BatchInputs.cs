@@ -37,11 +37,16 @@ internal sealed class BatchInputs
     /// <summary>Forgets staged inputs of <paramref name="batch"/> (before their scope is freed).</summary>
     internal static void UnregisterStaged(JaggedBatch batch) => s_staged.Remove(batch);
 
-    public BatchInputs(Tape tape, JaggedBatch batch, DataLayout layout)
+    /// <param name="tape">Tape whose backend and scope hold the inputs.</param>
+    /// <param name="batch">The batch.</param>
+    /// <param name="layout">The data layout the batch was built for.</param>
+    /// <param name="timeBuckets">Time buckets per direction of the attention layout (<c>MtfmConfig.TimeBuckets</c>).</param>
+    public BatchInputs(Tape tape, JaggedBatch batch, DataLayout layout, int timeBuckets = MtfmConfig.DefaultTimeBuckets)
     {
         _batch = batch;
         if (batch is not null && tape is not null && s_staged.TryGetValue(batch, out var st)
-            && ReferenceEquals(st.Layout, layout) && ReferenceEquals(st.Backend, tape.Backend))
+            && ReferenceEquals(st.Layout, layout) && ReferenceEquals(st.Backend, tape.Backend)
+            && st.Inputs.Attention.NumBuckets == timeBuckets)
         {
             s_staged.Remove(batch);
             var pre = st.Inputs;
@@ -63,7 +68,7 @@ internal sealed class BatchInputs
         int n = batch.TokenCount, nt = batch.TargetCount, groups = layout.Groups.Count;
         if (batch.Blocks.Length != groups) throw new ArgumentException($"batch has {batch.Blocks.Length} group blocks, the layout {groups} groups.", nameof(batch));
         if (batch.TaskCount != layout.TaskCount) throw new ArgumentException($"batch has {batch.TaskCount} tasks, the layout {layout.TaskCount}.", nameof(batch));
-        Attention = new AttentionLayout(batch.Offsets, batch.Segment, batch.Time);
+        Attention = new AttentionLayout(batch.Offsets, batch.Segment, batch.Time, timeBuckets);
         if (!Attention.TargetTokens.AsSpan().SequenceEqual(batch.TargetToken))
             throw new ArgumentException("batch.TargetToken must list the T tokens in token order.", nameof(batch));
         TokenGroups = tape.Ids(batch.Group, [n]);

@@ -37,7 +37,10 @@ public sealed record MtfmConfig
     public int TokenizerHidden { get; init; } = 64;
 
     /// <summary>Time buckets per direction NB of the relative time bias.</summary>
-    public int TimeBuckets { get; init; } = 32;
+    public int TimeBuckets { get; init; } = DefaultTimeBuckets;
+
+    /// <summary>The default of <see cref="TimeBuckets"/>.</summary>
+    public const int DefaultTimeBuckets = 32;
 
     /// <summary>Which layers are stacked (HTA, all full, all target).</summary>
     public AttentionMode Attention { get; init; } = AttentionMode.Hta;

@@ -75,7 +75,7 @@ internal sealed class MtfmModel : IDisposable
     public MtfmOutput Forward(Tape tape, JaggedBatch batch, FlopCounter? flops = null)
     {
         ArgumentNullException.ThrowIfNull(batch);
-        var inp = new BatchInputs(tape, batch, Layout);
+        var inp = new BatchInputs(tape, batch, Layout, Config.TimeBuckets);
         int n = batch.TokenCount, nt = batch.TargetCount, d = Config.DModel;
 
         // Tokenizers: one per group, placed at their tokens' positions. Without transformer layers (the MMoE

@@ -77,7 +77,7 @@ internal sealed class IncrementalForward
             }
             var x = tape.AssembleRows(n, parts.ToArray(), where.ToArray());
             var groupIds = tape.Ids(groups, [n]);
-            using var layout = new AttentionLayout([0, n], kinds, times);
+            using var layout = new AttentionLayout([0, n], kinds, times, _c.TimeBuckets);
             for (int l = 0; l < layers; l++)
             {
                 string name = $"layer{l}";
@@ -127,7 +127,7 @@ internal sealed class IncrementalForward
             var kinds = new byte[n]; var times = new long[n];
             ctx.Kinds.CopyTo(kinds, 0); ctx.Times.CopyTo(times, 0);
             for (int t = nc; t < n; t++) { kinds[t] = (byte)SegmentKind.Target; times[t] = batch.Time[t]; }
-            using var layout = new AttentionLayout([0, n], kinds, times);
+            using var layout = new AttentionLayout([0, n], kinds, times, _c.TimeBuckets);
             var ctxRows = new int[nc]; var tRows = new int[nt];
             for (int i = 0; i < nc; i++) ctxRows[i] = i;
             for (int i = 0; i < nt; i++) tRows[i] = nc + i;

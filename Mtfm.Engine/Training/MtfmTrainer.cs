@@ -81,7 +81,7 @@ internal sealed unsafe class MtfmTrainer
             IEnumerable<JaggedBatch> batches = trainBatches.Batches(_o.BatchTokens, shuffleSeed: _o.Seed * 1000003UL + (ulong)epoch);
             if (_o.OnlyScenario is { } only) batches = batches.Select(b => { MaskOtherScenarios(b, only); return b; });
             // On CUDA the next batch's inputs are uploaded on the copy stream while this step runs.
-            if (_model.Backend is CudaBackend cudaBackend) batches = CudaBatchPrefetch.StageAhead(cudaBackend, _model.Layout, batches);
+            if (_model.Backend is CudaBackend cudaBackend) batches = CudaBatchPrefetch.StageAhead(cudaBackend, _model.Layout, batches, model: _model.Config);
             foreach (var batch in batches)
             {
                 using (var tape = new Tape(_model.Backend))

@@ -383,6 +383,58 @@ public sealed class CudaBackendTests
         Assert.IsType<CudaAttentionLayoutCache>(layout.DeviceCache);
     }
 
+    /// <summary>
+    /// Every bucket count MtfmConfig.TimeBuckets allows: NB = 33 and 128 (2·NB − 1 = 65 and 255 bucket sums per
+    /// tile, the latter more than the backward's 128 threads per block). Times spread over ~10⁶ s at unit 1 s and H
+    /// queries seeing later H keys (dt &lt; 0) put pairs into buckets up to NB − 1 + 20.
+    /// </summary>
+    [Theory]
+    [InlineData(Emulated, 33)]
+    [InlineData(Emulated, 128)]
+    [InlineData(Gpu, 128)]
+    public void HstuAttentionBackwardMatchesTheCpuForEveryBucketCount(string kind, int nb)
+    {
+        using var p = Open(kind);
+        var rng = new Random(nb);
+        int h = 2, g = 1, dqk = 4, dv = 3;
+        var offsets = new List<int> { 0 };
+        var kinds = new List<byte>();
+        var time = new List<long>();
+        foreach (var (nh, nr, nt) in new[] { (20, 6, 3), (0, 2, 1), (35, 0, 2) })
+        {
+            foreach (var t in Enumerable.Range(0, nh).Select(_ => 1_000_000L - rng.Next(0, 999_000)).Order()) { kinds.Add(0); time.Add(t); }
+            long tt = 1_000_000;
+            for (int i = 0; i < nr; i++) { kinds.Add(1); tt += rng.Next(0, 50); time.Add(tt); }
+            foreach (var t in Enumerable.Range(0, nt).Select(_ => tt + rng.Next(0, 50)).Order()) { kinds.Add(2); time.Add(t); }
+            offsets.Add(kinds.Count);
+        }
+        using var layout = new AttentionLayout([.. offsets], [.. kinds], [.. time], nb, 1);
+        int n = layout.TokenCount;
+        foreach (var target in new[] { false, true })
+        {
+            int rows = target ? layout.TargetTokens.Length : n;
+            var q = p.Random(rng, -1, 1, rows, h * dqk);
+            var k = p.Random(rng, -1, 1, n, g * dqk);
+            var v = p.Random(rng, -1, 1, n, g * dv);
+            var rab = p.Random(rng, -0.5f, 0.5f, h, layout.RabWidth);
+            var dO = p.Random(rng, -1, 1, rows, h * dv);
+            var dq = p.Random(rng, -1, 1, rows, h * dqk);
+            var dk = p.Random(rng, -1, 1, n, g * dqk);
+            var dvv = p.Random(rng, -1, 1, n, g * dv);
+            var drab = p.Random(rng, 0, 0, h, layout.RabWidth);
+            p.Cpu.HstuAttentionBackward(layout, target, h, g, q.C, k.C, v.C, rab.C, dO.C, dq.C, dk.C, dvv.C, drab.C);
+            p.Gpu.HstuAttentionBackward(layout, target, h, g, q.G, k.G, v.G, rab.G, dO.G, dq.G, dk.G, dvv.G, drab.G);
+            p.Same(dq, 1e-4f, 1e-5f, $"NB={nb} target={target} dq");
+            p.Same(dk, 1e-4f, 1e-5f, $"NB={nb} target={target} dk");
+            p.Same(dvv, 1e-4f, 1e-5f, $"NB={nb} target={target} dv");
+            p.Same(drab, 1e-4f, 1e-5f, $"NB={nb} target={target} drab");
+            var cpuDrab = p.Cpu.ToHost<float>(drab.C);
+            // H queries see later H keys (dt < 0): buckets NB − 1 + m are reached, for NB = 128 beyond the 128 threads
+            int high = Math.Min(nb, 128);
+            if (!target) Assert.Contains(Enumerable.Range(high, layout.RabWidth - high), b => cpuDrab[b] != 0f);
+        }
+    }
+
     [Theory]
     [InlineData(Emulated)]
     [InlineData(Gpu)]
@@ -440,9 +492,10 @@ public sealed class CudaBackendTests
     }
 
     [Theory]
-    [InlineData(Emulated)]
-    [InlineData(Gpu)]
-    public void MtfmModelLossAndGradientsMatchTheCpu(string kind)
+    [InlineData(Emulated, MtfmConfig.DefaultTimeBuckets)]
+    [InlineData(Gpu, MtfmConfig.DefaultTimeBuckets)]
+    [InlineData(Emulated, 128)] // the largest bucket count the config allows (255 rab entries per head)
+    public void MtfmModelLossAndGradientsMatchTheCpu(string kind, int timeBuckets)
     {
         using var p = Open(kind);
         var ds = SyntheticGenerator.Generate(SyntheticConfig.Tiny);
@@ -450,7 +503,7 @@ public sealed class CudaBackendTests
         var agg = UserLevelAggregator.Aggregate(st, part: SplitPart.Train);
         var stats = st.ComputeNumericStats(st.Layout.Schema.Split!.ValidStart);
         var batch = new BatchBuilder(agg, stats).Batches(maxTokens: 160, shuffleSeed: 3).First();
-        var config = MtfmConfig.Tiny with { DModel = 16, Heads = 2, KvHeads = 1, Experts = 2, ExpertWidth = 8, TowerWidth = 8, EmbeddingDim = 8, TokenizerHidden = 16 };
+        var config = MtfmConfig.Tiny with { DModel = 16, Heads = 2, KvHeads = 1, Experts = 2, ExpertWidth = 8, TowerWidth = 8, EmbeddingDim = 8, TokenizerHidden = 16, TimeBuckets = timeBuckets };
         using var mc = new MtfmModel(p.Cpu, config, st.Layout, 11);
         using var mg = new MtfmModel(p.Gpu, config, st.Layout, 11);
         long syncs = p.Gpu.Driver.SynchronizationCount;

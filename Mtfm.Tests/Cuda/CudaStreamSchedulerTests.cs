@@ -67,6 +67,7 @@ public sealed class CudaStreamSchedulerTests
         var syncs = new Dictionary<long, long>();
         var lastCall = new Dictionary<long, string?>();
         var pinned = new Dictionary<long, long>();
+        var poolAllocs = new Dictionary<long, long>();
         TrainResult Run(IBackend be)
         {
             using var model = new MtfmModel(be, SmallConfig, st.Layout, 3);
@@ -82,6 +83,7 @@ public sealed class CudaStreamSchedulerTests
                     syncs[step] = cb.Driver.SynchronizationCount;
                     lastCall[step] = cb.Driver.LastSynchronization;
                     pinned[step] = cb.PinnedAllocations;
+                    poolAllocs[step] = cb.Pool.DriverAllocations;
                 };
             }
             return trainer.Train(train, new BatchBuilder(train, stats), new BatchBuilder(valid, stats));
@@ -94,6 +96,8 @@ public sealed class CudaStreamSchedulerTests
             $"{syncs[e] - syncs[w]} host synchronisations in steps {w + 1}..{e} (last call: {lastCall[e]})");
         Assert.Equal(syncs[e] + 1, syncs[e + 1]); // the inserted Download was counted: the assertion above can fail
         Assert.Equal(pinned[w], pinned[e]); // the pinned staging ring stopped growing after warm-up
+        // the device memory pool stopped asking the driver for memory (cuMemAlloc may synchronise implicitly)
+        Assert.True(poolAllocs[w] == poolAllocs[e], $"the pool allocated {poolAllocs[e] - poolAllocs[w]} times in steps {w + 1}..{e}");
 
         // The asynchronously read loss windows equal the CPU's per-step losses averaged over the same steps. The two
         // trajectories drift apart slowly (fp32 sums in another order, amplified by Adam on near-zero gradients: the
@@ -158,27 +162,36 @@ public sealed class CudaStreamSchedulerTests
         var stats = st.ComputeNumericStats(st.Layout.Schema.Split!.ValidStart);
         var batch = new BatchBuilder(agg, stats).Batches(maxTokens: 160, shuffleSeed: 3).First();
         using var model = new MtfmModel(gpu, SmallConfig, st.Layout, 11);
-        long live = gpu.LiveAllocations;
 
-        float Loss(bool staged, out List<string> stagingLog, out List<string> forwardLog)
+        rec.CaptureUploadCallers = true;
+
+        // One training step (forward, backward) on the batch, plain or staged; the logs of the staging, the forward
+        // and the whole step, and the callers of the step's uploads (in the order of its "h2d" entries).
+        float Loss(bool staged, out List<string> stagingLog, out List<string> stagingCallers, out List<string> forwardLog,
+            out List<string> stepLog, out List<string> stepCallers)
         {
-            rec.Log.Clear();
-            CudaBatchPrefetch? pf = staged ? new CudaBatchPrefetch(gpu, batch, st.Layout) : null;
+            rec.Clear();
+            CudaBatchPrefetch? pf = staged ? new CudaBatchPrefetch(gpu, batch, st.Layout, SmallConfig) : null;
             stagingLog = [.. rec.Log];
-            rec.Log.Clear();
+            stagingCallers = [.. rec.UploadCallers];
+            rec.Clear();
             float loss;
             using (var tape = new Tape(gpu))
             {
                 var o = model.Forward(tape, batch);
                 forwardLog = [.. rec.Log];
                 Assert.Equal(staged, pf?.Taken ?? false);
+                tape.Backward(o.Loss);
+                stepLog = [.. rec.Log];
+                stepCallers = [.. rec.UploadCallers];
                 loss = gpu.ToHost<float>(o.Loss.Value)[0];
             }
             pf?.Dispose();
             return loss;
         }
-        float plain = Loss(false, out var noStaging, out var plainForward);
-        float staged = Loss(true, out var staging, out var stagedForward);
+        float plain = Loss(false, out var noStaging, out _, out var plainForward, out var plainStep, out var plainCallers);
+        long live = gpu.LiveAllocations; // the parameters' gradients now exist; the staged step accumulates into them
+        float staged = Loss(true, out var staging, out var stagingCallers, out var stagedForward, out var stagedStep, out var stagedCallers);
         Assert.Empty(noStaging);
         Assert.Equal(plain, staged); // the same kernels on the same inputs: bitwise
         Assert.Equal(live, gpu.LiveAllocations); // the staged inputs were freed with their prefetch
@@ -194,6 +207,7 @@ public sealed class CudaStreamSchedulerTests
             Assert.True(fence >= 0 && wait > fence, $"copy at {i} is not ordered behind the compute stream: {string.Join("; ", staging)}");
         }
         Assert.DoesNotContain(staging, x => x.StartsWith("launch", StringComparison.Ordinal) || x.StartsWith("sync", StringComparison.Ordinal));
+        Assert.Contains(stagingCallers, c => c.Contains("CudaAttentionLayoutCache.", StringComparison.Ordinal)); // layout and tilings staged
         string done = staging[^1];
         Assert.StartsWith("record ", done);
         Assert.EndsWith(" on copy", done);
@@ -203,11 +217,59 @@ public sealed class CudaStreamSchedulerTests
         int firstLaunch = stagedForward.FindIndex(x => x == "launch on compute");
         int waitDone = stagedForward.IndexOf($"wait compute for {evt}");
         Assert.True(waitDone >= 0 && waitDone < firstLaunch, $"compute did not wait for the copies first: {string.Join("; ", stagedForward.Take(10))}");
-        // what the plain forward uploads = what the staged forward uploads + what was staged (nothing uploaded twice)
+        // what the plain step uploads = what the staged step uploads + what was staged (nothing uploaded twice)
         static int H2d(List<string> log) => log.Count(x => x.StartsWith("h2d", StringComparison.Ordinal));
-        Assert.Equal(H2d(plainForward), H2d(stagedForward) + copies.Count);
-        Assert.DoesNotContain(stagedForward, x => x == "h2d on copy");
-        Assert.DoesNotContain(stagedForward, x => x.StartsWith("sync", StringComparison.Ordinal) || x.EndsWith("blocking", StringComparison.Ordinal));
+        Assert.Equal(H2d(plainStep), H2d(stagedStep) + copies.Count);
+        Assert.DoesNotContain(stagedStep, x => x == "h2d on copy");
+        Assert.DoesNotContain(stagedStep, x => x.StartsWith("sync", StringComparison.Ordinal) || x.EndsWith("blocking", StringComparison.Ordinal));
+
+        // Inside a staged step the compute stream uploads only what docs/cuda.md lists as unavoidable (host data derived
+        // from index contents at the op, and the optimizer's pointer tables); batch inputs, the attention layout and its
+        // tilings never. The plain step shows the classification can fail: it uploads those on the compute stream.
+        var opt = new CudaOptimizerStep(gpu, model.Parameters);
+        rec.Clear();
+        opt.Clip(1f);
+        opt.Update(1, 1e-3f, 1e-3f, new AdamOptions(), new AdamOptions());
+        var optimizerCallers = rec.UploadCallers.ToList();
+        Assert.Equal(stagedStep.Count(x => x.StartsWith("h2d", StringComparison.Ordinal)), stagedCallers.Count);
+        var unexpected = stagedCallers.Concat(optimizerCallers).Where(c => UnavoidableUpload(c) is null).ToList();
+        Assert.True(unexpected.Count == 0, $"{unexpected.Count} uploads on the compute stream inside a staged step:\n{string.Join("\n", unexpected.Take(5))}");
+        var kinds = stagedCallers.Concat(optimizerCallers).Select(c => UnavoidableUpload(c)!).Distinct().Order().ToList();
+        Assert.Contains("optimizer pointer tables", kinds);
+        Assert.Contains(plainCallers, c => UnavoidableUpload(c) is null && c.Contains("CudaBackend.HstuAttention", StringComparison.Ordinal));
+        Assert.Contains(plainCallers, c => UnavoidableUpload(c) is null && c.Contains("BatchInputs.", StringComparison.Ordinal));
+    }
+
+    /// <summary>
+    /// The category of a compute-stream upload that a staged step may still make (docs/cuda.md, "Stream scheduler"), from
+    /// its caller chain; null for anything else (batch inputs, the attention layout and tilings, unknown callers).
+    /// </summary>
+    private static string? UnavoidableUpload(string callers)
+    {
+        bool Has(string s) => callers.Contains(s, StringComparison.Ordinal);
+        if (Has("BatchInputs.") || Has("CudaAttentionLayoutCache.") || Has("CudaBackend.HstuAttention")) return null;
+        if (Has("CudaBackend.ScatterAddRows")) return "scatter-add sort metadata";
+        if (Has("CudaBackend.LayerNormBackward")) return "group LayerNorm gradient sort";
+        if (Has("CudaBackend.UniqueIndices")) return "unique indices";
+        if (Has("CudaOptimizerStep.")) return "optimizer pointer tables";
+        return null;
+    }
+
+    [Fact]
+    public void AttentionTilingsFollowTheLayerFormsAndTheBackendsTileSizes()
+    {
+        // SmallConfig (HTA: full and target layers, dqk = dv = 8): forward and backward share tile 32
+        Assert.Equal([(false, 32), (true, 32)], CudaBatchPrefetch.AttentionTilings(SmallConfig));
+        // dqk = dv = 128: the forward fits tile 16 in 48 KiB, the backward 8
+        var wide = SmallConfig with { DModel = 256, Heads = 2, KvHeads = 1 };
+        Assert.Equal((16, 8), (CudaBackend.AttentionForwardTileSize(128, 128), CudaBackend.AttentionBackwardTileSize(128, 128)));
+        Assert.Equal([(false, 16), (false, 8), (true, 16), (true, 8)], CudaBatchPrefetch.AttentionTilings(wide));
+        Assert.Equal([(false, 16), (true, 16)], CudaBatchPrefetch.AttentionTilings(wide, backward: false));
+        Assert.Equal([(false, 16), (false, 8)], CudaBatchPrefetch.AttentionTilings(wide with { Attention = AttentionMode.Full }));
+        Assert.Empty(CudaBatchPrefetch.AttentionTilings(wide with { Blocks = 0 })); // MMoE baseline: no attention
+        // The bf16 forward tiles by CudaOps.HstuAttentionBf16TileSize; the backward stays fp32.
+        Assert.Equal([(false, CudaOps.HstuAttentionBf16TileSize), (false, 8), (true, CudaOps.HstuAttentionBf16TileSize), (true, 8)],
+            CudaBatchPrefetch.AttentionTilings(wide, precision: CudaAttentionPrecision.Bf16));
     }
 
     [Fact]

@@ -536,7 +536,8 @@ extern "C" void* mtfm_emu_dynamic_shared(void) { return g.dynShared; }
 extern "C" {
 
 void* mtfm_emu_malloc(size_t bytes) {
-    void* p = malloc(bytes == 0 ? 1 : bytes);
+    void* p = nullptr;  // 256-byte aligned like cuMemAlloc (the pool carves aligned blocks out of slabs)
+    if (posix_memalign(&p, 256, bytes == 0 ? 1 : bytes) != 0) p = nullptr;
     if (!p) fail("mtfm_emu_malloc: out of host memory for " + std::to_string(bytes) + " bytes");
     return p;
 }

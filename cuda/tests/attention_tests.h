@@ -127,13 +127,17 @@ inline void run_case(harness::Rng& rng, bool targetOnly, int h, int g, int dqk, 
 
 
 // Backward: dq, dk, dv, drab against a direct reference (double accumulation).
+// NB time buckets per direction (up to 128, MtfmConfig.TimeBuckets). The dQ kernel runs with dqThreads threads per
+// block; a thread owns the bucket sums b ≡ tid (mod dqThreads). In a full layer, H queries see later H keys (dt < 0,
+// buckets NB − 1 + m), so with NB = 33 at 32 threads or NB = 128 at 64 threads pairs land in buckets ≥ the block
+// size (checked below); the time spans reach m ≈ 20 at unit 1.
 inline void run_bwd_case(harness::Rng& rng, bool targetOnly, int h, int g, int dqk, int dv, int bq, int bk,
-                         const std::vector<std::array<int, 3>>& counts) {
+                         const std::vector<std::array<int, 3>>& counts, int NB = 8, ll unit = 2,
+                         int dqThreads = 64) {
     using namespace harness;
     Batch b = make_batch(rng, counts);
     const int T = (int)b.kinds.size();
-    const int NB = 8, nb2 = 2 * NB - 1;
-    const ll unit = 2;
+    const int nb2 = 2 * NB - 1;
     const float alpha = 1.0f / sqrtf((float)dqk);
     std::vector<int> qtok;
     for (int t = 0; t < T; ++t)
@@ -207,12 +211,13 @@ inline void run_bwd_case(harness::Rng& rng, bool targetOnly, int h, int g, int d
     if (nqt > 0) {
         launch("mtfm_hstu_attention_counts", dim3((unsigned)std::max(1, nqt - 1)), dim3(32), 0, (const int*)dkinds,
                (const ll*)dtimes, qtp, (const int*)dqtiles, nqt, dcnt);
-        unsigned shq = 4u * (unsigned)(2 * bq * dqk + bk * dqk + bk * dv + bq * dv + 2 * bq * bk);
-        launch("mtfm_hstu_attention_bwd_dq", dim3((unsigned)std::max(1, nqt - 1), (unsigned)h), dim3(64), shq,
+        unsigned shq = 4u * (unsigned)(2 * bq * dqk + bk * dqk + bk * dv + bq * dv + 3 * bq * bk + nb2);
+        launch("mtfm_hstu_attention_bwd_dq", dim3((unsigned)std::max(1, nqt - 1), (unsigned)h), dim3(dqThreads), shq,
                (const float*)dq_, (const float*)dk_, (const float*)dv_, (const float*)drab_, (const int*)dkinds,
                (const ll*)dtimes, qtp, (const int*)dqtiles, nqt, (const float*)dcnt, (const float*)ddo, gq, parts, h,
                g, dqk, dv, NB, unit, alpha, bq, bk);
-        launch("mtfm_hstu_attention_rab_reduce", dim3(1), dim3(128), 0, (const float*)parts, nqt, h, nb2, grab, 1);
+        launch("mtfm_hstu_attention_rab_reduce", dim3((unsigned)((h * nb2 + 127) / 128)), dim3(128), 0,
+               (const float*)parts, nqt, h, nb2, grab, 1);
     }
     if (nkt > 0) {
         unsigned shk = 4u * (unsigned)(2 * bk * dqk + 2 * bk * dv + bq * dqk + bq * dv + 3 * bq * bk);
@@ -222,10 +227,16 @@ inline void run_bwd_case(harness::Rng& rng, bool targetOnly, int h, int g, int d
                dqk, dv, NB, unit, alpha, bq, bk);
     }
     char what[160];
-    snprintf(what, sizeof what, "hstu attention bwd (%s, h=%d g=%d dqk=%d dv=%d bq=%d bk=%d tokens=%d)",
-             targetOnly ? "target" : "full", h, g, dqk, dv, bq, bk, T);
+    snprintf(what, sizeof what, "hstu attention bwd (%s, h=%d g=%d dqk=%d dv=%d bq=%d bk=%d tokens=%d NB=%d)",
+             targetOnly ? "target" : "full", h, g, dqk, dv, bq, bk, T, NB);
     std::vector<float> wr = tof(wrab);
     for (auto& x : wr) x += 0.25f;
+    if (nb2 > dqThreads && !targetOnly && NQ > 0) {  // bucket sums owned by a thread's second round are reached
+        bool high = false;
+        for (int hd = 0; hd < h; ++hd)
+            for (int bu = dqThreads; bu < nb2; ++bu) high |= wrab[hd * nb2 + bu] != 0.0;
+        expect(high, std::string(what) + ": no pair in a bucket >= the block size");
+    }
     if (NQ > 0) {
         expect_close((std::string(what) + " counts").c_str(), from_dev(dcnt, NQ), std::vector<float>(wcount.begin(), wcount.begin() + NQ), 0, 0);
         expect_close((std::string(what) + " dq").c_str(), from_dev(gq, (size_t)NQ * h * dqk), std::vector<float>(wq.begin(), wq.begin() + (size_t)NQ * h * dqk), 1e-3f, 1e-5f);
@@ -253,6 +264,10 @@ inline void test_attention(harness::Rng& rng) {
     run_bwd_case(rng, false, 4, 2, 9, 7, 8, 16, counts);
     run_bwd_case(rng, true, 4, 4, 9, 7, 16, 8, counts);
     run_bwd_case(rng, false, 2, 1, 5, 3, 1, 1, {{2, 2, 2}, {0, 0, 0}});
+    // more buckets than threads per block (64): 2·33 − 1 = 65 and 255 bucket sums per tile
+    run_bwd_case(rng, false, 3, 1, 16, 12, 32, 32, counts, 33, 1, 32);
+    run_bwd_case(rng, false, 4, 2, 9, 7, 8, 16, counts, 128, 1);
+    run_bwd_case(rng, true, 3, 1, 16, 12, 16, 16, counts, 128, 1);
 }
 
 }  // namespace attn_test

@@ -3,7 +3,8 @@ namespace Mtfm.Engine.Backends.Cuda;
 /// <summary>
 /// Device copies of one <see cref="AttentionLayout"/> for a <see cref="CudaBackend"/>, kept in
 /// <see cref="AttentionLayout.DeviceCache"/>: kinds (Int32), times (Int64), the T token list, and the tilings
-/// (<see cref="HstuAttentionPlan"/> + uploaded tiles) per (query form, tile size). Uploaded once per batch (asynchronously),
+/// (<see cref="HstuAttentionPlan"/> + uploaded tiles) per (query form, tile size). Uploaded once per batch (asynchronously;
+/// staged batches upload it on the copy stream, see <see cref="CudaBatchPrefetch"/>),
 /// reused by every layer forward and backward; returned to the backend's pool on dispose. Layouts are made per batch
 /// and nobody is obliged to dispose them, so the backend keeps only the <see cref="CudaBackend.MaxLayoutCaches"/> most
 /// recent caches and evicts older ones (detaching them from their layout, which rebuilds its cache if used again).
@@ -41,7 +42,11 @@ internal sealed class CudaAttentionLayoutCache : IDisposable
     /// <summary>Device ascending T token indices.</summary>
     public ulong Targets { get; }
 
-    /// <summary>The tiling for a query form and tile size (built and uploaded on first use).</summary>
+    /// <summary>
+    /// The tiling for a query form and tile size, built and uploaded on first use: ahead of the step on the copy stream
+    /// when the batch was staged with its model's tilings (<see cref="CudaBackend.StageAttentionLayout"/>), else at the
+    /// first attention call on the compute stream.
+    /// </summary>
     public (HstuAttentionPlan Plan, ulong Tiles, ulong KeyTiles) Plan(bool targetQueries, int tileSize)
     {
         if (_plans.TryGetValue((targetQueries, tileSize), out var p)) return p;

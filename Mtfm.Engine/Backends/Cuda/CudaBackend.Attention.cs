@@ -15,15 +15,34 @@ internal sealed unsafe partial class CudaBackend
     }
 
     /// <summary>
-    /// Creates <paramref name="layout"/>'s device cache now (kinds, times, T list; the tilings stay lazy) unless it has
-    /// one: inside a copy-stream section this stages it with the batch's other inputs.
+    /// Creates <paramref name="layout"/>'s device cache now (kinds, times, T list) unless it has one, and builds and
+    /// uploads the given <paramref name="tilings"/> (query form, tile size; see <see cref="AttentionForwardTileSize"/>
+    /// and <see cref="AttentionBackwardTileSize"/>); tilings not given are built lazily at the first attention call.
+    /// Inside a copy-stream section this stages all of it with the batch's other inputs.
     /// </summary>
-    internal void StageAttentionLayout(AttentionLayout layout)
+    internal void StageAttentionLayout(AttentionLayout layout, IEnumerable<(bool TargetQueries, int TileSize)>? tilings = null)
     {
         ArgumentNullException.ThrowIfNull(layout);
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (layout.DeviceCache is null) LayoutCache(layout, out _);
+        if (layout.DeviceCache is { } other && !(other is CudaAttentionLayoutCache c && ReferenceEquals(c.Owner, this)))
+            return; // cached for another backend: each call of this one uses a private copy, nothing to stage
+        var cache = LayoutCache(layout, out _);
+        if (tilings is not null)
+            foreach (var (target, tile) in tilings) cache.Plan(target, tile);
     }
+
+    /// <summary>
+    /// The tile size whose tiling <see cref="HstuAttention"/> asks the layout cache for, for head widths dqk and dv and the
+    /// forward kernel <paramref name="precision"/> selects (bf16 only where <see cref="CudaOps.HstuAttentionBf16Supports"/>).
+    /// </summary>
+    internal static int AttentionForwardTileSize(int dqk, int dv, CudaAttentionPrecision precision = CudaAttentionPrecision.Fp32) =>
+        UsesBf16Forward(precision, dqk, dv) ? CudaOps.HstuAttentionBf16TileSize : CudaOps.HstuAttentionTileSize(dqk, dv);
+
+    private static bool UsesBf16Forward(CudaAttentionPrecision precision, int dqk, int dv) =>
+        precision == CudaAttentionPrecision.Bf16 && CudaOps.HstuAttentionBf16Supports(dqk, dv);
+
+    /// <summary>The tile size whose tiling <see cref="HstuAttentionBackward"/> asks the layout cache for.</summary>
+    internal static int AttentionBackwardTileSize(int dqk, int dv) => CudaOps.HstuAttentionBackwardTileSize(dqk, dv);
 
     /// <summary>Gives a pooled buffer back (no-op after dispose: the pool freed everything).</summary>
     internal void ReturnToPool(DeviceBuffer b)
@@ -83,10 +102,8 @@ internal sealed unsafe partial class CudaBackend
         if (dk is not null) { F(dk, nameof(dk)); CheckSameLength(k, dk, nameof(dk)); }
         if (dv is not null) { F(dv, nameof(dv)); CheckSameLength(v, dv, nameof(dv)); }
         if (drab is not null) { F(drab, nameof(drab)); CheckSameLength(rab, drab, nameof(drab)); }
-        if (layout.NumBuckets > 64)
-            throw new ArgumentOutOfRangeException(nameof(layout), layout.NumBuckets, "the CUDA attention backward supports at most 64 time buckets (layout.NumBuckets).");
         var cache = LayoutCache(layout, out bool temporary);
-        var (plan, tiles, keyTiles) = cache.Plan(targetQueries, CudaOps.HstuAttentionBackwardTileSize(dqkW, dvW));
+        var (plan, tiles, keyTiles) = cache.Plan(targetQueries, AttentionBackwardTileSize(dqkW, dvW));
         // The kernels overwrite dq/dk/dv: compute into scratch and add (this seam accumulates). drab accumulates in place.
         var tq = Scratch(Math.Max(1, q.Length) * sizeof(float));
         var tk = Scratch(Math.Max(1, k.Length) * sizeof(float));

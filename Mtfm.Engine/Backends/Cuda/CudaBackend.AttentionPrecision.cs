@@ -15,15 +15,14 @@ internal sealed partial class CudaBackend
     {
         ulong targets = targetQueries ? cache.Targets : 0;
         float alpha = 1f / MathF.Sqrt(dqk);
-        if (AttentionPrecision == CudaAttentionPrecision.Bf16 && CudaOps.HstuAttentionBf16Supports(dqk, dv))
+        var (plan, tiles, _) = cache.Plan(targetQueries, AttentionForwardTileSize(dqk, dv, AttentionPrecision));
+        if (UsesBf16Forward(AttentionPrecision, dqk, dv))
         {
-            var (plan, tiles, _) = cache.Plan(targetQueries, CudaOps.HstuAttentionBf16TileSize);
             Ops.HstuAttentionForwardBf16(q, k, v, rab, cache.Kinds, cache.Times, targets, tiles, plan, o, heads, kvHeads,
                 dqk, dv, layout.NumBuckets, layout.UnitSeconds, alpha, _stream);
         }
         else
         {
-            var (plan, tiles, _) = cache.Plan(targetQueries, CudaOps.HstuAttentionTileSize(dqk, dv));
             Ops.HstuAttentionForward(q, k, v, rab, cache.Kinds, cache.Times, targets, tiles, plan, o, heads, kvHeads,
                 dqk, dv, layout.NumBuckets, layout.UnitSeconds, alpha, _stream);
         }

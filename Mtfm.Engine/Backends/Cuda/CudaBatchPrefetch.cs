@@ -18,8 +18,14 @@ internal sealed class CudaBatchPrefetch : IDisposable
     private readonly nint _done;
     private bool _disposed;
 
-    /// <summary>Stages <paramref name="batch"/>'s inputs for <paramref name="layout"/> on the copy stream.</summary>
-    public CudaBatchPrefetch(CudaBackend backend, JaggedBatch batch, DataLayout layout)
+    /// <summary>
+    /// Stages <paramref name="batch"/>'s inputs for <paramref name="layout"/> on the copy stream. With
+    /// <paramref name="model"/> (the configuration of the model that will train on the batch) the attention layout
+    /// gets the model's time buckets and the tilings its layers will ask for (<see cref="AttentionTilings"/>) ride
+    /// along; without it the layout has the default bucket count and the tilings are built at the first attention call,
+    /// on the compute stream.
+    /// </summary>
+    public CudaBatchPrefetch(CudaBackend backend, JaggedBatch batch, DataLayout layout, MtfmConfig? model = null)
     {
         ArgumentNullException.ThrowIfNull(backend);
         ArgumentNullException.ThrowIfNull(batch);
@@ -31,8 +37,9 @@ internal sealed class CudaBatchPrefetch : IDisposable
         backend.BeginCopyStreamUploads();
         try
         {
-            inputs = new BatchInputs(_tape, batch, layout);
-            backend.StageAttentionLayout(inputs.Attention); // kinds, times and T list ride along
+            inputs = new BatchInputs(_tape, batch, layout, model?.TimeBuckets ?? MtfmConfig.DefaultTimeBuckets);
+            // kinds, times and T list ride along, and the tilings the model's attention layers will use
+            backend.StageAttentionLayout(inputs.Attention, model is null ? null : AttentionTilings(model, precision: backend.AttentionPrecision));
         }
         catch
         {
@@ -44,6 +51,29 @@ internal sealed class CudaBatchPrefetch : IDisposable
         BatchInputs.RegisterStaged(batch, inputs, layout, () => { Taken = true; backend.WaitForCopies(_done); });
     }
 
+    /// <summary>
+    /// The attention tilings (query form, tile size) a training step of a model with <paramref name="config"/> asks
+    /// the layout cache for: for each form its layers use (full: every token queries; target: the T tokens), the
+    /// forward's tile size and, with <paramref name="backward"/>, the backward's — from the backend's own tile-size
+    /// functions, the head widths <c>Dqk</c>, <c>Dv</c> and the forward kernel <paramref name="precision"/> selects.
+    /// </summary>
+    public static IReadOnlyList<(bool TargetQueries, int TileSize)> AttentionTilings(MtfmConfig config, bool backward = true,
+        CudaAttentionPrecision precision = CudaAttentionPrecision.Fp32)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        var tilings = new List<(bool, int)>();
+        for (int layer = 0; layer < config.Layers; layer++)
+        {
+            bool target = !config.IsFullLayer(layer);
+            int fwd = CudaBackend.AttentionForwardTileSize(config.Dqk, config.Dv, precision);
+            if (!tilings.Contains((target, fwd))) tilings.Add((target, fwd));
+            if (!backward) continue;
+            int bwd = CudaBackend.AttentionBackwardTileSize(config.Dqk, config.Dv);
+            if (!tilings.Contains((target, bwd))) tilings.Add((target, bwd));
+        }
+        return tilings;
+    }
+
     /// <summary>True once a forward pass took the staged inputs.</summary>
     public bool Taken { get; private set; }
 
@@ -53,10 +83,10 @@ internal sealed class CudaBatchPrefetch : IDisposable
     /// consumer moves past its batch. When the consumer moves past a batch (its step is enqueued) an event is recorded on
     /// the compute stream; if more than <paramref name="maxStepsInFlight"/> steps are then still running on the device,
     /// the host waits for the oldest (a counted event synchronisation at the step boundary: back-pressure that bounds the
-    /// pinned ring; it never happens while the device keeps up).
+    /// pinned ring; it never happens while the device keeps up). <paramref name="model"/>: see the constructor.
     /// </summary>
     public static IEnumerable<JaggedBatch> StageAhead(CudaBackend backend, DataLayout layout, IEnumerable<JaggedBatch> batches,
-        int maxStepsInFlight = DefaultMaxStepsInFlight)
+        int maxStepsInFlight = DefaultMaxStepsInFlight, MtfmConfig? model = null)
     {
         ArgumentNullException.ThrowIfNull(backend);
         ArgumentNullException.ThrowIfNull(batches);
@@ -69,7 +99,7 @@ internal sealed class CudaBatchPrefetch : IDisposable
         {
             foreach (var b in batches)
             {
-                next = new CudaBatchPrefetch(backend, b, layout);
+                next = new CudaBatchPrefetch(backend, b, layout, model);
                 if (current is not null)
                 {
                     yield return current._batch;

@@ -293,10 +293,28 @@ internal sealed partial class CudaOps(ICudaDriver driver)
             (uint)HstuAttentionSharedBytes(t, dqk, dv), stream, ref a);
     }
 
-    /// <summary>Dynamic shared memory of the backward kernels (the larger of dQ and dK/dV) for a tile size.</summary>
+    /// <summary>The most time buckets (<c>MtfmConfig.TimeBuckets</c>) the attention backward supports.</summary>
+    public const int HstuAttentionMaxBuckets = 128;
+
+    /// <summary>
+    /// Dynamic shared memory of the backward dQ kernel for a tile size: Q, dQ, K, V, dO tiles, dS and visibility
+    /// [t, t] floats, time buckets [t, t] ints and the tile's bucket sums (2·numBuckets − 1 floats).
+    /// </summary>
+    public static int HstuAttentionBackwardDqSharedBytes(int tileSize, int dqk, int dv, int numBuckets) =>
+        4 * (3 * tileSize * dqk + 2 * tileSize * dv + 3 * tileSize * tileSize + 2 * numBuckets - 1);
+
+    /// <summary>Dynamic shared memory of the backward dK/dV kernel for a tile size.</summary>
+    public static int HstuAttentionBackwardDkvSharedBytes(int tileSize, int dqk, int dv) =>
+        4 * (3 * tileSize * dqk + 3 * tileSize * dv + 3 * tileSize * tileSize);
+
+    /// <summary>
+    /// Dynamic shared memory the backward needs per block for a tile size (the larger of the dQ kernel at
+    /// <see cref="HstuAttentionMaxBuckets"/> buckets and the dK/dV kernel), so the tile size does not depend on the
+    /// bucket count.
+    /// </summary>
     public static int HstuAttentionBackwardSharedBytes(int tileSize, int dqk, int dv) =>
-        4 * Math.Max(2 * tileSize * dqk + tileSize * dqk + tileSize * dv + tileSize * dv + 2 * tileSize * tileSize,
-            2 * tileSize * dqk + 2 * tileSize * dv + tileSize * dqk + tileSize * dv + 3 * tileSize * tileSize);
+        Math.Max(HstuAttentionBackwardDqSharedBytes(tileSize, dqk, dv, HstuAttentionMaxBuckets),
+            HstuAttentionBackwardDkvSharedBytes(tileSize, dqk, dv));
 
     /// <summary>The largest backward tile (32, 16, … 1) whose shared memory fits 48 KiB per block.</summary>
     public static int HstuAttentionBackwardTileSize(int dqk, int dv)
@@ -326,15 +344,14 @@ internal sealed partial class CudaOps(ICudaDriver driver)
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(numKvHeads);
         if (numHeads % numKvHeads != 0)
             throw new ArgumentException($"numKvHeads {numKvHeads} must divide numHeads {numHeads}", nameof(numKvHeads));
-        if (numBuckets is < 2 or > 64)
-            throw new ArgumentOutOfRangeException(nameof(numBuckets), numBuckets, "must be in [2, 64]");
+        if (numBuckets is < 2 or > HstuAttentionMaxBuckets)
+            throw new ArgumentOutOfRangeException(nameof(numBuckets), numBuckets, $"must be in [2, {HstuAttentionMaxBuckets}]");
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(timeUnitSeconds);
         var t = HstuAttentionBackwardTileSize(dqk, dvWidth);
         if (plan.TileSize != t)
             throw new ArgumentException($"plan tile size {plan.TileSize} differs from {t} for dqk={dqk}, dv={dvWidth}", nameof(plan));
         if (drab != 0 && rabPartials == 0)
             throw new ArgumentException("rabPartials scratch is required when drab is requested", nameof(rabPartials));
-        var shared = (uint)HstuAttentionBackwardSharedBytes(t, dqk, dvWidth);
         var nb2 = 2 * numBuckets - 1;
         if (plan.NumTiles > 0)
         {
@@ -348,7 +365,8 @@ internal sealed partial class CudaOps(ICudaDriver driver)
             a.I32(numHeads); a.I32(numKvHeads); a.I32(dqk); a.I32(dvWidth); a.I32(numBuckets); a.I64(timeUnitSeconds);
             a.F32(alpha); a.I32(t); a.I32(t);
             Driver.Launch(K("hstu_attention_bwd.cu", "mtfm_hstu_attention_bwd_dq"),
-                new Dim3((uint)Math.Min(plan.NumTiles, 1 << 20), (uint)numHeads), 128, shared, stream, ref a);
+                new Dim3((uint)Math.Min(plan.NumTiles, 1 << 20), (uint)numHeads), 128,
+                (uint)HstuAttentionBackwardDqSharedBytes(t, dqk, dvWidth, numBuckets), stream, ref a);
             if (drab != 0)
             {
                 var r = new CudaKernelArgs();
@@ -369,7 +387,8 @@ internal sealed partial class CudaOps(ICudaDriver driver)
             a.I32(numHeads); a.I32(numKvHeads); a.I32(dqk); a.I32(dvWidth); a.I32(numBuckets); a.I64(timeUnitSeconds);
             a.F32(alpha); a.I32(t); a.I32(t);
             Driver.Launch(K("hstu_attention_bwd.cu", "mtfm_hstu_attention_bwd_dkv"),
-                new Dim3((uint)Math.Min(plan.NumKeyTiles, 1 << 20), (uint)numKvHeads), 128, shared, stream, ref a);
+                new Dim3((uint)Math.Min(plan.NumKeyTiles, 1 << 20), (uint)numKvHeads), 128,
+                (uint)HstuAttentionBackwardDkvSharedBytes(t, dqk, dvWidth), stream, ref a);
         }
     }
 
