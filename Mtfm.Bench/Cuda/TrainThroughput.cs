@@ -1,0 +1,85 @@
+using System.Diagnostics;
+using Mtfm.Engine.Backends;
+using Mtfm.Engine.Backends.Cuda;
+using Mtfm.Engine.Data;
+using Mtfm.Engine.Model;
+using Mtfm.Engine.Training;
+
+namespace Mtfm.Bench.Cuda;
+
+/// <summary>What <see cref="TrainThroughput.Measure"/> found.</summary>
+internal sealed record TrainFigures(string Backend, long Parameters, int WarmupSteps, int TimedSteps, double Seconds,
+    long Exposures, long Instances, long Tokens, long SyncsInTimedSteps, string? LastSync)
+{
+    public double StepsPerSecond => TimedSteps / Seconds;
+    public double ExposuresPerSecond => Exposures / Seconds;
+    public double InstancesPerSecond => Instances / Seconds;
+    public double TokensPerSecond => Tokens / Seconds;
+    public double MillisecondsPerStep => 1e3 * Seconds / TimedSteps;
+}
+
+/// <summary>
+/// Training-step throughput of the real trainer (<see cref="MtfmTrainer"/>, forward + backward + clipping + AdamW /
+/// row-sparse Adam) on synthetic data (<see cref="SyntheticGenerator"/>, user-window instances of the train days).
+/// One trainer run of <c>warmup + timed</c> steps (<see cref="TrainOptions.MaxSteps"/>, so no validation): after step
+/// <c>warmup</c> the harness waits for the device (<see cref="CudaBackend.Synchronize"/>) and starts the clock; the clock
+/// stops when <see cref="MtfmTrainer.Train"/> returns, which is after its end-of-run wait for the last loss window, i.e.
+/// after the device has finished the last step. Exposures/instances/tokens of the timed steps come from the same batch
+/// order the trainer uses (epoch 0's seeded shuffle), checked against the trainer's own count.
+/// Host synchronisations are sampled after every timed step (the "zero per step").
+/// </summary>
+internal static class TrainThroughput
+{
+    public static TrainFigures Measure(IBackend backend, MtfmConfig config, SyntheticConfig data, int batchTokens,
+        int warmupSteps, int timedSteps, TextWriter log)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(warmupSteps);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(timedSteps);
+        config.Validate();
+        var store = SyntheticGenerator.Generate(data).Store;
+        var split = store.Layout.Schema.Split!;
+        var order = store.SortedByUserTime();
+        var train = UserLevelAggregator.Aggregate(store, AggregationMode.UserWindow, SplitPart.Train, order);
+        var valid = UserLevelAggregator.Aggregate(store, AggregationMode.UserWindow, SplitPart.Valid, order);
+        var stats = store.ComputeNumericStats(split.ValidStart);
+        var trainBatches = new BatchBuilder(train, stats);
+        var options = new TrainOptions { Epochs = 1, BatchTokens = batchTokens, MaxSteps = warmupSteps + timedSteps };
+
+        // The trainer's batch order for epoch 0 (MtfmTrainer: shuffleSeed = Seed * 1000003 + epoch).
+        var sizes = trainBatches.Batches(batchTokens, shuffleSeed: options.Seed * 1000003UL)
+            .Select(b => (b.TargetCount, b.InstanceCount, b.TokenCount)).ToList();
+        if (sizes.Count < warmupSteps + timedSteps)
+            throw new ArgumentException($"the synthetic data ({data.Users} users) gives {sizes.Count} batches of ≤ {batchTokens} tokens per epoch, " +
+                $"fewer than the {warmupSteps + timedSteps} steps asked for: raise the user count.", nameof(data));
+        var timed = sizes.Skip(warmupSteps).Take(timedSteps).ToList();
+
+        using var model = new MtfmModel(backend, config, store.Layout, seed: 1);
+        var trainer = new MtfmTrainer(model, options);
+        var cuda = backend as CudaBackend;
+        long syncStart = 0, syncEnd = 0;
+        var sw = new Stopwatch();
+        if (warmupSteps == 0) { cuda?.Synchronize(); syncStart = cuda?.Driver.SynchronizationCount ?? 0; sw.Start(); }
+        trainer.StepCompleted = step =>
+        {
+            if (step == warmupSteps)
+            {
+                cuda?.Synchronize(); // harness: the device finishes the warm-up steps before the clock starts
+                syncStart = cuda?.Driver.SynchronizationCount ?? 0;
+                sw.Start();
+            }
+            else if (step == warmupSteps + timedSteps) syncEnd = cuda?.Driver.SynchronizationCount ?? 0;
+        };
+        log.WriteLine($"  training {backend.Name}: {model.ParameterCount:N0} parameters, {warmupSteps} warm-up + {timedSteps} timed steps " +
+            $"of ≤ {batchTokens} tokens ({train.Count:N0} train instances)");
+        var result = trainer.Train(train, trainBatches, new BatchBuilder(valid, stats));
+        sw.Stop();
+        long all = sizes.Take(warmupSteps + timedSteps).Sum(s => (long)s.TargetCount);
+        long reported = (long)Math.Round(result.ExposuresPerSecond * result.TrainSeconds);
+        if (result.Steps != warmupSteps + timedSteps || Math.Abs(reported - all) > 1)
+            throw new InvalidOperationException($"the trainer ran {result.Steps} steps over {reported} exposures; the harness expected " +
+                $"{warmupSteps + timedSteps} steps over {all} (batch order out of step with MtfmTrainer).");
+        return new TrainFigures(backend.Name, model.ParameterCount, warmupSteps, timedSteps, sw.Elapsed.TotalSeconds,
+            timed.Sum(s => (long)s.TargetCount), timed.Sum(s => (long)s.InstanceCount), timed.Sum(s => (long)s.TokenCount),
+            syncEnd - syncStart, cuda?.Driver.LastSynchronization);
+    }
+}
