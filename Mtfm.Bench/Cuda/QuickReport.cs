@@ -57,10 +57,13 @@ internal sealed class QuickReport(string? outPath)
     {
         var sb = new StringBuilder();
         foreach (var h in _header) sb.AppendLine(h);
-        sb.AppendLine();
-        sb.AppendLine("| figure | size | median ms | min–max ms (reps) | rate | note |");
-        sb.AppendLine("|---|---|---:|---:|---:|---|");
-        foreach (var r in _rows) sb.AppendLine(r);
+        if (_rows.Count > 0)
+        {
+            sb.AppendLine();
+            sb.AppendLine("| figure | size | median ms | min–max ms (reps) | rate | note |");
+            sb.AppendLine("|---|---|---:|---:|---:|---|");
+            foreach (var r in _rows) sb.AppendLine(r);
+        }
         if (_targets.Count > 0)
         {
             sb.AppendLine();
