@@ -15,6 +15,7 @@ namespace Mtfm.Bench.Cuda;
 /// <code>
 /// dotnet run -c Release --project Mtfm.Bench -- cuda-quick [--emulated] [--small] [--cpu | --cpu-only]
 ///     [--cpu-ref EXPOSURES_PER_S] [--cpu-threads N] [--budget-s S] [--out FILE.md]
+///     [--preset tiny|small|base] [--blocks N] [--batch-tokens N] [--steps WARMUP,TIMED]
 /// </code>
 /// Each figure: warm-up, then the median of N repetitions timed back to back with CUDA events (<see cref="DeviceTimer"/>).
 /// Ceilings: device-to-device copy bandwidth (bytes read + written) and the cuBLAS dense bf16 GEMM rate (bf16 in and
@@ -54,6 +55,7 @@ internal static class CudaQuick
         public (int, int) AttnR { get; init; } = (30, 70);
         public (int, int) AttnT { get; init; } = (10, 30);
         public MtfmConfig Model { get; init; } = MtfmConfig.Base;
+        public string PresetName { get; init; } = "base";
         public SyntheticConfig Data { get; init; } = SyntheticConfig.Default with { Users = 2000 };
         public int BatchTokens { get; init; } = 4096;
         public int Warmup { get; init; } = 8;
@@ -73,7 +75,7 @@ internal static class CudaQuick
             {
                 DModel = 8, Heads = 2, KvHeads = 1, Experts = 2, ExpertWidth = 4, TowerWidth = 4, EmbeddingDim = 4, TokenizerHidden = 8,
             },
-            Data = SyntheticConfig.Tiny with { Users = 240 }, BatchTokens = 512, Warmup = 1, Timed = 2, CpuWarmup = 1, CpuTimed = 2, Reps = 3, Warm = 1,
+            PresetName = "test-size", Data = SyntheticConfig.Tiny with { Users = 240 }, BatchTokens = 512, Warmup = 1, Timed = 2, CpuWarmup = 1, CpuTimed = 2, Reps = 3, Warm = 1,
         };
     }
 
@@ -84,6 +86,8 @@ internal static class CudaQuick
         public double? CpuRef;
         public int CpuThreads = Environment.ProcessorCount;
         public double BudgetSeconds = 300;
+        public string? Preset;
+        public int? Blocks, BatchTokens, Warmup, Timed;
 
         public static Options Parse(string[] args)
         {
@@ -107,9 +111,18 @@ internal static class CudaQuick
                     case "--cpu-ref": o.CpuRef = Number("--cpu-ref"); break;
                     case "--cpu-threads": o.CpuThreads = (int)Number("--cpu-threads"); break;
                     case "--budget-s": o.BudgetSeconds = Number("--budget-s"); break;
+                    case "--preset": o.Preset = Value(); break;
+                    case "--blocks": o.Blocks = (int)Number("--blocks"); break;
+                    case "--batch-tokens": o.BatchTokens = (int)Number("--batch-tokens"); break;
+                    case "--steps":
+                        var parts = Value().Split(',');
+                        if (parts.Length != 2 || !int.TryParse(parts[0], out var w) || !int.TryParse(parts[1], out var t) || w < 0 || t < 1)
+                            throw new ArgumentException($"--steps {string.Join(',', parts)}: expected WARMUP,TIMED (e.g. 8,40).");
+                        (o.Warmup, o.Timed) = (w, t);
+                        break;
                     default:
                         throw new ArgumentException($"cuda-quick: unknown option '{args[i]}' (use --emulated, --small, --cpu, --cpu-only, " +
-                            "--cpu-ref EXPOSURES_PER_S, --cpu-threads N, --budget-s S, --out FILE).");
+                            "--cpu-ref EXPOSURES_PER_S, --cpu-threads N, --budget-s S, --out FILE, --preset NAME, --blocks N, --batch-tokens N, --steps W,T).");
                 }
             }
             return o;
@@ -122,6 +135,15 @@ internal static class CudaQuick
         try { o = Options.Parse(args); }
         catch (ArgumentException e) { Console.Error.WriteLine(e.Message); return 64; }
         var sizes = o.Small ? Sizes.Small : Sizes.Full;
+        try
+        {
+            if (o.Preset is not null) sizes = sizes with { Model = MtfmConfig.Preset(o.Preset), PresetName = o.Preset };
+            if (o.Blocks is { } nb) sizes = sizes with { Model = sizes.Model with { Blocks = nb }, PresetName = sizes.PresetName + $", {nb} blocks" };
+            if (o.BatchTokens is { } bt) sizes = sizes with { BatchTokens = bt };
+            if (o.Warmup is { } w) sizes = sizes with { Warmup = w, CpuWarmup = w, Timed = o.Timed!.Value, CpuTimed = o.Timed.Value };
+            sizes.Model.Validate();
+        }
+        catch (ArgumentException e) { Console.Error.WriteLine(e.Message); return 64; }
         var report = new QuickReport(o.Out);
         var clock = Stopwatch.StartNew();
         report.Header($"## CUDA quick table ({(o.CpuOnly ? "CPU backend only" : o.Emulated ? "emulated device" : "GPU")}{(o.Small ? ", --small sizes" : "")}), " +
@@ -187,7 +209,7 @@ internal static class CudaQuick
                 double? cpuRate = cpu?.ExposuresPerSecond ?? o.CpuRef;
                 string src = cpu is not null ? "CPU measured in this run" : o.CpuRef is not null ? "--cpu-ref (CPU figure from BENCHMARKS.md)" : "no CPU figure";
                 double ratio = cpuRate is { } c ? gpu.ExposuresPerSecond / c : double.NaN;
-                report.Target($"`{(o.Small ? "small" : "base")}` training examples/s, CUDA ÷ CPU ({src})",
+                report.Target($"`{sizes.PresetName}` training examples/s, CUDA ÷ CPU ({src})",
                     double.IsFinite(ratio) ? $"{QuickReport.F(ratio, 1)}×" : "-", "≥ 20×", emu || !double.IsFinite(ratio) ? null : ratio >= 20);
                 report.Target("host synchronisations inside the timed training steps", gpu.SyncsInTimedSteps.ToString(CultureInfo.InvariantCulture) +
                     (gpu.SyncsInTimedSteps > 0 ? $" (last: {gpu.LastSync})" : ""), "0", gpu.SyncsInTimedSteps == 0);
@@ -225,12 +247,13 @@ internal static class CudaQuick
 
     private static void TrainRow(QuickReport report, string name, Sizes s, TrainFigures f)
     {
-        double[] perStep = [f.MillisecondsPerStep];
-        report.Row(name, $"`{(s.Model == MtfmConfig.Base ? "base" : "small test")}` preset, {f.Parameters:N0} parameters, " +
+        double[] perStep = f.StepMilliseconds ?? [f.MillisecondsPerStep];
+        report.Row(name, $"`{s.PresetName}` model, {f.Parameters:N0} parameters, " +
                 $"{f.Tokens / f.TimedSteps:N0} tokens/step, {f.WarmupSteps}+{f.TimedSteps} steps", perStep,
             $"{QuickReport.F(f.StepsPerSecond, 2)} steps/s, {QuickReport.F(f.ExposuresPerSecond, 0)} examples/s",
             $"{QuickReport.F(f.InstancesPerSecond, 0)} instances/s, {QuickReport.F(f.TokensPerSecond, 0)} tokens/s; " +
-            $"mean over the timed steps; syncs in timed steps: {f.SyncsInTimedSteps}");
+            (f.StepMilliseconds is null ? "median = mean over the timed steps (the host runs ahead of the device)" : "per-step host times (synchronous backend)") +
+            $"; syncs in timed steps: {f.SyncsInTimedSteps}");
     }
 
     /// <summary>Shared state of one run.</summary>

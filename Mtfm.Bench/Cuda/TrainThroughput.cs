@@ -9,7 +9,7 @@ namespace Mtfm.Bench.Cuda;
 
 /// <summary>What <see cref="TrainThroughput.Measure"/> found.</summary>
 internal sealed record TrainFigures(string Backend, long Parameters, int WarmupSteps, int TimedSteps, double Seconds,
-    long Exposures, long Instances, long Tokens, long SyncsInTimedSteps, string? LastSync)
+    long Exposures, long Instances, long Tokens, long SyncsInTimedSteps, string? LastSync, double[]? StepMilliseconds)
 {
     public double StepsPerSecond => TimedSteps / Seconds;
     public double ExposuresPerSecond => Exposures / Seconds;
@@ -58,6 +58,7 @@ internal static class TrainThroughput
         var cuda = backend as CudaBackend;
         long syncStart = 0, syncEnd = 0;
         var sw = new Stopwatch();
+        var stamps = new List<double> { 0 }; // host clock at the end of each timed step (per-step times on the CPU)
         if (warmupSteps == 0) { cuda?.Synchronize(); syncStart = cuda?.Driver.SynchronizationCount ?? 0; sw.Start(); }
         trainer.StepCompleted = step =>
         {
@@ -67,7 +68,8 @@ internal static class TrainThroughput
                 syncStart = cuda?.Driver.SynchronizationCount ?? 0;
                 sw.Start();
             }
-            else if (step == warmupSteps + timedSteps) syncEnd = cuda?.Driver.SynchronizationCount ?? 0;
+            else if (step > warmupSteps) stamps.Add(sw.Elapsed.TotalMilliseconds);
+            if (step == warmupSteps + timedSteps) syncEnd = cuda?.Driver.SynchronizationCount ?? 0;
         };
         log.WriteLine($"  training {backend.Name}: {model.ParameterCount:N0} parameters, {warmupSteps} warm-up + {timedSteps} timed steps " +
             $"of ≤ {batchTokens} tokens ({train.Count:N0} train instances)");
@@ -80,6 +82,7 @@ internal static class TrainThroughput
                 $"{warmupSteps + timedSteps} steps over {all} (batch order out of step with MtfmTrainer).");
         return new TrainFigures(backend.Name, model.ParameterCount, warmupSteps, timedSteps, sw.Elapsed.TotalSeconds,
             timed.Sum(s => (long)s.TargetCount), timed.Sum(s => (long)s.InstanceCount), timed.Sum(s => (long)s.TokenCount),
-            syncEnd - syncStart, cuda?.Driver.LastSynchronization);
+            syncEnd - syncStart, cuda?.Driver.LastSynchronization,
+            cuda is null ? stamps.Zip(stamps.Skip(1), (a, b) => b - a).ToArray() : null);
     }
 }
