@@ -14,7 +14,7 @@ budget() { local b=$(( $(left) - ${2:-0} )); (( b > $1 )) && b=$1; (( b < 10 )) 
 
 # `base` training examples/s of the CPU backend (2 threads) on the 2-core development machine, measured with
 # `Mtfm.Bench cuda-quick --cpu-only` (BENCHMARKS.md, "CUDA"): the reference of the ≥ 20× target.
-CPU_REF_EXPOSURES_PER_S=${MTFM_CPU_REF:-178}
+CPU_REF_EXPOSURES_PER_S=${MTFM_CPU_REF:-379}
 
 OUT=${OUT:-/tmp/mtfm-gpu-out}
 mkdir -p "$OUT" /tmp/mtfm-gpu

@@ -212,7 +212,8 @@ internal static class CudaQuick
                 report.Target($"`{sizes.PresetName}` training examples/s, CUDA ÷ CPU ({src})",
                     double.IsFinite(ratio) ? $"{QuickReport.F(ratio, 1)}×" : "-", "≥ 20×", emu || !double.IsFinite(ratio) ? null : ratio >= 20);
                 report.Target("host synchronisations inside the timed training steps", gpu.SyncsInTimedSteps.ToString(CultureInfo.InvariantCulture) +
-                    (gpu.SyncsInTimedSteps > 0 ? $" (last: {gpu.LastSync})" : ""), "0", gpu.SyncsInTimedSteps == 0);
+                    (gpu.SyncsInTimedSteps > 0 ? $" (last: {gpu.LastSync})" : "") +
+                    $"; plus {gpu.BackPressureWaits} back-pressure waits at step boundaries", "0", gpu.SyncsInTimedSteps == 0);
             }
             report.Note("Ratios use medians. Copy: cuMemcpyDtoDAsync, bytes = read + written. bf16 GEMM: cublasGemmEx, A/B/C bf16, " +
                 "CUBLAS_COMPUTE_32F, default algorithm (tensor cores), 2·m·n·k flops. Gather: the engine's mtfm_gather_rows kernel " +
@@ -253,7 +254,8 @@ internal static class CudaQuick
             $"{QuickReport.F(f.StepsPerSecond, 2)} steps/s, {QuickReport.F(f.ExposuresPerSecond, 0)} examples/s",
             $"{QuickReport.F(f.InstancesPerSecond, 0)} instances/s, {QuickReport.F(f.TokensPerSecond, 0)} tokens/s; " +
             (f.StepMilliseconds is null ? "median = mean over the timed steps (the host runs ahead of the device)" : "per-step host times (synchronous backend)") +
-            $"; syncs in timed steps: {f.SyncsInTimedSteps}");
+            $"; syncs inside timed steps: {f.SyncsInTimedSteps}" +
+            (f.BackPressureWaits > 0 ? $"; back-pressure waits at step boundaries: {f.BackPressureWaits} (host > {CudaBatchPrefetch.DefaultMaxStepsInFlight} steps ahead of the device)" : ""));
     }
 
     /// <summary>Shared state of one run.</summary>

@@ -9,7 +9,8 @@ namespace Mtfm.Bench.Cuda;
 
 /// <summary>What <see cref="TrainThroughput.Measure"/> found.</summary>
 internal sealed record TrainFigures(string Backend, long Parameters, int WarmupSteps, int TimedSteps, double Seconds,
-    long Exposures, long Instances, long Tokens, long SyncsInTimedSteps, string? LastSync, double[]? StepMilliseconds)
+    long Exposures, long Instances, long Tokens, long SyncsInTimedSteps, long BackPressureWaits, string? LastSync,
+    double[]? StepMilliseconds)
 {
     public double StepsPerSecond => TimedSteps / Seconds;
     public double ExposuresPerSecond => Exposures / Seconds;
@@ -26,7 +27,10 @@ internal sealed record TrainFigures(string Backend, long Parameters, int WarmupS
 /// stops when <see cref="MtfmTrainer.Train"/> returns, which is after its end-of-run wait for the last loss window, i.e.
 /// after the device has finished the last step. Exposures/instances/tokens of the timed steps come from the same batch
 /// order the trainer uses (epoch 0's seeded shuffle), checked against the trainer's own count.
-/// Host synchronisations are sampled after every timed step (the "zero per step").
+/// Host synchronisations are sampled after every timed step (the "zero per step"). Between two steps a counted
+/// <c>cuEventSynchronize</c> is <see cref="CudaBatchPrefetch.StageAhead"/>'s back-pressure (the host more than
+/// <see cref="CudaBatchPrefetch.DefaultMaxStepsInFlight"/> steps ahead of the device; it runs first in the interval and is
+/// the loop's only event wait), reported apart; every other counted call is a synchronisation inside a step.
 /// </summary>
 internal static class TrainThroughput
 {
@@ -56,20 +60,29 @@ internal static class TrainThroughput
         using var model = new MtfmModel(backend, config, store.Layout, seed: 1);
         var trainer = new MtfmTrainer(model, options);
         var cuda = backend as CudaBackend;
-        long syncStart = 0, syncEnd = 0;
+        long lastCount = 0, backPressure = 0, inside = 0;
         var sw = new Stopwatch();
         var stamps = new List<double> { 0 }; // host clock at the end of each timed step (per-step times on the CPU)
-        if (warmupSteps == 0) { cuda?.Synchronize(); syncStart = cuda?.Driver.SynchronizationCount ?? 0; sw.Start(); }
+        if (warmupSteps == 0) { cuda?.Synchronize(); lastCount = cuda?.Driver.SynchronizationCount ?? 0; sw.Start(); }
         trainer.StepCompleted = step =>
         {
             if (step == warmupSteps)
             {
                 cuda?.Synchronize(); // harness: the device finishes the warm-up steps before the clock starts
-                syncStart = cuda?.Driver.SynchronizationCount ?? 0;
+                lastCount = cuda?.Driver.SynchronizationCount ?? 0;
                 sw.Start();
             }
-            else if (step > warmupSteps) stamps.Add(sw.Elapsed.TotalMilliseconds);
-            if (step == warmupSteps + timedSteps) syncEnd = cuda?.Driver.SynchronizationCount ?? 0;
+            else if (step > warmupSteps)
+            {
+                stamps.Add(sw.Elapsed.TotalMilliseconds);
+                if (cuda is not null && step <= warmupSteps + timedSteps)
+                {
+                    long now = cuda.Driver.SynchronizationCount, delta = now - lastCount;
+                    lastCount = now;
+                    if (delta > 0 && cuda.Driver.LastSynchronization == "cuEventSynchronize") { backPressure++; inside += delta - 1; }
+                    else inside += delta;
+                }
+            }
         };
         log.WriteLine($"  training {backend.Name}: {model.ParameterCount:N0} parameters, {warmupSteps} warm-up + {timedSteps} timed steps " +
             $"of ≤ {batchTokens} tokens ({train.Count:N0} train instances)");
@@ -82,7 +95,7 @@ internal static class TrainThroughput
                 $"{warmupSteps + timedSteps} steps over {all} (batch order out of step with MtfmTrainer).");
         return new TrainFigures(backend.Name, model.ParameterCount, warmupSteps, timedSteps, sw.Elapsed.TotalSeconds,
             timed.Sum(s => (long)s.TargetCount), timed.Sum(s => (long)s.InstanceCount), timed.Sum(s => (long)s.TokenCount),
-            syncEnd - syncStart, cuda?.Driver.LastSynchronization,
+            inside, backPressure, cuda?.Driver.LastSynchronization,
             cuda is null ? stamps.Zip(stamps.Skip(1), (a, b) => b - a).ToArray() : null);
     }
 }
