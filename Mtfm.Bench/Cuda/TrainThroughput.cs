@@ -40,6 +40,7 @@ internal static class TrainThroughput
         ArgumentOutOfRangeException.ThrowIfNegative(warmupSteps);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(timedSteps);
         config.Validate();
+        var setup = Stopwatch.StartNew();
         var store = SyntheticGenerator.Generate(data).Store;
         var split = store.Layout.Schema.Split!;
         var order = store.SortedByUserTime();
@@ -56,9 +57,11 @@ internal static class TrainThroughput
             throw new ArgumentException($"the synthetic data ({data.Users} users) gives {sizes.Count} batches of ≤ {batchTokens} tokens per epoch, " +
                 $"fewer than the {warmupSteps + timedSteps} steps asked for: raise the user count.", nameof(data));
         var timed = sizes.Skip(warmupSteps).Take(timedSteps).ToList();
+        log.WriteLine($"  data: {store.Count:N0} events, {train.Count:N0} train instances, {sizes.Count} batches per epoch ({setup.Elapsed.TotalSeconds:F1} s)");
 
         using var model = new MtfmModel(backend, config, store.Layout, seed: 1);
         var trainer = new MtfmTrainer(model, options);
+        log.WriteLine($"  model and optimizer ready ({setup.Elapsed.TotalSeconds:F1} s)");
         var cuda = backend as CudaBackend;
         long lastCount = 0, backPressure = 0, inside = 0;
         var sw = new Stopwatch();
@@ -68,6 +71,7 @@ internal static class TrainThroughput
         {
             if (step == warmupSteps)
             {
+                log.WriteLine($"  warm-up steps enqueued ({setup.Elapsed.TotalSeconds:F1} s)");
                 cuda?.Synchronize(); // harness: the device finishes the warm-up steps before the clock starts
                 lastCount = cuda?.Driver.SynchronizationCount ?? 0;
                 sw.Start();
@@ -88,6 +92,7 @@ internal static class TrainThroughput
             $"of ≤ {batchTokens} tokens ({train.Count:N0} train instances)");
         var result = trainer.Train(train, trainBatches, new BatchBuilder(valid, stats));
         sw.Stop();
+        log.WriteLine($"  done ({setup.Elapsed.TotalSeconds:F1} s; timed part {sw.Elapsed.TotalSeconds:F2} s)");
         long all = sizes.Take(warmupSteps + timedSteps).Sum(s => (long)s.TargetCount);
         long reported = (long)Math.Round(result.ExposuresPerSecond * result.TrainSeconds);
         if (result.Steps != warmupSteps + timedSteps || Math.Abs(reported - all) > 1)
