@@ -192,6 +192,7 @@ internal static class CudaQuick
                 failed |= !ctx.Section($"attention ({v.Name})", () => attn.AddRange(Attention(ctx, v.Name, v.Select, bf16)));
             failed |= !ctx.Section("training on CUDA", () =>
             {
+                AttentionVariants[0].Select(backend); // train with the first (default) variant, whatever was measured last
                 gpu = TrainThroughput.Measure(backend, sizes.Model, sizes.Data, sizes.BatchTokens, sizes.Warmup, sizes.Timed, Console.Out);
                 TrainRow(report, $"train step, CUDA backend{(d.IsEmulated ? " (emulated)" : "")}", sizes, gpu);
             });
