@@ -27,6 +27,17 @@ B=/tmp/mtfm-gpu/mtfm/Mtfm.Bench
 export MTFM_CUDA_CACHE=/tmp/mtfm-gpu/cache
 export DOTNET_CLI_TELEMETRY_OPTOUT=1
 unset MTFM_CUDA_EMU_LIB
+# NVRTC and cuBLAS: what the dynamic loader knows first (nothing to set); else the CUDA toolkit's copy, else the Python
+# wheels' (nvidia-cuda-nvrtc, nvidia-cublas), passed to the bindings as exact files.
+LIBS=""
+for lib in nvrtc cublas; do
+  var=MTFM_LIB${lib^^}_PATH
+  if ldconfig -p 2>/dev/null | grep -qE "lib$lib\.so\.1[1-3]"; then LIBS+="$lib: loader path; "; continue; fi
+  f=$(find /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-*/lib64 /usr/lib/x86_64-linux-gnu \
+        -maxdepth 1 -name "lib$lib.so.1[1-3]*" 2>/dev/null | sort -V | tail -1)
+  [[ -z $f ]] && f=$(find /opt /usr/local/lib /usr/lib/python3* -path "*nvidia*" -name "lib$lib.so.1[1-3]*" 2>/dev/null | sort -V | tail -1)
+  if [[ -n $f ]]; then export "$var=$f"; LIBS+="$lib: $f; "; else LIBS+="$lib: not found; "; fi
+done
 if command -v nvidia-smi >/dev/null 2>&1; then
   GPU=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -1)
 else
@@ -36,6 +47,8 @@ fi
 summary() { grep -a "Total:" "$1" | tail -1 | sed 's/\x1b\[[0-9;]*m//g'; }
 {
   echo "# Mtfm CUDA check on ${GPU}, $(date -u +%Y-%m-%dT%H:%MZ)"
+  echo
+  echo "CUDA libraries: ${LIBS}"
   echo
   echo "| step | result |"
   echo "|---|---|"

@@ -180,6 +180,9 @@ internal static class CudaQuick
                 : d.DeviceName;
             using var timer = new DeviceTimer(d, backend.Stream);
             report.Header($"Device: {dev}; timing: {timer.Method}; median of N repetitions after warm-up; random data (never zeros).");
+            if (!d.IsEmulated)
+                report.Header($"Libraries: {CudaLibraries.LoadedPath(CudaLibrary.Driver)}, {CudaLibraries.LoadedPath(CudaLibrary.Nvrtc)}, " +
+                    $"{CudaLibraries.LoadedPath(CudaLibrary.Cublas) ?? "no cuBLAS"}.");
             var ctx = new Context(backend, timer, sizes, report, clock, o.BudgetSeconds);
             double copy = double.NaN, bf16 = double.NaN, gather = double.NaN;
             var attn = new List<(string Variant, bool Target, double Flops)>();
