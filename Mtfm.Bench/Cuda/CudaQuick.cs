@@ -172,6 +172,12 @@ internal static class CudaQuick
             Console.Error.WriteLine($"cuda-quick: {e.Message}");
             return 2;
         }
+        catch (Exception e)
+        {
+            report.Row("opening the device", "-", null, "error", $"{e.GetType().Name}: {e.Message.ReplaceLineEndings(" ")}");
+            Console.Error.WriteLine(e);
+            return 1;
+        }
         using (backend)
         {
             var d = backend.Driver;
@@ -189,7 +195,6 @@ internal static class CudaQuick
             TrainFigures? gpu = null;
             failed |= !ctx.Section("copy", () => copy = Copy(ctx));
             failed |= !ctx.Section("cuBLAS GEMM", () => bf16 = CublasGemms(ctx));
-            failed |= !ctx.Section("engine GEMM", () => EngineGemm(ctx));
             failed |= !ctx.Section("embedding gather", () => gather = Gather(ctx, copy));
             foreach (var v in AttentionVariants)
                 failed |= !ctx.Section($"attention ({v.Name})", () => attn.AddRange(Attention(ctx, v.Name, v.Select, bf16)));
@@ -199,6 +204,7 @@ internal static class CudaQuick
                 gpu = TrainThroughput.Measure(backend, sizes.Model, sizes.Data, sizes.BatchTokens, sizes.Warmup, sizes.Timed, Console.Out);
                 TrainRow(report, $"train step, CUDA backend{(d.IsEmulated ? " (emulated)" : "")}", sizes, gpu);
             });
+            failed |= !ctx.Section("engine GEMM", () => EngineGemm(ctx));
 
             // ---- the issue's targets
             bool emu = d.IsEmulated; // emulated timings say nothing about a GPU: targets are shown, never judged
