@@ -32,7 +32,7 @@ public unsafe class CudaBenchmarks
     private const int GemmN = 8192, TableRows = 1 << 20, EmbDim = 128, Ids = 256 << 10;
 
     private CudaBackend? _be;
-    private nint _cublas;
+    private nint _cublas, _marker;
     private ulong _src, _dst, _a16, _b16, _c16, _a32, _b32, _c32;
     private Tensor? _table, _ids, _gathered, _qFull, _qTarget, _k, _v, _rab, _oFull, _oTarget;
     private AttentionLayout? _layout;
@@ -52,6 +52,7 @@ public unsafe class CudaBenchmarks
         _be = CudaBackend.OpenDevice(); // CudaNotAvailableException("CUDA not available: …") without a GPU
         if (!_be.UsesCublas) throw new InvalidOperationException("CUDA is available but cuBLAS did not load (libcublas); the GEMM ceilings need it.");
         var d = _be.Driver;
+        _marker = d.CreateEvent();
         _cublas = Cublas.Create();
         Cublas.SetStream(_cublas, _be.Stream);
         _src = d.Allocate(CopyBytes); _dst = d.Allocate(CopyBytes);
@@ -96,12 +97,16 @@ public unsafe class CudaBenchmarks
         _layout?.Dispose();
         foreach (var p in new[] { _src, _dst, _a16, _b16, _c16, _a32, _b32, _c32 }) if (p != 0) _be.Driver.Free(p);
         if (_cublas != 0) Cublas.Destroy(_cublas);
+        if (_marker != 0) _be.Driver.DestroyEvent(_marker);
         _be.Dispose();
         _be = null;
     }
 
     private void Repeat(Action op)
     {
+        // Driver calls make the device's context current on the calling thread; cuBLAS and raw driver-API calls need
+        // that too, should BenchmarkDotNet run the workload on another thread than [GlobalSetup].
+        _be!.Driver.RecordEvent(_marker, _be.Stream);
         for (int i = 0; i < Ops; i++) op();
         _be!.Synchronize();
     }
