@@ -11,7 +11,10 @@ internal static unsafe class Cublas
     internal const int CUBLAS_OP_N = 0;
     internal const int CUBLAS_OP_T = 1;
     internal const int CUDA_R_32F = 0;
+    internal const int CUDA_R_16F = 2;
+    internal const int CUDA_R_16BF = 14;
     internal const int CUBLAS_COMPUTE_32F = 68;
+    internal const int CUBLAS_COMPUTE_32F_FAST_16BF = 75;
     internal const int CUBLAS_COMPUTE_32F_FAST_TF32 = 77;
     internal const int CUBLAS_GEMM_DEFAULT = -1;
 
@@ -67,6 +70,31 @@ internal static unsafe class Cublas
         Check(CublasBindings.cublasGemmEx(handle, transA ? CUBLAS_OP_T : CUBLAS_OP_N,
             transB ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k, &alpha, a, CUDA_R_32F, lda, b, CUDA_R_32F, ldb, &beta, c,
             CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT), "cublasGemmEx");
+
+    /// <summary>
+    /// Column-major C = alpha op(A) op(B) + beta C with explicit storage types (<see cref="CUDA_R_32F"/>,
+    /// <see cref="CUDA_R_16BF"/>, <see cref="CUDA_R_16F"/>) and a compute type whose scalars are fp32
+    /// (<see cref="CUBLAS_COMPUTE_32F"/> and its FAST variants): cublasGemmEx with the default algorithm, which uses the
+    /// tensor cores for 16-bit inputs. Used by the benchmarks to measure the device's dense bf16 rate.
+    /// </summary>
+    internal static void GemmEx(nint handle, bool transA, bool transB, int m, int n, int k, float alpha, ulong a,
+        int aType, int lda, ulong b, int bType, int ldb, float beta, ulong c, int cType, int ldc, int computeType)
+    {
+        if (computeType is not (CUBLAS_COMPUTE_32F or CUBLAS_COMPUTE_32F_FAST_16BF or CUBLAS_COMPUTE_32F_FAST_TF32))
+            throw new ArgumentOutOfRangeException(nameof(computeType), computeType, "GemmEx passes fp32 alpha/beta: use a CUBLAS_COMPUTE_32F* compute type.");
+        Check(CublasBindings.cublasGemmEx(handle, transA ? CUBLAS_OP_T : CUBLAS_OP_N, transB ? CUBLAS_OP_T : CUBLAS_OP_N,
+            m, n, k, &alpha, a, aType, lda, b, bType, ldb, &beta, c, cType, ldc, computeType, CUBLAS_GEMM_DEFAULT),
+            "cublasGemmEx");
+    }
+
+    /// <summary>
+    /// Column-major bf16 GEMM: A, B and C in bf16 (<see cref="CUDA_R_16BF"/>), fp32 accumulation
+    /// (<see cref="CUBLAS_COMPUTE_32F"/>), tensor cores — the dense bf16 matrix rate a framework's bf16 matmul gets.
+    /// </summary>
+    internal static void GemmBf16(nint handle, bool transA, bool transB, int m, int n, int k, float alpha, ulong a,
+        int lda, ulong b, int ldb, float beta, ulong c, int ldc) =>
+        GemmEx(handle, transA, transB, m, n, k, alpha, a, CUDA_R_16BF, lda, b, CUDA_R_16BF, ldb, beta, c, CUDA_R_16BF,
+            ldc, CUBLAS_COMPUTE_32F);
 
     /// <summary>Column-major strided batched fp32 GEMM (cublasGemmStridedBatchedEx).</summary>
     internal static void SgemmStridedBatched(nint handle, bool transA, bool transB, int m, int n, int k, float alpha,

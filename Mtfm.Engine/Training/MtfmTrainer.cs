@@ -61,6 +61,7 @@ internal sealed unsafe class MtfmTrainer
         ArgumentNullException.ThrowIfNull(train);
         long batchesPerEpoch = trainBatches.Batches(_o.BatchTokens).LongCount();
         long total = batchesPerEpoch * _o.Epochs;
+        if (_o.MaxSteps > 0) total = Math.Min(total, _o.MaxSteps);
         var lrDense = new LearningRateSchedule(_o.LearningRate, _o.LearningRate * 0.05f, (long)(total * _o.WarmupFraction), total);
         var lrEmb = new LearningRateSchedule(_o.EmbeddingLearningRate, _o.EmbeddingLearningRate * 0.05f, (long)(total * _o.WarmupFraction), total);
         var denseOpt = new AdamOptions { WeightDecay = _o.WeightDecay };
@@ -98,9 +99,11 @@ internal sealed unsafe class MtfmTrainer
                 if (step % 10 == 0 || step == total) readback.Close();
                 TakeLosses(wait: false, epoch);
                 StepCompleted?.Invoke(step);
+                if (_o.MaxSteps > 0 && step == _o.MaxSteps) break;
                 if (_o.EvaluateEvery > 0 && step % _o.EvaluateEvery == 0 && Validate(step) ) break;
             }
             TakeLosses(wait: true, epoch); // outside the steps: may wait for the device
+            if (_o.MaxSteps > 0 && step == _o.MaxSteps) break; // a step-limited (throughput) run: no validation of the cut epoch
             if (_o.EvaluateEvery == 0 && Validate(step)) break;
         }
         double trainSecs = sw.Elapsed.TotalSeconds;

@@ -36,6 +36,12 @@ internal sealed record TrainOptions
     /// <summary>Seed of the batch order.</summary>
     public ulong Seed { get; init; } = 1;
 
+    /// <summary>
+    /// Stop after this many optimizer steps (0 = no limit). A run cut short by this limit skips the validation of the
+    /// cut epoch and restores nothing: it is for throughput measurements (Mtfm.Bench <c>cuda-quick</c>).
+    /// </summary>
+    public long MaxSteps { get; init; }
+
     /// <summary>Throws naming the first bad field.</summary>
     public void Validate()
     {
@@ -45,6 +51,7 @@ internal sealed record TrainOptions
         if (!(EmbeddingLearningRate > 0)) throw new ArgumentException($"EmbeddingLearningRate = {EmbeddingLearningRate} must be > 0.", nameof(EmbeddingLearningRate));
         if (!(WarmupFraction >= 0 && WarmupFraction < 1)) throw new ArgumentException($"WarmupFraction = {WarmupFraction} must lie in [0, 1).", nameof(WarmupFraction));
         if (!(ClipNorm >= 0)) throw new ArgumentException($"ClipNorm = {ClipNorm} must be ≥ 0.", nameof(ClipNorm));
+        if (MaxSteps < 0) throw new ArgumentException($"MaxSteps = {MaxSteps} must be ≥ 0 (0 = no limit).", nameof(MaxSteps));
         if (Patience < 1) throw new ArgumentException($"Patience = {Patience} must be ≥ 1.", nameof(Patience));
     }
 }

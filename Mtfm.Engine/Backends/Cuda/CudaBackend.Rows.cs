@@ -37,7 +37,7 @@ internal sealed unsafe partial class CudaBackend
         ulong ps = F(src, nameof(src)), pd = F(dst, nameof(dst));
         CheckRowShapes(dst, src, index, nameof(dst), nameof(src), indexName);
         CheckIndex(index, indexName, src.RowCount, $"{nameof(src)} has {src.RowCount} rows");
-        RowKernel("mtfm_gather_rows", ps, index, pd, dst.RowCount, checked((int)src.RowLength));
+        Ops.GatherRows(ps, Ptr(index), Is64(index) != 0, pd, dst.RowCount, checked((int)src.RowLength), _stream);
     }
 
     /// <inheritdoc />

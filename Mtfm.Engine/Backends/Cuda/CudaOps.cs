@@ -76,6 +76,25 @@ internal sealed partial class CudaOps(ICudaDriver driver)
         Driver.Launch(K("elementwise.cu", "mtfm_bias_grad"), (uint)((cols + 127) / 128), 128, 0, stream, ref a);
     }
 
+    // ---- backend_rows.cu ---------------------------------------------------------------------------
+
+    /// <summary>
+    /// dst[i, :] = src[idx[i], :] for i &lt; <paramref name="m"/>, rows of <paramref name="cols"/> floats; Int32 or Int64
+    /// indices (<paramref name="is64"/>), already validated on the host (<c>CudaBackend.GatherRows</c> checks them; this
+    /// launcher is its launch, also called directly by the benchmarks).
+    /// </summary>
+    public void GatherRows(ulong src, ulong idx, bool is64, ulong dst, int m, int cols, nint stream)
+    {
+        NonNegative(m, nameof(m));
+        NonNegative(cols, nameof(cols));
+        long work = (long)m * cols;
+        if (work == 0)
+            return;
+        var a = new CudaKernelArgs();
+        a.Ptr(src); a.Ptr(idx); a.I32(is64 ? 1 : 0); a.Ptr(dst); a.I32(m); a.I32(cols);
+        Driver.Launch(K("backend_rows.cu", "mtfm_gather_rows"), Grid(work), Threads, 0, stream, ref a);
+    }
+
     // ---- embedding.cu ------------------------------------------------------------------------------
 
     /// <summary>out[t, :] = table[ids[t], :]; ids must already be validated in [0, rows) on the host.</summary>
