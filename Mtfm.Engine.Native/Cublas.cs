@@ -105,11 +105,35 @@ internal static unsafe class Cublas
             strideB, &beta, c, CUDA_R_32F, ldc, strideC, batchCount, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
             "cublasGemmStridedBatchedEx");
 
+    /// <summary>One column-major GEMM call: C = alpha op(A) op(B) + beta C with C m×n, op(A) m×k, op(B) k×n.</summary>
+    internal readonly record struct ColumnMajorGemm(bool TransA, bool TransB, int M, int N, int K, ulong A, int Lda,
+        long StrideA, ulong B, int Ldb, long StrideB, ulong C, int Ldc, long StrideC);
+
     /// <summary>
-    /// Row-major C[m,n] = alpha op(A) op(B) + beta C (same contract as CpuGemm.Sgemm): computed as the column-major
-    /// product Cᵀ = op(B)ᵀ op(A)ᵀ, i.e. operands swapped.
+    /// The column-major call computing the row-major C[m,n] = alpha op(A) op(B) + beta C (the CpuGemm.Sgemm contract):
+    /// a row-major matrix with leading dimension ld is, read column-major with the same ld, its transpose, so the call
+    /// computes Cᵀ (n×m) = op(B)ᵀ op(A)ᵀ: operands (and their transposition flags, strides and leading dimensions)
+    /// swapped, m and n swapped, k unchanged.
     /// </summary>
+    internal static ColumnMajorGemm RowMajorAsColumnMajor(bool transA, bool transB, int m, int n, int k, ulong a, int lda,
+        long strideA, ulong b, int ldb, long strideB, ulong c, int ldc, long strideC) =>
+        new(transB, transA, n, m, k, b, ldb, strideB, a, lda, strideA, c, ldc, strideC);
+
+    /// <summary>Row-major C[m,n] = alpha op(A) op(B) + beta C (same contract as CpuGemm.Sgemm), see <see cref="RowMajorAsColumnMajor"/>.</summary>
     internal static void SgemmRowMajor(nint handle, bool transA, bool transB, int m, int n, int k, float alpha,
-        ulong a, int lda, ulong b, int ldb, float beta, ulong c, int ldc) =>
-        Sgemm(handle, transB, transA, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc);
+        ulong a, int lda, ulong b, int ldb, float beta, ulong c, int ldc)
+    {
+        var g = RowMajorAsColumnMajor(transA, transB, m, n, k, a, lda, 0, b, ldb, 0, c, ldc, 0);
+        Sgemm(handle, g.TransA, g.TransB, g.M, g.N, g.K, alpha, g.A, g.Lda, g.B, g.Ldb, beta, g.C, g.Ldc);
+    }
+
+    /// <summary>Row-major strided batched fp32 GEMM (batch i: C_i = alpha op(A_i) op(B_i) + beta C_i; strides in elements).</summary>
+    internal static void SgemmStridedBatchedRowMajor(nint handle, bool transA, bool transB, int m, int n, int k,
+        float alpha, ulong a, int lda, long strideA, ulong b, int ldb, long strideB, float beta, ulong c, int ldc,
+        long strideC, int batchCount)
+    {
+        var g = RowMajorAsColumnMajor(transA, transB, m, n, k, a, lda, strideA, b, ldb, strideB, c, ldc, strideC);
+        SgemmStridedBatched(handle, g.TransA, g.TransB, g.M, g.N, g.K, alpha, g.A, g.Lda, g.StrideA, g.B, g.Ldb,
+            g.StrideB, beta, g.C, g.Ldc, g.StrideC, batchCount);
+    }
 }

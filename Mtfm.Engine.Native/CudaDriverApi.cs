@@ -17,6 +17,8 @@ internal static unsafe class CudaDriverApi
     internal const int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
     internal const int CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76;
     internal const int CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN = 97;
+    internal const int CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES = 1;
+    internal const int CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8;
     internal const uint CU_STREAM_NON_BLOCKING = 1;
     internal const uint CU_EVENT_DISABLE_TIMING = 2;
     internal const uint CU_MEMHOSTALLOC_PORTABLE = 1;
@@ -132,6 +134,13 @@ internal static unsafe class CudaDriverApi
 
     internal static void ContextSetCurrent(nint context) =>
         Check(CudaDriverBindings.cuCtxSetCurrent(context), "cuCtxSetCurrent");
+
+    /// <summary>The context current on the calling thread (0 when none).</summary>
+    internal static nint ContextGetCurrent()
+    {
+        Check(CudaDriverBindings.cuCtxGetCurrent(out var c), "cuCtxGetCurrent");
+        return c;
+    }
 
     internal static void ContextSynchronize()
     {
@@ -258,6 +267,12 @@ internal static unsafe class CudaDriverApi
     }
 
     internal static void ModuleUnload(nint module) => Check(CudaDriverBindings.cuModuleUnload(module), "cuModuleUnload");
+
+    internal static int FuncGetAttribute(nint function, int attribute)
+    {
+        Check(CudaDriverBindings.cuFuncGetAttribute(out var v, attribute, function), "cuFuncGetAttribute");
+        return v;
+    }
 
     internal static void FuncSetAttribute(nint function, int attribute, int value) =>
         Check(CudaDriverBindings.cuFuncSetAttribute(function, attribute, value), "cuFuncSetAttribute");

@@ -39,6 +39,9 @@ internal static unsafe partial class CudaDriverBindings
     [LibraryImport(Lib, EntryPoint = "cuCtxSetCurrent")]
     internal static partial int cuCtxSetCurrent(nint context);
 
+    [LibraryImport(Lib, EntryPoint = "cuCtxGetCurrent")]
+    internal static partial int cuCtxGetCurrent(out nint context);
+
     [LibraryImport(Lib, EntryPoint = "cuCtxSynchronize")]
     internal static partial int cuCtxSynchronize();
 
@@ -113,6 +116,9 @@ internal static unsafe partial class CudaDriverBindings
 
     [LibraryImport(Lib, EntryPoint = "cuModuleUnload")]
     internal static partial int cuModuleUnload(nint module);
+
+    [LibraryImport(Lib, EntryPoint = "cuFuncGetAttribute")]
+    internal static partial int cuFuncGetAttribute(out int value, int attribute, nint function);
 
     [LibraryImport(Lib, EntryPoint = "cuFuncSetAttribute")]
     internal static partial int cuFuncSetAttribute(nint function, int attribute, int value);

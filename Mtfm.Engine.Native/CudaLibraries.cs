@@ -134,14 +134,65 @@ internal static class CudaLibraries
         return list;
     }
 
+    /// <summary>
+    /// <c>libcublasLt.so.N</c> in the directory of a versioned <c>libcublas.so.N[.x.y]</c> path, when it exists
+    /// (libcublas's DT_NEEDED is that soname; loading it first by path satisfies it wherever the loader looks).
+    /// </summary>
+    internal static string? CublasLtBeside(string cublasPath)
+    {
+        var name = System.IO.Path.GetFileName(cublasPath);
+        const string prefix = "libcublas.so.";
+        if (!name.StartsWith(prefix, StringComparison.Ordinal))
+            return null;
+        var major = name[prefix.Length..].Split('.')[0];
+        if (major.Length == 0 || !major.All(char.IsAsciiDigit))
+            return null;
+        var lt = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(cublasPath) ?? "", "libcublasLt.so." + major);
+        return File.Exists(lt) ? lt : null;
+    }
+
+    /// <summary>The file NVRTC <paramref name="major"/>.<paramref name="minor"/> dlopens at compile time.</summary>
+    internal static string NvrtcBuiltinsName(int major, int minor) => $"libnvrtc-builtins.so.{major}.{minor}";
+
+    /// <summary>
+    /// NVRTC dlopens <c>libnvrtc-builtins.so.MAJOR.MINOR</c> by soname at its first compilation and fails with
+    /// NVRTC_ERROR_BUILTIN_OPERATION_FAILURE when the loader cannot find it (a toolkit or wheel directory that is not on
+    /// the loader path, named by MTFM_CUDA_LIB_DIR or MTFM_LIBNVRTC_PATH). Loading it first by path from NVRTC's own
+    /// directory satisfies that dlopen (glibc matches loaded objects by soname). Best effort: never throws.
+    /// </summary>
+    private static unsafe void PreloadNvrtcBuiltins(nint nvrtc, string dir)
+    {
+        try
+        {
+            if (!NativeLibrary.TryGetExport(nvrtc, "nvrtcVersion", out var fn))
+                return;
+            int major, minor;
+            if (((delegate* unmanaged<int*, int*, int>)fn)(&major, &minor) != 0)
+                return;
+            var builtins = System.IO.Path.Combine(dir, NvrtcBuiltinsName(major, minor));
+            if (File.Exists(builtins))
+                NativeLibrary.TryLoad(builtins, out _);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+        }
+    }
+
     /// <summary>Tries every candidate; never throws. Exposed for tests (a fake environment).</summary>
     internal static LoadResult TryLoad(CudaLibrary lib, Func<string, string?> env)
     {
         var candidates = Candidates(lib, env);
         foreach (var c in candidates)
         {
+            var dir = OperatingSystem.IsWindows() ? null : System.IO.Path.GetDirectoryName(c);
+            if (!string.IsNullOrEmpty(dir) && lib == CudaLibrary.Cublas && CublasLtBeside(c) is { } lt)
+                NativeLibrary.TryLoad(lt, out _); // libcublas needs libcublasLt; the toolkit dir may not be on the loader path
             if (NativeLibrary.TryLoad(c, out var h))
+            {
+                if (!string.IsNullOrEmpty(dir) && lib == CudaLibrary.Nvrtc)
+                    PreloadNvrtcBuiltins(h, dir);
                 return new LoadResult(h, c, null);
+            }
         }
         var what = lib switch
         {

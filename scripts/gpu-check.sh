@@ -26,17 +26,30 @@ B=/tmp/mtfm-gpu/mtfm/Mtfm.Bench
 export MTFM_CUDA_CACHE=/tmp/mtfm-gpu/cache
 export DOTNET_CLI_TELEMETRY_OPTOUT=1
 unset MTFM_CUDA_EMU_LIB
-# NVRTC and cuBLAS: what the dynamic loader knows first (nothing to set); else the CUDA toolkit's copy, else the Python
-# wheels' (nvidia-cuda-nvrtc, nvidia-cublas), passed to the bindings as exact files.
+# NVRTC and cuBLAS: what the dynamic loader knows first (nothing to set); else the CUDA toolkit's copy (CUDA 13 keeps
+# the files in targets/x86_64-linux/lib, lib64 links there), else the Python wheels' (nvidia-cuda-nvrtc, nvidia-cublas;
+# CUDA 13 wheels use nvidia/cu13/lib), passed to the bindings as exact files. Their directories also go on
+# LD_LIBRARY_PATH: NVRTC dlopens libnvrtc-builtins.so.X.Y and libcublas needs libcublasLt.so.X by soname (the bindings
+# preload both from the same directory too).
 LIBS=""
+LIBDIRS=""
 for lib in nvrtc cublas; do
   var=MTFM_LIB${lib^^}_PATH
-  if ldconfig -p 2>/dev/null | grep -qE "lib$lib\.so\.1[1-3]"; then LIBS+="$lib: loader path; "; continue; fi
-  f=$(find /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-*/lib64 /usr/lib/x86_64-linux-gnu \
+  known=$(ldconfig -p 2>/dev/null | grep -E "lib$lib\.so\.1[1-3][.0-9]* " | head -1 | sed 's/.*=> //')
+  if [[ -n $known ]]; then LIBS+="$lib: $known (loader path); "; continue; fi
+  f=$(find /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-*/lib64 \
+        /usr/local/cuda-*/targets/x86_64-linux/lib /usr/lib/x86_64-linux-gnu \
         -maxdepth 1 -name "lib$lib.so.1[1-3]*" 2>/dev/null | sort -V | tail -1)
   [[ -z $f ]] && f=$(find /opt /usr/local/lib /usr/lib/python3* -path "*nvidia*" -name "lib$lib.so.1[1-3]*" 2>/dev/null | sort -V | tail -1)
-  if [[ -n $f ]]; then export "$var=$f"; LIBS+="$lib: $f; "; else LIBS+="$lib: not found; "; fi
+  if [[ -n $f ]]; then
+    export "$var=$f"; LIBS+="$lib: $f; "
+    d=$(dirname "$f"); [[ ":$LIBDIRS:" == *":$d:"* ]] || LIBDIRS+="${LIBDIRS:+:}$d"
+  else LIBS+="$lib: not found; "; fi
 done
+[[ -n $LIBDIRS ]] && export LD_LIBRARY_PATH="$LIBDIRS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# compute-sanitizer ships with the toolkit, whose bin/ is often not on PATH.
+SANITIZER=$(command -v compute-sanitizer 2>/dev/null || ls -d /usr/local/cuda/bin/compute-sanitizer \
+  /usr/local/cuda-*/bin/compute-sanitizer /usr/local/cuda*/compute-sanitizer/compute-sanitizer 2>/dev/null | sort -V | tail -1)
 if command -v nvidia-smi >/dev/null 2>&1; then
   GPU=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -1)
 else
@@ -47,7 +60,7 @@ summary() { grep -a "Total:" "$1" | tail -1 | sed 's/\x1b\[[0-9;]*m//g'; }
 {
   echo "# Mtfm CUDA check on ${GPU}, $(date -u +%Y-%m-%dT%H:%MZ)"
   echo
-  echo "CUDA libraries: ${LIBS}"
+  echo "CUDA libraries: ${LIBS}LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}; compute-sanitizer: ${SANITIZER:-none}"
   echo
   echo "| step | result |"
   echo "|---|---|"
@@ -55,10 +68,10 @@ summary() { grep -a "Total:" "$1" | tail -1 | sed 's/\x1b\[[0-9;]*m//g'; }
   timeout -k 10 $t "$T" -namespace Mtfm.Tests.Cuda -xml "$OUT/cuda-tests.xml" > "$OUT/cuda-tests.log" 2>&1
   rc=$?
   echo "| CUDA tests on the device (timeout ${t} s) | exit $rc; $(summary "$OUT/cuda-tests.log") |"
-  if command -v compute-sanitizer >/dev/null 2>&1; then
+  if [[ -n $SANITIZER ]]; then
     for tool in memcheck racecheck; do
       if [[ $tool == memcheck ]]; then t=$(budget 100 230); else t=$(budget 100 130); fi
-      timeout -k 10 $t compute-sanitizer --tool $tool --error-exitcode 9 "$T" -class Mtfm.Tests.Cuda.CudaKernelTests \
+      timeout -k 10 $t "$SANITIZER" --tool $tool --error-exitcode 9 "$T" -class Mtfm.Tests.Cuda.CudaKernelTests \
         -class Mtfm.Tests.Cuda.HstuAttentionKernelTests -class Mtfm.Tests.Cuda.HstuAttentionBackwardTests \
         > "$OUT/sanitizer-$tool.log" 2>&1
       rc=$?

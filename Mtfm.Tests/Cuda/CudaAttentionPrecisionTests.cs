@@ -32,7 +32,7 @@ public sealed class CudaAttentionPrecisionTests(ITestOutputHelper output)
         }
         try
         {
-            return CudaBackend.OpenDevice(0, Path.Combine(Path.GetTempPath(), "mtfm-cuda-test-cache"));
+            return CudaTestDevice.OpenGpuBackend();
         }
         catch (CudaNotAvailableException e)
         {

@@ -66,7 +66,7 @@ public sealed class CudaBackendTests
         {
             try
             {
-                gpu = CudaBackend.OpenDevice(0, Path.Combine(Path.GetTempPath(), "mtfm-cuda-test-cache"));
+                gpu = CudaTestDevice.OpenGpuBackend();
             }
             catch (CudaNotAvailableException e)
             {

@@ -30,7 +30,7 @@ public sealed class CudaBackendTrainingTests
         }
         try
         {
-            return CudaBackend.OpenDevice(0, Path.Combine(Path.GetTempPath(), "mtfm-cuda-test-cache"));
+            return CudaTestDevice.OpenGpuBackend();
         }
         catch (CudaNotAvailableException e)
         {

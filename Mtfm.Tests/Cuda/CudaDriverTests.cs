@@ -1,4 +1,5 @@
 using Mtfm.Engine.Backends.Cuda;
+using Mtfm.Engine.Backends;
 using Mtfm.Engine.Native;
 
 namespace Mtfm.Tests.Cuda;
@@ -124,4 +125,113 @@ public sealed unsafe class CudaDriverTests
     }
 
     internal static readonly object ScheduleLock = new();
+
+    [Theory]
+    [InlineData(CudaTestDevice.Emulated)]
+    [InlineData(CudaTestDevice.Gpu)]
+    public void EveryCallWorksFromAThreadThatNeverTouchedTheDevice(string kind)
+    {
+        // xunit and the thread pool move work between threads; the driver must make its context current on whichever
+        // thread calls (a fresh OS thread has no current context: CUDA_ERROR_INVALID_CONTEXT otherwise).
+        using var dev = CudaTestDevice.Open(kind);
+        var x = Enumerable.Range(0, 777).Select(i => (i - 400) / 50f).ToArray();
+        float[]? got = null, got2 = null;
+        RunOnFreshThread(() =>
+        {
+            var d = dev.Driver;
+            var s = d.CreateStream();
+            ulong px = dev.Up(x), py = d.Allocate(x.Length * 4);
+            dev.Ops.SiluForward(px, py, x.Length, s);
+            var e = d.CreateEvent();
+            d.RecordEvent(e, s);
+            d.SynchronizeEvent(e);
+            got = dev.Down<float>(py, x.Length);
+            d.DestroyEvent(e);
+            d.DestroyStream(s);
+            d.Free(px);
+            d.Free(py);
+        });
+        // and back on a second fresh thread, a blocking download right behind a launch on a non-blocking stream: the
+        // copy must wait for the kernel
+        RunOnFreshThread(() =>
+        {
+            ulong px = dev.Up(x), py = dev.Zeros<float>(x.Length);
+            dev.Ops.SiluForward(px, py, x.Length, dev.Stream);
+            got2 = dev.Down<float>(py, x.Length);
+            dev.Driver.Free(px);
+            dev.Driver.Free(py);
+        });
+        var want = x.Select(v => v / (1f + MathF.Exp(-v))).ToArray();
+        CudaTestDevice.AssertClose(want, got!, 1e-5f, 1e-6f, "silu on a fresh thread");
+        CudaTestDevice.AssertClose(want, got2!, 1e-5f, 1e-6f, "silu then blocking download on a fresh thread");
+    }
+
+    [Theory]
+    [InlineData(CudaTestDevice.Emulated)]
+    [InlineData(CudaTestDevice.Gpu)]
+    public void BackendGemmWorksFromAThreadThatNeverTouchedTheDevice(string kind)
+    {
+        // On a GPU this is cuBLAS (cublasGemmStridedBatchedEx) called from a thread the backend was not created on.
+        CudaBackend backend;
+        if (kind == CudaTestDevice.Gpu)
+        {
+            try
+            {
+                backend = CudaTestDevice.OpenGpuBackend();
+            }
+            catch (CudaNotAvailableException e)
+            {
+                Assert.Skip(e.Message);
+                throw;
+            }
+        }
+        else
+        {
+            var path = CudaTestDevice.FindEmulationLibrary();
+            if (path is null)
+                Assert.Skip("the emulated CUDA device is not built: set MTFM_CUDA_EMU_LIB or build build/native");
+            backend = CudaBackend.OpenEmulated(path);
+        }
+        using var _ = backend;
+        var rng = new Random(8);
+        const int m = 33, n = 17, k = 41;
+        var a = CudaTestDevice.RandomFloats(rng, m * k, -1, 1);
+        var b = CudaTestDevice.RandomFloats(rng, n * k, -1, 1);
+        var want = new float[m * n];
+        fixed (float* pa = a, pb = b, pw = want)
+            Mtfm.Engine.Backends.Cpu.CpuGemm.Sgemm(false, true, m, n, k, 1f, pa, k, pb, k, 0f, pw, n);
+        float[]? got = null;
+        var ta = backend.FromHost<float>(a, m, k);
+        var tb = backend.FromHost<float>(b, n, k);
+        var tc = backend.Allocate(Mtfm.Engine.Tensors.DType.Float32, [m, n]);
+        RunOnFreshThread(() =>
+        {
+            backend.Gemm(false, true, 1f, ta, tb, 0f, tc);
+            got = backend.ToHost<float>(tc);
+        });
+        CudaTestDevice.AssertClose(want, got!, 1e-4f, 1e-4f, $"gemm on a fresh thread (cuBLAS: {backend.UsesCublas})");
+        tc.Dispose();
+        tb.Dispose();
+        ta.Dispose();
+    }
+
+    private static void RunOnFreshThread(Action body)
+    {
+        Exception? error = null;
+        var t = new Thread(() =>
+        {
+            try
+            {
+                body();
+            }
+            catch (Exception e)
+            {
+                error = e;
+            }
+        });
+        t.Start();
+        t.Join();
+        if (error is not null)
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(error).Throw();
+    }
 }

@@ -33,7 +33,7 @@ public sealed class CudaStreamSchedulerTests
         }
         try
         {
-            return CudaBackend.OpenDevice(0, Path.Combine(Path.GetTempPath(), "mtfm-cuda-test-cache"));
+            return CudaTestDevice.OpenGpuBackend();
         }
         catch (CudaNotAvailableException e)
         {

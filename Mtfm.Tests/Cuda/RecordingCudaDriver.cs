@@ -25,6 +25,7 @@ internal sealed unsafe class RecordingCudaDriver(ICudaDriver inner) : ICudaDrive
     public long SynchronizationCount => _inner.SynchronizationCount;
     public string? LastSynchronization => _inner.LastSynchronization;
     public long LiveAllocations => _inner.LiveAllocations;
+    public void MakeCurrent() => _inner.MakeCurrent();
     public ulong Allocate(long bytes) => _inner.Allocate(bytes);
     public void Free(ulong devicePointer) => _inner.Free(devicePointer);
     public nint AllocatePinned(long bytes) => _inner.AllocatePinned(bytes);

@@ -218,8 +218,9 @@ internal sealed unsafe partial class CudaBackend : IBackend
         if (m == 0 || n == 0 || batch == 0) return;
         if (_cublas != 0)
         {
-            // Row-major C = op(A)·op(B) is the column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: operands swapped.
-            Cublas.SgemmStridedBatched(_cublas, transB, transA, n, m, k, alpha, b, ldb, sb, a, lda, sa, beta, c, ldc, sc, batch);
+            // Row-major C = op(A)·op(B) is the column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: operands swapped (Cublas.RowMajorAsColumnMajor).
+            _driver.MakeCurrent(); // cuBLAS runs in the context current on this thread
+            Cublas.SgemmStridedBatchedRowMajor(_cublas, transA, transB, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, batch);
             return;
         }
         if (batch > 65535) throw new ArgumentOutOfRangeException(nameof(batch), batch, "the tiled GEMM kernel takes at most 65535 batches.");

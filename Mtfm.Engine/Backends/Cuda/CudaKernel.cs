@@ -12,5 +12,14 @@ internal sealed class CudaKernel(string sourceFile, string name, nint function)
     /// <summary>CUfunction on a real device; 0 on the emulated one (looked up by name).</summary>
     public nint Function { get; } = function;
 
+    /// <summary>
+    /// Real device: the largest dynamic shared memory (bytes) a launch may request without raising the kernel's
+    /// <c>CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES</c> (48 KiB minus the static shared memory until raised).
+    /// </summary>
+    internal int DynamicSharedLimit { get; set; }
+
+    /// <summary>Real device: the kernel's static <c>__shared__</c> bytes (<c>CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES</c>).</summary>
+    internal int StaticSharedBytes { get; init; }
+
     public override string ToString() => $"{SourceFile}:{Name}";
 }

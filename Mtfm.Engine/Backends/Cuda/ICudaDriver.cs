@@ -67,10 +67,10 @@ internal unsafe interface ICudaDriver : IDisposable
 
     void CopyDeviceToDeviceAsync(ulong dst, ulong src, long bytes, nint stream);
 
-    /// <summary>Blocking copy (counted).</summary>
+    /// <summary>Blocking copy (counted): ordered after all work enqueued so far on every stream, complete on return.</summary>
     void CopyHostToDevice(ulong dst, void* src, long bytes);
 
-    /// <summary>Blocking copy (counted).</summary>
+    /// <summary>Blocking copy (counted): ordered after all work enqueued so far on every stream, complete on return.</summary>
     void CopyDeviceToHost(void* dst, ulong src, long bytes);
 
     /// <summary>Fills <paramref name="count"/> 32-bit words with <paramref name="value"/>.</summary>
@@ -78,6 +78,14 @@ internal unsafe interface ICudaDriver : IDisposable
 
     /// <summary>The kernel <paramref name="kernelName"/> defined in <c>cuda/</c><paramref name="sourceFile"/> (compiled on first use on a GPU).</summary>
     CudaKernel GetKernel(string sourceFile, string kernelName);
+
+    /// <summary>
+    /// Makes the device current on the calling thread for code that calls a CUDA library directly (cuBLAS, raw driver
+    /// calls); every method of the driver does this itself. Nothing to do on the emulated device.
+    /// </summary>
+    void MakeCurrent()
+    {
+    }
 
     /// <summary>Launches with the <c>cuLaunchKernel</c> parameter ABI (<paramref name="args"/>[i] points at argument i).</summary>
     void Launch(CudaKernel kernel, Dim3 grid, Dim3 block, uint sharedBytes, nint stream, void** args);

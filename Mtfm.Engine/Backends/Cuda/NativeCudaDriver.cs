@@ -20,9 +20,6 @@ internal sealed unsafe class NativeCudaDriver : ICudaDriver
     private long _syncs;
     private bool _disposed;
 
-    [ThreadStatic]
-    private static nint t_current;
-
     private NativeCudaDriver(int ordinal, CudaKernelLoader loader)
     {
         _loader = loader;
@@ -34,6 +31,7 @@ internal sealed unsafe class NativeCudaDriver : ICudaDriver
             + CudaDriverApi.DeviceAttribute(_device, CudaDriverApi.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
         MultiprocessorCount = CudaDriverApi.DeviceAttribute(_device, CudaDriverApi.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT);
         TotalMemory = CudaDriverApi.DeviceTotalMemory(_device);
+        MaxSharedPerBlockOptIn = CudaDriverApi.DeviceAttribute(_device, CudaDriverApi.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN);
     }
 
     /// <summary>Opens device <paramref name="ordinal"/>; NVRTC must be present too (kernels are compiled at run time).</summary>
@@ -55,6 +53,9 @@ internal sealed unsafe class NativeCudaDriver : ICudaDriver
 
     public long TotalMemory { get; }
 
+    /// <summary>Shared memory per block a kernel may use after opting in (227 KiB on Hopper).</summary>
+    public int MaxSharedPerBlockOptIn { get; }
+
     public bool IsEmulated => false;
 
     public long SynchronizationCount => Interlocked.Read(ref _syncs);
@@ -71,15 +72,26 @@ internal sealed unsafe class NativeCudaDriver : ICudaDriver
 
     public long LiveAllocations => _live.Count;
 
-    private void MakeCurrent()
+    /// <summary>
+    /// Makes this device's primary context current on the calling thread. Any thread may call the driver (xunit runs
+    /// tests, and continuations, on pool threads), so every entry point does this first; <c>cuCtxGetCurrent</c> is a
+    /// cheap thread-local read, and asking the driver (rather than caching per thread) stays right when another driver
+    /// instance, cuBLAS or a released-and-retained primary context changed what is current on the thread.
+    /// </summary>
+    internal void MakeCurrent()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (t_current != _context)
-        {
+        if (CudaDriverApi.ContextGetCurrent() != _context)
             CudaDriverApi.ContextSetCurrent(_context);
-            t_current = _context;
-        }
     }
+
+    void ICudaDriver.MakeCurrent() => MakeCurrent();
+
+    /// <summary>
+    /// Waits for all work of the context (every stream, also the non-blocking ones, which the legacy default stream
+    /// that the blocking cuMemcpy* calls use does not wait for). Not counted on its own: the blocking copy is.
+    /// </summary>
+    private void DrainContext() => CudaDriverApi.Check(CudaDriverBindings.cuCtxSynchronize(), "cuCtxSynchronize");
 
     public ulong Allocate(long bytes)
     {
@@ -202,7 +214,14 @@ internal sealed unsafe class NativeCudaDriver : ICudaDriver
         MakeCurrent();
         Counted("cuMemcpyHtoD");
         if (bytes > 0)
+        {
+            // Our streams are CU_STREAM_NON_BLOCKING: the synchronous copy (legacy default stream) is not ordered
+            // with them. Drain first (a kernel may still use dst) and after (from pageable memory cuMemcpyHtoD returns
+            // once the data is staged, before the DMA has landed), so the copy is ordered like the emulation's.
+            DrainContext();
             CudaDriverApi.MemcpyHtoD(dst, src, bytes);
+            DrainContext();
+        }
     }
 
     public void CopyDeviceToHost(void* dst, ulong src, long bytes)
@@ -210,7 +229,10 @@ internal sealed unsafe class NativeCudaDriver : ICudaDriver
         MakeCurrent();
         Counted("cuMemcpyDtoH");
         if (bytes > 0)
+        {
+            DrainContext(); // work on the non-blocking streams that writes src must finish first
             CudaDriverApi.MemcpyDtoH(dst, src, bytes);
+        }
     }
 
     public void MemsetD32Async(ulong dst, uint value, long count, nint stream)
@@ -227,7 +249,12 @@ internal sealed unsafe class NativeCudaDriver : ICudaDriver
         {
             var module = _modules.GetOrAdd(sourceFile, f =>
                 CudaDriverApi.ModuleLoadData(_loader.GetImageForDevice(f, ComputeCapability).Image));
-            return new CudaKernel(sourceFile, kernelName, CudaDriverApi.ModuleGetFunction(module, kernelName));
+            var f = CudaDriverApi.ModuleGetFunction(module, kernelName);
+            return new CudaKernel(sourceFile, kernelName, f)
+            {
+                StaticSharedBytes = CudaDriverApi.FuncGetAttribute(f, CudaDriverApi.CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES),
+                DynamicSharedLimit = CudaDriverApi.FuncGetAttribute(f, CudaDriverApi.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES),
+            };
         });
     }
 
@@ -236,8 +263,31 @@ internal sealed unsafe class NativeCudaDriver : ICudaDriver
         MakeCurrent();
         if (kernel.Function == 0)
             throw new ArgumentException($"kernel {kernel} was not loaded by a real device", nameof(kernel));
+        var raise = DynamicSharedOptIn(kernel.ToString(), sharedBytes, kernel.DynamicSharedLimit, kernel.StaticSharedBytes,
+            MaxSharedPerBlockOptIn);
+        if (raise > 0)
+        {
+            CudaDriverApi.FuncSetAttribute(kernel.Function, CudaDriverApi.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, raise);
+            kernel.DynamicSharedLimit = raise;
+        }
         CudaDriverApi.LaunchKernel(kernel.Function, kernel.Name, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z,
             sharedBytes, stream, args);
+    }
+
+    /// <summary>
+    /// The value to set as the kernel's <c>CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES</c> before a launch with
+    /// <paramref name="requested"/> bytes of dynamic shared memory, or 0 when the current limit allows it. Without
+    /// opting in, static + dynamic shared memory must fit 48 KiB (the attribute's default is 48 KiB minus the static
+    /// size) or cuLaunchKernel fails; with it, up to the device's opt-in maximum per block.
+    /// </summary>
+    internal static int DynamicSharedOptIn(string kernel, uint requested, int currentLimit, int staticBytes, int optInPerBlock)
+    {
+        if (requested <= (uint)Math.Max(0, currentLimit))
+            return 0;
+        if (staticBytes + (long)requested > optInPerBlock)
+            throw new ArgumentOutOfRangeException("sharedBytes", requested,
+                $"kernel {kernel} has {staticBytes} B of static shared memory; with {requested} B dynamic it needs more than the device's {optInPerBlock} B per block");
+        return (int)requested;
     }
 
     /// <summary>Synchronises, unloads modules, frees every live allocation and releases the primary context.</summary>
@@ -245,8 +295,7 @@ internal sealed unsafe class NativeCudaDriver : ICudaDriver
     {
         if (_disposed)
             return;
-        CudaDriverApi.ContextSetCurrent(_context);
-        t_current = _context;
+        MakeCurrent();
         CudaDriverApi.ContextSynchronize();
         foreach (var p in _live)
             CudaDriverApi.MemFree(p);
@@ -258,7 +307,6 @@ internal sealed unsafe class NativeCudaDriver : ICudaDriver
             CudaDriverApi.ModuleUnload(m);
         _modules.Clear();
         _disposed = true;
-        t_current = 0;
         CudaDriverApi.PrimaryContextRelease(_device);
     }
 }
