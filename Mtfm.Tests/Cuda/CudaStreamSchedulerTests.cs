@@ -236,7 +236,9 @@ public sealed class CudaStreamSchedulerTests
         Assert.True(unexpected.Count == 0, $"{unexpected.Count} uploads on the compute stream inside a staged step:\n{string.Join("\n", unexpected.Take(5))}");
         var kinds = stagedCallers.Concat(optimizerCallers).Select(c => UnavoidableUpload(c)!).Distinct().Order().ToList();
         Assert.Contains("optimizer pointer tables", kinds);
-        Assert.Contains(plainCallers, c => UnavoidableUpload(c) is null && c.Contains("CudaBackend.HstuAttention", StringComparison.Ordinal));
+        // (the JIT may inline the small CudaBackend.HstuAttention frame once it has tiered up: the layout cache's frames stay)
+        Assert.Contains(plainCallers, c => UnavoidableUpload(c) is null && (c.Contains("CudaBackend.HstuAttention", StringComparison.Ordinal)
+            || c.Contains("CudaAttentionLayoutCache.", StringComparison.Ordinal)));
         Assert.Contains(plainCallers, c => UnavoidableUpload(c) is null && c.Contains("BatchInputs.", StringComparison.Ordinal));
     }
 
