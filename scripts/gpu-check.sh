@@ -23,7 +23,9 @@ rm -rf /tmp/mtfm-gpu/mtfm
 tar -C /tmp/mtfm-gpu -xJf gpu-pack/mtfm.tar.xz
 T=/tmp/mtfm-gpu/mtfm/Mtfm.Tests
 B=/tmp/mtfm-gpu/mtfm/Mtfm.Bench
-export MTFM_CUDA_CACHE=/tmp/mtfm-gpu/cache
+# The tests compile into $TMPDIR/mtfm-cuda-test-cache (CudaTestDevice); cuda-quick reads the same cache, so its kernels
+# (same sources, options and NVRTC) come from disk instead of being compiled again inside its time budget.
+export MTFM_CUDA_CACHE=${TMPDIR:-/tmp}/mtfm-cuda-test-cache
 export DOTNET_CLI_TELEMETRY_OPTOUT=1
 unset MTFM_CUDA_EMU_LIB
 # NVRTC and cuBLAS: what the dynamic loader knows first (nothing to set); else the CUDA toolkit's copy (CUDA 13 keeps

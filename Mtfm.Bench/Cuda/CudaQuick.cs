@@ -325,6 +325,7 @@ internal static class CudaQuick
             return double.NaN;
         }
         long elems = (long)n * n;
+        c.Driver.MakeCurrent(); // cuBLAS binds the handle to the context current on this thread
         nint h = Cublas.Create();
         ulong a = 0, b = 0, cc = 0;
         try

@@ -49,6 +49,7 @@ internal sealed class DeviceTimer : IDisposable
             }
             return ms;
         }
+        _driver.MakeCurrent(); // the raw driver calls below need the device's context on this thread
         while (_pool.Count < reps + 1) _pool.Add(CudaDriverApi.EventCreate(timing: true));
         CudaDriverApi.EventRecord(_pool[0], _stream);
         for (int i = 0; i < reps; i++)
@@ -70,6 +71,7 @@ internal sealed class DeviceTimer : IDisposable
 
     public void Dispose()
     {
+        if (_pool.Count > 0) _driver.MakeCurrent();
         foreach (var e in _pool) CudaDriverApi.EventDestroy(e);
         _pool.Clear();
     }
