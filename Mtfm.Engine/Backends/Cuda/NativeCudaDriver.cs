@@ -17,6 +17,7 @@ internal sealed unsafe class NativeCudaDriver : ICudaDriver
     private readonly ConcurrentDictionary<string, CudaKernel> _kernels = new();
     private readonly HashSet<ulong> _live = [];
     private readonly HashSet<nint> _pinned = [];
+    private readonly HashSet<nint> _streams = [];
     private long _syncs;
     private bool _disposed;
 
@@ -88,10 +89,16 @@ internal sealed unsafe class NativeCudaDriver : ICudaDriver
     void ICudaDriver.MakeCurrent() => MakeCurrent();
 
     /// <summary>
-    /// Waits for all work of the context (every stream, also the non-blocking ones, which the legacy default stream
-    /// that the blocking cuMemcpy* calls use does not wait for). Not counted on its own: the blocking copy is.
+    /// Waits for the work enqueued on every stream of this driver: they are CU_STREAM_NON_BLOCKING, which the legacy
+    /// default stream that the synchronous cuMemcpy* calls run on does not wait for. (Only this driver's streams, not
+    /// the whole context: tests running in parallel share the primary context.) Not counted on its own: the blocking
+    /// copy that needs it is.
     /// </summary>
-    private void DrainContext() => CudaDriverApi.Check(CudaDriverBindings.cuCtxSynchronize(), "cuCtxSynchronize");
+    private void DrainStreams()
+    {
+        foreach (var s in _streams)
+            CudaDriverApi.Check(CudaDriverBindings.cuStreamSynchronize(s), "cuStreamSynchronize");
+    }
 
     public ulong Allocate(long bytes)
     {
@@ -128,13 +135,16 @@ internal sealed unsafe class NativeCudaDriver : ICudaDriver
     public nint CreateStream()
     {
         MakeCurrent();
-        return CudaDriverApi.StreamCreate();
+        var s = CudaDriverApi.StreamCreate();
+        _streams.Add(s);
+        return s;
     }
 
     public void DestroyStream(nint stream)
     {
         MakeCurrent();
         CudaDriverApi.StreamDestroy(stream);
+        _streams.Remove(stream);
     }
 
     public void SynchronizeStream(nint stream)
@@ -216,11 +226,12 @@ internal sealed unsafe class NativeCudaDriver : ICudaDriver
         if (bytes > 0)
         {
             // Our streams are CU_STREAM_NON_BLOCKING: the synchronous copy (legacy default stream) is not ordered
-            // with them. Drain first (a kernel may still use dst) and after (from pageable memory cuMemcpyHtoD returns
-            // once the data is staged, before the DMA has landed), so the copy is ordered like the emulation's.
-            DrainContext();
+            // with them. Drain them first (a kernel may still use dst), and wait for the legacy stream after (from
+            // pageable memory cuMemcpyHtoD returns once the data is staged, before the DMA has landed, and later
+            // launches on our streams would not wait for it): ordered like the emulation's blocking copy.
+            DrainStreams();
             CudaDriverApi.MemcpyHtoD(dst, src, bytes);
-            DrainContext();
+            CudaDriverApi.Check(CudaDriverBindings.cuStreamSynchronize(0), "cuStreamSynchronize(legacy stream)");
         }
     }
 
@@ -230,7 +241,7 @@ internal sealed unsafe class NativeCudaDriver : ICudaDriver
         Counted("cuMemcpyDtoH");
         if (bytes > 0)
         {
-            DrainContext(); // work on the non-blocking streams that writes src must finish first
+            DrainStreams(); // work on our non-blocking streams that writes src must finish first
             CudaDriverApi.MemcpyDtoH(dst, src, bytes);
         }
     }
