@@ -108,7 +108,9 @@ internal static unsafe class Nvrtc
             var log = GetLog(program);
             if (rc == 6) // NVRTC_ERROR_COMPILATION
                 throw new NvrtcCompileException(programName, log);
-            Check(rc, $"nvrtcCompileProgram({programName})");
+            if (rc != 0) // e.g. 7, NVRTC_ERROR_BUILTIN_OPERATION_FAILURE: the log names the libnvrtc-builtins it could not open
+                throw new CudaException($"nvrtcCompileProgram({programName})", rc,
+                    log.Length == 0 ? ErrorString(rc) : $"{ErrorString(rc)}: {log}");
             byte[] image;
             if (output == NvrtcOutput.Ptx)
             {

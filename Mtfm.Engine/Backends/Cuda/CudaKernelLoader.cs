@@ -116,7 +116,9 @@ internal sealed class CudaKernelLoader
             try
             {
                 Directory.CreateDirectory(CacheDirectory);
-                var tmp = path + "." + Environment.ProcessId + ".tmp";
+                // unique per write: loaders in one process (parallel tests) may compile the same file at once, and a
+                // shared temporary name would let one rename the other's half-written file into place
+                var tmp = $"{path}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp";
                 File.WriteAllBytes(tmp, result.Image);
                 File.Move(tmp, path, overwrite: true);
             }
