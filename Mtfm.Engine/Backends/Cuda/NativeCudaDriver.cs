@@ -54,6 +54,9 @@ internal sealed unsafe class NativeCudaDriver : ICudaDriver
 
     public long TotalMemory { get; }
 
+    /// <summary>Shared memory per block (static + dynamic) a kernel may use without opting in.</summary>
+    internal const int DefaultSharedPerBlock = 48 * 1024;
+
     /// <summary>Shared memory per block a kernel may use after opting in (227 KiB on Hopper).</summary>
     public int MaxSharedPerBlockOptIn { get; }
 
@@ -261,11 +264,11 @@ internal sealed unsafe class NativeCudaDriver : ICudaDriver
             var module = _modules.GetOrAdd(sourceFile, f =>
                 CudaDriverApi.ModuleLoadData(_loader.GetImageForDevice(f, ComputeCapability).Image));
             var f = CudaDriverApi.ModuleGetFunction(module, kernelName);
-            return new CudaKernel(sourceFile, kernelName, f)
-            {
-                StaticSharedBytes = CudaDriverApi.FuncGetAttribute(f, CudaDriverApi.CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES),
-                DynamicSharedLimit = CudaDriverApi.FuncGetAttribute(f, CudaDriverApi.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES),
-            };
+            var staticBytes = CudaDriverApi.FuncGetAttribute(f, CudaDriverApi.CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES);
+            // without opting in, static + dynamic must fit 48 KiB; take the stricter of that and what the attribute says
+            var limit = Math.Min(DefaultSharedPerBlock - staticBytes,
+                CudaDriverApi.FuncGetAttribute(f, CudaDriverApi.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES));
+            return new CudaKernel(sourceFile, kernelName, f) { StaticSharedBytes = staticBytes, DynamicSharedLimit = limit };
         });
     }
 
