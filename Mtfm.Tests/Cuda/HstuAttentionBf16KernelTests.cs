@@ -145,6 +145,7 @@ public sealed class HstuAttentionBf16KernelTests(ITestOutputHelper output)
     [InlineData(Emulated, true, 4, 2, 9, 7, true)]
     [InlineData(Emulated, false, 2, 2, 200, 150, true)]
     [InlineData(Emulated, true, 2, 1, 64, 130, true)]
+    [InlineData(Emulated, true, 2, 1, 224, 128, true)]
     [InlineData(Gpu, false, 3, 1, 16, 16, true)]
     [InlineData(Gpu, true, 3, 1, 16, 16, true)]
     [InlineData(Gpu, false, 4, 2, 24, 20, true)]
