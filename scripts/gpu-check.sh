@@ -75,6 +75,7 @@ summary() { grep -a "Total:" "$1" | tail -1 | sed 's/\x1b\[[0-9;]*m//g'; }
       if [[ $tool == memcheck ]]; then t=$(budget 100 230); else t=$(budget 100 130); fi
       timeout -k 10 $t "$SANITIZER" --tool $tool --error-exitcode 9 "$T" -class Mtfm.Tests.Cuda.CudaKernelTests \
         -class Mtfm.Tests.Cuda.HstuAttentionKernelTests -class Mtfm.Tests.Cuda.HstuAttentionBackwardTests \
+        -class Mtfm.Tests.Cuda.HstuAttentionBf16KernelTests \
         > "$OUT/sanitizer-$tool.log" 2>&1
       rc=$?
       echo "| compute-sanitizer $tool, kernel tests (timeout ${t} s) | exit $rc$( ((rc == 124)) && echo ' (timed out)'); $(grep -a 'ERROR SUMMARY' "$OUT/sanitizer-$tool.log" | tail -1) $(summary "$OUT/sanitizer-$tool.log") |"
