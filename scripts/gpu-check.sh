@@ -42,7 +42,7 @@ for lib in nvrtc cublas; do
   f=$(find /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/local/cuda-*/lib64 \
         /usr/local/cuda-*/targets/x86_64-linux/lib /usr/lib/x86_64-linux-gnu \
         -maxdepth 1 -name "lib$lib.so.1[1-3]*" 2>/dev/null | sort -V | tail -1)
-  [[ -z $f ]] && f=$(find /opt /usr/local/lib /usr/lib/python3* -path "*nvidia*" -name "lib$lib.so.1[1-3]*" 2>/dev/null | sort -V | tail -1)
+  [[ -z $f ]] && f=$(timeout 30 find /opt /usr/local/lib /usr/lib/python3* -path "*nvidia*" -name "lib$lib.so.1[1-3]*" 2>/dev/null | sort -V | tail -1)
   if [[ -n $f ]]; then
     export "$var=$f"; LIBS+="$lib: $f; "
     d=$(dirname "$f"); [[ ":$LIBDIRS:" == *":$d:"* ]] || LIBDIRS+="${LIBDIRS:+:}$d"
@@ -53,7 +53,7 @@ done
 SANITIZER=$(command -v compute-sanitizer 2>/dev/null || ls -d /usr/local/cuda/bin/compute-sanitizer \
   /usr/local/cuda-*/bin/compute-sanitizer /usr/local/cuda*/compute-sanitizer/compute-sanitizer 2>/dev/null | sort -V | tail -1)
 if command -v nvidia-smi >/dev/null 2>&1; then
-  GPU=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -1)
+  GPU=$(timeout 20 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | head -1)
 else
   GPU="a machine without nvidia-smi (no NVIDIA driver)"
 fi
