@@ -31,11 +31,12 @@ internal sealed record TrainFigures(string Backend, long Parameters, int WarmupS
 /// <c>cuEventSynchronize</c> is <see cref="CudaBatchPrefetch.StageAhead"/>'s back-pressure (the host more than
 /// <see cref="CudaBatchPrefetch.DefaultMaxStepsInFlight"/> steps ahead of the device; it runs first in the interval and is
 /// the loop's only event wait), reported apart; every other counted call is a synchronisation inside a step.
+/// <c>stepHook</c>, when given, is called first at the end of every step (warm-up included) with the step number (1-based).
 /// </summary>
 internal static class TrainThroughput
 {
     public static TrainFigures Measure(IBackend backend, MtfmConfig config, SyntheticConfig data, int batchTokens,
-        int warmupSteps, int timedSteps, TextWriter log)
+        int warmupSteps, int timedSteps, TextWriter log, Action<long>? stepHook = null)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(warmupSteps);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(timedSteps);
@@ -69,6 +70,7 @@ internal static class TrainThroughput
         if (warmupSteps == 0) { cuda?.Synchronize(); lastCount = cuda?.Driver.SynchronizationCount ?? 0; sw.Start(); }
         trainer.StepCompleted = step =>
         {
+            stepHook?.Invoke(step);
             if (step == warmupSteps)
             {
                 log.WriteLine($"  warm-up steps enqueued ({setup.Elapsed.TotalSeconds:F1} s)");
