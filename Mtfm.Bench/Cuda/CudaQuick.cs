@@ -16,7 +16,7 @@ namespace Mtfm.Bench.Cuda;
 /// dotnet run -c Release --project Mtfm.Bench -- cuda-quick [--emulated] [--small] [--cpu | --cpu-only]
 ///     [--cpu-ref EXPOSURES_PER_S] [--cpu-threads N] [--budget-s S] [--out FILE.md]
 ///     [--preset tiny|small|base] [--blocks N] [--batch-tokens N] [--steps WARMUP,TIMED]
-/// dotnet run -c Release --project Mtfm.Bench -- cuda-quick --host-only [--emulated] [--skip-bulk] [--cpu-ref X] [--steps W,T] ...
+/// dotnet run -c Release --project Mtfm.Bench -- cuda-quick --host-only [--emulated] [--real-bulk] [--cpu-ref X] [--steps W,T] ...
 /// </code>
 /// <c>--host-only</c>: the host-bound ceiling of <c>base</c> training instead of the table (<see cref="HostBound"/>;
 /// needs only <c>MTFM_CUDA_EMU_LIB</c>, no GPU).
@@ -80,7 +80,7 @@ internal static class CudaQuick
 
     private sealed class Options
     {
-        public bool Emulated, Small, Cpu, CpuOnly, HostOnly, SkipBulk;
+        public bool Emulated, Small, Cpu, CpuOnly, HostOnly, RealBulk;
         public string? Out;
         public double? CpuRef;
         public int CpuThreads = Environment.ProcessorCount;
@@ -107,7 +107,7 @@ internal static class CudaQuick
                     case "--cpu": o.Cpu = true; break;
                     case "--cpu-only": o.CpuOnly = true; break;
                     case "--host-only": o.HostOnly = true; break;
-                    case "--skip-bulk": o.SkipBulk = true; break;
+                    case "--real-bulk": o.RealBulk = true; break;
                     case "--out": o.Out = Value(); break;
                     case "--cpu-ref": o.CpuRef = Number("--cpu-ref"); break;
                     case "--cpu-threads": o.CpuThreads = (int)Number("--cpu-threads"); break;
@@ -122,7 +122,7 @@ internal static class CudaQuick
                         (o.Warmup, o.Timed) = (w, t);
                         break;
                     default:
-                        throw new ArgumentException($"cuda-quick: unknown option '{args[i]}' (use --emulated, --small, --cpu, --cpu-only, --host-only, --skip-bulk, " +
+                        throw new ArgumentException($"cuda-quick: unknown option '{args[i]}' (use --emulated, --small, --cpu, --cpu-only, --host-only, --real-bulk, " +
                             "--cpu-ref EXPOSURES_PER_S, --cpu-threads N, --budget-s S, --out FILE, --preset NAME, --blocks N, --batch-tokens N, --steps W,T).");
                 }
             }
@@ -146,8 +146,8 @@ internal static class CudaQuick
         }
         catch (ArgumentException e) { Console.Error.WriteLine(e.Message); return 64; }
         var report = new QuickReport(o.Out);
-        if (o.HostOnly) return HostBound.Run(sizes, o.CpuRef ?? HostBound.CpuReference, o.Emulated, o.SkipBulk, report,
-            o.Warmup is null ? 10 : sizes.Warmup, o.Timed ?? 20);
+        if (o.HostOnly) return HostBound.Run(sizes, o.CpuRef ?? HostBound.CpuReference, o.Emulated, !o.RealBulk, report,
+            o.Warmup is null ? 200 : sizes.Warmup, o.Timed ?? 200);
         var clock = Stopwatch.StartNew();
         report.Header($"## CUDA quick table ({(o.CpuOnly ? "CPU backend only" : o.Emulated ? "emulated device" : "GPU")}{(o.Small ? ", --small sizes" : "")}), " +
             $"{DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC, {Environment.ProcessorCount} host cores, .NET {Environment.Version}");
