@@ -257,6 +257,28 @@ public sealed class CudaBackendTests
         }
     }
 
+    /// <summary>
+    /// ScatterAddRows groups its sources on the host by a counting sort when the target has few rows for the ids (the
+    /// test above) and by a comparison sort when it has many (a wide table): both must give the CPU's sums bitwise.
+    /// </summary>
+    [Theory]
+    [InlineData(Emulated)]
+    [InlineData(Gpu)]
+    public void ScatterAddRowsIntoAWideTableMatchesTheCpu(string kind)
+    {
+        using var p = Open(kind);
+        var rng = new Random(61);
+        int n = 20_000, d = 3, m = 57; // n > 4·m + 4096: the sorting path
+        var idx = Enumerable.Range(0, m).Select(i => i % 5 == 0 ? 7 : rng.Next(n)).ToArray(); // 7 repeats
+        foreach (var wide in new[] { false, true })
+        {
+            var index = wide ? p.BothL(idx.Select(i => (long)i).ToArray(), m) : p.BothI(idx, m);
+            var g = p.Random(rng, -1, 1, m, d);
+            var acc = p.Random(rng, -1, 1, n, d);
+            p.Cpu.ScatterAddRows(g.C, index.C, acc.C); p.Gpu.ScatterAddRows(g.G, index.G, acc.G); p.Exact(acc, $"ScatterAddRows (wide table) int64={wide}");
+        }
+    }
+
     [Theory]
     [InlineData(Emulated)]
     [InlineData(Gpu)]

@@ -76,34 +76,90 @@ internal sealed unsafe partial class CudaBackend
         if (m == 0 || cols == 0) return;
         // Sources grouped by target on the host (stable: ascending source within a target), from the index mirror;
         // on the device each (target, column) sums its sources in that order — the CPU backend's order exactly.
-        var keys = v.ToArray();
-        var order = new int[m];
-        for (int i = 0; i < m; i++) order[i] = i;
-        Array.Sort(keys, order);
-        var meta = new int[3 * m + 1]; // order[m] | segOffsets[u + 1] | targets[u]
-        int u = 0;
-        var seg = new List<int>();
-        var targets = new List<int>();
-        for (int s = 0; s < m;)
-        {
-            int e = s + 1;
-            while (e < m && keys[e] == keys[s]) e++;
-            Array.Sort(order, s, e - s);
-            seg.Add(s);
-            targets.Add((int)keys[s]);
-            s = e;
-            u++;
-        }
-        seg.Add(m);
-        order.CopyTo(meta, 0);
-        seg.CopyTo(meta, m);
-        targets.CopyTo(meta, m + u + 1);
-        var b = ScratchInts(meta.AsSpan(0, m + 2 * u + 1));
+        int rowsOut = dst.RowCount;
+        var meta = System.Buffers.ArrayPool<int>.Shared.Rent(3 * m + 1); // order[m] | segOffsets[u + 1] | targets[u]
+        int u = rowsOut <= 4 * (long)m + 4096 ? GroupByTargetCounting(v, rowsOut, meta) : GroupByTargetSorting(v, meta);
+        var b = ScratchInts(meta.AsSpan(0, m + 2 * u + 1)); // copied into pinned staging: the array can go back at once
+        System.Buffers.ArrayPool<int>.Shared.Return(meta);
         ulong po = b.Pointer, pseg = b.At<int>(m), pt = b.At<int>(m + u + 1);
         int nt = u;
         Launch1D("backend_rows.cu", "mtfm_scatter_add_segments", (long)nt * cols,
             (ref CudaKernelArgs a) => { a.Ptr(ps); a.Ptr(po); a.Ptr(pseg); a.Ptr(pt); a.Ptr(pd); a.I32(nt); a.I32(cols); });
         Release(b);
+    }
+
+    /// <summary>
+    /// Groups the positions of <paramref name="keys"/> (all in [0, <paramref name="targets"/>)) by key with a counting
+    /// sort: <paramref name="meta"/> receives order[m] (positions by ascending key, ascending position within a key) |
+    /// segOffsets[u + 1] | targets[u] for the u distinct keys in ascending order; returns u. O(m + targets).
+    /// </summary>
+    private static int GroupByTargetCounting(ReadOnlySpan<long> keys, int targets, int[] meta)
+    {
+        int m = keys.Length;
+        var start = System.Buffers.ArrayPool<int>.Shared.Rent(targets + 1);
+        try
+        {
+            var count = start.AsSpan(0, targets + 1);
+            count.Clear();
+            for (int i = 0; i < m; i++) count[(int)keys[i] + 1]++;
+            int u = 0;
+            for (int t = 0; t < targets; t++)
+                if (count[t + 1] != 0) u++;
+            var seg = meta.AsSpan(m, u + 1);
+            var tg = meta.AsSpan(m + u + 1, u);
+            int k = 0;
+            for (int t = 0; t < targets; t++)
+            {
+                int c = count[t + 1];
+                count[t + 1] = count[t] + c; // count[t] = first slot of key t
+                if (c != 0)
+                {
+                    seg[k] = count[t];
+                    tg[k++] = t;
+                }
+            }
+            seg[u] = m;
+            var order = meta.AsSpan(0, m);
+            for (int i = 0; i < m; i++) order[count[(int)keys[i]]++] = i; // ascending i: stable
+            return u;
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<int>.Shared.Return(start);
+        }
+    }
+
+    /// <summary><see cref="GroupByTargetCounting"/>'s result by a comparison sort (for keys spread over a large range).</summary>
+    private static int GroupByTargetSorting(ReadOnlySpan<long> keys, int[] meta)
+    {
+        int m = keys.Length;
+        var sorted = keys.ToArray();
+        var order = meta.AsSpan(0, m);
+        for (int i = 0; i < m; i++) order[i] = i;
+        sorted.AsSpan().Sort(order);
+        int u = 0;
+        for (int s = 0; s < m;)
+        {
+            int e = s + 1;
+            while (e < m && sorted[e] == sorted[s]) e++;
+            order.Slice(s, e - s).Sort();
+            u++;
+            s = e;
+        }
+        // segOffsets and targets follow order[m]; a second pass now that u is known
+        var seg = meta.AsSpan(m, u + 1);
+        var tg = meta.AsSpan(m + u + 1, u);
+        int k = 0;
+        for (int s = 0; s < m;)
+        {
+            int e = s + 1;
+            while (e < m && sorted[e] == sorted[s]) e++;
+            seg[k] = s;
+            tg[k++] = (int)sorted[s];
+            s = e;
+        }
+        seg[u] = m;
+        return u;
     }
 
     /// <summary>

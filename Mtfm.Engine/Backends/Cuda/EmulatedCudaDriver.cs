@@ -224,6 +224,12 @@ internal sealed unsafe class EmulatedCudaDriver : ICudaDriver
     public CudaKernel GetKernel(string sourceFile, string kernelName)
     {
         ThrowIfDisposed();
+        // Called once per launch: the hit path allocates nothing (the closure lives in LoadKernel).
+        return _kernels.TryGetValue(kernelName, out var kernel) ? kernel : LoadKernel(sourceFile, kernelName);
+    }
+
+    private CudaKernel LoadKernel(string sourceFile, string kernelName)
+    {
         return _kernels.GetOrAdd(kernelName, name =>
         {
             var bytes = System.Text.Encoding.UTF8.GetBytes(name + "\0");

@@ -14,7 +14,7 @@ internal sealed unsafe class NativeCudaDriver : ICudaDriver
     private readonly nint _context;
     private readonly CudaKernelLoader _loader;
     private readonly ConcurrentDictionary<string, nint> _modules = new();
-    private readonly ConcurrentDictionary<string, CudaKernel> _kernels = new();
+    private readonly ConcurrentDictionary<(string File, string Name), CudaKernel> _kernels = new();
     private readonly HashSet<ulong> _live = [];
     private readonly HashSet<nint> _pinned = [];
     private readonly HashSet<nint> _streams = [];
@@ -259,7 +259,13 @@ internal sealed unsafe class NativeCudaDriver : ICudaDriver
     public CudaKernel GetKernel(string sourceFile, string kernelName)
     {
         MakeCurrent();
-        return _kernels.GetOrAdd(sourceFile + ":" + kernelName, _ =>
+        // Called once per launch: the hit path allocates nothing (no key string, no closure).
+        return _kernels.TryGetValue((sourceFile, kernelName), out var kernel) ? kernel : LoadKernel(sourceFile, kernelName);
+    }
+
+    private CudaKernel LoadKernel(string sourceFile, string kernelName)
+    {
+        return _kernels.GetOrAdd((sourceFile, kernelName), _ =>
         {
             var module = _modules.GetOrAdd(sourceFile, f =>
                 CudaDriverApi.ModuleLoadData(_loader.GetImageForDevice(f, ComputeCapability).Image));
@@ -277,8 +283,8 @@ internal sealed unsafe class NativeCudaDriver : ICudaDriver
         MakeCurrent();
         if (kernel.Function == 0)
             throw new ArgumentException($"kernel {kernel} was not loaded by a real device", nameof(kernel));
-        var raise = DynamicSharedOptIn(kernel.ToString(), sharedBytes, kernel.DynamicSharedLimit, kernel.StaticSharedBytes,
-            MaxSharedPerBlockOptIn);
+        var raise = sharedBytes <= (uint)Math.Max(0, kernel.DynamicSharedLimit) ? 0 // the common case, without building the name
+            : DynamicSharedOptIn(kernel.ToString(), sharedBytes, kernel.DynamicSharedLimit, kernel.StaticSharedBytes, MaxSharedPerBlockOptIn);
         if (raise > 0)
         {
             CudaDriverApi.FuncSetAttribute(kernel.Function, CudaDriverApi.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, raise);
