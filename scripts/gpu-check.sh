@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs on a lent GPU machine (see scripts/gpu-pack.sh): every CUDA test on the real device (the "gpu" variants; the
 # emulated ones skip there), compute-sanitizer memcheck and racecheck over the kernel tests, then the CUDA issue's
-# figures (Mtfm.Bench cuda-quick, full sizes). Writes $OUT/summary.md (the step table, then the cuda-quick table) and
-# prints it last; logs and the xunit XML beside it (7 files: the device tool returns at most 8).
+# figures (Mtfm.Bench cuda-quick, full sizes), then the host-bound ceiling of `base` training (cuda-quick --host-only:
+# launches skipped, ~15 s). Writes $OUT/summary.md (the step table, then the cuda-quick and host-bound tables) and
+# prints it last; logs and the xunit XML beside it (8 files: the device tool returns at most 8).
 # Every step has a timeout taken from one deadline, so the whole script ends within ~9 minutes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -83,7 +84,7 @@ summary() { grep -a "Total:" "$1" | tail -1 | sed 's/\x1b\[[0-9;]*m//g'; }
   else
     echo "| compute-sanitizer | not found on this machine |"
   fi
-  t=$(budget 240 5)
+  t=$(budget 240 35)
   timeout -k 10 $t "$B" cuda-quick --cpu-ref "$CPU_REF_EXPOSURES_PER_S" --budget-s $((t > 60 ? t - 40 : 20)) \
     --out "$OUT/cuda-quick.md" > "$OUT/cuda-quick.log" 2>&1
   rc=$?
@@ -95,9 +96,17 @@ summary() { grep -a "Total:" "$1" | tail -1 | sed 's/\x1b\[[0-9;]*m//g'; }
     *) what="failed; see cuda-quick.log: $(tail -1 "$OUT/cuda-quick.log")" ;;
   esac
   echo "| CUDA figures: Mtfm.Bench cuda-quick (timeout ${t} s) | exit $rc: $what |"
+  # How fast this machine's host enqueues a `base` step (real driver, every launch skipped, cuBLAS off): compare with
+  # the training row above to see how much of the GPU step is host-bound.
+  t=$(budget 30 0)
+  hb=$(timeout -k 5 $t "$B" cuda-quick --host-only --cpu-ref "$CPU_REF_EXPOSURES_PER_S" --out "$OUT/host-bound.md" 2>&1; echo "exit=$?")
+  rc=${hb##*exit=}
+  hb=$(printf '%s' "${hb%exit=*}" | tail -3 | tr '\n|' '  ')
+  echo "| host-bound ceiling: Mtfm.Bench cuda-quick --host-only (timeout ${t} s) | exit $rc$( ((rc != 0)) && echo ": ${hb:0:300}") |"
   echo
   echo "Total $(( $(date +%s) - START )) s."
   echo
   if [[ -s "$OUT/cuda-quick.md" ]]; then cat "$OUT/cuda-quick.md"; fi
+  if [[ -s "$OUT/host-bound.md" ]]; then echo; cat "$OUT/host-bound.md"; fi
 } > "$OUT/summary.md"
 cat "$OUT/summary.md"
