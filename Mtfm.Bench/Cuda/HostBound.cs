@@ -107,7 +107,8 @@ internal static class HostBound
             "host memcpy/memset of the emulated device (asynchronous enqueues on a GPU): subtracted below");
         report.Row("host time per step (net)", "gross − emulated copies/memsets", net, $"{QuickReport.F(DeviceTimer.Median(net), 1)} ms",
             $"{launches.Average():N0} launches/step ({gemms.Average():N0} GEMMs, cuBLAS calls on a GPU), {uploads.Average():N0} H→D copies/step; " +
-            $"{allocPerStep / 1024:N0} KiB managed allocations/step, {gcs} gen-0 GCs over the timed steps");
+            $"{allocPerStep / 1024:N0} KiB managed allocations/step, {gcs} gen-0 GCs over the timed steps; " +
+            $"host synchronisations inside the timed steps: {figures.SyncsInTimedSteps}");
         report.Target("host-bound ceiling (net, mean over the timed steps)", $"{QuickReport.F(ceiling, 0)} examples/s " +
             $"(median step: {QuickReport.F(medianCeiling, 0)})", $"≥ {QuickReport.F(needed, 0)} (20 × {QuickReport.F(cpuReference, 0)})", ceiling >= needed);
         report.Target("ceiling ÷ rate needed for ×20", $"{QuickReport.F(ceiling / needed, 2)}×", "≥ 3× leaves room for the device", ceiling >= 3 * needed);
