@@ -110,3 +110,6 @@ summary() { grep -a "Total:" "$1" | tail -1 | sed 's/\x1b\[[0-9;]*m//g'; }
   if [[ -s "$OUT/host-bound.md" ]]; then echo; cat "$OUT/host-bound.md"; fi
 } > "$OUT/summary.md"
 cat "$OUT/summary.md"
+# The device tool brings back at most 8 files: keep summary.md as it is and pack every other output into one archive.
+( cd "$OUT" && others=$(ls -A | grep -vx 'summary.md') && [[ -n "$others" ]] && tar -cJf logs.tar.xz $others && rm -rf $others ) || true
+ls -la "$OUT"
