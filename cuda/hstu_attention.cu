@@ -31,7 +31,6 @@ MTFM_KERNEL void mtfm_hstu_attention_fwd(const float* q, const float* k, const f
     __shared__ mtfm_i64 sKTime[MTFM_ATTN_MAX_TILE];
     __shared__ int sKKind[MTFM_ATTN_MAX_TILE];
     __shared__ int sCnt[MTFM_ATTN_MAX_TILE];
-    __shared__ int sAny;
 
     float* sQ = smem;             // [bq, dqk]
     float* sK = sQ + bq * dqk;    // [bk, dqk]
@@ -66,27 +65,13 @@ MTFM_KERNEL void mtfm_hstu_attention_fwd(const float* q, const float* k, const f
 
         for (int kt = k0; kt < k1; kt += bk) {
             const int nk = min(bk, k1 - kt);
-            if (tid == 0) sAny = 0;
             for (int j = tid; j < bk; j += nt) {
                 sKKind[j] = j < nk ? kinds[kt + j] : 2;
                 sKTime[j] = j < nk ? times[kt + j] : 0;
             }
             __syncthreads();
-            // visibility of the tile, from metadata only
-            bool any = false;
-            for (int e = tid; e < bq * bk; e += nt) {
-                const int i = e / bk, j = e - i * bk;
-                const bool vis = i < nq && j < nk && mtfm_visible(sQTok[i], sQTime[i], kt + j, sKKind[j], sKTime[j]);
-                sVis[e] = vis ? 1.0f : 0.0f;
-                any |= vis;
-            }
-            if (any) sAny = 1;
-            __syncthreads();
-            const bool tileVisible = sAny != 0;
-            if (!tileVisible) {
-                __syncthreads();  // everyone has read sAny before the next tile resets it
-                continue;         // invisible tile: K/V never loaded
-            }
+            // visibility of the tile, from metadata only; an invisible tile: K/V never loaded
+            if (!mtfm_tile_visible(nq, nk, bq, bk, kt, sQTok, sQTime, sKKind, sKTime, sVis)) continue;
             for (int e = tid; e < bk * dqk; e += nt) {
                 const int j = e / dqk, c = e - j * dqk;
                 sK[e] = j < nk ? k[((mtfm_i64)(kt + j) * numKvHeads + kvHead) * dqk + c] : 0.0f;

@@ -37,7 +37,6 @@ __device__ __forceinline__ void mtfm_hstu_attention_bf16_body(
     __shared__ int sQTok[MTFM_BF16_BQ];
     __shared__ mtfm_i64 sKTime[MTFM_BF16_BK_MAX];
     __shared__ int sKKind[MTFM_BF16_BK_MAX];
-    __shared__ int sAny;
 
     const int dqkPad = (dqk + 15) & ~15;
     const int nks = dqkPad >> 4;                  // k-steps of S
@@ -102,23 +101,13 @@ MTFM_UNROLL
 
         for (int kt = k0; kt < k1; kt += bk) {
             const int nk = min(bk, k1 - kt);
-            if (tid == 0) sAny = 0;
             for (int j = tid; j < bk; j += nt) {
                 sKKind[j] = j < nk ? kinds[kt + j] : 2;
                 sKTime[j] = j < nk ? times[kt + j] : 0;
             }
             __syncthreads();
-            bool any = false;
-            for (int e = tid; e < bq * bk && !any; e += nt) {
-                const int i = e / bk, j = e - i * bk;
-                any = i < nq && j < nk && mtfm_visible(sQTok[i], sQTime[i], kt + j, sKKind[j], sKTime[j]);
-            }
-            if (any) sAny = 1;
-            __syncthreads();
-            if (sAny == 0) {
-                __syncthreads();  // everyone has read sAny before the next tile resets it
-                continue;         // invisible tile: K/V never loaded
-            }
+            // invisible tile: K/V never loaded
+            if (!mtfm_tile_visible(nq, nk, bq, bk, kt, sQTok, sQTime, sKKind, sKTime, nullptr)) continue;
             const int nkr8 = (nk + 7) & ~7;    // key rows used by the S n-tiles
             const int nkr16 = (nk + 15) & ~15; // keys used by the O k-steps
             // K tile → sK (bf16), zero outside [nk) × [dqk)

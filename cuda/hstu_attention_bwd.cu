@@ -48,7 +48,6 @@ MTFM_KERNEL void mtfm_hstu_attention_bwd_dq(const float* q, const float* k, cons
     __shared__ float sInvN[MTFM_ATTN_MAX_TILE];
     __shared__ mtfm_i64 sKTime[MTFM_ATTN_MAX_TILE];
     __shared__ int sKKind[MTFM_ATTN_MAX_TILE];
-    __shared__ int sAny;
 
     float* sQ = smem;              // [bq, dqk]
     float* sDQ = sQ + bq * dqk;    // [bq, dqk]
@@ -91,27 +90,12 @@ MTFM_KERNEL void mtfm_hstu_attention_bwd_dq(const float* q, const float* k, cons
         __syncthreads();
         for (int kt = k0; kt < k1; kt += bk) {
             const int nk = min(bk, k1 - kt);
-            if (tid == 0) sAny = 0;
             for (int j = tid; j < bk; j += nt) {
                 sKKind[j] = j < nk ? kinds[kt + j] : 2;
                 sKTime[j] = j < nk ? times[kt + j] : 0;
             }
             __syncthreads();
-            bool any = false;
-            for (int e = tid; e < bq * bk; e += nt) {
-                const int i = e / bk, j = e - i * bk;
-                const bool vis =
-                    i < nq && j < nk && mtfm_visible(sQTok[i], sQTime[i], kt + j, sKKind[j], sKTime[j]);
-                sVis[e] = vis ? 1.0f : 0.0f;
-                any |= vis;
-            }
-            if (any) sAny = 1;
-            __syncthreads();
-            const bool tileVisible = sAny != 0;
-            if (!tileVisible) {
-                __syncthreads();
-                continue;
-            }
+            if (!mtfm_tile_visible(nq, nk, bq, bk, kt, sQTok, sQTime, sKKind, sKTime, sVis)) continue;
             for (int e = tid; e < bk * dqk; e += nt) {
                 const int j = e / dqk, c = e - j * dqk;
                 sK[e] = j < nk ? k[((mtfm_i64)(kt + j) * numKvHeads + kvHead) * dqk + c] : 0.0f;
@@ -187,7 +171,6 @@ MTFM_KERNEL void mtfm_hstu_attention_bwd_dkv(const float* q, const float* k, con
     __shared__ float sInvN[MTFM_ATTN_MAX_TILE];
     __shared__ mtfm_i64 sKTime[MTFM_ATTN_MAX_TILE];
     __shared__ int sKKind[MTFM_ATTN_MAX_TILE];
-    __shared__ int sAny;
 
     float* sK = smem;              // [bk, dqk]
     float* sDK = sK + bk * dqk;    // [bk, dqk]
@@ -228,7 +211,6 @@ MTFM_KERNEL void mtfm_hstu_attention_bwd_dkv(const float* q, const float* k, con
             const int head = kvHead * group + hh;
             for (int qt = qb; qt < qe; qt += bq) {
                 const int nq = min(bq, qe - qt);
-                if (tid == 0) sAny = 0;
                 for (int i = tid; i < bq; i += nt) {
                     const int tok = i < nq ? (queryTokens ? queryTokens[qt + i] : qt + i) : -1;
                     sQTok[i] = tok;
@@ -236,21 +218,7 @@ MTFM_KERNEL void mtfm_hstu_attention_bwd_dkv(const float* q, const float* k, con
                     sInvN[i] = i < nq ? 1.0f / fmaxf(counts[qt + i], 1.0f) : 0.0f;
                 }
                 __syncthreads();
-                bool any = false;
-                for (int e = tid; e < bq * bk; e += nt) {
-                    const int i = e / bk, j = e - i * bk;
-                    const bool vis =
-                        i < nq && j < nk && mtfm_visible(sQTok[i], sQTime[i], k0 + j, sKKind[j], sKTime[j]);
-                    sVis[e] = vis ? 1.0f : 0.0f;
-                    any |= vis;
-                }
-                if (any) sAny = 1;
-                __syncthreads();
-                const bool tileVisible = sAny != 0;
-                if (!tileVisible) {
-                    __syncthreads();
-                    continue;
-                }
+                if (!mtfm_tile_visible(nq, nk, bq, bk, k0, sQTok, sQTime, sKKind, sKTime, sVis)) continue;
                 for (int e = tid; e < bq * dqk; e += nt) {
                     const int i = e / dqk, c = e - i * dqk;
                     sQ[e] = i < nq ? q[((mtfm_i64)(qt + i) * numHeads + head) * dqk + c] : 0.0f;

@@ -18,3 +18,22 @@ __device__ __forceinline__ bool mtfm_visible(int qTok, mtfm_i64 qTime, int kTok,
     if (kKind == 1) return kTok == qTok || kTime < qTime;
     return kTok == qTok;
 }
+
+// Whether any pair (query row i < nq, key j < nk) of a bq × bk tile is visible, from metadata staged in shared memory:
+// query tokens/times sQTok/sQTime[bq], key kinds/times sKKind/sKTime[bk], key j being token k0 + j. With sVis non-null
+// the tile's mask (1 visible, 0 not; row-major bq × bk) is written too; without it a thread stops at its first visible
+// pair. Block-wide: every thread of the block calls it; it ends with a barrier (__syncthreads_or) after which the
+// staged metadata may be overwritten and, when it returns true, sVis read.
+__device__ __forceinline__ bool mtfm_tile_visible(int nq, int nk, int bq, int bk, int k0, const int* sQTok,
+                                                  const mtfm_i64* sQTime, const int* sKKind, const mtfm_i64* sKTime,
+                                                  float* sVis) {
+    bool any = false;
+    for (int e = threadIdx.x; e < bq * bk; e += blockDim.x) {
+        const int i = e / bk, j = e - i * bk;
+        const bool vis = i < nq && j < nk && mtfm_visible(sQTok[i], sQTime[i], k0 + j, sKKind[j], sKTime[j]);
+        if (sVis) sVis[e] = vis ? 1.0f : 0.0f;
+        else if (vis) { any = true; break; }
+        any |= vis;
+    }
+    return __syncthreads_or(any) != 0;
+}

@@ -483,8 +483,16 @@ void run_block() {
                 return;
             }
         }
+        // __syncthreads_or: every waiting thread gets the OR of the predicates given at the barrier (exited threads
+        // count as arrived with 0; plain __syncthreads gives 0).
+        unsigned long long any = 0;
         for (auto& f : g.fibers)
-            if (f.state == State::AtBarrier) f.state = State::Runnable;
+            if (f.state == State::AtBarrier) any |= f.value;
+        for (auto& f : g.fibers)
+            if (f.state == State::AtBarrier) {
+                f.result = any != 0;
+                f.state = State::Runnable;
+            }
     }
 }
 
@@ -494,7 +502,7 @@ extern "C" void mtfm_emu_register_kernel(const char* name, void (*fn)(), mtfm_em
     registry().push_back(Kernel{name, fn, invoker});
 }
 
-extern "C" void mtfm_emu_syncthreads(const char* file, int line) {
+extern "C" int mtfm_emu_syncthreads_or(int predicate, const char* file, int line) {
     Fiber* f = g.current;
     if (!f) {
         fprintf(stderr, "mtfm_cuda_emu: __syncthreads called outside a kernel (%s:%d)\n", file, line);
@@ -503,8 +511,12 @@ extern "C" void mtfm_emu_syncthreads(const char* file, int line) {
     f->state = State::AtBarrier;
     f->file = file;
     f->line = line;
+    f->value = predicate != 0;
     yield_to_scheduler(f);
+    return (int)f->result;
 }
+
+extern "C" void mtfm_emu_syncthreads(const char* file, int line) { mtfm_emu_syncthreads_or(0, file, line); }
 
 extern "C" unsigned long long mtfm_emu_warp_collective(int op, unsigned mask, unsigned long long value, int arg,
                                                        int width, const char* file, int line) {

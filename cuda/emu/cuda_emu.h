@@ -47,6 +47,7 @@ extern dim3 gridDim;
 constexpr int warpSize = 32;
 
 extern "C" void mtfm_emu_syncthreads(const char* file, int line);
+extern "C" int mtfm_emu_syncthreads_or(int predicate, const char* file, int line);
 extern "C" unsigned long long mtfm_emu_warp_collective(int op, unsigned mask, unsigned long long value, int arg,
                                                        int width, const char* file, int line);
 extern "C" void* mtfm_emu_dynamic_shared(void);
@@ -123,6 +124,9 @@ inline T from_bits(unsigned long long b) {
 
 inline void __syncthreads(const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
     mtfm_emu_syncthreads(file, line);
+}
+inline int __syncthreads_or(int predicate, const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+    return mtfm_emu_syncthreads_or(predicate, file, line);
 }
 inline void __syncwarp(unsigned mask = 0xffffffffu, const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
     mtfm_emu_warp_collective(mtfm_emu::kSyncWarp, mask, 0, 0, 32, file, line);

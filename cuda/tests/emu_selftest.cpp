@@ -172,6 +172,14 @@ int main(int argc, char** argv) {
     for (int t = 0; t < 37; ++t) eew[t] = (float)((t + 1) % 37);
     expect_close("early exit counts as arrived", ee, eew, 0, 0);
 
+    for (int who : {0, 36, 40, -1}) {  // first thread, last active thread, an exited thread, nobody
+        launch("mtfm_test_syncthreads_or", dim3(1), dim3(64), 0, scratch, 37, who);
+        const float want = (who >= 0 && who < 37) ? 2.0f : 0.0f;
+        const std::string what = "__syncthreads_or (who = " + std::to_string(who) + ")";
+        expect_close(what.c_str(), from_dev(scratch, 37),
+                     std::vector<float>(37, want), 0, 0);
+    }
+
     test_mma_bf16(rng);
 
     // a kernel after a failed launch still works

@@ -87,6 +87,16 @@ MTFM_KERNEL void mtfm_test_early_exit(float* out, int active) {
 }
 MTFM_REGISTER_KERNEL(mtfm_test_early_exit)
 
+// __syncthreads_or: threads >= active exit first (count as arrived with 0); of the others only thread `who` (if any,
+// i.e. who < active) passes 1. Every remaining thread writes the result, twice in a row with different predicates.
+MTFM_KERNEL void mtfm_test_syncthreads_or(float* out, int active, int who) {
+    if ((int)threadIdx.x >= active) return;
+    const int first = __syncthreads_or((int)threadIdx.x == who);
+    const int second = __syncthreads_or(0);
+    out[threadIdx.x] = (float)(first * 2 + second);
+}
+MTFM_REGISTER_KERNEL(mtfm_test_syncthreads_or)
+
 // ---- bf16 tensor-core primitive --------------------------------------------------------------------------------------
 // Each warp w multiplies its own A (16×16, row-major fp32, rounded to bf16), B (16×8, row-major fp32 [k][n], rounded
 // to bf16) and adds C (16×8 fp32): D = A·B + C, `reps` times in a row (D feeds back as C). The fragments are built
