@@ -20,26 +20,6 @@ namespace Mtfm.Tests.Cuda;
 [Collection(ConsoleCollection.Name)]
 public sealed class CudaAttentionPrecisionTests(ITestOutputHelper output)
 {
-    private static CudaBackend OpenBackend(string kind)
-    {
-        if (kind == Emulated)
-        {
-            var path = FindEmulationLibrary();
-            if (path is null)
-                Assert.Skip("the emulated CUDA device is not built: run scripts/test.sh (or cmake -S . -B build/native && " +
-                            "cmake --build build/native) or set MTFM_CUDA_EMU_LIB");
-            return CudaBackend.OpenEmulated(path);
-        }
-        try
-        {
-            return CudaTestDevice.OpenGpuBackend();
-        }
-        catch (CudaNotAvailableException e)
-        {
-            Assert.Skip(e.Message);
-            throw;
-        }
-    }
 
     private static AttentionLayout Layout(Random rng, (int H, int R, int T)[] spec)
     {
@@ -178,8 +158,7 @@ public sealed class CudaAttentionPrecisionTests(ITestOutputHelper output)
     [Fact]
     public void EvalRunsOnTheEmulatedDeviceWithBf16Attention()
     {
-        var lib = FindEmulationLibrary();
-        if (lib is null) Assert.Skip("the emulated CUDA device is not built: run scripts/test.sh or set MTFM_CUDA_EMU_LIB");
+        var lib = EmulationLibraryOrSkip();
         Environment.SetEnvironmentVariable(EmulatedCudaDriver.LibraryVariable, lib);
         string dir = Directory.CreateTempSubdirectory("mtfm-bf16-eval").FullName;
         var stdout = Console.Out;

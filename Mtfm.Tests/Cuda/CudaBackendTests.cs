@@ -51,31 +51,7 @@ public sealed class CudaBackendTests
         }
     }
 
-    private static Pair Open(string kind)
-    {
-        CudaBackend gpu;
-        if (kind == Emulated)
-        {
-            var path = FindEmulationLibrary();
-            if (path is null)
-                Assert.Skip("the emulated CUDA device is not built: run scripts/test.sh (or cmake -S . -B build/native && " +
-                            "cmake --build build/native) or set MTFM_CUDA_EMU_LIB");
-            gpu = CudaBackend.OpenEmulated(path);
-        }
-        else
-        {
-            try
-            {
-                gpu = CudaTestDevice.OpenGpuBackend();
-            }
-            catch (CudaNotAvailableException e)
-            {
-                Assert.Skip(e.Message);
-                throw;
-            }
-        }
-        return new Pair { Cpu = new CpuBackend(1), Gpu = gpu };
-    }
+    private static Pair Open(string kind) => new() { Gpu = OpenBackend(kind), Cpu = new CpuBackend(1) }; // GPU first: it may skip
 
     [Theory]
     [InlineData(Emulated)]

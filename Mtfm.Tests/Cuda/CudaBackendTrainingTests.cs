@@ -18,33 +18,13 @@ namespace Mtfm.Tests.Cuda;
 /// </summary>
 public sealed class CudaBackendTrainingTests
 {
-    private static CudaBackend OpenGpu(string kind)
-    {
-        if (kind == Emulated)
-        {
-            var path = FindEmulationLibrary();
-            if (path is null)
-                Assert.Skip("the emulated CUDA device is not built: run scripts/test.sh (or cmake -S . -B build/native && " +
-                            "cmake --build build/native) or set MTFM_CUDA_EMU_LIB");
-            return CudaBackend.OpenEmulated(path);
-        }
-        try
-        {
-            return CudaTestDevice.OpenGpuBackend();
-        }
-        catch (CudaNotAvailableException e)
-        {
-            Assert.Skip(e.Message);
-            throw;
-        }
-    }
 
     [Theory]
     [InlineData(Emulated)]
     [InlineData(Gpu)]
     public void OptimizerStepMatchesTheCpuOptimizers(string kind)
     {
-        using var gpu = OpenGpu(kind);
+        using var gpu = OpenBackend(kind);
         using var cpu = new CpuBackend(1);
         var rng = new Random(21);
         // (name, shape, sparse): a decayed weight, a bias (no decay), a LayerNorm-like [G, d] and an embedding table
@@ -136,7 +116,7 @@ public sealed class CudaBackendTrainingTests
     [InlineData(Gpu)]
     public void TrainerRunsOnTheCudaBackendLikeOnTheCpu(string kind)
     {
-        using var gpu = OpenGpu(kind);
+        using var gpu = OpenBackend(kind);
         using var cpu = new CpuBackend(1);
         var ds = SyntheticGenerator.Generate(SyntheticConfig.Tiny with { Users = 24 });
         var st = ds.Store;

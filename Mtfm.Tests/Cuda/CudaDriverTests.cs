@@ -172,26 +172,7 @@ public sealed unsafe class CudaDriverTests
     public void BackendGemmWorksFromAThreadThatNeverTouchedTheDevice(string kind)
     {
         // On a GPU this is cuBLAS (cublasGemmStridedBatchedEx) called from a thread the backend was not created on.
-        CudaBackend backend;
-        if (kind == CudaTestDevice.Gpu)
-        {
-            try
-            {
-                backend = CudaTestDevice.OpenGpuBackend();
-            }
-            catch (CudaNotAvailableException e)
-            {
-                Assert.Skip(e.Message);
-                throw;
-            }
-        }
-        else
-        {
-            var path = CudaTestDevice.FindEmulationLibrary();
-            if (path is null)
-                Assert.Skip("the emulated CUDA device is not built: set MTFM_CUDA_EMU_LIB or build build/native");
-            backend = CudaBackend.OpenEmulated(path);
-        }
+        var backend = CudaTestDevice.OpenBackend(kind);
         using var _ = backend;
         var rng = new Random(8);
         const int m = 33, n = 17, k = 41;

@@ -21,26 +21,6 @@ public sealed class CudaStreamSchedulerTests
     private const int WarmupSteps = 5;
     private const int MeasuredSteps = 20;
 
-    private static CudaBackend OpenGpu(string kind)
-    {
-        if (kind == Emulated)
-        {
-            var path = FindEmulationLibrary();
-            if (path is null)
-                Assert.Skip("the emulated CUDA device is not built: run scripts/test.sh (or cmake -S . -B build/native && " +
-                            "cmake --build build/native) or set MTFM_CUDA_EMU_LIB");
-            return CudaBackend.OpenEmulated(path);
-        }
-        try
-        {
-            return CudaTestDevice.OpenGpuBackend();
-        }
-        catch (CudaNotAvailableException e)
-        {
-            Assert.Skip(e.Message);
-            throw;
-        }
-    }
 
     private static readonly MtfmConfig SmallConfig = MtfmConfig.Tiny with
     {
@@ -52,7 +32,7 @@ public sealed class CudaStreamSchedulerTests
     [InlineData(Gpu)]
     public void TwentyTrainingStepsAfterWarmUpMakeNoHostSynchronisation(string kind)
     {
-        using var gpu = OpenGpu(kind);
+        using var gpu = OpenBackend(kind);
         using var cpu = new CpuBackend(1);
         var ds = SyntheticGenerator.Generate(SyntheticConfig.Tiny with { Users = 64 });
         var st = ds.Store;
@@ -116,7 +96,7 @@ public sealed class CudaStreamSchedulerTests
     [InlineData(Gpu)]
     public void LossReadbackAveragesEachWindowWithoutSynchronising(string kind)
     {
-        using var gpu = OpenGpu(kind);
+        using var gpu = OpenBackend(kind);
         float[] losses = [0.75f, 1.5f, -2.25f, 3f, 0.125f, float.NaN];
         using var readback = new CudaLossReadback(gpu);
         var tensors = losses.Select(v => gpu.FromHost<float>([v], 1)).ToArray();
@@ -149,7 +129,7 @@ public sealed class CudaStreamSchedulerTests
     public void StagedBatchInputsGoThroughTheCopyStreamOrderedByEvents(string kind)
     {
         ICudaDriver inner;
-        using (var probe = OpenGpu(kind)) { } // skips with the reason when the device is missing
+        using (var probe = OpenBackend(kind)) { } // skips with the reason when the device is missing
         inner = kind == Emulated ? EmulatedCudaDriver.Open(FindEmulationLibrary())
             : NativeCudaDriver.Open(0, new CudaKernelLoader(Path.Combine(Path.GetTempPath(), "mtfm-cuda-test-cache")));
         var rec = new RecordingCudaDriver(inner);
@@ -277,8 +257,7 @@ public sealed class CudaStreamSchedulerTests
     [Fact]
     public void StagingAheadWaitsAtTheStepBoundaryOnlyWhenTheDeviceLagsTooFar()
     {
-        var path = FindEmulationLibrary();
-        if (path is null) Assert.Skip("the emulated CUDA device is not built: set MTFM_CUDA_EMU_LIB or build build/native");
+        var path = EmulationLibraryOrSkip();
         var rec = new RecordingCudaDriver(EmulatedCudaDriver.Open(path));
         using var gpu = new CudaBackend(rec);
         rec.Name(gpu.Stream, "compute");

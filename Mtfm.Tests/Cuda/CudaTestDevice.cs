@@ -40,16 +40,38 @@ internal sealed unsafe class CudaTestDevice : IDisposable
         return null;
     }
 
+    /// <summary>The emulation library (see <see cref="FindEmulationLibrary"/>); skips the test, saying how to build it, when there is none.</summary>
+    public static string EmulationLibraryOrSkip()
+    {
+        var path = FindEmulationLibrary();
+        if (path is null)
+            Assert.Skip("the emulated CUDA device is not built: run scripts/test.sh (or cmake -S . -B build/native && " +
+                        "cmake --build build/native) or set MTFM_CUDA_EMU_LIB");
+        return path;
+    }
+
+    /// <summary>A <see cref="CudaBackend"/> on the emulated device or GPU 0; skips the test with the reason when unavailable.</summary>
+    public static CudaBackend OpenBackend(string kind)
+    {
+        if (kind == Emulated)
+            return CudaBackend.OpenEmulated(EmulationLibraryOrSkip());
+        if (kind != Gpu)
+            throw new ArgumentException($"unknown device kind '{kind}'", nameof(kind));
+        try
+        {
+            return OpenGpuBackend();
+        }
+        catch (CudaNotAvailableException e)
+        {
+            Assert.Skip(e.Message);
+            throw;
+        }
+    }
+
     public static CudaTestDevice Open(string kind)
     {
         if (kind == Emulated)
-        {
-            var path = FindEmulationLibrary();
-            if (path is null)
-                Assert.Skip("the emulated CUDA device is not built: run scripts/test.sh (or cmake -S . -B build/native && " +
-                            "cmake --build build/native) or set MTFM_CUDA_EMU_LIB");
-            return new CudaTestDevice(EmulatedCudaDriver.Open(path));
-        }
+            return new CudaTestDevice(EmulatedCudaDriver.Open(EmulationLibraryOrSkip()));
         if (kind == Gpu)
         {
             try

@@ -22,8 +22,7 @@ public class TrainOnCudaTests
         string device = kind == CudaTestDevice.Emulated ? "cuda-emulated" : "cuda";
         if (kind == CudaTestDevice.Emulated)
         {
-            var lib = CudaTestDevice.FindEmulationLibrary();
-            if (lib is null) Assert.Skip("the emulated CUDA device is not built: run scripts/test.sh or set MTFM_CUDA_EMU_LIB");
+            var lib = CudaTestDevice.EmulationLibraryOrSkip();
             Environment.SetEnvironmentVariable(EmulatedCudaDriver.LibraryVariable, lib);
         }
         string dir = Directory.CreateTempSubdirectory("mtfm-cuda-run").FullName;
