@@ -46,7 +46,7 @@ public sealed class HstuAttentionBackwardTests
                     double dot = 0;
                     for (var c = 0; c < p.Dqk; c++)
                         dot += q[(r * p.H + hd) * p.Dqk + c] * k[(kt * p.G + kv) * p.Dqk + c];
-                    var s = p.Alpha * dot + rab[hd * nb2 + HstuAttentionKernelTests.Bucket(p.Times[qt] - p.Times[kt], p.Nb, p.Unit)];
+                    var s = p.Alpha * dot + rab[hd * nb2 + AttentionTestBatch.Bucket(p.Times[qt] - p.Times[kt], p.Nb, p.Unit)];
                     var a = s / (1 + Math.Exp(-s)) / n;
                     for (var c = 0; c < p.Dv; c++)
                         o[(r * p.H + hd) * p.Dv + c] += a * v[(kt * p.G + kv) * p.Dv + c];
@@ -78,7 +78,7 @@ public sealed class HstuAttentionBackwardTests
                         dot += q[(r * p.H + hd) * p.Dqk + c] * k[(kt * p.G + kv) * p.Dqk + c];
                     for (var c = 0; c < p.Dv; c++)
                         da += dout[(r * p.H + hd) * p.Dv + c] * v[(kt * p.G + kv) * p.Dv + c];
-                    var bu = HstuAttentionKernelTests.Bucket(p.Times[qt] - p.Times[kt], p.Nb, p.Unit);
+                    var bu = AttentionTestBatch.Bucket(p.Times[qt] - p.Times[kt], p.Nb, p.Unit);
                     var s = p.Alpha * dot + rab[hd * nb2 + bu];
                     var sg = 1 / (1 + Math.Exp(-s));
                     var a = s * sg / n;

@@ -11,36 +11,8 @@ namespace Mtfm.Tests.Cuda;
 /// </summary>
 public sealed class HstuAttentionBf16KernelTests(ITestOutputHelper output)
 {
-    internal sealed record Batch(int[] Offsets, int[] Kinds, long[] Times);
-
-    // counts per instance: (H, R, T); H before the window, R/T inside it with deliberate timestamp ties
-    internal static Batch MakeBatch(Random rng, (int H, int R, int T)[] counts)
-    {
-        var offsets = new List<int> { 0 };
-        var kinds = new List<int>();
-        var times = new List<long>();
-        foreach (var (h, r, t) in counts)
-        {
-            foreach (var (kind, n, lo, hi) in new[] { (0, h, 100_000L, 1_000_000L), (1, r, 1_000_000L, 1_000_040L), (2, t, 1_000_000L, 1_000_040L) })
-                foreach (var x in Enumerable.Range(0, n).Select(_ => rng.NextInt64(lo, hi)).Order())
-                {
-                    kinds.Add(kind);
-                    times.Add(x);
-                }
-            offsets.Add(kinds.Count);
-        }
-        return new Batch([.. offsets], [.. kinds], [.. times]);
-    }
-
-    private static bool Visible(Batch b, int q, int k) => b.Kinds[k] switch
-    {
-        0 => true,
-        1 => k == q || b.Times[k] < b.Times[q],
-        _ => k == q,
-    };
-
     /// <summary>fp64 reference (inputs are the fp32 values; nothing rounded to bf16).</summary>
-    internal static double[] Reference(Batch b, int[] queryTokens, float[] q, float[] k, float[] v, float[]? rab, int h,
+    internal static double[] Reference(AttentionTestBatch b, int[] queryTokens, float[] q, float[] k, float[] v, float[]? rab, int h,
         int g, int dqk, int dv, int nb, long unit, double alpha)
     {
         var outp = new double[queryTokens.Length * h * dv];
@@ -57,13 +29,13 @@ public sealed class HstuAttentionBf16KernelTests(ITestOutputHelper output)
                 var acc = new double[dv];
                 for (var kt = b.Offsets[inst]; kt < b.Offsets[inst + 1]; kt++)
                 {
-                    if (!Visible(b, qt, kt))
+                    if (!b.Visible(qt, kt))
                         continue;
                     n++;
                     var dot = 0.0;
                     for (var c = 0; c < dqk; c++)
                         dot += (double)q[(r * h + hd) * dqk + c] * k[(kt * g + kv) * dqk + c];
-                    var s = alpha * dot + (rab is null ? 0 : rab[hd * (2 * nb - 1) + HstuAttentionKernelTests.Bucket(b.Times[qt] - b.Times[kt], nb, unit)]);
+                    var s = alpha * dot + (rab is null ? 0 : rab[hd * (2 * nb - 1) + AttentionTestBatch.Bucket(b.Times[qt] - b.Times[kt], nb, unit)]);
                     var a = s / (1 + Math.Exp(-s));
                     for (var c = 0; c < dv; c++)
                         acc[c] += a * v[(kt * g + kv) * dv + c];
@@ -86,7 +58,7 @@ public sealed class HstuAttentionBf16KernelTests(ITestOutputHelper output)
         return den == 0 ? (num == 0 ? 0 : double.PositiveInfinity) : Math.Sqrt(num / den);
     }
 
-    private sealed class Case(CudaTestDevice dev, Batch batch, bool targetOnly, int h, int g, int dqk, int dv, float[]? rab,
+    private sealed class Case(CudaTestDevice dev, AttentionTestBatch batch, bool targetOnly, int h, int g, int dqk, int dv, float[]? rab,
         float[] q, float[] k, float[] v)
     {
         public const int Nb = 8;
@@ -122,7 +94,7 @@ public sealed class HstuAttentionBf16KernelTests(ITestOutputHelper output)
         }
     }
 
-    private static Case RandomCase(CudaTestDevice dev, Random rng, Batch batch, bool targetOnly, int h, int g, int dqk,
+    private static Case RandomCase(CudaTestDevice dev, Random rng, AttentionTestBatch batch, bool targetOnly, int h, int g, int dqk,
         int dv, bool withRab)
     {
         var nq = targetOnly ? batch.Kinds.Count(x => x == 2) : batch.Kinds.Length;
@@ -160,7 +132,7 @@ public sealed class HstuAttentionBf16KernelTests(ITestOutputHelper output)
     {
         using var dev = Open(kind);
         var rng = new Random(31 + h * 7 + dqk + dv);
-        var c = RandomCase(dev, rng, MakeBatch(rng, Counts), targetOnly, h, g, dqk, dv, withRab);
+        var c = RandomCase(dev, rng, AttentionTestBatch.Make(rng, Counts), targetOnly, h, g, dqk, dv, withRab);
         var want = c.Reference();
         var got = c.Run(bf16: true);
         Assert.All(got, x => Assert.True(float.IsFinite(x), "an output element was not written (NaN poison) or is not finite"));
@@ -195,7 +167,7 @@ public sealed class HstuAttentionBf16KernelTests(ITestOutputHelper output)
         }
         Add(0, 10, 100); Add(1, 54, 1000); Add(1, 64, 9000); Add(2, 5, 2000); offsets.Add(kinds.Count);
         Add(0, 3, 100); Add(1, 40, 9000); Add(2, 2, 2000); offsets.Add(kinds.Count);
-        var batch = new Batch([.. offsets], [.. kinds], [.. times]);
+        var batch = new AttentionTestBatch([.. offsets], [.. kinds], [.. times]);
         const int h = 2, g = 1;
         var bk = CudaOps.HstuAttentionBf16KeyTile(dqk, dv);
         Assert.Equal(dqk == 32 ? 64 : 32, bk);
@@ -222,7 +194,7 @@ public sealed class HstuAttentionBf16KernelTests(ITestOutputHelper output)
         using var dev = Open(Emulated);
         var emu = (EmulatedCudaDriver)dev.Driver;
         var rng = new Random(77);
-        var c = RandomCase(dev, rng, MakeBatch(rng, Counts), false, 2, 1, 24, 20, true);
+        var c = RandomCase(dev, rng, AttentionTestBatch.Make(rng, Counts), false, 2, 1, 24, 20, true);
         float[] forward, reverse, random;
         lock (CudaDriverTests.ScheduleLock)
         {

@@ -6,50 +6,7 @@ namespace Mtfm.Tests.Cuda;
 /// <summary>The fused jagged HSTU attention forward against a direct O(N²) reference of spec §4–5.</summary>
 public sealed class HstuAttentionKernelTests
 {
-    private sealed record Batch(int[] Offsets, int[] Kinds, long[] Times);
-
-    // counts per instance: (H, R, T); H before the window, R/T inside it with deliberate timestamp ties
-    private static Batch MakeBatch(Random rng, (int H, int R, int T)[] counts)
-    {
-        var offsets = new List<int> { 0 };
-        var kinds = new List<int>();
-        var times = new List<long>();
-        foreach (var (h, r, t) in counts)
-        {
-            foreach (var (kind, n, lo, hi) in new[] { (0, h, 100_000L, 1_000_000L), (1, r, 1_000_000L, 1_000_040L), (2, t, 1_000_000L, 1_000_040L) })
-            {
-                var ts = Enumerable.Range(0, n).Select(_ => rng.NextInt64(lo, hi)).Order().ToArray();
-                foreach (var x in ts)
-                {
-                    kinds.Add(kind);
-                    times.Add(x);
-                }
-            }
-            offsets.Add(kinds.Count);
-        }
-        return new Batch([.. offsets], [.. kinds], [.. times]);
-    }
-
-    internal static int Bucket(long dt, int nb, long unit)
-    {
-        if (dt == 0)
-            return 0;
-        // spec: m(dt) = min(NB - 1, 1 + floor(log2(1 + |dt| / unit))); 1 + floor(|dt| / unit) crosses a power of two
-        // exactly where 1 + |dt| / unit does, so the integer form used by the kernel is the same function.
-        var a = Math.Abs(dt) / unit;
-        var lg = 63 - System.Numerics.BitOperations.LeadingZeroCount((ulong)(a + 1));
-        var m = Math.Min(nb - 1, 1 + lg);
-        return dt > 0 ? m : nb - 1 + m;
-    }
-
-    private static bool Visible(Batch b, int q, int k) => b.Kinds[k] switch
-    {
-        0 => true,
-        1 => k == q || b.Times[k] < b.Times[q],
-        _ => k == q,
-    };
-
-    private static float[] Reference(Batch b, int[] queryTokens, float[] q, float[] k, float[] v, float[]? rab, int h,
+    private static float[] Reference(AttentionTestBatch b, int[] queryTokens, float[] q, float[] k, float[] v, float[]? rab, int h,
         int g, int dqk, int dv, int nb, long unit, float alpha)
     {
         var outp = new float[queryTokens.Length * h * dv];
@@ -66,13 +23,13 @@ public sealed class HstuAttentionKernelTests
                 var acc = new double[dv];
                 for (var kt = b.Offsets[inst]; kt < b.Offsets[inst + 1]; kt++)
                 {
-                    if (!Visible(b, qt, kt))
+                    if (!b.Visible(qt, kt))
                         continue;
                     n++;
                     var dot = 0f;
                     for (var c = 0; c < dqk; c++)
                         dot += q[(r * h + hd) * dqk + c] * k[(kt * g + kv) * dqk + c];
-                    var s = alpha * dot + (rab is null ? 0f : rab[hd * (2 * nb - 1) + Bucket(b.Times[qt] - b.Times[kt], nb, unit)]);
+                    var s = alpha * dot + (rab is null ? 0f : rab[hd * (2 * nb - 1) + AttentionTestBatch.Bucket(b.Times[qt] - b.Times[kt], nb, unit)]);
                     var a = s / (1f + MathF.Exp(-s));
                     for (var c = 0; c < dv; c++)
                         acc[c] += a * v[(kt * g + kv) * dv + c];
@@ -97,7 +54,7 @@ public sealed class HstuAttentionKernelTests
     {
         using var dev = Open(kind);
         var rng = new Random(11 + h * 7 + dqk);
-        var batch = MakeBatch(rng, [(5, 7, 9), (0, 0, 0), (40, 3, 37), (1, 0, 1), (0, 6, 2), (3, 2, 0)]);
+        var batch = AttentionTestBatch.Make(rng, [(5, 7, 9), (0, 0, 0), (40, 3, 37), (1, 0, 1), (0, 6, 2), (3, 2, 0)]);
         const int nb = 8;
         const long unit = 2;
         var alpha = 1f / MathF.Sqrt(dqk);
@@ -149,7 +106,7 @@ public sealed class HstuAttentionKernelTests
             1f / MathF.Sqrt(dqk), dev.Stream);
         var got = dev.Down<float>(pout, 2 * dv);
         Assert.All(got, x => Assert.True(float.IsFinite(x)));
-        var batch = new Batch([0, 6], kinds, times);
+        var batch = new AttentionTestBatch([0, 6], kinds, times);
         var want = Reference(batch, queryTokens, q, k, v, null, h, g, dqk, dv, nb, 1, 1f / MathF.Sqrt(dqk));
         AssertClose(want, got, 2e-4f, 2e-5f, "attention with an invisible NaN key");
     }
@@ -176,5 +133,5 @@ public sealed class HstuAttentionKernelTests
     [InlineData(6L, 3)]   // 3 -> 1 + floor(log2 4) = 3
     [InlineData(-2L, 9)]  // NB - 1 + 2
     [InlineData(1_000_000_000L, 7)] // capped at NB - 1
-    public void TimeBuckets(long dt, int expected) => Assert.Equal(expected, Bucket(dt, 8, 2));
+    public void TimeBuckets(long dt, int expected) => Assert.Equal(expected, AttentionTestBatch.Bucket(dt, 8, 2));
 }
