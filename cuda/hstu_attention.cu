@@ -50,10 +50,7 @@ MTFM_KERNEL void mtfm_hstu_attention_fwd(const float* q, const float* k, const f
         const int k0 = tiles[4 * tile + 2], k1 = tiles[4 * tile + 3];
         const int nq = q1 - q0;
 
-        for (int e = tid; e < bq * dqk; e += nt) {
-            const int i = e / dqk, c = e - i * dqk;
-            sQ[e] = i < nq ? q[((mtfm_i64)(q0 + i) * numHeads + head) * dqk + c] : 0.0f;
-        }
+        mtfm_load_head_rows(sQ, q, q0, nq, bq, numHeads, head, dqk);
         for (int e = tid; e < bq * dv; e += nt) sO[e] = 0.0f;
         for (int i = tid; i < bq; i += nt) {
             const int tok = i < nq ? (queryTokens ? queryTokens[q0 + i] : q0 + i) : -1;
@@ -65,21 +62,12 @@ MTFM_KERNEL void mtfm_hstu_attention_fwd(const float* q, const float* k, const f
 
         for (int kt = k0; kt < k1; kt += bk) {
             const int nk = min(bk, k1 - kt);
-            for (int j = tid; j < bk; j += nt) {
-                sKKind[j] = j < nk ? kinds[kt + j] : 2;
-                sKTime[j] = j < nk ? times[kt + j] : 0;
-            }
+            mtfm_stage_key_meta(kinds, times, kt, nk, bk, sKKind, sKTime);
             __syncthreads();
             // visibility of the tile, from metadata only; an invisible tile: K/V never loaded
             if (!mtfm_tile_visible(nq, nk, bq, bk, kt, sQTok, sQTime, sKKind, sKTime, sVis)) continue;
-            for (int e = tid; e < bk * dqk; e += nt) {
-                const int j = e / dqk, c = e - j * dqk;
-                sK[e] = j < nk ? k[((mtfm_i64)(kt + j) * numKvHeads + kvHead) * dqk + c] : 0.0f;
-            }
-            for (int e = tid; e < bk * dv; e += nt) {
-                const int j = e / dv, c = e - j * dv;
-                sV[e] = j < nk ? v[((mtfm_i64)(kt + j) * numKvHeads + kvHead) * dv + c] : 0.0f;
-            }
+            mtfm_load_head_rows(sK, k, kt, nk, bk, numKvHeads, kvHead, dqk);
+            mtfm_load_head_rows(sV, v, kt, nk, bk, numKvHeads, kvHead, dv);
             __syncthreads();
             for (int e = tid; e < bq * bk; e += nt) {
                 float a = 0.0f;

@@ -101,10 +101,7 @@ MTFM_UNROLL
 
         for (int kt = k0; kt < k1; kt += bk) {
             const int nk = min(bk, k1 - kt);
-            for (int j = tid; j < bk; j += nt) {
-                sKKind[j] = j < nk ? kinds[kt + j] : 2;
-                sKTime[j] = j < nk ? times[kt + j] : 0;
-            }
+            mtfm_stage_key_meta(kinds, times, kt, nk, bk, sKKind, sKTime);
             __syncthreads();
             // invisible tile: K/V never loaded
             if (!mtfm_tile_visible(nq, nk, bq, bk, kt, sQTok, sQTime, sKKind, sKTime, nullptr)) continue;

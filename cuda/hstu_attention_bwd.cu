@@ -72,15 +72,9 @@ MTFM_KERNEL void mtfm_hstu_attention_bwd_dq(const float* q, const float* k, cons
         const int nq = q1 - q0;
         if (rabPartials)
             for (int b = tid; b < nb2; b += nt) sRab[b] = 0.0f;  // thread tid owns buckets tid, tid + nt, ...
-        for (int e = tid; e < bq * dqk; e += nt) {
-            const int i = e / dqk, c = e - i * dqk;
-            sQ[e] = i < nq ? q[((mtfm_i64)(q0 + i) * numHeads + head) * dqk + c] : 0.0f;
-            sDQ[e] = 0.0f;
-        }
-        for (int e = tid; e < bq * dv; e += nt) {
-            const int i = e / dv, c = e - i * dv;
-            sDO[e] = i < nq ? dout[((mtfm_i64)(q0 + i) * numHeads + head) * dv + c] : 0.0f;
-        }
+        mtfm_load_head_rows(sQ, q, q0, nq, bq, numHeads, head, dqk);
+        for (int e = tid; e < bq * dqk; e += nt) sDQ[e] = 0.0f;
+        mtfm_load_head_rows(sDO, dout, q0, nq, bq, numHeads, head, dv);
         for (int i = tid; i < bq; i += nt) {
             const int tok = i < nq ? (queryTokens ? queryTokens[q0 + i] : q0 + i) : -1;
             sQTok[i] = tok;
@@ -90,20 +84,11 @@ MTFM_KERNEL void mtfm_hstu_attention_bwd_dq(const float* q, const float* k, cons
         __syncthreads();
         for (int kt = k0; kt < k1; kt += bk) {
             const int nk = min(bk, k1 - kt);
-            for (int j = tid; j < bk; j += nt) {
-                sKKind[j] = j < nk ? kinds[kt + j] : 2;
-                sKTime[j] = j < nk ? times[kt + j] : 0;
-            }
+            mtfm_stage_key_meta(kinds, times, kt, nk, bk, sKKind, sKTime);
             __syncthreads();
             if (!mtfm_tile_visible(nq, nk, bq, bk, kt, sQTok, sQTime, sKKind, sKTime, sVis)) continue;
-            for (int e = tid; e < bk * dqk; e += nt) {
-                const int j = e / dqk, c = e - j * dqk;
-                sK[e] = j < nk ? k[((mtfm_i64)(kt + j) * numKvHeads + kvHead) * dqk + c] : 0.0f;
-            }
-            for (int e = tid; e < bk * dv; e += nt) {
-                const int j = e / dv, c = e - j * dv;
-                sV[e] = j < nk ? v[((mtfm_i64)(kt + j) * numKvHeads + kvHead) * dv + c] : 0.0f;
-            }
+            mtfm_load_head_rows(sK, k, kt, nk, bk, numKvHeads, kvHead, dqk);
+            mtfm_load_head_rows(sV, v, kt, nk, bk, numKvHeads, kvHead, dv);
             __syncthreads();
             for (int e = tid; e < bq * bk; e += nt) {
                 float ds = 0.0f;
@@ -192,20 +177,11 @@ MTFM_KERNEL void mtfm_hstu_attention_bwd_dkv(const float* q, const float* k, con
         const int k0 = keyTiles[4 * tile], k1 = keyTiles[4 * tile + 1];
         const int qb = keyTiles[4 * tile + 2], qe = keyTiles[4 * tile + 3];
         const int nk = k1 - k0;
-        for (int e = tid; e < bk * dqk; e += nt) {
-            const int j = e / dqk, c = e - j * dqk;
-            sK[e] = j < nk ? k[((mtfm_i64)(k0 + j) * numKvHeads + kvHead) * dqk + c] : 0.0f;
-            sDK[e] = 0.0f;
-        }
-        for (int e = tid; e < bk * dv; e += nt) {
-            const int j = e / dv, c = e - j * dv;
-            sV[e] = j < nk ? v[((mtfm_i64)(k0 + j) * numKvHeads + kvHead) * dv + c] : 0.0f;
-            sDV[e] = 0.0f;
-        }
-        for (int j = tid; j < bk; j += nt) {
-            sKKind[j] = j < nk ? kinds[k0 + j] : 2;
-            sKTime[j] = j < nk ? times[k0 + j] : 0;
-        }
+        mtfm_load_head_rows(sK, k, k0, nk, bk, numKvHeads, kvHead, dqk);
+        for (int e = tid; e < bk * dqk; e += nt) sDK[e] = 0.0f;
+        mtfm_load_head_rows(sV, v, k0, nk, bk, numKvHeads, kvHead, dv);
+        for (int e = tid; e < bk * dv; e += nt) sDV[e] = 0.0f;
+        mtfm_stage_key_meta(kinds, times, k0, nk, bk, sKKind, sKTime);
         __syncthreads();
         for (int hh = 0; hh < group; ++hh) {
             const int head = kvHead * group + hh;
@@ -219,14 +195,8 @@ MTFM_KERNEL void mtfm_hstu_attention_bwd_dkv(const float* q, const float* k, con
                 }
                 __syncthreads();
                 if (!mtfm_tile_visible(nq, nk, bq, bk, k0, sQTok, sQTime, sKKind, sKTime, sVis)) continue;
-                for (int e = tid; e < bq * dqk; e += nt) {
-                    const int i = e / dqk, c = e - i * dqk;
-                    sQ[e] = i < nq ? q[((mtfm_i64)(qt + i) * numHeads + head) * dqk + c] : 0.0f;
-                }
-                for (int e = tid; e < bq * dv; e += nt) {
-                    const int i = e / dv, c = e - i * dv;
-                    sDO[e] = i < nq ? dout[((mtfm_i64)(qt + i) * numHeads + head) * dv + c] : 0.0f;
-                }
+                mtfm_load_head_rows(sQ, q, qt, nq, bq, numHeads, head, dqk);
+                mtfm_load_head_rows(sDO, dout, qt, nq, bq, numHeads, head, dv);
                 __syncthreads();
                 for (int e = tid; e < bq * bk; e += nt) {
                     float a = 0.0f, ds = 0.0f;

@@ -37,3 +37,22 @@ __device__ __forceinline__ bool mtfm_tile_visible(int nq, int nk, int bq, int bk
     }
     return __syncthreads_or(any) != 0;
 }
+
+// Stages the kinds and times of keys [k0, k0 + nk) into sKKind/sKTime[0, bk) (padding beyond nk: kind 2, time 0, which
+// mtfm_tile_visible never reads). Block-wide, no barrier.
+__device__ __forceinline__ void mtfm_stage_key_meta(const int* kinds, const mtfm_i64* times, int k0, int nk, int bk,
+                                                    int* sKKind, mtfm_i64* sKTime) {
+    for (int j = threadIdx.x; j < bk; j += blockDim.x) {
+        sKKind[j] = j < nk ? kinds[k0 + j] : 2;
+        sKTime[j] = j < nk ? times[k0 + j] : 0;
+    }
+}
+
+// dst[i][c] = src[r0 + i, head, c] for i < n, 0 for n <= i < rows (src laid out [tokens, heads, d]). Block-wide, no barrier.
+__device__ __forceinline__ void mtfm_load_head_rows(float* dst, const float* src, int r0, int n, int rows, int heads,
+                                                    int head, int d) {
+    for (int e = threadIdx.x; e < rows * d; e += blockDim.x) {
+        const int i = e / d, c = e - i * d;
+        dst[e] = i < n ? src[((mtfm_i64)(r0 + i) * heads + head) * d + c] : 0.0f;
+    }
+}
