@@ -43,29 +43,12 @@ internal sealed unsafe class RecordingCudaDriver(ICudaDriver inner) : ICudaDrive
     public bool EventsPending { get; set; }
 
     public bool IsEventComplete(nint evt) => !EventsPending && _inner.IsEventComplete(evt);
-    /// <summary>
-    /// When set, every asynchronous host-to-device copy also appends its caller chain in the engine (innermost first,
-    /// "Type.Method" frames of Mtfm.Engine joined by " &lt; ") to <see cref="UploadCallers"/>, in the order of the "h2d"
-    /// entries of the log.
-    /// </summary>
-    public bool CaptureUploadCallers { get; set; }
-
-    public List<string> UploadCallers { get; } = [];
-
-    /// <summary>Clears the log and the captured upload callers.</summary>
-    public void Clear()
-    {
-        Log.Clear();
-        UploadCallers.Clear();
-    }
+    /// <summary>Clears the log.</summary>
+    public void Clear() => Log.Clear();
 
     public void CopyHostToDeviceAsync(ulong dst, void* src, long bytes, nint stream)
     {
         Log.Add($"h2d on {N(stream)}");
-        if (CaptureUploadCallers)
-            UploadCallers.Add(string.Join(" < ", new System.Diagnostics.StackTrace(1, false).GetFrames()
-                .Select(f => f.GetMethod()).Where(m => m?.DeclaringType?.Namespace?.StartsWith("Mtfm.Engine", StringComparison.Ordinal) == true)
-                .Select(m => $"{m!.DeclaringType!.Name}.{m.Name}")));
         _inner.CopyHostToDeviceAsync(dst, src, bytes, stream);
     }
     public void CopyDeviceToHostAsync(void* dst, ulong src, long bytes, nint stream) { Log.Add($"d2h on {N(stream)}"); _inner.CopyDeviceToHostAsync(dst, src, bytes, stream); }

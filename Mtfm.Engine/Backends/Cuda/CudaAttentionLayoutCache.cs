@@ -60,7 +60,7 @@ internal sealed class CudaAttentionLayoutCache : IDisposable
     {
         var b = _owner.Pool.Rent(Math.Max(8, (long)data.Length * sizeof(T)));
         _buffers.Add(b);
-        _owner.UploadRaw<T>(data, b.Pointer);
+        _owner.UploadRaw<T>(data, b.Pointer, CudaUploadCategory.AttentionLayout);
         return b.Pointer;
     }
 

@@ -5,13 +5,9 @@ namespace Mtfm.Engine.Backends.Cuda;
 internal sealed unsafe partial class CudaBackend
 {
     /// <summary>Staged asynchronous upload of host data into raw device memory (for caches owned by this backend).</summary>
-    internal void UploadRaw<T>(ReadOnlySpan<T> src, ulong dst) where T : unmanaged
+    internal void UploadRaw<T>(ReadOnlySpan<T> src, ulong dst, CudaUploadCategory category) where T : unmanaged
     {
-        fixed (T* p = src)
-        {
-            if (_copyDepth > 0) CopyStreamUpload(dst, p, (long)src.Length * sizeof(T));
-            else _staging.Upload(dst, p, (long)src.Length * sizeof(T));
-        }
+        fixed (T* p = src) StageUpload(dst, p, (long)src.Length * sizeof(T), category);
     }
 
     /// <summary>

@@ -115,7 +115,7 @@ internal sealed unsafe partial class CudaBackend
             var cursor = (int[])offsets.Clone();
             for (int i = 0; i < rows; i++) order[cursor[ids.IsEmpty ? 0 : ids[i]]++] = i;
             offsets.CopyTo(order, rows);
-            var meta = ScratchInts(order);
+            var meta = ScratchInts(order, CudaUploadCategory.GroupLayerNormGradientSort);
             // The kernel writes both outputs: a missing one goes to scratch.
             DeviceBuffer? spare = null;
             if (pdg == 0 || pdb == 0)

@@ -79,7 +79,7 @@ internal sealed unsafe partial class CudaBackend
         int rowsOut = dst.RowCount;
         var meta = System.Buffers.ArrayPool<int>.Shared.Rent(3 * m + 1); // order[m] | segOffsets[u + 1] | targets[u]
         int u = rowsOut <= 4 * (long)m + 4096 ? GroupByTargetCounting(v, rowsOut, meta) : GroupByTargetSorting(v, meta);
-        var b = ScratchInts(meta.AsSpan(0, m + 2 * u + 1)); // copied into pinned staging: the array can go back at once
+        var b = ScratchInts(meta.AsSpan(0, m + 2 * u + 1), CudaUploadCategory.ScatterAddSortMetadata); // copied into pinned staging: the array can go back at once
         System.Buffers.ArrayPool<int>.Shared.Return(meta);
         ulong po = b.Pointer, pseg = b.At<int>(m), pt = b.At<int>(m + u + 1);
         int nt = u;
@@ -175,8 +175,8 @@ internal sealed unsafe partial class CudaBackend
         int u = uniq.Length;
         var tu = Allocate(DType.Int32, [u]);
         var ti = Allocate(DType.Int32, [m]);
-        Upload<int>(uniq, tu);
-        Upload<int>(inverse, ti);
+        UploadTensor<int>(uniq, tu, CudaUploadCategory.UniqueIndices);
+        UploadTensor<int>(inverse, ti, CudaUploadCategory.UniqueIndices);
         return (tu, ti);
     }
 

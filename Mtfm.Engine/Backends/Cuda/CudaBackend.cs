@@ -120,11 +120,13 @@ internal sealed unsafe partial class CudaBackend : IBackend
         CheckMine(dst, nameof(dst));
         if (DTypeExtensions.Of<T>() != dst.DType) throw new ArgumentException($"Host elements are {typeof(T).Name} but dst is {dst.DType}.", nameof(dst));
         if (src.Length != dst.Length) throw new ArgumentException($"src has {src.Length} elements, dst {dst.ShapeString} has {dst.Length}.", nameof(src));
-        fixed (T* p = src)
-        {
-            if (_copyDepth > 0) CopyStreamUpload(Ptr(dst), p, (long)src.Length * sizeof(T));
-            else _staging.Upload(Ptr(dst), p, (long)src.Length * sizeof(T));
-        }
+        UploadTensor(src, dst, CudaUploadCategory.Tensor);
+    }
+
+    /// <summary><see cref="Upload{T}"/> with the category named by the caller (checks done by the caller).</summary>
+    private void UploadTensor<T>(ReadOnlySpan<T> src, Tensor dst, CudaUploadCategory category) where T : unmanaged
+    {
+        fixed (T* p = src) StageUpload(Ptr(dst), p, (long)src.Length * sizeof(T), category);
         var mirror = Mirror(dst);
         if (mirror is not null)
         {
@@ -275,11 +277,25 @@ internal sealed unsafe partial class CudaBackend : IBackend
     private void Release(DeviceBuffer b) => _pool.Return(b);
 
     /// <summary>Uploads host ints into a scratch buffer (asynchronous, staged).</summary>
-    private DeviceBuffer ScratchInts(ReadOnlySpan<int> values)
+    private DeviceBuffer ScratchInts(ReadOnlySpan<int> values, CudaUploadCategory category)
     {
         var b = Scratch((long)values.Length * sizeof(int));
-        fixed (int* p = values) _staging.Upload(b.Pointer, p, (long)values.Length * sizeof(int));
+        fixed (int* p = values) StageUpload(b.Pointer, p, (long)values.Length * sizeof(int), category);
         return b;
+    }
+
+    /// <summary>
+    /// Called with the category of every upload enqueued on the compute stream (not on the copy stream); for tests of the
+    /// stream scheduler. Null by default.
+    /// </summary>
+    internal Action<CudaUploadCategory>? ComputeStreamUploadObserved { get; set; }
+
+    /// <summary>The one place uploads are enqueued: on the copy stream between Begin/EndCopyStreamUploads, else staged on the compute stream.</summary>
+    private void StageUpload(ulong dst, void* src, long bytes, CudaUploadCategory category)
+    {
+        if (_copyDepth > 0) { CopyStreamUpload(dst, src, bytes); return; }
+        if (bytes > 0) ComputeStreamUploadObserved?.Invoke(category);
+        _staging.Upload(dst, src, bytes);
     }
 
     /// <summary>Throws unless <paramref name="t"/> lives on this backend and is not freed.</summary>

@@ -125,8 +125,8 @@ internal sealed class CudaOptimizerStep
             }
             var tb = _backend.Pool.Rent(table.Length * sizeof(ulong));
             var ob = _backend.Pool.Rent(offsets.Length * sizeof(long));
-            _backend.UploadRaw<ulong>(table, tb.Pointer);
-            _backend.UploadRaw<long>(offsets, ob.Pointer);
+            _backend.UploadRaw<ulong>(table, tb.Pointer, CudaUploadCategory.OptimizerTables);
+            _backend.UploadRaw<long>(offsets, ob.Pointer, CudaUploadCategory.OptimizerTables);
             _backend.Ops.AdamWMulti(tb.Pointer, ob.Pointer, list.Count, offsets[^1], lr, o.Beta1, o.Beta2, o.Epsilon,
                 o.WeightDecay, st, scale, _backend.Stream);
             _backend.ReturnToPool(tb);
