@@ -76,7 +76,7 @@ MTFM_KERNEL void mtfm_hstu_attention_fwd(const float* q, const float* k, const f
                     float dot = 0.0f;
                     for (int c = 0; c < dqk; ++c) dot += sQ[i * dqk + c] * sK[j * dqk + c];
                     float s = alpha * dot;
-                    if (rab) s += rab[head * nb2 + mtfm_time_bucket(sQTime[i] - sKTime[j], numBuckets, timeUnit)];
+                    if (rab) s += rab[head * nb2 + mtfm_time_bucket(sQTime[i], sKTime[j], numBuckets, timeUnit)];
                     a = mtfm_silu(s);
                 }
                 sA[e] = a;

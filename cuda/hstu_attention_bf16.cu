@@ -162,7 +162,7 @@ MTFM_UNROLL
                             mtfm_visible(hi ? qTokB : qTokA, hi ? qTimeB : qTimeA, kt + jj, sKKind[jj], sKTime[jj])) {
                             float x = alpha * s[n][r];
                             if (rabHead)
-                                x += rabHead[mtfm_time_bucket((hi ? qTimeB : qTimeA) - sKTime[jj], numBuckets, timeUnit)];
+                                x += rabHead[mtfm_time_bucket((hi ? qTimeB : qTimeA), sKTime[jj], numBuckets, timeUnit)];
                             a = __fdividef(x, 1.0f + __expf(-x));
                             if (hi) ++cntB;
                             else ++cntA;

@@ -97,7 +97,7 @@ MTFM_KERNEL void mtfm_hstu_attention_bwd_dq(const float* q, const float* k, cons
                     float dot = 0.0f;
                     for (int c = 0; c < dqk; ++c) dot += sQ[i * dqk + c] * sK[j * dqk + c];
                     float s = alpha * dot;
-                    const int bkt = buckets ? mtfm_time_bucket(sQTime[i] - sKTime[j], numBuckets, timeUnit) : 0;
+                    const int bkt = buckets ? mtfm_time_bucket(sQTime[i], sKTime[j], numBuckets, timeUnit) : 0;
                     sBkt[e] = bkt;
                     if (rab) s += rab[head * nb2 + bkt];
                     float da = 0.0f;
@@ -206,7 +206,7 @@ MTFM_KERNEL void mtfm_hstu_attention_bwd_dkv(const float* q, const float* k, con
                         for (int c = 0; c < dqk; ++c) dot += sQ[i * dqk + c] * sK[j * dqk + c];
                         float s = alpha * dot;
                         if (rab)
-                            s += rab[head * nb2 + mtfm_time_bucket(sQTime[i] - sKTime[j], numBuckets, timeUnit)];
+                            s += rab[head * nb2 + mtfm_time_bucket(sQTime[i], sKTime[j], numBuckets, timeUnit)];
                         float da = 0.0f;
                         for (int c = 0; c < dv; ++c) da += sDO[i * dv + c] * sV[j * dv + c];
                         a = mtfm_silu(s) * sInvN[i];

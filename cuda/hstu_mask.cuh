@@ -3,13 +3,17 @@
 #pragma once
 #include "common.cuh"
 
-// bucket(dt): 0 for dt = 0; m = min(NB−1, 1 + floor(log2(1 + |dt|/unit))) for dt > 0 (key in the past); NB−1+m for dt < 0.
-__device__ __forceinline__ int mtfm_time_bucket(mtfm_i64 dt, int nb, mtfm_i64 unit) {
-    if (dt == 0) return 0;
-    const mtfm_i64 a = (dt < 0 ? -dt : dt) / unit;
-    const int lg = 63 - __clzll(a + 1);  // floor(log2(1 + a))
+// bucket(dt), dt = tq − tk: 0 for dt = 0; m = min(NB−1, 1 + floor(log2(1 + |dt|/unit))) for dt > 0 (key in the past);
+// NB−1+m for dt < 0. |dt| is formed in unsigned 64-bit arithmetic, so it is exact for every pair of 64-bit times
+// (|dt| up to 2^64 − 1, where a signed difference would overflow), as HstuAttentionTimeBucket.Bucket on the CPU.
+__device__ __forceinline__ int mtfm_time_bucket(mtfm_i64 tq, mtfm_i64 tk, int nb, mtfm_i64 unit) {
+    if (tq == tk) return 0;
+    const bool past = tq > tk;
+    const mtfm_u64 mag = past ? (mtfm_u64)tq - (mtfm_u64)tk : (mtfm_u64)tk - (mtfm_u64)tq;
+    const mtfm_u64 a = mag / (mtfm_u64)unit;
+    const int lg = a == ~0ull ? 64 : 63 - __clzll((mtfm_i64)(a + 1));  // floor(log2(1 + a))
     const int m = min(nb - 1, 1 + lg);
-    return dt > 0 ? m : nb - 1 + m;
+    return past ? m : nb - 1 + m;
 }
 
 // visible(q, k): H keys always; R keys if k is q or strictly earlier; T keys only k == q.

@@ -433,6 +433,51 @@ public sealed class CudaBackendTests
         }
     }
 
+    /// <summary>
+    /// Times at the ends of the 64-bit range: |dt| reaches 2^64 − 1, where a signed difference overflows. The kernels form
+    /// |dt| in unsigned arithmetic like the CPU, so forward, backward and the rab gradient's buckets match it (with
+    /// NB = 128 the saturating bucket 1 + 64 and its dt &lt; 0 twin are reached; with a signed difference they were not).
+    /// </summary>
+    [Theory]
+    [InlineData(Emulated)]
+    [InlineData(Gpu)]
+    public void AttentionTimeBucketsAreExactAtTheEndsOfTheTimeRange(string kind)
+    {
+        using var p = Open(kind);
+        var rng = new Random(64);
+        int h = 2, g = 1, dqk = 4, dv = 3, nb = 128;
+        // one instance: H at the minimum time and just above it, R/T at the maximum (dt ≥ 2^63 between them)
+        byte[] kinds = [0, 0, 0, 1, 1, 2, 2];
+        long[] time = [long.MinValue, long.MinValue + 1, 0, long.MaxValue - 1, long.MaxValue - 1, long.MaxValue, long.MaxValue];
+        using var layout = new AttentionLayout([0, kinds.Length], kinds, time, nb, 1);
+        int n = layout.TokenCount;
+        foreach (var target in new[] { false, true })
+        {
+            int rows = target ? layout.TargetTokens.Length : n;
+            var q = p.Random(rng, -1, 1, rows, h * dqk);
+            var k = p.Random(rng, -1, 1, n, g * dqk);
+            var v = p.Random(rng, -1, 1, n, g * dv);
+            var rab = p.Random(rng, -0.5f, 0.5f, h, layout.RabWidth);
+            var o = p.Random(rng, 0, 0, rows, h * dv);
+            p.Cpu.HstuAttention(layout, target, h, g, q.C, k.C, v.C, rab.C, o.C);
+            p.Gpu.HstuAttention(layout, target, h, g, q.G, k.G, v.G, rab.G, o.G);
+            p.Same(o, 1e-4f, 1e-5f, $"extreme times target={target} o");
+            var dO = p.Random(rng, -1, 1, rows, h * dv);
+            var dq = p.Random(rng, 0, 0, rows, h * dqk);
+            var dk = p.Random(rng, 0, 0, n, g * dqk);
+            var dvv = p.Random(rng, 0, 0, n, g * dv);
+            var drab = p.Random(rng, 0, 0, h, layout.RabWidth);
+            p.Cpu.HstuAttentionBackward(layout, target, h, g, q.C, k.C, v.C, rab.C, dO.C, dq.C, dk.C, dvv.C, drab.C);
+            p.Gpu.HstuAttentionBackward(layout, target, h, g, q.G, k.G, v.G, rab.G, dO.G, dq.G, dk.G, dvv.G, drab.G);
+            p.Same(dq, 1e-4f, 1e-5f, $"extreme times target={target} dq");
+            p.Same(dk, 1e-4f, 1e-5f, $"extreme times target={target} dk");
+            p.Same(drab, 1e-4f, 1e-5f, $"extreme times target={target} drab");
+            var cpuDrab = p.Cpu.ToHost<float>(drab.C);
+            Assert.NotEqual(0f, cpuDrab[1 + 64]); // T/R queries at 2^63 − 1 seeing H keys at −2^63: |dt| = 2^64 − 1
+            if (!target) Assert.NotEqual(0f, cpuDrab[nb - 1 + 64]); // H at −2^63 seeing the H key at 0: |dt| = 2^63, dt < 0
+        }
+    }
+
     [Theory]
     [InlineData(Emulated)]
     [InlineData(Gpu)]
