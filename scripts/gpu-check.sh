@@ -28,6 +28,8 @@ B=/tmp/mtfm-gpu/mtfm/Mtfm.Bench
 # (same sources, options and NVRTC) come from disk instead of being compiled again inside its time budget.
 export MTFM_CUDA_CACHE=${TMPDIR:-/tmp}/mtfm-cuda-test-cache
 export DOTNET_CLI_TELEMETRY_OPTOUT=1
+# a real-GPU test whose device is missing fails here instead of skipping (Mtfm.Tests/Cuda/CudaTestDevice.SkipNoGpu)
+export MTFM_REQUIRE_GPU=1
 unset MTFM_CUDA_EMU_LIB
 # NVRTC and cuBLAS: what the dynamic loader knows first (nothing to set); else the CUDA toolkit's copy (CUDA 13 keeps
 # the files in targets/x86_64-linux/lib, lib64 links there), else the Python wheels' (nvidia-cuda-nvrtc, nvidia-cublas;

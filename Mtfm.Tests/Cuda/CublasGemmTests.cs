@@ -33,7 +33,7 @@ public sealed class CublasGemmTests
         }
         catch (CudaNotAvailableException e)
         {
-            Assert.Skip(e.Message);
+            CudaTestDevice.SkipNoGpu(e.Message);
             throw;
         }
     }

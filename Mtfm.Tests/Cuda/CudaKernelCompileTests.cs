@@ -21,7 +21,7 @@ public sealed class CudaKernelCompileTests : IDisposable
     private static void RequireNvrtc()
     {
         if (!Nvrtc.IsAvailable(out var reason))
-            Assert.Skip("CUDA not available: " + reason);
+            CudaTestDevice.SkipNoGpu("CUDA not available: " + reason);
     }
 
     public static TheoryData<string> KernelFiles() => [.. CudaKernelSources.KernelFiles];

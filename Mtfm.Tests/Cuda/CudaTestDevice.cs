@@ -26,6 +26,20 @@ internal sealed unsafe class CudaTestDevice : IDisposable
 
     public nint Stream { get; }
 
+    /// <summary>
+    /// Environment switch for a run on a GPU machine (scripts/gpu-check.sh sets it): when "1", a real-GPU test whose device
+    /// is missing FAILS with the reason instead of skipping, so a broken driver set-up cannot pass as all-skipped.
+    /// </summary>
+    public const string RequireGpuVariable = "MTFM_REQUIRE_GPU";
+
+    /// <summary>Skips a real-GPU test with <paramref name="reason"/>, or fails it when <see cref="RequireGpuVariable"/> is "1".</summary>
+    public static void SkipNoGpu(string reason)
+    {
+        if (Environment.GetEnvironmentVariable(RequireGpuVariable) == "1")
+            Assert.Fail($"{RequireGpuVariable}=1 but the GPU is not usable: {reason}");
+        Assert.Skip(reason);
+    }
+
     public static string? FindEmulationLibrary()
     {
         var env = Environment.GetEnvironmentVariable(EmulatedCudaDriver.LibraryVariable);
@@ -63,7 +77,7 @@ internal sealed unsafe class CudaTestDevice : IDisposable
         }
         catch (CudaNotAvailableException e)
         {
-            Assert.Skip(e.Message);
+            SkipNoGpu(e.Message);
             throw;
         }
     }
@@ -83,7 +97,7 @@ internal sealed unsafe class CudaTestDevice : IDisposable
             }
             catch (CudaNotAvailableException e)
             {
-                Assert.Skip(e.Message);
+                SkipNoGpu(e.Message);
             }
         }
         throw new ArgumentException($"unknown device kind '{kind}'", nameof(kind));
