@@ -133,5 +133,10 @@ public sealed class HstuAttentionKernelTests
     [InlineData(6L, 3)]   // 3 -> 1 + floor(log2 4) = 3
     [InlineData(-2L, 9)]  // NB - 1 + 2
     [InlineData(1_000_000_000L, 7)] // capped at NB - 1
-    public void TimeBuckets(long dt, int expected) => Assert.Equal(expected, AttentionTestBatch.Bucket(dt, 8, 2));
+    public void TimeBucketsOfTheReferenceAndTheEngineAgree(long dt, int expected)
+    {
+        // the kernel tests' reference bucket and the engine's (which the CPU backend and the kernels' tests compare against)
+        Assert.Equal(expected, AttentionTestBatch.Bucket(dt, 8, 2));
+        Assert.Equal(expected, Mtfm.Engine.Backends.Cpu.HstuAttentionTimeBucket.Bucket(5_000_000_000 + dt, 5_000_000_000, 8, 2));
+    }
 }

@@ -151,7 +151,6 @@ public class MetricsTests
             y[i] = r.NextDouble() < p[i] ? 1 : 0;
         }
         double drawn = BayesOptimalAuc.Compute(p, y);
-        Assert.Equal(Auc.Compute(p, y), drawn);
         // Expected value vs brute force Σ_{i≠j} p_i(1−p_j)·[…] on a subset, and the drawn AUC near it.
         var sub = p.AsSpan(0, 300).ToArray();
         double num = 0, den = 0;
