@@ -12,6 +12,8 @@ internal sealed record TrainRequest
     public string Data { get; init; } = "synthetic";
     public string? Schema { get; init; }
     public string Preset { get; init; } = "tiny";
+    /// <summary>--model: mtfm (the preset) or lightgbm (the baseline on causal statistics).</summary>
+    public string Model { get; init; } = "mtfm";
     /// <summary>Overrides the preset's block count.</summary>
     public int? Blocks { get; init; }
     /// <summary>Overrides the preset's target layers per block.</summary>
