@@ -39,6 +39,8 @@ public sealed class LightGbmResult
     public IReadOnlyList<ScenarioTaskMetrics>? Bayes { get; init; }
     /// <summary>The feature columns.</summary>
     public required IReadOnlyList<string> FeatureNames { get; init; }
+    /// <summary>Per task, the split gain of each feature column (null for a task that was not trained).</summary>
+    public required float[]?[] FeatureGains { get; init; }
     /// <summary>Training exposures per task.</summary>
     public required long[] TrainExposures { get; init; }
     /// <summary>Seconds spent computing features.</summary>
@@ -90,6 +92,7 @@ public static class LightGbmBaseline
         var probs = new float[(long)nx * tasks];
         Array.Fill(probs, float.NaN);
         var trainCounts = new long[tasks];
+        var weights = new float[tasks][];
         sw.Restart();
         for (int t = 0; t < tasks; t++)
         {
@@ -125,6 +128,15 @@ public static class LightGbmBaseline
                 ? trainer.Fit(trainView, ml.Data.LoadFromEnumerable(valid, def))
                 : trainer.Fit(trainView);
             train.Clear(); valid.Clear();
+            var gains = default(VBuffer<float>);
+            model.Model.SubModel.GetFeatureWeights(ref gains);
+            var dense = gains.DenseValues().ToArray();
+            weights[t] = dense;
+            if (log is not null)
+            {
+                var top = Enumerable.Range(0, dense.Length).OrderByDescending(i => dense[i]).Take(8).Select(i => $"{names[i]} {dense[i]:G3}");
+                log.WriteLine($"lightgbm: task {layout.Schema.Tasks[t]}: top gains: {string.Join(", ", top)}");
+            }
             var all = Rows(-1);
             var scored = model.Transform(ml.Data.LoadFromEnumerable(all, def));
             var p = scored.GetColumn<float>("Probability").ToArray();
@@ -158,7 +170,7 @@ public static class LightGbmBaseline
         return new LightGbmResult
         {
             Probabilities = probs, Test = acc.ComputeAll(), Bayes = bayes?.ComputeAll(), FeatureNames = names,
-            TrainExposures = trainCounts, FeatureSeconds = featureSecs, TrainSeconds = trainSecs,
+            TrainExposures = trainCounts, FeatureGains = weights, FeatureSeconds = featureSecs, TrainSeconds = trainSecs,
         };
     }
 

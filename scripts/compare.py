@@ -3,13 +3,13 @@
 
 Usage: python3 scripts/compare.py [--datasets market,movielens,synthetic] [--models tiny,small,mmoe,lightgbm]
                                   [--seeds 1,2,3] [--market synthetic:market] [--movielens DIR] [--epochs N] [--out DIR]
-Runs `mtfm train` once per (dataset, model, seed) unless runs/<name>/metrics.json exists, then prints one markdown
+MTFM_DLL overrides the mtfm.dll used. Runs `mtfm train` once per (dataset, model, seed) unless runs/<name>/metrics.json exists, then prints one markdown
 table per dataset: click AUC / GAUC per scenario (mean over the seeds that finished), with the Bayes AUC where known.
 """
 import argparse, json, os, subprocess, sys, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MTFM = os.path.join(ROOT, "Mtfm.Cli", "bin", "Release", "net10.0", "mtfm.dll")
+MTFM = os.environ.get("MTFM_DLL", os.path.join(ROOT, "Mtfm.Cli", "bin", "Release", "net10.0", "mtfm.dll"))
 
 
 def model_args(model):
