@@ -117,10 +117,17 @@ public static class LightGbmBaseline
             }
             var trainer = ml.BinaryClassification.Trainers.LightGbm(new LightGbmBinaryTrainer.Options
             {
-                LabelColumnName = "Label", FeatureColumnName = "Features",
-                NumberOfLeaves = o.Leaves, NumberOfIterations = o.Iterations, LearningRate = o.LearningRate,
-                MinimumExampleCountPerLeaf = o.MinExamplesPerLeaf, Seed = o.Seed, Verbose = false, Silent = true,
-                NumberOfThreads = o.Threads > 0 ? o.Threads : null, HandleMissingValue = true,
+                LabelColumnName = "Label",
+                FeatureColumnName = "Features",
+                NumberOfLeaves = o.Leaves,
+                NumberOfIterations = o.Iterations,
+                LearningRate = o.LearningRate,
+                MinimumExampleCountPerLeaf = o.MinExamplesPerLeaf,
+                Seed = o.Seed,
+                Verbose = false,
+                Silent = true,
+                NumberOfThreads = o.Threads > 0 ? o.Threads : null,
+                HandleMissingValue = true,
                 EarlyStoppingRound = valid.Count > 0 ? o.EarlyStoppingRounds : 0,
             });
             var trainView = ml.Data.LoadFromEnumerable(train, def);
@@ -169,8 +176,14 @@ public static class LightGbmBaseline
         }
         return new LightGbmResult
         {
-            Probabilities = probs, Test = acc.ComputeAll(), Bayes = bayes?.ComputeAll(), FeatureNames = names,
-            TrainExposures = trainCounts, FeatureGains = weights, FeatureSeconds = featureSecs, TrainSeconds = trainSecs,
+            Probabilities = probs,
+            Test = acc.ComputeAll(),
+            Bayes = bayes?.ComputeAll(),
+            FeatureNames = names,
+            TrainExposures = trainCounts,
+            FeatureGains = weights,
+            FeatureSeconds = featureSecs,
+            TrainSeconds = trainSecs,
         };
     }
 

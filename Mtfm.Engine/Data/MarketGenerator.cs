@@ -103,7 +103,10 @@ public static class MarketGenerator
         var perm = Permutation(c.Categories, c.Seed ^ 0xA5A5UL);
         return new DatasetSchema
         {
-            Name = "market", UserColumn = "user", WindowSeconds = 86400, WindowOrigin = epoch,
+            Name = "market",
+            UserColumn = "user",
+            WindowSeconds = 86400,
+            WindowOrigin = epoch,
             Split = new SplitSpec { ValidStart = epoch + valid * 86400L, TestStart = epoch + test * 86400L },
             Features =
             [
