@@ -3,6 +3,7 @@
 
 Usage: python3 scripts/compare.py [--datasets market,movielens,synthetic] [--models tiny,small,mmoe,lightgbm]
                                   [--seeds 1,2,3] [--market synthetic:market] [--movielens DIR] [--epochs N] [--out DIR]
+                                  [--report-only]
 MTFM_DLL overrides the mtfm.dll used. Runs `mtfm train` once per (dataset, model, seed) unless runs/<name>/metrics.json exists, then prints one markdown
 table per dataset: click AUC / GAUC per scenario (mean over the seeds that finished), with the Bayes AUC where known.
 """
@@ -16,9 +17,11 @@ def model_args(model):
     return ["--model", "lightgbm"] if model == "lightgbm" else ["--preset", model]
 
 
-def run(out, name, args):
+def run(out, name, args, report_only=False):
     path = os.path.join(out, name, "metrics.json")
     if not os.path.exists(path):
+        if report_only:
+            return None
         t = time.time()
         r = subprocess.run(["dotnet", MTFM, "train", "--out", out, "--name", name, *args], stdout=subprocess.DEVNULL)
         print(f"  ran {name} ({time.time() - t:.0f} s, rc {r.returncode}): {' '.join(args)}", file=sys.stderr, flush=True)
@@ -37,6 +40,7 @@ def main():
     ap.add_argument("--movielens", default=os.path.join(ROOT, "..", "..", "shared", "data", "movielens-latest-small"))
     ap.add_argument("--epochs", type=int, default=None, help="MTFM/MMoE epochs (default: the CLI's)")
     ap.add_argument("--out", default=os.path.join(ROOT, "runs", "compare"))
+    ap.add_argument("--report-only", action="store_true", help="print the tables of the runs that exist; run nothing")
     a = ap.parse_args()
     data = {"market": a.market, "movielens": "movielens:" + os.path.abspath(a.movielens), "synthetic": "synthetic"}
     seeds = [int(s) for s in a.seeds.split(",")]
@@ -48,7 +52,7 @@ def main():
                 if a.epochs and model != "lightgbm":
                     args += ["--epochs", str(a.epochs)]
                 tag = ds if ds != "market" else a.market.split(":")[-1]
-                m = run(a.out, f"{tag}-{model}-s{seed}" + (f"-e{a.epochs}" if a.epochs and model != "lightgbm" else ""), args)
+                m = run(a.out, f"{tag}-{model}-s{seed}" + (f"-e{a.epochs}" if a.epochs and model != "lightgbm" else ""), args, a.report_only)
                 if m is not None:
                     results.setdefault(model, []).append(m)
         if not results:
