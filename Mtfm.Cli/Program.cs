@@ -21,7 +21,7 @@ internal static class Program
     private static Command BuildTrain()
     {
         var data = new Option<string>("--data") { Description = "synthetic (default; synthetic:tiny/default/large), movielens:<dir>, or an event log (.csv/.parquet) with --schema", DefaultValueFactory = _ => "synthetic" };
-        var schema = new Option<string?>("--schema") { Description = "dataset schema JSON for --data <events>" };
+        var schema = new Option<string?>("--schema") { Description = "dataset schema JSON for --data <events> (docs/data.md; \"missing\": \"allow\" reads empty cells as missing values, \"sourceMapping\" derives the source from several columns)" };
         var preset = new Option<string>("--preset") { Description = "model: tiny, small, base, or mmoe (the baseline without sequences)", DefaultValueFactory = _ => "tiny" };
         var blocks = new Option<int?>("--blocks") { Description = "override the preset's number of HTA blocks B" };
         var targetLayers = new Option<int?>("--target-layers") { Description = "override the preset's target layers per block K (3 = the paper's 3:1)" };
