@@ -42,7 +42,8 @@ public sealed class LogsAsTheyComeCliTests : IDisposable
         schema.Missing = "allow";
         schema.SourceMapping = new SourceMappingSpec
         {
-            Columns = ["kind", "name"], Unmapped = "skip",
+            Columns = ["kind", "name"],
+            Unmapped = "skip",
             Rules = [.. schema.Scenarios.Select(s => new SourceRule { When = new() { ["kind"] = "exposure", ["name"] = s.Name }, Source = s.Name }),
                      .. schema.Sequences.Select(s => new SourceRule { When = new() { ["kind"] = "behaviour", ["name"] = s.Name }, Source = s.Name })],
         };

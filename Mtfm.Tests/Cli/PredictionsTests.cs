@@ -49,8 +49,15 @@ public sealed class PredictionsTests : IDisposable
             Console.SetOut(new StringWriter());
             var request = new TrainRequest
             {
-                Data = csv, Schema = schema, Epochs = 1, BatchTokens = 512, OutDir = _dir, Name = "p", Threads = 1,
-                Predictions = predCsv, PredictionColumns = ["item_id"],
+                Data = csv,
+                Schema = schema,
+                Epochs = 1,
+                BatchTokens = 512,
+                OutDir = _dir,
+                Name = "p",
+                Threads = 1,
+                Predictions = predCsv,
+                PredictionColumns = ["item_id"],
             };
             Assert.Equal(0, TrainCommand.Run(request));
             Assert.Equal(0, EvalCommand.Run(Path.Combine(_dir, "p"), request with { Predictions = predParquet }));

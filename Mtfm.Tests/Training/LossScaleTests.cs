@@ -10,7 +10,14 @@ public class LossScaleTests
 {
     private static readonly MtfmConfig Config = MtfmConfig.Tiny with
     {
-        DModel = 8, Heads = 2, KvHeads = 1, Experts = 2, ExpertWidth = 4, TowerWidth = 3, EmbeddingDim = 3, TokenizerHidden = 5,
+        DModel = 8,
+        Heads = 2,
+        KvHeads = 1,
+        Experts = 2,
+        ExpertWidth = 4,
+        TowerWidth = 3,
+        EmbeddingDim = 3,
+        TokenizerHidden = 5,
     };
 
     [Theory]
