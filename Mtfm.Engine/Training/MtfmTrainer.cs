@@ -13,7 +13,7 @@ namespace Mtfm.Engine.Training;
 internal readonly record struct TrainProgress(int Epoch, long Step, long TotalSteps, double Loss, double ExposuresPerSecond,
     double InstancesPerSecond, TimeSpan Elapsed, TimeSpan Eta, double? ValidGauc);
 
-/// <summary>What a training run did.</summary>
+/// <summary>What a training run did. <c>LossCurve</c> holds the training objective (Σ over tasks of the batch mean BCE) per window of steps; <c>ValidCurve</c>'s ValidLoss is the same objective on the validation part (<see cref="TrainingObjective"/>).</summary>
 internal sealed record TrainResult(long Steps, int Epochs, double BestValidGauc, long BestStep, double TrainSeconds,
     double ExposuresPerSecond, double InstancesPerSecond, IReadOnlyList<(long Step, double Loss)> LossCurve,
     IReadOnlyList<(long Step, double ValidGauc, double ValidLoss)> ValidCurve);
