@@ -20,9 +20,10 @@ internal static class Program
 
     private static Command BuildTrain()
     {
-        var data = new Option<string>("--data") { Description = "synthetic (default; synthetic:tiny/default/large), movielens:<dir>, or an event log (.csv/.parquet) with --schema", DefaultValueFactory = _ => "synthetic" };
+        var data = new Option<string>("--data") { Description = "synthetic (default; synthetic:tiny/default/large, synthetic:market[-small]), movielens:<dir>, or an event log (.csv/.parquet) with --schema", DefaultValueFactory = _ => "synthetic" };
         var schema = new Option<string?>("--schema") { Description = "dataset schema JSON for --data <events>" };
         var preset = new Option<string>("--preset") { Description = "model: tiny, small, base, or mmoe (the baseline without sequences)", DefaultValueFactory = _ => "tiny" };
+        var modelKind = new Option<string>("--model") { Description = "mtfm (default; --preset chooses its size) or lightgbm (gradient-boosted trees on causal statistics, Mtfm.Baselines)", DefaultValueFactory = _ => "mtfm" };
         var blocks = new Option<int?>("--blocks") { Description = "override the preset's number of HTA blocks B" };
         var targetLayers = new Option<int?>("--target-layers") { Description = "override the preset's target layers per block K (3 = the paper's 3:1)" };
         var attention = new Option<string>("--attention") { Description = "hta, full or target-only", DefaultValueFactory = _ => "hta" };
@@ -39,13 +40,14 @@ internal static class Program
         var name = new Option<string?>("--name") { Description = "run name (default: a timestamp)" };
         var cmd = new Command("train", "Train MTFM (default: the built-in synthetic multi-scenario data, preset tiny, on the CPU).")
         {
-            data, schema, preset, blocks, targetLayers, attention, aggregation, scenarios, epochs, batchTokens, lr, seed, threads, device, cudaAttention, outDir, name,
+            data, schema, preset, modelKind, blocks, targetLayers, attention, aggregation, scenarios, epochs, batchTokens, lr, seed, threads, device, cudaAttention, outDir, name,
         };
         cmd.SetAction(p => Guard(() => TrainCommand.Run(new TrainRequest
         {
             Data = p.GetValue(data)!,
             Schema = p.GetValue(schema),
             Preset = p.GetValue(preset)!,
+            Model = p.GetValue(modelKind)!,
             Blocks = p.GetValue(blocks),
             TargetLayers = p.GetValue(targetLayers),
             Attention = p.GetValue(attention) switch
@@ -92,7 +94,7 @@ internal static class Program
 
     private static Command BuildData()
     {
-        var data = new Option<string>("--data") { Description = "synthetic[:tiny|default|large], movielens:<dir>, or an event log with --schema", DefaultValueFactory = _ => "synthetic" };
+        var data = new Option<string>("--data") { Description = "synthetic[:tiny|default|large|market|market-small], movielens:<dir>, or an event log with --schema", DefaultValueFactory = _ => "synthetic" };
         var schema = new Option<string?>("--schema") { Description = "dataset schema JSON for --data <events>" };
         var output = new Option<string>("--out") { Description = "output file (.csv or .parquet for export; .parquet for aggregate)", Required = true };
         var export = new Command("export", "Write a dataset's event log (CSV or Parquet) and its schema JSON.") { data, schema, output };
@@ -103,7 +105,10 @@ internal static class Program
             data, schema, output, mode,
         };
         aggregate.SetAction(p => Guard(() => DataCommand.Aggregate(p.GetValue(data)!, p.GetValue(schema), ParseAggregation(p.GetValue(mode)!), p.GetValue(output)!)));
-        return new Command("data", "Data pipeline utilities.") { export, aggregate };
+        var marketData = new Option<string>("--data") { Description = "synthetic:market or synthetic:market-small", DefaultValueFactory = _ => "synthetic:market" };
+        var truth = new Command("truth", "Print a generated market dataset's Bayes AUC per scenario and the AUC of oracles without user knowledge and without the recency term.") { marketData };
+        truth.SetAction(p => Guard(() => DataCommand.Truth(p.GetValue(marketData)!)));
+        return new Command("data", "Data pipeline utilities.") { export, aggregate, truth };
     }
 
     private static Option<string?> CudaAttentionOption() => new("--cuda-attention")

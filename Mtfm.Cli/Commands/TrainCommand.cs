@@ -18,6 +18,8 @@ internal static class TrainCommand
 {
     public static int Run(TrainRequest r)
     {
+        if (r.Model == "lightgbm") return BaselineCommand.Run(r);
+        if (r.Model != "mtfm") throw new ArgumentException($"--model {r.Model}: use mtfm or lightgbm.");
         var ci = CultureInfo.InvariantCulture;
         IBackend backend;
         try

@@ -12,6 +12,8 @@ internal sealed record TrainRequest
     public string Data { get; init; } = "synthetic";
     public string? Schema { get; init; }
     public string Preset { get; init; } = "tiny";
+    /// <summary>--model: mtfm (the preset) or lightgbm (the baseline on causal statistics).</summary>
+    public string Model { get; init; } = "mtfm";
     /// <summary>Overrides the preset's block count.</summary>
     public int? Blocks { get; init; }
     /// <summary>Overrides the preset's target layers per block.</summary>
@@ -47,7 +49,15 @@ internal sealed class PreparedData
     public static EventStore LoadStore(TrainRequest r, TextWriter log, out string desc)
     {
         EventStore store;
-        if (r.Data == "synthetic" || r.Data.StartsWith("synthetic:", StringComparison.Ordinal))
+        if (r.Data is "synthetic:market" or "synthetic:market-small")
+        {
+            var config = r.Data == "synthetic:market" ? MarketConfig.Default : MarketConfig.Small;
+            var market = MarketGenerator.Generate(config);
+            store = market.Store;
+            desc = $"{r.Data} (seed {config.Seed})";
+            log.Write(market.TruthTable(SplitPart.Test));
+        }
+        else if (r.Data == "synthetic" || r.Data.StartsWith("synthetic:", StringComparison.Ordinal))
         {
             string size = r.Data == "synthetic" ? "default" : r.Data["synthetic:".Length..];
             var config = size switch
@@ -55,7 +65,7 @@ internal sealed class PreparedData
                 "tiny" => SyntheticConfig.Tiny,
                 "default" => SyntheticConfig.Default,
                 "large" => SyntheticConfig.Large,
-                _ => throw new ArgumentException($"--data {r.Data}: the synthetic sizes are tiny, default and large."),
+                _ => throw new ArgumentException($"--data {r.Data}: the synthetic sizes are tiny, default and large (and synthetic:market, synthetic:market-small)."),
             };
             store = SyntheticGenerator.Generate(config).Store;
             desc = $"synthetic ({size}, seed {config.Seed})";
