@@ -111,10 +111,7 @@ public sealed class HistoryStatistics
                 {
                     var sp = plan.Sequences[j];
                     int hg = _l.HistoryGroup(j), rg = _l.RealtimeGroup(j);
-                    // Base figures, same-value figures, then per-value shares.
-                    int baseCol = col;
-                    int sameCol = baseCol + 4;
-                    int lowCol = sameCol + 4 * sp.Same.Length;
+                    int lowOffset = 4 + 4 * sp.Same.Length; // base figures, same-value figures, then per-value shares
                     int width = SequenceWidth(sp);
                     var o = outRow.Slice(col, width);
                     var acc = accBuf.AsSpan(0, width);
@@ -132,7 +129,7 @@ public sealed class HistoryStatistics
                         double wh = Math.Exp(-dt / Hour), wd = Math.Exp(-dt / Day);
                         acc[0] += 1; acc[1] += wh; acc[2] += wd;
                         last[0] = Math.Max(last[0], batch.Time[k]);
-                        int p = lowCol - baseCol;
+                        int p = lowOffset;
                         for (int c = 0; c < sp.LowCard.Length; c++)
                         {
                             var (qc, rows) = sp.LowCard[c];
@@ -161,7 +158,7 @@ public sealed class HistoryStatistics
                         o[q + 3] = Since(now, last[1 + a]);
                     }
                     {
-                        int p = lowCol - baseCol;
+                        int p = lowOffset;
                         for (int c = 0; c < sp.LowCard.Length; c++)
                         {
                             int rows = sp.LowCard[c].Rows;
