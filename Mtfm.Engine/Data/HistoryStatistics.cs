@@ -22,7 +22,9 @@ namespace Mtfm.Engine.Data;
 /// over the visible tokens of j holding the candidate's value, the share m/(n+1) replacing L(Σ e^(−Δt/1 h));</item>
 /// <item>for every other categorical column of j with at most <see cref="MaxLowCardinalityRows"/> table rows (ratings,
 /// outcomes): per row v the share c_v/(n+1), and per same-value column the share of v among the same-value tokens
-/// c_{same,v}/(m+1).</item>
+/// c_{same,v}/(m+1);</item>
+/// <item>for every numeric column of j (already transformed with the training statistics, so 0 is the training mean):
+/// its shrunk mean Σx/(n+1) over the visible tokens and Σx/(m+1) over each same-value set.</item>
 /// </list>
 /// </summary>
 public sealed class HistoryStatistics
@@ -35,7 +37,7 @@ public sealed class HistoryStatistics
     private readonly DataLayout _l;
     private readonly ScenarioPlan[] _plans;
 
-    private sealed record SequencePlan(int Sequence, (int TargetColumn, int SequenceColumn)[] Same, (int Column, int Rows)[] LowCard);
+    private sealed record SequencePlan(int Sequence, (int TargetColumn, int SequenceColumn)[] Same, (int Column, int Rows)[] LowCard, int Numeric);
 
     private sealed record ScenarioPlan(SequencePlan[] Sequences, int Width);
 
@@ -64,7 +66,7 @@ public sealed class HistoryStatistics
                     int rows = layout.Tables[qTables[b]].Rows;
                     if (rows <= MaxLowCardinalityRows && !same.Exists(x => x.Item2 == b)) low.Add((b, rows));
                 }
-                seqs[j] = new SequencePlan(j, same.ToArray(), low.ToArray());
+                seqs[j] = new SequencePlan(j, same.ToArray(), low.ToArray(), layout.Groups[layout.HistoryGroup(j)].NumericFeatures.Length);
                 width += SequenceWidth(seqs[j]);
             }
             _plans[s] = new ScenarioPlan(seqs, width);
@@ -139,6 +141,16 @@ public sealed class HistoryStatistics
                             for (int a = 0; a < sp.Same.Length; a++, p += rows)
                                 if (kCat[sp.Same[a].SequenceColumn] == tCat[sp.Same[a].TargetColumn]) acc[p + v] += 1;
                         }
+                        if (sp.Numeric > 0)
+                        {
+                            var kNum = kb.Numeric.AsSpan(batch.RowInGroup[k] * kb.NumericWidth, kb.NumericWidth);
+                            for (int c = 0; c < sp.Numeric; c++)
+                            {
+                                acc[p++] += kNum[c];
+                                for (int a = 0; a < sp.Same.Length; a++, p++)
+                                    if (kCat[sp.Same[a].SequenceColumn] == tCat[sp.Same[a].TargetColumn]) acc[p] += kNum[c];
+                            }
+                        }
                         for (int a = 0; a < sp.Same.Length; a++)
                         {
                             if (kCat[sp.Same[a].SequenceColumn] != tCat[sp.Same[a].TargetColumn]) continue;
@@ -170,6 +182,11 @@ public sealed class HistoryStatistics
                                 for (int v = 0; v < rows; v++) o[p + v] = (float)(acc[p + v] / (m + 1));
                             }
                         }
+                        for (int c = 0; c < sp.Numeric; c++)
+                        {
+                            o[p] = (float)(acc[p] / (n + 1)); p++;
+                            for (int a = 0; a < sp.Same.Length; a++, p++) o[p] = (float)(acc[p] / (acc[4 + 4 * a] + 1));
+                        }
                     }
                     col += width;
                 }
@@ -177,7 +194,8 @@ public sealed class HistoryStatistics
         }
     }
 
-    private static int SequenceWidth(SequencePlan sp) => 4 + 4 * sp.Same.Length + sp.LowCard.Sum(x => x.Rows * (1 + sp.Same.Length));
+    private static int SequenceWidth(SequencePlan sp) =>
+        4 + 4 * sp.Same.Length + sp.LowCard.Sum(x => x.Rows * (1 + sp.Same.Length)) + sp.Numeric * (1 + sp.Same.Length);
 
     private static float L(double x) => (float)(Math.Log(1 + x) / 4);
 

@@ -12,13 +12,14 @@ public class HistoryStatisticsTests
     /// Random logs (equal timestamps, out-of-order inserts, history caps 0..5): every T token's statistics equal an
     /// independent recomputation from the instance's tokens under the spec §4 rule (all H tokens, R tokens strictly
     /// earlier), per sequence: count, 1 h and 1 d decayed counts, time since the latest, and for the shared id feature
-    /// the same figures over the tokens holding the candidate's value. An R token at the target's own second must not
+    /// the same figures over the tokens holding the candidate's value; per numeric sequence feature its shrunk means
+    /// over the visible and the same-value tokens. An R token at the target's own second must not
     /// count (the test fails if the rule is relaxed to ≤).
     /// </summary>
     [Fact]
     public void StatisticsAreTheVisibleTokensCountsAndShares()
     {
-        int checkedTargets = 0, sameSecondSeen = 0;
+        int checkedTargets = 0, sameSecondSeen = 0, numericChecked = 0;
         for (ulong seed = 1; seed <= 30; seed++)
         {
             var st = AggregatorTests.RandomStore(seed, 150);
@@ -55,6 +56,7 @@ public class HistoryStatisticsTests
                         want.Add(L(visible.Sum(k => Math.Exp(-(now - batch.Time[k]) / 3600.0))));
                         want.Add(L(visible.Sum(k => Math.Exp(-(now - batch.Time[k]) / 86400.0))));
                         want.Add(Since(now, visible.Count == 0 ? long.MinValue : visible.Max(k => batch.Time[k])));
+                        var sameSets = new List<List<int>>();
                         for (int a = 0; a < tTables.Length; a++)
                         {
                             int b = Array.IndexOf(qTables, tTables[a]);
@@ -65,10 +67,24 @@ public class HistoryStatisticsTests
                                 var kb = batch.Blocks[batch.Group[k]];
                                 return kb.Categorical[batch.RowInGroup[k] * kb.CategoricalWidth + b] == value;
                             }).ToList();
+                            sameSets.Add(same);
                             want.Add(L(same.Count));
                             want.Add((float)(same.Count / (n + 1)));
                             want.Add(L(same.Sum(k => Math.Exp(-(now - batch.Time[k]) / 86400.0))));
                             want.Add(Since(now, same.Count == 0 ? long.MinValue : same.Max(k => batch.Time[k])));
+                        }
+                        // Numeric columns of the sequence: shrunk means of the transformed values.
+                        int nw = l.Groups[l.HistoryGroup(j)].NumericFeatures.Length;
+                        double Num(int k, int c)
+                        {
+                            var kb = batch.Blocks[batch.Group[k]];
+                            return kb.Numeric[batch.RowInGroup[k] * kb.NumericWidth + c];
+                        }
+                        for (int c = 0; c < nw; c++)
+                        {
+                            numericChecked++;
+                            want.Add((float)(visible.Sum(k => Num(k, c)) / (n + 1)));
+                            foreach (var same in sameSets) want.Add((float)(same.Sum(k => Num(k, c)) / (same.Count + 1)));
                         }
                     }
                     Assert.Equal(want.Count, got.Length);
@@ -79,6 +95,7 @@ public class HistoryStatisticsTests
             }
         }
         Assert.True(checkedTargets > 1000, $"{checkedTargets} targets");
+        Assert.True(numericChecked > 0, "no sequence with a numeric feature was checked");
         Assert.True(sameSecondSeen > 0, "no R token at a target's own second: the strict rule was not exercised");
     }
 
