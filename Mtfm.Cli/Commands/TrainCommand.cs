@@ -48,6 +48,7 @@ internal static class TrainCommand
         var config = (r.Config ?? MtfmConfig.Preset(r.Preset)) with { Attention = r.Attention };
         if (r.Blocks is { } b) config = config with { Blocks = b };
         if (r.TargetLayers is { } k) config = config with { TargetLayersPerBlock = k };
+        if (r.HistoryStatistics is { } hs) config = config with { HistoryStatistics = hs };
         config.Validate();
         using var model = new MtfmModel(backend, config, layout, r.Seed);
         var trainBatches = new BatchBuilder(data.Train, data.Stats);
@@ -90,7 +91,7 @@ internal static class TrainCommand
         File.WriteAllText(Path.Combine(dir, "config.json"), JsonSerializer.Serialize(model.Config, ModelJsonContext.Default.MtfmConfig));
         var report = new RunReport($"MTFM run {name}", DateTimeOffset.UtcNow,
         [
-            new("data", data.Description), new("preset", r.Preset), new("attention", config.Attention.ToString()), new("layers", shape),
+            new("data", data.Description), new("preset", r.Preset), new("attention", config.Attention.ToString()), new("layers", shape), new("history statistics", config.HistoryStatistics ? "on" : "off"),
             new("aggregation", r.Aggregation.ToString()), new("scenarios", r.Scenarios), new("epochs", r.Epochs.ToString(ci)),
             new("seed", r.Seed.ToString(ci)), new("device", DeviceText(backend)),
             new("parameters", model.ParameterCount.ToString(ci)), new("forward MFLOP per instance", (flopsPerInstance / 1e6).ToString("F2", ci)),

@@ -6,6 +6,7 @@ public sealed class BatchBuilder
     private readonly AggregatedInstances _inst;
     private readonly NumericStats _stats;
     private readonly DataLayout _l;
+    private readonly HistoryStatistics _history;
 
     /// <summary>Creates a builder; <paramref name="stats"/> are the training statistics of the numeric features.</summary>
     public BatchBuilder(AggregatedInstances instances, NumericStats stats)
@@ -13,6 +14,7 @@ public sealed class BatchBuilder
         _inst = instances ?? throw new ArgumentNullException(nameof(instances));
         _stats = stats ?? throw new ArgumentNullException(nameof(stats));
         _l = instances.Store.Layout;
+        _history = new HistoryStatistics(_l);
     }
 
     /// <summary>
@@ -80,10 +82,12 @@ public sealed class BatchBuilder
         {
             var gi = _l.Groups[g];
             int cw = gi.CategoricalTables.Length, nw = gi.NumericWidth;
+            int sw = gi.Segment == SegmentKind.Target ? _history.Width(gi.Source) : 0;
             blocks[g] = new GroupBlock
             {
                 Rows = groupRows[g], CategoricalWidth = cw, NumericWidth = nw,
                 TokenIndex = new int[groupRows[g]], Categorical = new int[groupRows[g] * cw], Numeric = new float[groupRows[g] * nw],
+                StatisticsWidth = sw, Statistics = new float[groupRows[g] * sw],
             };
         }
         var tTok = new int[targets]; var tInst = new int[targets]; var tScen = new int[targets]; var tUser = new int[targets];
@@ -110,12 +114,14 @@ public sealed class BatchBuilder
             }
             j++;
         }
-        return new JaggedBatch
+        var batch = new JaggedBatch
         {
             InstanceCount = instances.Length, TokenCount = tokens, TargetCount = targets, TaskCount = tasks,
             Offsets = offsets, Segment = seg, Group = grp, Time = time, RowInGroup = row, EventId = evs, Blocks = blocks,
             TargetToken = tTok, TargetInstance = tInst, TargetScenario = tScen, TargetUser = tUser, Labels = labels, LabelMask = mask,
             TrueProbabilities = probs,
         };
+        _history.Fill(batch);
+        return batch;
     }
 }

@@ -69,4 +69,8 @@ public sealed class GroupBlock
     public required int[] Categorical { get; init; }
     /// <summary>Rows × NumericWidth transformed numeric values.</summary>
     public required float[] Numeric { get; init; }
+    /// <summary>History-statistics columns per row (T groups only; see <see cref="HistoryStatistics"/>), else 0.</summary>
+    public int StatisticsWidth { get; init; }
+    /// <summary>Rows × StatisticsWidth history statistics of T tokens (<see cref="HistoryStatistics.Fill"/>).</summary>
+    public float[] Statistics { get; init; } = [];
 }

@@ -57,6 +57,7 @@ internal sealed class BatchInputs
             GroupTokens = pre.GroupTokens;
             GroupCategorical = pre.GroupCategorical;
             GroupNumeric = pre.GroupNumeric;
+            GroupStatistics = pre.GroupStatistics;
             ScenarioRows = pre.ScenarioRows;
             Labels = pre.Labels;
             LabelMask = pre.LabelMask;
@@ -80,6 +81,7 @@ internal sealed class BatchInputs
         GroupTokens = new Tensor?[groups];
         GroupCategorical = new Tensor[groups][];
         GroupNumeric = new Variable?[groups];
+        GroupStatistics = new Variable?[groups];
         for (int g = 0; g < groups; g++)
         {
             var b = batch.Blocks[g];
@@ -95,6 +97,7 @@ internal sealed class BatchInputs
             }
             GroupCategorical[g] = cats;
             if (b.NumericWidth > 0) GroupNumeric[g] = tape.Input(b.Numeric, [b.Rows, b.NumericWidth]);
+            if (b.StatisticsWidth > 0) GroupStatistics[g] = tape.Input(b.Statistics, [b.Rows, b.StatisticsWidth]);
         }
 
         int ns = layout.ScenarioCount, tasks = layout.TaskCount;
@@ -146,6 +149,9 @@ internal sealed class BatchInputs
 
     /// <summary>Per group: [rows, numeric] transformed numeric features, or null.</summary>
     public Variable?[] GroupNumeric { get; }
+
+    /// <summary>Per group: [rows, statistics] history statistics of T groups (<see cref="HistoryStatistics"/>), or null.</summary>
+    public Variable?[] GroupStatistics { get; }
 
     /// <summary>Per scenario: Int32 positions (in the T list) of its exposures, or null.</summary>
     public Tensor?[] ScenarioRows { get; }

@@ -42,6 +42,13 @@ public sealed record MtfmConfig
     /// <summary>The default of <see cref="TimeBuckets"/>.</summary>
     public const int DefaultTimeBuckets = 32;
 
+    /// <summary>
+    /// Whether T tokenizers also read the instance's history statistics (<see cref="Data.HistoryStatistics"/>:
+    /// causal counts and shares of the user's visible behaviour, overall and on the candidate's feature values).
+    /// On by default for models with sequences; the MMoE baseline (no sequences) has it off. See docs/quality.md.
+    /// </summary>
+    public bool HistoryStatistics { get; init; } = true;
+
     /// <summary>Which layers are stacked (HTA, all full, all target).</summary>
     public AttentionMode Attention { get; init; } = AttentionMode.Hta;
 
@@ -83,7 +90,7 @@ public sealed record MtfmConfig
     /// The classic production baseline: the same tokenizers of the exposure features and the same MMoE heads, but no
     /// behaviour sequences and no transformer (0 blocks).
     /// </summary>
-    public static MtfmConfig Mmoe => new() { Blocks = 0 };
+    public static MtfmConfig Mmoe => new() { Blocks = 0, HistoryStatistics = false };
 
     /// <summary>The preset called <paramref name="name"/> (tiny, small, base).</summary>
     public static MtfmConfig Preset(string name) => name.ToLowerInvariant() switch

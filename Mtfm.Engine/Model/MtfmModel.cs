@@ -15,6 +15,7 @@ internal sealed class MtfmModel : IDisposable
 {
     private readonly Parameter[] _tables;
     private readonly Tokenizer[] _tokenizers;
+    private readonly int[] _statisticsWidth; // per group: history-statistics columns its tokenizer reads (0 = none)
     private readonly HstuLayer[] _layers;
     private readonly Parameter _finalGamma, _finalBeta;
     private readonly Dense _experts;
@@ -32,7 +33,9 @@ internal sealed class MtfmModel : IDisposable
         Layout = layout;
         var f = new ParameterFactory(backend, seed);
         _tables = layout.Tables.Select(t => f.Table("emb." + t.Feature, t.Rows, config.EmbeddingDim)).ToArray();
-        _tokenizers = layout.Groups.Select(g => new Tokenizer(f, g, config)).ToArray();
+        var history = new HistoryStatistics(layout);
+        _statisticsWidth = layout.Groups.Select(g => config.HistoryStatistics && g.Segment == SegmentKind.Target ? history.Width(g.Source) : 0).ToArray();
+        _tokenizers = layout.Groups.Select(g => new Tokenizer(f, g, config, _statisticsWidth[g.Id])).ToArray();
         int groups = layout.Groups.Count;
         _layers = new HstuLayer[config.Layers];
         for (int l = 0; l < _layers.Length; l++) _layers[l] = new HstuLayer(f, $"layer{l}", config, groups, config.IsFullLayer(l));
@@ -87,7 +90,8 @@ internal sealed class MtfmModel : IDisposable
         {
             var block = batch.Blocks[g];
             if (block.Rows == 0 || (!sequences && Layout.Groups[g].Segment != SegmentKind.Target)) continue;
-            parts.Add(_tokenizers[g].Forward(tape, _tables, inp.GroupCategorical[g]!, inp.GroupNumeric[g], flops));
+            parts.Add(_tokenizers[g].Forward(tape, _tables, inp.GroupCategorical[g]!, inp.GroupNumeric[g], flops,
+                _statisticsWidth[g] > 0 ? inp.GroupStatistics[g] : null));
             where.Add(sequences ? inp.GroupTokens[g]! : inp.GroupTargetRows(tape, g));
         }
         Variable xt;

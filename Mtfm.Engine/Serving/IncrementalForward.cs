@@ -47,6 +47,7 @@ internal sealed class IncrementalForward
             cols.Add(tape.Embedding(_tables[gi.CategoricalTables[c]], tape.Ids(col, [b.Rows])));
         }
         if (b.NumericWidth > 0) cols.Add(tape.Input(b.Numeric, [b.Rows, b.NumericWidth]));
+        if (_c.HistoryStatistics && b.StatisticsWidth > 0) cols.Add(tape.Input(b.Statistics, [b.Rows, b.StatisticsWidth]));
         var input = cols.Count == 1 ? cols[0] : tape.Concat(cols.ToArray());
         return Linear(tape, name + ".out", tape.Silu(Linear(tape, name + ".hidden", input)));
     }

@@ -21,12 +21,14 @@ internal sealed class RequestEncoder
     private readonly WindowSpec _win;
     private readonly Dictionary<string, int> _featureIndex = new(StringComparer.Ordinal);
     private readonly HashSet<int>[] _sourceFeatures;
+    private readonly HistoryStatistics _history;
 
     public RequestEncoder(DataLayout layout, NumericStats stats)
     {
         _l = layout ?? throw new ArgumentNullException(nameof(layout));
         _stats = stats ?? throw new ArgumentNullException(nameof(stats));
         _win = WindowSpec.From(layout.Schema);
+        _history = new HistoryStatistics(layout);
         for (int f = 0; f < layout.Schema.Features.Count; f++) _featureIndex[layout.Schema.Features[f].Name] = f;
         _sourceFeatures = new HashSet<int>[layout.ScenarioCount + layout.SequenceCount];
         for (int s = 0; s < _sourceFeatures.Length; s++) _sourceFeatures[s] = [.. layout.SourceCat[s], .. layout.SourceNum[s]];
@@ -132,10 +134,12 @@ internal sealed class RequestEncoder
         {
             var gi = _l.Groups[g];
             int cw = gi.CategoricalTables.Length, nw = gi.NumericWidth;
+            int sw = gi.Segment == SegmentKind.Target ? _history.Width(gi.Source) : 0;
             blocks[g] = new GroupBlock
             {
                 Rows = groupRows[g], CategoricalWidth = cw, NumericWidth = nw,
                 TokenIndex = new int[groupRows[g]], Categorical = new int[groupRows[g] * cw], Numeric = new float[groupRows[g] * nw],
+                StatisticsWidth = sw, Statistics = new float[groupRows[g] * sw],
             };
         }
         var tTok = new int[nc]; var tInst = new int[nc]; var tScen = new int[nc]; var tUser = new int[nc];
@@ -163,6 +167,7 @@ internal sealed class RequestEncoder
             TargetToken = tTok, TargetInstance = tInst, TargetScenario = tScen, TargetUser = tUser,
             Labels = new float[nc * tasks], LabelMask = new byte[nc * tasks],
         };
+        _history.Fill(batch); // the same statistics as BatchBuilder's, from the request's visible events
         return new EncodedRequest(batch, scenario, nh, nr);
     }
 

@@ -34,6 +34,30 @@ public class TrainCommandTests
         }
     }
 
+    /// <summary>--history-statistics off reaches the saved configuration, and eval rebuilds the narrower tokenizers from it.</summary>
+    [Fact]
+    public void HistoryStatisticsOffIsSavedAndReloaded()
+    {
+        string dir = Directory.CreateTempSubdirectory("mtfm-run").FullName;
+        var stdout = Console.Out;
+        try
+        {
+            Console.SetOut(new StringWriter());
+            Assert.Equal(0, TrainCommand.Run(new TrainRequest { Data = "synthetic:tiny", Epochs = 1, BatchTokens = 512, OutDir = dir, Name = "off", Threads = 1, HistoryStatistics = false }));
+            string run = Path.Combine(dir, "off");
+            var config = System.Text.Json.JsonSerializer.Deserialize(File.ReadAllText(Path.Combine(run, "config.json")), ModelJsonContext.Default.MtfmConfig)!;
+            Assert.False(config.HistoryStatistics);
+            Assert.True(MtfmConfig.Tiny.HistoryStatistics);
+            Assert.False(MtfmConfig.Mmoe.HistoryStatistics);
+            Assert.Equal(0, EvalCommand.Run(run, new TrainRequest { Data = "synthetic:tiny", Threads = 1 }));
+        }
+        finally
+        {
+            Console.SetOut(stdout);
+            Directory.Delete(dir, true);
+        }
+    }
+
     [Fact]
     public void CudaDeviceIsRefusedWithAClearMessage()
     {

@@ -22,6 +22,8 @@ public class ScorerEquivalenceTests(ServingFixture fx) : IClassFixture<ServingFi
             Assert.Equal(want.Blocks[g].TokenIndex, got.Blocks[g].TokenIndex);
             Assert.True(want.Blocks[g].Categorical.AsSpan().SequenceEqual(got.Blocks[g].Categorical), $"{what}: categorical of group {g}");
             Assert.True(want.Blocks[g].Numeric.AsSpan().SequenceEqual(got.Blocks[g].Numeric), $"{what}: numeric of group {g}");
+            Assert.Equal(want.Blocks[g].StatisticsWidth, got.Blocks[g].StatisticsWidth);
+            Assert.True(want.Blocks[g].Statistics.AsSpan().SequenceEqual(got.Blocks[g].Statistics), $"{what}: history statistics of group {g}");
         }
     }
 

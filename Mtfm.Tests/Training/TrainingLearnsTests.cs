@@ -7,7 +7,7 @@ namespace Mtfm.Tests.Training;
 
 /// <summary>
 /// Training learns: the `tiny` preset trained on a small synthetic log (a few seconds on one thread) reaches a held-out
-/// (test window) click AUC within a few points of the data's Bayes-optimal AUC, computed from the generator's true
+/// (test window) click AUC within 1.5 points of the data's Bayes-optimal AUC, computed from the generator's true
 /// probabilities on the same exposures. Deterministic (fixed seeds, one thread): the figures are the same on every run;
 /// a broken gradient, optimizer or mask lands far below the bound (an untrained model scores ≈ 0.5 … 0.7 here).
 /// </summary>
@@ -31,6 +31,7 @@ public class TrainingLearnsTests
         int all = eval.Model.Select((m, i) => (m, i)).Single(x => x.m.Scenario < 0 && x.m.Task == click).i;
         double auc = eval.Model[all].Auc, bayes = eval.Bayes![all].Auc;
         Assert.True(bayes > 0.75, $"the bound itself is informative: Bayes AUC {bayes:F4}");
-        Assert.True(bayes - auc < 0.04, $"held-out click AUC {auc:F4} is more than 4 pp below the Bayes AUC {bayes:F4}");
+        // Measured 0.9102 vs 0.9152 with history statistics, 0.8968 without them (docs/quality.md): 1.5 pp fails without.
+        Assert.True(bayes - auc < 0.015, $"held-out click AUC {auc:F4} is more than 1.5 pp below the Bayes AUC {bayes:F4}");
     }
 }

@@ -1,0 +1,204 @@
+namespace Mtfm.Engine.Data;
+
+/// <summary>
+/// Per-target numeric "history statistics" (docs/quality.md): for every T token, counts and shares computed from the
+/// H and R tokens of its own instance that the token may see under the spec §4 rule (every H token; an R token only
+/// when strictly earlier). They give the T tokenizer the user-specific evidence a tree model gets from causal count
+/// features (how often and how recently the user acted, how often on the candidate's own feature values, the spread
+/// of the user's low-cardinality behaviour values such as ratings or feedback outcomes), which a pointwise attention
+/// of one or two layers struggles to sum up on small data.
+/// <para>
+/// One definition for training and serving: <see cref="BatchBuilder"/> and the serving request encoder both call
+/// <see cref="Fill"/> on the batch they built, so a T token's statistics depend only on what its instance shows it.
+/// Nothing is read from outside the instance and no label of any T token is used, so the statistics are as causal as
+/// the attention mask.
+/// </para>
+/// Columns per scenario s, for each behaviour sequence j (in schema order):
+/// <list type="number">
+/// <item>n = visible tokens of j: L(n), L(Σ e^(−Δt/1 h)), L(Σ e^(−Δt/1 d)), and the time since the latest one
+/// (<c>log1p(Δt/60 s)/10</c>, 2 when there is none), with L(x) = log1p(x)/4 and Δt = the target's time minus the
+/// token's;</item>
+/// <item>for every categorical column of s whose embedding table j also carries ("same value"): the same four figures
+/// over the visible tokens of j holding the candidate's value, the share m/(n+1) replacing L(Σ e^(−Δt/1 h));</item>
+/// <item>for every other categorical column of j with at most <see cref="MaxLowCardinalityRows"/> table rows (ratings,
+/// outcomes): per row v the share c_v/(n+1), and per same-value column the share of v among the same-value tokens
+/// c_{same,v}/(m+1);</item>
+/// <item>for every numeric column of j (already transformed with the training statistics, so 0 is the training mean):
+/// its shrunk mean Σx/(n+1) over the visible tokens and Σx/(m+1) over each same-value set.</item>
+/// </list>
+/// </summary>
+public sealed class HistoryStatistics
+{
+    /// <summary>A sequence's categorical column with at most this many table rows contributes per-value shares.</summary>
+    public const int MaxLowCardinalityRows = 16;
+
+    private const double Hour = 3600, Day = 86400;
+
+    private readonly DataLayout _l;
+    private readonly ScenarioPlan[] _plans;
+
+    private sealed record SequencePlan(int Sequence, (int TargetColumn, int SequenceColumn)[] Same, (int Column, int Rows)[] LowCard, int Numeric);
+
+    private sealed record ScenarioPlan(SequencePlan[] Sequences, int Width);
+
+    /// <summary>Plans the columns of every scenario of <paramref name="layout"/>.</summary>
+    public HistoryStatistics(DataLayout layout)
+    {
+        _l = layout ?? throw new ArgumentNullException(nameof(layout));
+        _plans = new ScenarioPlan[layout.ScenarioCount];
+        for (int s = 0; s < layout.ScenarioCount; s++)
+        {
+            var tTables = layout.Groups[layout.TargetGroup(s)].CategoricalTables;
+            var seqs = new SequencePlan[layout.SequenceCount];
+            int width = 0;
+            for (int j = 0; j < layout.SequenceCount; j++)
+            {
+                var qTables = layout.Groups[layout.HistoryGroup(j)].CategoricalTables;
+                var same = new List<(int, int)>();
+                for (int a = 0; a < tTables.Length; a++)
+                {
+                    int b = Array.IndexOf(qTables, tTables[a]);
+                    if (b >= 0) same.Add((a, b));
+                }
+                var low = new List<(int, int)>();
+                for (int b = 0; b < qTables.Length; b++)
+                {
+                    int rows = layout.Tables[qTables[b]].Rows;
+                    if (rows <= MaxLowCardinalityRows && !same.Exists(x => x.Item2 == b)) low.Add((b, rows));
+                }
+                seqs[j] = new SequencePlan(j, same.ToArray(), low.ToArray(), layout.Groups[layout.HistoryGroup(j)].NumericFeatures.Length);
+                width += SequenceWidth(seqs[j]);
+            }
+            _plans[s] = new ScenarioPlan(seqs, width);
+        }
+    }
+
+    /// <summary>Statistics columns of the T tokens of scenario <paramref name="scenario"/>.</summary>
+    public int Width(int scenario) => _plans[scenario].Width;
+
+    /// <summary>
+    /// Writes the statistics of every T token of <paramref name="batch"/> into its group block's
+    /// <see cref="GroupBlock.Statistics"/> (which must hold <see cref="Width"/> columns per row).
+    /// </summary>
+    public void Fill(JaggedBatch batch)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        int nq = _l.SequenceCount;
+        var ctx = new List<int>();
+        int maxWidth = 1, maxSame = 1;
+        foreach (var pl in _plans)
+            foreach (var sp in pl.Sequences) { maxWidth = Math.Max(maxWidth, SequenceWidth(sp)); maxSame = Math.Max(maxSame, 1 + sp.Same.Length); }
+        var accBuf = new double[maxWidth];
+        var lastBuf = new long[maxSame];
+        for (int i = 0; i < batch.InstanceCount; i++)
+        {
+            int s0 = batch.Offsets[i], e0 = batch.Offsets[i + 1];
+            ctx.Clear();
+            for (int t = s0; t < e0; t++) if (batch.Segment[t] != (byte)SegmentKind.Target) ctx.Add(t);
+            for (int t = s0; t < e0; t++)
+            {
+                if (batch.Segment[t] != (byte)SegmentKind.Target) continue;
+                int g = batch.Group[t];
+                int scenario = _l.Groups[g].Source;
+                var plan = _plans[scenario];
+                var tb = batch.Blocks[g];
+                if (tb.StatisticsWidth != plan.Width)
+                    throw new ArgumentException($"group {_l.Groups[g].Name} has {tb.StatisticsWidth} statistics columns, the plan {plan.Width}.", nameof(batch));
+                if (plan.Width == 0) continue;
+                var outRow = tb.Statistics.AsSpan(batch.RowInGroup[t] * plan.Width, plan.Width);
+                var tCat = tb.Categorical.AsSpan(batch.RowInGroup[t] * tb.CategoricalWidth, tb.CategoricalWidth);
+                int col = 0;
+                long now = batch.Time[t];
+                for (int j = 0; j < nq; j++)
+                {
+                    var sp = plan.Sequences[j];
+                    int hg = _l.HistoryGroup(j), rg = _l.RealtimeGroup(j);
+                    int lowOffset = 4 + 4 * sp.Same.Length; // base figures, same-value figures, then per-value shares
+                    int width = SequenceWidth(sp);
+                    var o = outRow.Slice(col, width);
+                    var acc = accBuf.AsSpan(0, width);
+                    acc.Clear();
+                    var last = lastBuf.AsSpan(0, 1 + sp.Same.Length);
+                    last.Fill(long.MinValue);
+                    foreach (int k in ctx)
+                    {
+                        int kg = batch.Group[k];
+                        if (kg != hg && kg != rg) continue;
+                        if (batch.Segment[k] == (byte)SegmentKind.Realtime && batch.Time[k] >= now) continue;
+                        var kb = batch.Blocks[kg];
+                        var kCat = kb.Categorical.AsSpan(batch.RowInGroup[k] * kb.CategoricalWidth, kb.CategoricalWidth);
+                        double dt = Math.Max(0, now - batch.Time[k]);
+                        double wh = Math.Exp(-dt / Hour), wd = Math.Exp(-dt / Day);
+                        acc[0] += 1; acc[1] += wh; acc[2] += wd;
+                        last[0] = Math.Max(last[0], batch.Time[k]);
+                        int p = lowOffset;
+                        for (int c = 0; c < sp.LowCard.Length; c++)
+                        {
+                            var (qc, rows) = sp.LowCard[c];
+                            int v = kCat[qc];
+                            acc[p + v] += 1;
+                            p += rows;
+                            for (int a = 0; a < sp.Same.Length; a++, p += rows)
+                                if (kCat[sp.Same[a].SequenceColumn] == tCat[sp.Same[a].TargetColumn]) acc[p + v] += 1;
+                        }
+                        if (sp.Numeric > 0)
+                        {
+                            var kNum = kb.Numeric.AsSpan(batch.RowInGroup[k] * kb.NumericWidth, kb.NumericWidth);
+                            for (int c = 0; c < sp.Numeric; c++)
+                            {
+                                acc[p++] += kNum[c];
+                                for (int a = 0; a < sp.Same.Length; a++, p++)
+                                    if (kCat[sp.Same[a].SequenceColumn] == tCat[sp.Same[a].TargetColumn]) acc[p] += kNum[c];
+                            }
+                        }
+                        for (int a = 0; a < sp.Same.Length; a++)
+                        {
+                            if (kCat[sp.Same[a].SequenceColumn] != tCat[sp.Same[a].TargetColumn]) continue;
+                            int q = 4 + 4 * a;
+                            acc[q] += 1; acc[q + 2] += wd;
+                            last[1 + a] = Math.Max(last[1 + a], batch.Time[k]);
+                        }
+                    }
+                    double n = acc[0];
+                    o[0] = L(n); o[1] = L(acc[1]); o[2] = L(acc[2]); o[3] = Since(now, last[0]);
+                    for (int a = 0; a < sp.Same.Length; a++)
+                    {
+                        int q = 4 + 4 * a;
+                        o[q] = L(acc[q]);
+                        o[q + 1] = (float)(acc[q] / (n + 1));
+                        o[q + 2] = L(acc[q + 2]);
+                        o[q + 3] = Since(now, last[1 + a]);
+                    }
+                    {
+                        int p = lowOffset;
+                        for (int c = 0; c < sp.LowCard.Length; c++)
+                        {
+                            int rows = sp.LowCard[c].Rows;
+                            for (int v = 0; v < rows; v++) o[p + v] = (float)(acc[p + v] / (n + 1));
+                            p += rows;
+                            for (int a = 0; a < sp.Same.Length; a++, p += rows)
+                            {
+                                double m = acc[4 + 4 * a];
+                                for (int v = 0; v < rows; v++) o[p + v] = (float)(acc[p + v] / (m + 1));
+                            }
+                        }
+                        for (int c = 0; c < sp.Numeric; c++)
+                        {
+                            o[p] = (float)(acc[p] / (n + 1)); p++;
+                            for (int a = 0; a < sp.Same.Length; a++, p++) o[p] = (float)(acc[p] / (acc[4 + 4 * a] + 1));
+                        }
+                    }
+                    col += width;
+                }
+            }
+        }
+    }
+
+    private static int SequenceWidth(SequencePlan sp) =>
+        4 + 4 * sp.Same.Length + sp.LowCard.Sum(x => x.Rows * (1 + sp.Same.Length)) + sp.Numeric * (1 + sp.Same.Length);
+
+    private static float L(double x) => (float)(Math.Log(1 + x) / 4);
+
+    private static float Since(long now, long last) =>
+        last == long.MinValue ? 2f : (float)(Math.Log(1 + Math.Max(0, now - last) / 60.0) / 10);
+}
