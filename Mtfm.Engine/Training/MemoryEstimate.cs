@@ -25,9 +25,9 @@ internal readonly record struct MemoryEstimate(long ParameterBytes, long Gradien
         // Per token, floats kept by the tape (values and, during backward, their gradients: ×2):
         //  tokenizer: embedding gathers, concatenation, hidden pre/post SiLU, output;
         //  per HSTU layer: norm, U/V/Q/K projections and their SiLU, attention output, its norm, the gate, the output
-        //  projection and the residual (≈ 16 d), plus a margin for the layer-norm statistics and the time bias.
-        long tokenizer = 2L * features * config.EmbeddingDim + 2L * config.TokenizerHidden + 2 * d;
-        long perLayer = 20 * d;
+        //  projection and the residual (≈ 16 d), plus a margin of 2× (the backward's temporaries) for the layer-norm statistics and the time bias.
+        long tokenizer = 4L * features * config.EmbeddingDim + 4L * config.TokenizerHidden + 4 * d;
+        long perLayer = 32 * d;
         long heads = (long)config.Experts * config.ExpertWidth + 2L * config.TowerWidth + config.Experts;
         long perToken = 2 * (tokenizer + config.Layers * perLayer + heads);
         long activations = perToken * batchTokens * sizeof(float);

@@ -237,9 +237,16 @@ internal sealed unsafe class MtfmTrainer
         return first is null ? $"{lossText}, every gradient finite" : $"{lossText}, first non-finite gradient in parameter '{first}'";
     }
 
+    private const string GradBuffersTensor = "trainer.grad_buffers";
+
     private void AddState(SafetensorsWriter w, float[][]? best)
     {
         var ps = _model.Parameters;
+        // Which dense parameters hold a gradient buffer: once a parameter has had a gradient it keeps a zeroed one and
+        // is updated every step (Adam moves it by its moments even without a new gradient), so a resume must recreate it.
+        var hasGrad = new int[ps.Count];
+        for (int i = 0; i < ps.Count; i++) hasGrad[i] = ps[i].Grad is null ? 0 : 1;
+        w.AddInt32(GradBuffersTensor, hasGrad, hasGrad.Length);
         for (int i = 0; i < ps.Count; i++)
         {
             var p = ps[i];
@@ -256,6 +263,9 @@ internal sealed unsafe class MtfmTrainer
     private float[][]? LoadState(SafetensorsFile f)
     {
         var ps = _model.Parameters;
+        if (!f.Contains(GradBuffersTensor) || f.GetInfo(GradBuffersTensor).ElementCount != ps.Count || f.GetInfo(GradBuffersTensor).DType != SafetensorsDType.I32)
+            throw new CheckpointFormatException(f.FilePath, $"tensor '{GradBuffersTensor}' is missing or does not have one entry per parameter ({ps.Count})");
+        var hasGrad = f.ReadInt32(GradBuffersTensor);
         bool hasBest = f.Contains("best." + ps[0].Name);
         var best = hasBest ? new float[ps.Count][] : null;
         for (int i = 0; i < ps.Count; i++)
@@ -265,6 +275,8 @@ internal sealed unsafe class MtfmTrainer
             Read("param." + p.Name, dst);
             if (best is not null) { best[i] = new float[dst.Length]; Read("best." + p.Name, best[i]); }
             _dense.Remove(p); _sparse.Remove(p);
+            p.ZeroGrad();
+            if (hasGrad[i] != 0) p.EnsureGrad();
             if (f.Contains("optim.m." + p.Name))
             {
                 if (f.Contains("optim.row_steps." + p.Name)) _sparse[p] = OptimizerStateIO.ReadRowSparseAdam(f, p.Name!, p.Value.RowCount, p.Value.LastDim);
