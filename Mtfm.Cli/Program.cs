@@ -39,11 +39,16 @@ internal static class Program
         var cudaAttention = CudaAttentionOption();
         var outDir = new Option<string>("--out") { Description = "directory that receives runs/<name>/", DefaultValueFactory = _ => "runs" };
         var name = new Option<string?>("--name") { Description = "run name (default: a timestamp)" };
+        var resume = new Option<string?>("--resume") { Description = "continue the run <name> (under --out, or a run directory) from its newest valid checkpoint; give the same training options" };
+        var ckptEvery = new Option<long>("--checkpoint-every") { Description = "write a training checkpoint every N steps (0 = at the end of each epoch only; CPU)", DefaultValueFactory = _ => 0 };
+        var keepCkpt = new Option<int>("--keep-checkpoints") { Description = "training checkpoints kept (the newest)", DefaultValueFactory = _ => 3 };
+        var maxNonFinite = new Option<int>("--max-nonfinite-steps") { Description = "stop after this many consecutive steps skipped for a non-finite loss or gradient", DefaultValueFactory = _ => 10 };
+        var maxMemory = new Option<string?>("--max-memory") { Description = "refuse to train when the memory estimate exceeds this size (e.g. 512M, 8G)" };
         var (predictions, predictionColumns) = PredictionOptions();
         var cmd = new Command("train", "Train MTFM (default: the built-in synthetic multi-scenario data, preset tiny, on the CPU).")
         {
             data, schema, preset, modelKind, blocks, targetLayers, historyStats, attention, aggregation, scenarios, epochs, batchTokens, lr, seed, threads, device, cudaAttention, outDir, name,
-            predictions, predictionColumns,
+            resume, ckptEvery, keepCkpt, maxNonFinite, maxMemory, predictions, predictionColumns,
         };
         cmd.SetAction(p => Guard(() => TrainCommand.Run(new TrainRequest
         {
@@ -78,6 +83,11 @@ internal static class Program
             CudaAttention = p.GetValue(cudaAttention),
             OutDir = p.GetValue(outDir)!,
             Name = p.GetValue(name),
+            Resume = p.GetValue(resume),
+            CheckpointEvery = p.GetValue(ckptEvery),
+            KeepCheckpoints = p.GetValue(keepCkpt),
+            MaxNonFiniteSteps = p.GetValue(maxNonFinite),
+            MaxMemory = p.GetValue(maxMemory),
             Predictions = p.GetValue(predictions),
             PredictionColumns = SplitColumns(p.GetValue(predictionColumns)),
         })));
@@ -182,7 +192,7 @@ internal static class Program
         {
             return action();
         }
-        catch (Exception ex) when (ex is ArgumentException or DataFormatException or CheckpointFormatException or IOException or InvalidOperationException)
+        catch (Exception ex) when (ex is ArgumentException or DataFormatException or CheckpointFormatException or IOException or InvalidOperationException or InsufficientMemoryException or UnauthorizedAccessException)
         {
             Console.Error.WriteLine($"mtfm: {ex.Message}");
             return 1;

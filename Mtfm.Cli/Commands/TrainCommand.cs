@@ -32,6 +32,14 @@ internal static class TrainCommand
             return 2;
         }
         using var owned = backend;
+        long maxMemory = r.MaxMemory is null ? 0 : MemoryEstimate.ParseSize(r.MaxMemory);
+        bool onCpu = backend is CpuBackend;
+        if (!onCpu && (r.Resume is not null || r.CheckpointEvery > 0))
+            throw new ArgumentException($"--resume and --checkpoint-every need --device cpu: the CUDA optimizer state is not checkpointed yet.");
+        string runDir = RunDirectory(r, out string name);
+        var ckptStore = onCpu ? new CheckpointStore(Path.Combine(runDir, "checkpoints"), r.KeepCheckpoints) : null;
+        ckptStore?.EnsureWritable(); // an unwritable output fails now, not after training
+        if (ckptStore is null) Directory.CreateDirectory(runDir);
         var data = PreparedData.Load(r, Console.Out);
         var layout = data.Store.Layout;
         Console.WriteLine($"data: {data.Description}: {data.Store.Count:N0} events, {data.Store.ExposureCount:N0} exposures, {data.Store.UserCount:N0} users");
@@ -63,8 +71,18 @@ internal static class TrainCommand
         Console.WriteLine($"model: preset {r.Preset}, attention {config.Attention}, d_model {config.DModel}, {shape}, heads {config.Heads}/{config.KvHeads} kv, " +
             $"{model.ParameterCount:N0} parameters, {flopsPerInstance / 1e6:F1} MFLOP forward per instance, {DeviceText(backend)}");
 
-        var options = new TrainOptions { Epochs = r.Epochs, BatchTokens = r.BatchTokens, LearningRate = r.LearningRate, Seed = r.Seed, OnlyScenario = only };
-        var trainer = new MtfmTrainer(model, options);
+        var estimate = MemoryEstimate.For(config, layout, model.ParameterCount, r.BatchTokens, ckptStore is not null);
+        estimate.EnsureFits(maxMemory, onCpu ? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes : 0);
+        Console.WriteLine($"memory: estimated {estimate.Describe()}{(maxMemory > 0 ? $", limit {MemoryEstimate.Format(maxMemory)}" : "")}");
+
+        var options = new TrainOptions
+        {
+            Epochs = r.Epochs, BatchTokens = r.BatchTokens, LearningRate = r.LearningRate, Seed = r.Seed, OnlyScenario = only,
+            CheckpointDirectory = ckptStore?.Directory, CheckpointEvery = r.CheckpointEvery, KeepCheckpoints = r.KeepCheckpoints,
+            Resume = r.Resume is not null, MaxConsecutiveNonFiniteSteps = r.MaxNonFiniteSteps,
+        };
+        var trainer = new MtfmTrainer(model, options) { Log = m => Console.Error.WriteLine(m) };
+        TestKillHook.Install(trainer);
         long totalExposures = data.Train.TargetCount * (long)r.Epochs;
         var result = TrainingProgress.Run("train", totalExposures, sink =>
         {
@@ -84,9 +102,7 @@ internal static class TrainCommand
         PrintTable(rows);
         WritePredictions(predictions, r.Predictions);
 
-        string name = r.Name ?? $"{DateTime.UtcNow:yyyyMMdd-HHmmss}-{r.Preset}";
-        string dir = Path.Combine(r.OutDir, name);
-        Directory.CreateDirectory(dir);
+        string dir = runDir;
         MtfmCheckpoint.Save(Path.Combine(dir, "model.safetensors"), model, data.Stats);
         File.WriteAllText(Path.Combine(dir, "config.json"), JsonSerializer.Serialize(model.Config, ModelJsonContext.Default.MtfmConfig));
         var report = new RunReport($"MTFM run {name}", DateTimeOffset.UtcNow,
@@ -103,6 +119,20 @@ internal static class TrainCommand
         ReportWriter.Write(report, dir);
         Console.WriteLine($"wrote {dir}/ (model.safetensors, config.json, metrics.json, report.md, plots)");
         return 0;
+    }
+
+    /// <summary>The run directory: <c>--resume</c>'s (which must exist), else <c>&lt;--out&gt;/&lt;--name or a timestamp&gt;</c>.</summary>
+    private static string RunDirectory(TrainRequest r, out string name)
+    {
+        if (r.Resume is { } resume)
+        {
+            string dir = Directory.Exists(resume) && !Directory.Exists(Path.Combine(r.OutDir, resume)) ? resume : Path.Combine(r.OutDir, resume);
+            if (!Directory.Exists(dir)) throw new ArgumentException($"--resume {resume}: no run directory '{dir}'.");
+            name = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(dir)));
+            return dir;
+        }
+        name = r.Name ?? $"{DateTime.UtcNow:yyyyMMdd-HHmmss}-{r.Preset}";
+        return Path.Combine(r.OutDir, name);
     }
 
     /// <summary>Writes the test exposures' predictions of <c>--predictions</c> (nothing when not asked for).</summary>

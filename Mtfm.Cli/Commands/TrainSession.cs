@@ -34,6 +34,16 @@ internal sealed record TrainRequest
     /// <summary>--cuda-attention: fp32 or bf16 (null = not given: fp32 on CUDA).</summary>
     public string? CudaAttention { get; init; }
     public string OutDir { get; init; } = "runs";
+    /// <summary>--resume: a run name under <see cref="OutDir"/> (or a run directory) to continue from its newest valid checkpoint.</summary>
+    public string? Resume { get; init; }
+    /// <summary>--checkpoint-every: steps between checkpoints (0 = at the end of each epoch only).</summary>
+    public long CheckpointEvery { get; init; }
+    /// <summary>--keep-checkpoints.</summary>
+    public int KeepCheckpoints { get; init; } = 3;
+    /// <summary>--max-nonfinite-steps: consecutive skipped non-finite steps before training stops.</summary>
+    public int MaxNonFiniteSteps { get; init; } = 10;
+    /// <summary>--max-memory: refuse to train when the estimate exceeds this (e.g. 8G); null = only the machine's limit.</summary>
+    public string? MaxMemory { get; init; }
     /// <summary>--predictions: write one row per test exposure (.csv or .parquet); null = none.</summary>
     public string? Predictions { get; init; }
     /// <summary>--predictions-columns: columns of the event log copied into the predictions file.</summary>

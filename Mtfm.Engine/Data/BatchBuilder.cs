@@ -23,7 +23,11 @@ public sealed class BatchBuilder
     /// <paramref name="maxTokens"/> forms a batch of its own). With <paramref name="shuffleSeed"/> the instance order is
     /// a seeded permutation, otherwise the aggregation order.
     /// </summary>
-    public IEnumerable<JaggedBatch> Batches(int maxTokens = 8192, int maxInstances = int.MaxValue, ulong? shuffleSeed = null)
+    public IEnumerable<JaggedBatch> Batches(int maxTokens = 8192, int maxInstances = int.MaxValue, ulong? shuffleSeed = null) =>
+        Batches(maxTokens, maxInstances, shuffleSeed, skip: 0);
+
+    /// <summary>As <see cref="Batches(int, int, ulong?)"/>, without building the first <paramref name="skip"/> batches (resuming mid-epoch).</summary>
+    internal IEnumerable<JaggedBatch> Batches(int maxTokens, int maxInstances, ulong? shuffleSeed, long skip)
     {
         if (maxTokens <= 0) throw new ArgumentOutOfRangeException(nameof(maxTokens), maxTokens, "must be > 0");
         if (maxInstances <= 0) throw new ArgumentOutOfRangeException(nameof(maxInstances), maxInstances, "must be > 0");
@@ -46,7 +50,8 @@ public sealed class BatchBuilder
                 if (e > s && tokens + len > maxTokens) break;
                 tokens += len; e++;
             }
-            yield return Build(perm.AsSpan(s, e - s));
+            if (skip > 0) skip--;
+            else yield return Build(perm.AsSpan(s, e - s));
             s = e;
         }
     }

@@ -12,7 +12,31 @@ public static class ParquetEventReader
         ReadAsync(path, store, options).GetAwaiter().GetResult();
 
     /// <summary>Reads <paramref name="path"/> into <paramref name="store"/>; errors name file, row (1-based over the file) and column.</summary>
+    /// <exception cref="DataFormatException">The file is not valid Parquet (any failure of the Parquet decoder, with the
+    /// row group and column it was reading) or a row is malformed.</exception>
     public static async Task<ReadSummary> ReadAsync(string path, EventStore store, ReadOptions? options = null, CancellationToken ct = default)
+    {
+        var where = new Position();
+        try
+        {
+            return await ReadCore(path, store, options, where, ct).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not (DataFormatException or OperationCanceledException or FileNotFoundException or DirectoryNotFoundException
+            or UnauthorizedAccessException or OutOfMemoryException))
+        {
+            // Found by fuzzing: a damaged file made the decoder throw IOException, InvalidDataException, index errors ...
+            string at = where.RowGroup < 0 ? "reading the footer/schema" : $"row group {where.RowGroup}{(where.Column is null ? "" : $", column '{where.Column}'")}";
+            throw new DataFormatException($"{path}: not a readable Parquet file ({at}): {e.GetType().Name}: {e.Message}", e);
+        }
+    }
+
+    private sealed class Position
+    {
+        public int RowGroup = -1;
+        public string? Column;
+    }
+
+    private static async Task<ReadSummary> ReadCore(string path, EventStore store, ReadOptions? options, Position where, CancellationToken ct)
     {
         options ??= new ReadOptions();
         await using var reader = await ParquetReader.CreateAsync(path, null, ct).ConfigureAwait(false);
@@ -25,9 +49,16 @@ public static class ParquetEventReader
         long row = 0;
         for (int g = 0; g < reader.RowGroupCount; g++)
         {
+            where.RowGroup = g;
+            where.Column = null;
             using var rg = reader.OpenRowGroupReader(g);
             int n = checked((int)rg.RowCount);
-            for (int c = 0; c < fields.Length; c++) cols[c] = await ReadColumn(rg, fields[c], n, path, ct).ConfigureAwait(false);
+            for (int c = 0; c < fields.Length; c++)
+            {
+                where.Column = fields[c].Name;
+                cols[c] = await ReadColumn(rg, fields[c], n, path, ct).ConfigureAwait(false);
+            }
+            where.Column = null;
             for (int i = 0; i < n; i++)
             {
                 row++;

@@ -82,11 +82,7 @@ public sealed class SafetensorsWriter
         {
             using (var fs = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
             {
-                Span<byte> len = stackalloc byte[8];
-                System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)header.Length);
-                fs.Write(len);
-                fs.Write(header);
-                foreach (var e in ordered) fs.Write(e.Bytes);
+                WriteTo(fs, header, ordered);
                 fs.Flush(flushToDisk: true);
             }
             File.Move(tmp, full, overwrite: true);
@@ -96,6 +92,23 @@ public sealed class SafetensorsWriter
             try { File.Delete(tmp); } catch (IOException) { } catch (UnauthorizedAccessException) { }
             throw;
         }
+    }
+
+    /// <summary>Writes the whole file (length, header, data) to <paramref name="stream"/>; the caller makes it durable.</summary>
+    internal void WriteTo(Stream stream)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        byte[] header = BuildHeader(out var ordered);
+        WriteTo(stream, header, ordered);
+    }
+
+    private static void WriteTo(Stream stream, byte[] header, List<Entry> ordered)
+    {
+        Span<byte> len = stackalloc byte[8];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)header.Length);
+        stream.Write(len);
+        stream.Write(header);
+        foreach (var e in ordered) stream.Write(e.Bytes);
     }
 
     private byte[] BuildHeader(out List<Entry> ordered)

@@ -39,6 +39,7 @@ public sealed class ScoreRequest
         catch (JsonException ex)
         {
             string path = string.IsNullOrEmpty(ex.Path) || ex.Path == "$" ? "request" : ex.Path.StartsWith("$.", StringComparison.Ordinal) ? ex.Path[2..] : ex.Path;
+            if (path.Length == 0 || path.EndsWith('.')) path += "\"\""; // an empty key (found by fuzzing): name it "" rather than nothing
             throw new ScoreRequestException(path, Explain(path, ex.Message));
         }
         return r ?? throw new ScoreRequestException("request", "is null");

@@ -83,4 +83,15 @@ public sealed class EarlyStopping
         Stopped = stop;
         return new EarlyStoppingDecision(better, stop, stop && BestStep >= 0, BestValue, BestStep, EvaluationsSinceBest);
     }
+
+    /// <summary>The full internal state (for training checkpoints).</summary>
+    internal (long Evaluations, long LastStep, double BestValue, long BestStep, int EvaluationsSinceBest, bool Stopped) ExportState() =>
+        (_evaluations, _lastStep, BestValue, BestStep, EvaluationsSinceBest, Stopped);
+
+    /// <summary>Restores a state taken by <see cref="ExportState"/>.</summary>
+    internal void ImportState(long evaluations, long lastStep, double bestValue, long bestStep, int evaluationsSinceBest, bool stopped)
+    {
+        _evaluations = evaluations; _lastStep = lastStep; BestValue = bestValue; BestStep = bestStep;
+        EvaluationsSinceBest = evaluationsSinceBest; Stopped = stopped;
+    }
 }

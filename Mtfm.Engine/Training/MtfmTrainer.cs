@@ -4,6 +4,7 @@ using Mtfm.Engine.Backends.Cpu;
 using Mtfm.Engine.Backends.Cuda;
 using Mtfm.Engine.Data;
 using Mtfm.Engine.Evaluation;
+using Mtfm.Engine.IO;
 using Mtfm.Engine.Model;
 using Mtfm.Engine.Tensors;
 
@@ -42,8 +43,11 @@ internal sealed unsafe class MtfmTrainer
         options.Validate();
         _model = model;
         _o = options;
+        if (options.CheckpointDirectory is { } dir) Checkpoints = new CheckpointStore(dir, options.KeepCheckpoints);
         if (model.Backend is CudaBackend cuda)
         {
+            if (Checkpoints is not null)
+                throw new ArgumentException("training checkpoints and resume are implemented for the CPU backend only; the CUDA optimizer state is not exported yet.");
             _cudaStep = new CudaOptimizerStep(cuda, model.Parameters);
             _cpu = null!;
             return;
@@ -54,6 +58,18 @@ internal sealed unsafe class MtfmTrainer
 
     /// <summary>Called after each training step (for tests: e.g. sampling the device's synchronisation count).</summary>
     internal Action<long>? StepCompleted { get; set; }
+
+    /// <summary>Messages about checkpoints, resumes and skipped non-finite steps (default: none).</summary>
+    internal Action<string>? Log { get; set; }
+
+    /// <summary>Tests: called with each training batch before its step (e.g. to inject a NaN).</summary>
+    internal Action<long, JaggedBatch>? BeforeStep { get; set; }
+
+    /// <summary>The checkpoint folder of this run (null when <see cref="TrainOptions.CheckpointDirectory"/> is not set).</summary>
+    internal CheckpointStore? Checkpoints { get; }
+
+    /// <summary>Steps skipped because their loss or a gradient was not finite.</summary>
+    public long SkippedSteps { get; private set; }
 
     /// <summary>Trains on <paramref name="train"/>, validating on <paramref name="valid"/>.</summary>
     public TrainResult Train(AggregatedInstances train, BatchBuilder trainBatches, BatchBuilder valid, Action<TrainProgress>? progress = null)
@@ -70,46 +86,104 @@ internal sealed unsafe class MtfmTrainer
         var lossCurve = new List<(long, double)>();
         var validCurve = new List<(long, double, double)>();
         float[][]? best = null;
-        long step = 0, exposures = 0, instances = 0;
-        int epochsRun = 0;
+        long step = 0, exposures = 0, instances = 0, skipInFirstEpoch = 0;
+        int epochsRun = 0, firstEpoch = 0, consecutiveBad = 0;
         double? lastGauc = null;
+        if (_o.Resume && Checkpoints!.LoadNewestValid(Log) is { } file)
+        {
+            var c = TrainingCheckpoint.Read(file);
+            if (c.OptionsFingerprint != _o.Fingerprint())
+                throw new ArgumentException($"checkpoint '{file.FilePath}' was written with other training options ({c.OptionsFingerprint}); this run has {_o.Fingerprint()}.");
+            best = LoadState(file);
+            step = c.Step; exposures = c.Exposures; instances = c.Instances;
+            firstEpoch = c.Epoch; skipInFirstEpoch = c.BatchInEpoch; epochsRun = c.Epoch;
+            consecutiveBad = c.ConsecutiveNonFinite; SkippedSteps = c.SkippedSteps;
+            var ss = c.Stopper;
+            stopper.ImportState(ss.Evaluations, ss.LastStep, ss.BestValue, ss.BestStep, ss.EvaluationsSinceBest, ss.Stopped);
+            lastGauc = c.LastGauc;
+            lossCurve.AddRange(c.LossCurve);
+            validCurve.AddRange(c.ValidCurve);
+            Log?.Invoke($"resumed from '{file.FilePath}': step {step}, epoch {c.Epoch + 1}, batch {c.BatchInEpoch} of it");
+        }
+        else if (_o.Resume) Log?.Invoke($"resume: no valid checkpoint in '{Checkpoints!.Directory}'; starting from step 0");
         var sw = Stopwatch.StartNew();
         // Loss readback: immediate on the CPU; on CUDA summed on the device and read asynchronously (LossReadback).
         using var readback = LossReadback.For(_model.Backend);
-        for (int epoch = 0; epoch < _o.Epochs && !stopper.Stopped; epoch++)
+        for (int epoch = firstEpoch; epoch < _o.Epochs && !stopper.Stopped; epoch++)
         {
-            epochsRun++;
-            IEnumerable<JaggedBatch> batches = trainBatches.Batches(_o.BatchTokens, shuffleSeed: _o.Seed * 1000003UL + (ulong)epoch);
+            epochsRun = epoch + 1;
+            long skip = epoch == firstEpoch ? skipInFirstEpoch : 0;
+            long batchIndex = skip;
+            IEnumerable<JaggedBatch> batches = trainBatches.Batches(_o.BatchTokens, int.MaxValue, _o.Seed * 1000003UL + (ulong)epoch, skip);
             if (_o.OnlyScenario is { } only) batches = batches.Select(b => { MaskOtherScenarios(b, only); return b; });
             // On CUDA the next batch's inputs are uploaded on the copy stream while this step runs.
             if (_model.Backend is CudaBackend cudaBackend) batches = CudaBatchPrefetch.StageAhead(cudaBackend, _model.Layout, batches, model: _model.Config);
             foreach (var batch in batches)
             {
+                BeforeStep?.Invoke(step + 1, batch);
+                string? bad = null;
                 using (var tape = new Tape(_model.Backend))
                 {
                     var output = _model.Forward(tape, batch);
                     tape.Backward(output.Loss);
-                    readback.Add(output.Loss.Value, step + 1);
+                    if (_cudaStep is null) bad = NonFinite(output.Loss.Value);
+                    if (bad is null) readback.Add(output.Loss.Value, step + 1);
                 }
-                Clip();
-                Update(step + 1, lrDense.At(step), lrEmb.At(step), denseOpt, embOpt);
+                if (bad is null)
+                {
+                    consecutiveBad = 0;
+                    Clip();
+                    Update(step + 1, lrDense.At(step), lrEmb.At(step), denseOpt, embOpt);
+                }
+                else
+                {
+                    // Skip: the batch is consumed, no parameter and no optimizer state changes.
+                    foreach (var p in _model.Parameters) p.ZeroGrad();
+                    SkippedSteps++;
+                    consecutiveBad++;
+                    Log?.Invoke($"step {step + 1} skipped: {bad}");
+                    if (consecutiveBad >= _o.MaxConsecutiveNonFiniteSteps)
+                        throw new InvalidOperationException($"training stopped at step {step + 1}: {consecutiveBad} consecutive steps had a non-finite loss or gradient " +
+                            $"(last: {bad}); lower the learning rate or check the input data for NaN/∞ values.");
+                }
                 step++;
+                batchIndex++;
                 exposures += batch.TargetCount;
                 instances += batch.InstanceCount;
                 if (step % 10 == 0 || step == total) readback.Close();
                 TakeLosses(wait: false, epoch);
                 StepCompleted?.Invoke(step);
                 if (_o.MaxSteps > 0 && step == _o.MaxSteps) break;
-                if (_o.EvaluateEvery > 0 && step % _o.EvaluateEvery == 0 && Validate(step) ) break;
+                if (_o.EvaluateEvery > 0 && step % _o.EvaluateEvery == 0 && Validate(step)) break;
+                if (Checkpoints is not null && _o.CheckpointEvery > 0 && step % _o.CheckpointEvery == 0) SaveCheckpoint(epoch, batchIndex);
             }
             TakeLosses(wait: true, epoch); // outside the steps: may wait for the device
             if (_o.MaxSteps > 0 && step == _o.MaxSteps) break; // a step-limited (throughput) run: no validation of the cut epoch
             if (_o.EvaluateEvery == 0 && Validate(step)) break;
+            if (Checkpoints is not null && !stopper.Stopped) SaveCheckpoint(epoch + 1, 0);
         }
         double trainSecs = sw.Elapsed.TotalSeconds;
         if (best is not null) Restore(best);
         return new TrainResult(step, epochsRun, stopper.BestValue, stopper.BestStep, trainSecs, exposures / trainSecs,
             instances / trainSecs, lossCurve, validCurve);
+
+        void SaveCheckpoint(int epoch, long batchInEpoch)
+        {
+            // The open loss window is closed so the checkpoint holds every loss so far (an uninterrupted run with the
+            // same checkpoint steps closes it at the same steps: curves stay identical).
+            readback.Close();
+            TakeLosses(wait: true, epoch);
+            var w = new SafetensorsWriter();
+            AddState(w, best);
+            new TrainingCheckpoint
+            {
+                Step = step, Epoch = epoch, BatchInEpoch = batchInEpoch, Exposures = exposures, Instances = instances,
+                ConsecutiveNonFinite = consecutiveBad, SkippedSteps = SkippedSteps, Stopper = stopper.ExportState(), LastGauc = lastGauc,
+                LossCurve = lossCurve, ValidCurve = validCurve, OptionsFingerprint = _o.Fingerprint(),
+            }.AddTo(w);
+            string path = Checkpoints!.Save(step, w);
+            Log?.Invoke($"checkpoint: {path}");
+        }
 
         // Records every loss window whose value is on the host (all of them with wait); a non-finite loss throws here,
         // which on CUDA is up to one window after the step that produced it.
@@ -141,6 +215,84 @@ internal sealed unsafe class MtfmTrainer
             if (d.IsNewBest) best = Snapshot();
             sw.Start();
             return d.ShouldStop;
+        }
+    }
+
+    /// <summary>
+    /// Null when the step's loss and every gradient are finite; otherwise what is not, naming the first parameter (in
+    /// the model's parameter order) whose gradient holds a NaN or ∞. CPU backend only.
+    /// </summary>
+    private string? NonFinite(Tensor loss)
+    {
+        float l = Values(loss)[0];
+        string? first = null;
+        foreach (var p in _model.Parameters)
+        {
+            double ss = 0;
+            if (p.Grad is { } g) ss += GradientClipping.SumOfSquares(Values(g));
+            if (p.SparseGradient is { } sg) ss += GradientClipping.SumOfSquares(Values(sg.Values));
+            if (!double.IsFinite(ss)) { first = p.Name; break; }
+        }
+        if (float.IsFinite(l) && first is null) return null;
+        string lossText = float.IsFinite(l) ? "loss finite" : $"loss {l}";
+        return first is null ? $"{lossText}, every gradient finite" : $"{lossText}, first non-finite gradient in parameter '{first}'";
+    }
+
+    private const string GradBuffersTensor = "trainer.grad_buffers";
+
+    private void AddState(SafetensorsWriter w, float[][]? best)
+    {
+        var ps = _model.Parameters;
+        // Which dense parameters hold a gradient buffer: once a parameter has had a gradient it keeps a zeroed one and
+        // is updated every step (Adam moves it by its moments even without a new gradient), so a resume must recreate it.
+        var hasGrad = new int[ps.Count];
+        for (int i = 0; i < ps.Count; i++) hasGrad[i] = ps[i].Grad is null ? 0 : 1;
+        w.AddInt32(GradBuffersTensor, hasGrad, hasGrad.Length);
+        for (int i = 0; i < ps.Count; i++)
+        {
+            var p = ps[i];
+            var shape = new long[p.Value.Rank];
+            for (int d = 0; d < shape.Length; d++) shape[d] = p.Value.Shape[d];
+            w.AddFloat32("param." + p.Name, Values(p.Value), shape);
+            if (best is not null) w.AddFloat32("best." + p.Name, best[i], shape);
+            if (_dense.TryGetValue(p, out var ds)) OptimizerStateIO.Add(w, p.Name!, ds);
+            if (_sparse.TryGetValue(p, out var rs)) OptimizerStateIO.Add(w, p.Name!, rs);
+        }
+    }
+
+    /// <summary>Restores weights and optimizer state; returns the best weights when the checkpoint has them.</summary>
+    private float[][]? LoadState(SafetensorsFile f)
+    {
+        var ps = _model.Parameters;
+        if (!f.Contains(GradBuffersTensor) || f.GetInfo(GradBuffersTensor).ElementCount != ps.Count || f.GetInfo(GradBuffersTensor).DType != SafetensorsDType.I32)
+            throw new CheckpointFormatException(f.FilePath, $"tensor '{GradBuffersTensor}' is missing or does not have one entry per parameter ({ps.Count})");
+        var hasGrad = f.ReadInt32(GradBuffersTensor);
+        bool hasBest = f.Contains("best." + ps[0].Name);
+        var best = hasBest ? new float[ps.Count][] : null;
+        for (int i = 0; i < ps.Count; i++)
+        {
+            var p = ps[i];
+            var dst = Values(p.Value);
+            Read("param." + p.Name, dst);
+            if (best is not null) { best[i] = new float[dst.Length]; Read("best." + p.Name, best[i]); }
+            _dense.Remove(p); _sparse.Remove(p);
+            p.ZeroGrad();
+            if (hasGrad[i] != 0) p.EnsureGrad();
+            if (f.Contains("optim.m." + p.Name))
+            {
+                if (f.Contains("optim.row_steps." + p.Name)) _sparse[p] = OptimizerStateIO.ReadRowSparseAdam(f, p.Name!, p.Value.RowCount, p.Value.LastDim);
+                else _dense[p] = OptimizerStateIO.ReadAdamW(f, p.Name!, dst.Length);
+            }
+        }
+        return best;
+
+        void Read(string name, Span<float> dst)
+        {
+            if (!f.Contains(name)) throw new CheckpointFormatException(f.FilePath, $"tensor '{name}' is missing");
+            var info = f.GetInfo(name);
+            if (info.DType != SafetensorsDType.F32 || info.ElementCount != dst.Length)
+                throw new CheckpointFormatException(f.FilePath, $"tensor '{name}' is {info.DType} with {info.ElementCount} elements; the model has {dst.Length}");
+            f.CopyFloat32(name, dst);
         }
     }
 

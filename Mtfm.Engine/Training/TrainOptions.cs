@@ -42,6 +42,27 @@ internal sealed record TrainOptions
     /// </summary>
     public long MaxSteps { get; init; }
 
+    /// <summary>Folder of the training checkpoints (null = none are written).</summary>
+    public string? CheckpointDirectory { get; init; }
+
+    /// <summary>Write a checkpoint every this many steps (0 = only at the end of each epoch).</summary>
+    public long CheckpointEvery { get; init; }
+
+    /// <summary>Checkpoints kept (the newest ones).</summary>
+    public int KeepCheckpoints { get; init; } = 3;
+
+    /// <summary>Continue from the newest valid checkpoint in <see cref="CheckpointDirectory"/> (from the start when there is none).</summary>
+    public bool Resume { get; init; }
+
+    /// <summary>Consecutive steps with a non-finite loss or gradient (each skipped) after which training stops.</summary>
+    public int MaxConsecutiveNonFiniteSteps { get; init; } = 10;
+
+    /// <summary>What a resumed run must share with the run that wrote the checkpoint.</summary>
+    internal string Fingerprint() => string.Create(System.Globalization.CultureInfo.InvariantCulture,
+        $"epochs={Epochs};batch_tokens={BatchTokens};lr={LearningRate:R};emb_lr={EmbeddingLearningRate:R};warmup={WarmupFraction:R};" +
+        $"wd={WeightDecay:R};clip={ClipNorm:R};patience={Patience};evaluate_every={EvaluateEvery};only_scenario={OnlyScenario?.ToString() ?? "all"};" +
+        $"seed={Seed};max_steps={MaxSteps}");
+
     /// <summary>Throws naming the first bad field.</summary>
     public void Validate()
     {
@@ -52,6 +73,10 @@ internal sealed record TrainOptions
         if (!(WarmupFraction >= 0 && WarmupFraction < 1)) throw new ArgumentException($"WarmupFraction = {WarmupFraction} must lie in [0, 1).", nameof(WarmupFraction));
         if (!(ClipNorm >= 0)) throw new ArgumentException($"ClipNorm = {ClipNorm} must be ≥ 0.", nameof(ClipNorm));
         if (MaxSteps < 0) throw new ArgumentException($"MaxSteps = {MaxSteps} must be ≥ 0 (0 = no limit).", nameof(MaxSteps));
+        if (CheckpointEvery < 0) throw new ArgumentException($"CheckpointEvery = {CheckpointEvery} must be ≥ 0 (0 = at the end of each epoch).", nameof(CheckpointEvery));
+        if (KeepCheckpoints < 1) throw new ArgumentException($"KeepCheckpoints = {KeepCheckpoints} must be ≥ 1.", nameof(KeepCheckpoints));
+        if (MaxConsecutiveNonFiniteSteps < 1) throw new ArgumentException($"MaxConsecutiveNonFiniteSteps = {MaxConsecutiveNonFiniteSteps} must be ≥ 1.", nameof(MaxConsecutiveNonFiniteSteps));
+        if (Resume && CheckpointDirectory is null) throw new ArgumentException("Resume needs a CheckpointDirectory.", nameof(Resume));
         if (Patience < 1) throw new ArgumentException($"Patience = {Patience} must be ≥ 1.", nameof(Patience));
     }
 }
