@@ -76,7 +76,7 @@ internal sealed unsafe class EngineStep : IDisposable
             var output = Model.Forward(tape, batch, flops);
             LastLiveAfterForward = _cpu.LiveBytes;
             t2 = Stopwatch.GetTimestamp();
-            tape.Backward(output.Loss);
+            tape.Backward(output.Loss, releaseActivationGradients: true, releaseActivations: true);
             Profiler.Download<float>(output.Loss.Value, l);
             t3 = Stopwatch.GetTimestamp();
         }

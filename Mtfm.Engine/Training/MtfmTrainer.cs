@@ -88,7 +88,7 @@ internal sealed unsafe class MtfmTrainer
                 using (var tape = new Tape(_model.Backend))
                 {
                     var output = _model.Forward(tape, batch);
-                    tape.Backward(output.Loss);
+                    tape.Backward(output.Loss, releaseActivationGradients: true, releaseActivations: true); // frees activations and their gradients once consumed
                     readback.Add(output.Loss.Value, step + 1);
                 }
                 Clip();
