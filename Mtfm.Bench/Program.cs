@@ -11,6 +11,11 @@ internal static class Program
             GemmQuick.Run(args);
             return;
         }
+        if (args.Length > 0 && args[0] == "step-quick")
+        {
+            Environment.ExitCode = Step.StepQuick.Run(args);
+            return;
+        }
         if (args.Length > 0 && args[0] == "cuda-quick")
         {
             Environment.ExitCode = Cuda.CudaQuick.Run(args);

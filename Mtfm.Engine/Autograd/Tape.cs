@@ -5,7 +5,7 @@ namespace Mtfm.Engine.Autograd;
 
 /// <summary>
 /// A reverse-mode autograd tape and the memory scope of one step. Ops (see <see cref="Ops"/>) allocate their outputs
-/// from <see cref="Scope"/> and, while recording, append a node holding a backward callback. <see cref="Backward(Variable, bool)"/>
+/// from <see cref="Scope"/> and, while recording, append a node holding a backward callback. <see cref="Backward(Variable, bool, bool)"/>
 /// runs the nodes in reverse; every backward ADDS into the gradients of its inputs, so a variable used twice receives
 /// both contributions. Disposing the tape frees every activation and activation gradient it allocated; parameter
 /// gradients stay with their <see cref="Parameter"/>.
@@ -128,14 +128,14 @@ internal sealed class Tape : IDisposable
     }
 
     /// <summary>Backpropagates from a one-element <paramref name="loss"/> with seed gradient 1 (see the seeded overload).</summary>
-    public void Backward(Variable loss, bool releaseActivationGradients = false)
+    public void Backward(Variable loss, bool releaseActivationGradients = false, bool releaseActivations = false)
     {
         if (loss.Value.Length != 1) throw new ArgumentException($"Backward(loss) needs a one-element loss, its shape is {loss.Value.ShapeString}; pass a seed gradient otherwise.", nameof(loss));
         var seed = Backend.Allocate(DType.Float32, loss.Value.Shape);
         try
         {
             Backend.Fill(seed, 1f);
-            Backward(loss, seed, releaseActivationGradients);
+            Backward(loss, seed, releaseActivationGradients, releaseActivations);
         }
         finally { seed.Dispose(); }
     }
@@ -144,8 +144,11 @@ internal sealed class Tape : IDisposable
     /// Backpropagates from <paramref name="output"/> with gradient <paramref name="seed"/> (same shape). Runs once per
     /// tape. With <paramref name="releaseActivationGradients"/>, the gradient of each op output is freed as soon as that
     /// op's backward has run (all its consumers ran before it), which bounds peak memory; leaf and parameter gradients stay.
+    /// With <paramref name="releaseActivations"/>, the storage of each op output is freed at the same moment: only that op
+    /// and its consumers (recorded later, so already run) can reference it. Views free nothing, and the storage of
+    /// <paramref name="output"/> itself stays readable; other op outputs must not be read after such a backward.
     /// </summary>
-    public void Backward(Variable output, Tensor seed, bool releaseActivationGradients = false)
+    public void Backward(Variable output, Tensor seed, bool releaseActivationGradients = false, bool releaseActivations = false)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (_backwardDone) throw new InvalidOperationException("Backward already ran on this tape; record a new tape for another pass.");
@@ -160,6 +163,9 @@ internal sealed class Tape : IDisposable
             foreach (var o in node.Outputs) reached |= o.Grad is not null;
             if (!reached) continue;
             node.Backward();
+            if (releaseActivations)
+                foreach (var o in node.Outputs)
+                    if (o is not Parameter && o.Value.OwnsStorage && !ReferenceEquals(o.Value.Storage, output.Value.Storage)) o.Value.Dispose();
             if (!releaseActivationGradients) continue;
             foreach (var o in node.Outputs)
             {

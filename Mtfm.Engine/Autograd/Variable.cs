@@ -5,7 +5,7 @@ namespace Mtfm.Engine.Autograd;
 
 /// <summary>
 /// A value in the autograd graph: a <see cref="Tensor"/> plus, when <see cref="RequiresGrad"/>, a dense gradient
-/// filled by <see cref="Tape.Backward(Variable, bool)"/>. Activations are created by ops on a <see cref="Tape"/> and live in
+/// filled by <see cref="Tape.Backward(Variable, bool, bool)"/>. Activations are created by ops on a <see cref="Tape"/> and live in
 /// its scope; their gradients too, and both are gone once the tape is disposed. Long-lived weights are
 /// <see cref="Parameter"/>s.
 /// </summary>

@@ -39,9 +39,9 @@ internal sealed class HstuLayer
         int h = _c.Heads, g = _c.KvHeads, dqk = _c.Dqk, dv = _c.Dv;
         int n = x.Value.RowCount, nt = (int)inp.TargetTokens.Length;
         var xn = tape.GroupLayerNorm(x, _gamma, _beta, inp.TokenGroups);
-        var kv = tape.Split(tape.Silu(_kv.Forward(tape, xn)), g * dqk, g * dv);
+        var kv = tape.SiluSplit(_kv.Forward(tape, xn), g * dqk, g * dv);
         var queries = IsFull ? xn : tape.GatherRows(xn, inp.TargetTokens);
-        var uq = tape.Split(tape.Silu(_uq.Forward(tape, queries)), h * dv, h * dqk);
+        var uq = tape.SiluSplit(_uq.Forward(tape, queries), h * dv, h * dqk);
         var o = tape.HstuAttention(inp.Attention, !IsFull, h, g, uq[1], kv[0], kv[1], _rab);
         var y = _out.Forward(tape, tape.Mul(tape.LayerNorm(o, null, null), uq[0]));
         int rows = IsFull ? n : nt;

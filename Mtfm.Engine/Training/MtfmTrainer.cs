@@ -125,7 +125,7 @@ internal sealed unsafe class MtfmTrainer
                 using (var tape = new Tape(_model.Backend))
                 {
                     var output = _model.Forward(tape, batch);
-                    tape.Backward(output.Loss);
+                    tape.Backward(output.Loss, releaseActivationGradients: true, releaseActivations: true); // frees activations and their gradients once consumed
                     if (_cudaStep is null) bad = NonFinite(output.Loss.Value);
                     if (bad is null) readback.Add(output.Loss.Value, step + 1);
                 }

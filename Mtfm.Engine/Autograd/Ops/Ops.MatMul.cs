@@ -67,11 +67,31 @@ internal static partial class Ops
         return c;
     }
 
-    /// <summary>y = x·W (+ b) for x [n,in], W [in,out], b [out]: a dense layer.</summary>
+    /// <summary>
+    /// y = x·W (+ b) for x [n,in], W [in,out], b [out]: a dense layer. With a bias it is one op: the GEMM writes y and
+    /// the bias is added in place, and the backward reads dy directly (no separate GEMM output, no copy of its
+    /// gradient). The arithmetic is exactly that of <see cref="MatMul"/> followed by <see cref="AddBias"/>.
+    /// </summary>
     public static Variable Linear(this Tape tape, Variable x, Variable weight, Variable? bias = null)
     {
-        var y = tape.MatMul(x, weight);
-        return bias is null ? y : tape.AddBias(y, bias);
+        if (bias is null) return tape.MatMul(x, weight);
+        RequireRank(x, 2, nameof(x));
+        RequireRank(weight, 2, nameof(weight));
+        int m = x.Shape[0], k = x.Shape[1], n = weight.Shape[1];
+        if (weight.Shape[0] != k) throw new ArgumentException($"Linear inner dimensions differ: x is {x.Value.ShapeString}, weight {weight.Value.ShapeString}.", nameof(weight));
+        if (bias.Value.Length != n) throw new ArgumentException($"bias {bias.Value.ShapeString} must hold {n} elements (the output width of weight {weight.Value.ShapeString}).", nameof(bias));
+        var be = tape.Backend;
+        var y = tape.Output(tape.Allocate(m, n));
+        be.Gemm(false, false, 1f, x.Value, weight.Value, 0f, y.Value);
+        be.AddBias(y.Value, bias.Value, y.Value);
+        tape.Record([y], [x, weight, bias], () =>
+        {
+            var dy = y.Grad!;
+            if (tape.GradFor(bias) is { } db) be.SumRows(dy, db, accumulate: true);
+            if (tape.GradFor(x) is { } dx) be.Gemm(false, true, 1f, dy, weight.Value, 1f, dx);      // dX = dY·Wᵀ
+            if (tape.GradFor(weight) is { } dw) be.Gemm(true, false, 1f, x.Value, dy, 1f, dw);    // dW = Xᵀ·dY
+        });
+        return y;
     }
 
     private static void RequireRank(Variable v, int rank, string name)

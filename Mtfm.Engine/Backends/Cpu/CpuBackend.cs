@@ -14,6 +14,7 @@ internal sealed unsafe partial class CpuBackend : IBackend
     private readonly CpuWorkerPool _pool;
     private long _liveAllocations;
     private long _liveBytes;
+    private long _peakLiveBytes;
 
     /// <summary>Creates a CPU backend with <paramref name="threads"/> workers (0 = one per core).</summary>
     public CpuBackend(int threads = 0) => _pool = new CpuWorkerPool(threads);
@@ -33,13 +34,21 @@ internal sealed unsafe partial class CpuBackend : IBackend
     /// <inheritdoc />
     public long LiveBytes => Interlocked.Read(ref _liveBytes);
 
+    /// <summary>The most bytes that were ever live at once (high-water mark of <see cref="LiveBytes"/>).</summary>
+    public long PeakLiveBytes => Interlocked.Read(ref _peakLiveBytes);
+
+    /// <summary>Freed blocks kept for reuse (a steady-state step takes no memory from the OS).</summary>
+    internal CpuBlockCache BlockCache { get; } = new();
+
     /// <inheritdoc />
     public Tensor Allocate(DType dtype, ReadOnlySpan<int> shape, bool zero = false)
     {
         long n = Tensor.CheckedLength(shape);
         var storage = new CpuStorage(this, dtype, n, zero);
         Interlocked.Increment(ref _liveAllocations);
-        Interlocked.Add(ref _liveBytes, storage.Bytes);
+        long live = Interlocked.Add(ref _liveBytes, storage.Bytes);
+        long peak;
+        while (live > (peak = Interlocked.Read(ref _peakLiveBytes)) && Interlocked.CompareExchange(ref _peakLiveBytes, live, peak) != peak) { }
         return Tensor.Owning(storage, shape);
     }
 
@@ -218,5 +227,9 @@ internal sealed unsafe partial class CpuBackend : IBackend
     }
 
     /// <summary>Stops the worker pool.</summary>
-    public void Dispose() => _pool.Dispose();
+    public void Dispose()
+    {
+        _pool.Dispose();
+        BlockCache.Dispose();
+    }
 }

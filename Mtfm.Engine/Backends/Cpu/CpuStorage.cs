@@ -3,20 +3,21 @@ using Mtfm.Engine.Tensors;
 
 namespace Mtfm.Engine.Backends.Cpu;
 
-/// <summary>Host memory for the CPU backend: 64-byte aligned native memory, freed on <see cref="TensorStorage.Dispose"/>.</summary>
+/// <summary>Host memory for the CPU backend: 64-byte aligned native memory from the backend's <see cref="CpuBlockCache"/>, returned to it on <see cref="TensorStorage.Dispose"/>.</summary>
 internal sealed unsafe class CpuStorage : TensorStorage
 {
     /// <summary>Alignment of every CPU allocation in bytes (one cache line, one AVX-512 register).</summary>
     public const int Alignment = 64;
 
     private readonly CpuBackend _owner;
+    private readonly nuint _capacity;
     private void* _ptr;
 
     internal CpuStorage(CpuBackend backend, DType dtype, long elements, bool zero) : base(backend, dtype, elements)
     {
         _owner = backend;
         nuint bytes = (nuint)Math.Max(Alignment, elements * dtype.SizeOf());
-        _ptr = NativeMemory.AlignedAlloc(bytes, Alignment);
+        _ptr = backend.BlockCache.Rent(bytes, out _capacity);
         if (zero) NativeMemory.Clear(_ptr, bytes);
     }
 
@@ -36,8 +37,9 @@ internal sealed unsafe class CpuStorage : TensorStorage
     /// <inheritdoc />
     protected override void Free()
     {
-        NativeMemory.AlignedFree(_ptr);
+        void* p = _ptr;
         _ptr = null;
         _owner.OnFreed(Bytes);
+        _owner.BlockCache.Return(p, _capacity, _owner.PeakLiveBytes + _owner.PeakLiveBytes / 4);
     }
 }
