@@ -27,7 +27,7 @@ static void Train(string dir)
 {
     // The README's lines, as a host writes them.
     var data = EventDataset.Synthetic("tiny");   // or EventDataset.Load("schema.json", "events.csv")
-    var progress = new SyncProgress(p => Console.Error.WriteLine($"epoch {p.Epoch} step {p.Step}/{p.TotalSteps} loss {p.Loss:F4}"));
+    var progress = new Progress<TrainingProgress>(p => Console.Error.WriteLine($"step {p.Step}/{p.TotalSteps}: loss {p.Loss:F4}"));
     using var model = TrainedModel.Train(data, new TrainingSettings { Preset = "tiny", Epochs = 8, BatchTokens = 512 }, ComputeDevice.Cpu(threads: 1), progress);
     foreach (var m in model.Evaluate(data, DatasetPart.Test)) Console.WriteLine($"{m.Scenario ?? "(all)"} {m.Task}: AUC {m.Auc:F4}, log-loss {m.LogLoss:F4}");
     model.Save(dir);
@@ -69,10 +69,4 @@ static IEnumerable<string> ExampleRequests()
         yield return $$$"""{"user":"u{{{u}}}","scenario":"feed","time":{{{day3 + 3600 * (u + 1)}}},"features":{"user_id":{{{u}}},"hour":{{{(u * 5) % 24}}}},"events":{{{events}}},"candidates":[{"item_id":12,"category":3},{"item_id":{{{40 + u}}},"category":5},{"item_id":277,"category":1}]}""".ReplaceLineEndings("");
         yield return $$$"""{"user":"u{{{u}}}","scenario":"groupbuy","time":{{{day3 + 7200}}},"features":{"user_id":{{{u}}}},"events":{{{events}}},"candidates":[{"item_id":7,"category":2,"shop_id":3,"price":19.9},{"item_id":{{{100 + u}}},"category":6,"shop_id":{{{u}}},"price":4.5}]}""".ReplaceLineEndings("");
     }
-}
-
-/// <summary>An <see cref="IProgress{T}"/> that reports on the training thread (<c>Progress&lt;T&gt;</c> would post to the thread pool).</summary>
-sealed class SyncProgress(Action<TrainingProgress> report) : IProgress<TrainingProgress>
-{
-    public void Report(TrainingProgress value) => report(value);
 }
