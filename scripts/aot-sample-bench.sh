@@ -25,6 +25,7 @@ cat > "$work/app/nuget.config" <<CFG
 CFG
 cd "$work/app"
 dotnet build -c Release -p:MtfmVersion="$ver" >/dev/null
+echo "JIT app folder: $(find bin/Release/net10.0 -type f | xargs stat -c %s | awk '{s+=$1} END {print s}') bytes in $(find bin/Release/net10.0 -type f | wc -l) files, plus the shared .NET runtime"
 start=$(date +%s)
 dotnet publish -c Release -r linux-x64 -p:PublishAot=true -p:IlcInstructionSet=native -p:MtfmVersion="$ver" $clang -o "$work/aot" >/dev/null
 echo "NativeAOT publish: $(( $(date +%s) - start )) s"
@@ -32,12 +33,12 @@ dotnet bin/Release/net10.0/HelloMtfm.dll train "$work/model" >/dev/null 2>&1
 # One request as a JSON-lines file.
 printf '%s\n' '{"user":"u0","scenario":"feed","time":1735952400,"features":{"user_id":0,"hour":0},"events":[{"sequence":"click","time":1735851600,"features":{"item_id":12,"category":0,"scenario":"feed"}}],"candidates":[{"item_id":12,"category":3},{"item_id":40,"category":5}]}' > "$work/one.jsonl"
 echo "native binary: $(stat -c %s "$work/aot/HelloMtfm") bytes (symbols apart: HelloMtfm.dbg $(stat -c %s "$work/aot/HelloMtfm.dbg") bytes)"
-echo "JIT app folder: $(du -sb bin/Release/net10.0 | cut -f1) bytes (plus the shared .NET runtime)"
 measure() { # label, command...
   local label=$1; shift
   local t=() m=()
   for _ in $(seq "$runs"); do
-    out=$( { /usr/bin/time -f "%e %M" "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
+    /usr/bin/time -o "$work/time.txt" -f "%e %M" "$@" >/dev/null 2>&1
+    out=$(tail -1 "$work/time.txt")
     t+=("${out% *}"); m+=("${out#* }")
   done
   med() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

@@ -60,7 +60,7 @@ public sealed class PackagedSampleTests
             Assert.All(jitLines, l => Assert.StartsWith("{\"user\":\"u", l));
 
             string aotDir = Path.Combine(tmp, "aot");
-            string publish = Dotnet(app, $"publish -c Release -r linux-x64 -p:PublishAot=true -p:IlcInstructionSet=native -p:MtfmVersion={version} -o {Q(aotDir)}{ClangProperty()}");
+            string publish = Dotnet(app, $"publish -c Release -r {System.Runtime.InteropServices.RuntimeInformation.RuntimeIdentifier} -p:PublishAot=true -p:IlcInstructionSet=native -p:MtfmVersion={version} -o {Q(aotDir)}{ClangProperty()}");
             Assert.DoesNotContain("warning IL", publish);
             Assert.DoesNotContain(": warning ", publish);
             string native = Run(Path.Combine(aotDir, "HelloMtfm"), $"score {Q(model)}", app);
