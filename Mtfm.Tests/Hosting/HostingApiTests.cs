@@ -122,6 +122,22 @@ public sealed class HostingApiTests : IDisposable
     }
 
     [Fact]
+    public void ParquetLogLoadsLikeTheCsvLog()
+    {
+        var synthetic = EventDataset.Synthetic("tiny");
+        string csv = Path.Combine(_dir, "events.csv"), parquet = Path.Combine(_dir, "events.parquet");
+        EventLogWriter.WriteCsv(synthetic.Store, csv);
+        EventLogWriter.WriteParquet(synthetic.Store, parquet);
+        string schema = Path.Combine(_dir, "schema.json");
+        File.WriteAllText(schema, synthetic.Schema.ToJson());
+        var a = EventDataset.Load(schema, csv);
+        var b = EventDataset.Load(schema, parquet);
+        Assert.Equal(synthetic.EventCount, b.EventCount);
+        Assert.Equal(a.ToString(), b.ToString());
+        Assert.Equal(parquet, b.Description);
+    }
+
+    [Fact]
     public void BadInputIsRefusedWithAMessage()
     {
         var data = EventDataset.Synthetic("tiny");

@@ -65,6 +65,10 @@ public sealed class PackagedSampleTests
             Assert.DoesNotContain(": warning ", publish);
             string native = Run(Path.Combine(aotDir, "HelloMtfm"), $"score {Q(model)}", app);
             Assert.Equal(jit, native);
+            // Training is the same code: the native build writes the JIT build's checkpoint byte for byte.
+            string nativeModel = Path.Combine(tmp, "model-native");
+            Run(Path.Combine(aotDir, "HelloMtfm"), $"train {Q(nativeModel)}", app);
+            Assert.Equal(File.ReadAllBytes(Path.Combine(model, "model.safetensors")), File.ReadAllBytes(Path.Combine(nativeModel, "model.safetensors")));
         }
         finally
         {
