@@ -10,6 +10,8 @@ namespace Mtfm.Tests.Hosting;
 /// </summary>
 internal static class PublicApiListing
 {
+    private static readonly NullabilityInfoContext Nullability = new();
+
     public static IReadOnlyList<string> Of(Assembly assembly)
     {
         var lines = new List<string>();
@@ -32,9 +34,9 @@ internal static class PublicApiListing
                     {
                         ConstructorInfo c => $"  {Access(c)}{(c.IsStatic ? "static " : "")}.ctor({Parameters(c.GetParameters())})",
                         MethodInfo mi when !mi.IsSpecialName || mi.Name.StartsWith("op_", StringComparison.Ordinal) =>
-                            $"  {Access(mi)}{Modifiers(mi)}{Name(mi.ReturnType)} {mi.Name}{Generic(mi)}({Parameters(mi.GetParameters())})",
+                            $"  {Access(mi)}{Modifiers(mi)}{Name(mi.ReturnType, Nullability.Create(mi.ReturnParameter))} {mi.Name}{Generic(mi)}({Parameters(mi.GetParameters())})",
                         PropertyInfo p => $"  {PropertyLine(p)}",
-                        FieldInfo f => $"  {Access(f)}{(f.IsLiteral ? "const " : f.IsStatic ? "static " : "")}{(f.IsInitOnly ? "readonly " : "")}{Name(f.FieldType)} {f.Name}",
+                        FieldInfo f => $"  {Access(f)}{(f.IsLiteral ? "const " : f.IsStatic ? "static " : "")}{(f.IsInitOnly ? "readonly " : "")}{Name(f.FieldType, Nullability.Create(f))} {f.Name}",
                         EventInfo e => $"  event {Name(e.EventHandlerType!)} {e.Name}",
                         _ => null,
                     };
@@ -78,7 +80,7 @@ internal static class PublicApiListing
         var bases = new List<string>();
         if (t.BaseType is { } b && b != typeof(object) && b != typeof(ValueType) && b != typeof(Enum)) bases.Add(Name(b));
         if (t.IsEnum) bases.Add(Name(Enum.GetUnderlyingType(t)));
-        bases.AddRange(t.GetInterfaces().Where(i => i.IsPublic || i.IsNestedPublic).Select(Name).Order(StringComparer.Ordinal));
+        bases.AddRange(t.GetInterfaces().Where(i => i.IsPublic || i.IsNestedPublic).Select(i => Name(i)).Order(StringComparer.Ordinal));
         return $"{string.Join(" ", mods.Append(kind))} {t.FullName}{(bases.Count > 0 ? " : " + string.Join(", ", bases) : "")}";
     }
 
@@ -90,7 +92,7 @@ internal static class PublicApiListing
             acc.Add(s.ReturnParameter.GetRequiredCustomModifiers().Contains(typeof(IsExternalInit)) ? "init;" : "set;");
         var any = p.GetAccessors(nonPublic: true)[0];
         string index = p.GetIndexParameters() is { Length: > 0 } ip ? $"[{Parameters(ip)}]" : "";
-        return $"{Access(any)}{Modifiers(any)}{Name(p.PropertyType)} {p.Name}{index} {{ {string.Join(" ", acc)} }}";
+        return $"{Access(any)}{Modifiers(any)}{Name(p.PropertyType, Nullability.Create(p))} {p.Name}{index} {{ {string.Join(" ", acc)} }}";
     }
 
     private static string Access(MethodBase m) => m.IsPublic ? "" : "protected ";
@@ -107,7 +109,7 @@ internal static class PublicApiListing
     {
         string mod = p.IsOut ? "out " : p.ParameterType.IsByRef ? (p.IsIn ? "in " : "ref ") : p.IsDefined(typeof(ParamArrayAttribute)) ? "params " : "";
         string def = p.HasDefaultValue ? " = " + Literal(p.RawDefaultValue, p.ParameterType) : "";
-        return $"{mod}{Name(p.ParameterType)} {p.Name}{def}";
+        return $"{mod}{Name(p.ParameterType, Nullability.Create(p))} {p.Name}{def}";
     }));
 
     private static string Literal(object? v, Type type) => v switch
@@ -120,18 +122,22 @@ internal static class PublicApiListing
         _ => v.ToString() ?? "",
     };
 
-    private static string Name(Type t)
+    /// <summary>The type's name with its nullable-reference annotation (<c>?</c>) where <paramref name="n"/> knows it.</summary>
+    private static string Name(Type t, NullabilityInfo? n = null)
     {
-        if (t.IsByRef) return Name(t.GetElementType()!);
-        if (t.IsArray) return Name(t.GetElementType()!) + "[" + new string(',', t.GetArrayRank() - 1) + "]";
-        if (t.IsGenericParameter) return t.Name;
+        if (t.IsByRef) return Name(t.GetElementType()!, n);
+        string q = n is not null && !t.IsValueType && n.ReadState == NullabilityState.Nullable ? "?" : "";
+        if (t.IsArray) return Name(t.GetElementType()!, n?.ElementType) + "[" + new string(',', t.GetArrayRank() - 1) + "]" + q;
+        if (t.IsGenericParameter) return t.Name + q;
         if (Nullable.GetUnderlyingType(t) is { } u) return Name(u) + "?";
         if (t.IsGenericType)
         {
-            string n = t.GetGenericTypeDefinition().FullName!;
-            n = n[..n.IndexOf('`')];
-            return $"{n}<{string.Join(", ", t.GetGenericArguments().Select(Name))}>";
+            string g = t.GetGenericTypeDefinition().FullName!;
+            g = g[..g.IndexOf('`')];
+            var args = t.GetGenericArguments();
+            var infos = n?.GenericTypeArguments;
+            return $"{g}<{string.Join(", ", args.Select((a, i) => Name(a, infos is { Length: > 0 } && i < infos.Length ? infos[i] : null)))}>{q}";
         }
-        return t.FullName ?? t.Name;
+        return (t.FullName ?? t.Name) + q;
     }
 }
