@@ -123,7 +123,10 @@ public sealed class PackagedSampleTests
 
     private static string Q(string s) => "\"" + s + "\"";
 
-    private static string Dotnet(string dir, string args) => Run("dotnet", args, dir);
+    /// <summary>A dotnet command; builds run without the shared compiler server so that none stays behind.</summary>
+    private static string Dotnet(string dir, string args) =>
+        Run("dotnet", args.StartsWith("pack ", StringComparison.Ordinal) || args.StartsWith("build ", StringComparison.Ordinal) || args.StartsWith("publish ", StringComparison.Ordinal)
+            ? args + " -p:UseSharedCompilation=false" : args, dir);
 
     private static string Run(string file, string args, string dir)
     {
