@@ -52,7 +52,8 @@ public sealed class EventDataset
     /// Builds a dataset from rows in memory: each row maps column names to cell text exactly as a CSV log would hold it
     /// (the schema's user, time and source columns, the source's feature columns and, for exposures, the label columns).
     /// A row without a column its source needs, or with a malformed cell, throws <see cref="DataFormatException"/> naming
-    /// <paramref name="name"/>, the 1-based row and the column.
+    /// <paramref name="name"/>, the 1-based row and the column; an absent key counts as an empty cell only where the
+    /// schema gives empty cells a meaning (<c>sourceMapping</c> columns, features with <c>missing: allow</c>).
     /// </summary>
     /// <param name="schema">The schema describing the rows.</param>
     /// <param name="rows">The events in log order (events with equal times keep this order).</param>
@@ -64,18 +65,26 @@ public sealed class EventDataset
         schema.Validate(name);
         var store = new EventStore(new DataLayout(schema));
         // The header: every column the schema can read; a row only needs the ones of its own source.
-        var columns = new List<string> { schema.UserColumn, schema.TimeColumn, schema.SourceColumn };
+        var columns = new List<string> { schema.UserColumn, schema.TimeColumn };
+        if (schema.SourceMapping is { } map) columns.AddRange(map.Columns);
+        else columns.Add(schema.SourceColumn);
         columns.AddRange(schema.Features.Select(f => f.ColumnName));
         columns.AddRange(schema.Scenarios.SelectMany(s => s.Labels.Values));
         string[] header = [.. columns.Distinct(StringComparer.Ordinal)];
+        // An absent key reads as an empty cell where an empty cell means something (a sourceMapping column, a feature
+        // with missing: allow); anywhere else it is an error naming the row and the column.
+        var absentIsEmpty = new bool[header.Length];
+        for (int c = 0; c < header.Length; c++)
+            absentIsEmpty[c] = (schema.SourceMapping?.Columns.Contains(header[c]) ?? false)
+                || schema.Features.Select((f, i) => (f, i)).Any(x => x.f.ColumnName == header[c] && schema.AllowsMissing(x.i));
         var decoder = new RowDecoder(store, name, header);
         long row = 0;
         foreach (var r in rows)
         {
             row++;
             if (r is null) throw new DataFormatException($"{name}: row {row}: is null");
-            var cells = new DictionaryCells(r, header, name, row);
-            decoder.Decode(ref cells, row);
+            var cells = new DictionaryCells(r, header, absentIsEmpty, name, row);
+            decoder.Decode(ref cells, row); // false: a row no sourceMapping rule matches, skipped as the schema says
         }
         return new EventDataset(store, name);
     }
@@ -146,7 +155,7 @@ public sealed class EventDataset
     private SplitSpec RequireSplit() => Schema.Split
         ?? throw new InvalidOperationException($"{Description}: the dataset's schema has no temporal split (split.validStart/testStart); training and evaluation need one.");
 
-    private readonly ref struct DictionaryCells(IReadOnlyDictionary<string, string> row, string[] header, string name, long index) : IRowCells
+    private readonly ref struct DictionaryCells(IReadOnlyDictionary<string, string> row, string[] header, bool[] absentIsEmpty, string name, long index) : IRowCells
     {
         public ReadOnlySpan<char> Text(int col) => Cell(col).AsSpan();
 
@@ -155,6 +164,7 @@ public sealed class EventDataset
 
         private string Cell(int col) =>
             row.TryGetValue(header[col], out var s) && s is not null ? s
+                : absentIsEmpty[col] ? ""
                 : throw new DataFormatException($"{name}: row {index}, column '{header[col]}': missing (the row has no such column)");
     }
 }

@@ -122,6 +122,37 @@ public sealed class HostingApiTests : IDisposable
     }
 
     [Fact]
+    public void RowsInMemoryFollowTheSourceMapping()
+    {
+        var synthetic = EventDataset.Synthetic("tiny");
+        var schema = DatasetSchema.Parse(synthetic.Schema.ToJson());
+        var sources = schema.Scenarios.Select(x => x.Name).Concat(schema.Sequences.Select(x => x.Name)).ToList();
+        schema.SourceMapping = new SourceMappingSpec
+        {
+            Columns = ["kind"], Unmapped = "skip",
+            Rules = [.. sources.Select(n => new SourceRule { When = new() { ["kind"] = "k_" + n }, Source = n })],
+        };
+        string csv = Path.Combine(_dir, "events.csv");
+        EventLogWriter.WriteCsv(synthetic.Store, csv);
+        var rows = new List<Dictionary<string, string>>();
+        using (var reader = Sep.New(',').Reader(o => o with { HasHeader = true, Unescape = true }).FromFile(csv))
+        {
+            var header = reader.Header.ColNames.ToArray();
+            foreach (var r in reader)
+            {
+                var d = new Dictionary<string, string>(StringComparer.Ordinal);
+                for (int c = 0; c < header.Length; c++) d[header[c]] = r[c].ToString();
+                d["kind"] = "k_" + d["source"];
+                d.Remove("source");
+                rows.Add(d);
+            }
+        }
+        rows[3].Remove("kind"); // no kind: an empty cell, which no rule maps: skipped as the schema says
+        var data = EventDataset.FromRows(schema, rows);
+        Assert.Equal(synthetic.EventCount - 1, data.EventCount);
+    }
+
+    [Fact]
     public void ParquetLogLoadsLikeTheCsvLog()
     {
         var synthetic = EventDataset.Synthetic("tiny");

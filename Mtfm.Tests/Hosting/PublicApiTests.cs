@@ -26,10 +26,10 @@ public sealed class PublicApiTests
         }
         string expected = File.Exists(path) ? File.ReadAllText(path).ReplaceLineEndings("\n") : "";
         if (expected == actual) return;
-        var e = expected.Split('\n').ToHashSet(StringComparer.Ordinal);
-        var a = actual.Split('\n').ToHashSet(StringComparer.Ordinal);
-        var diff = actual.Split('\n').Where(l => !e.Contains(l)).Select(l => "+ " + l)
-            .Concat(expected.Split('\n').Where(l => !a.Contains(l)).Select(l => "- " + l));
+        var e = Qualified(expected).ToHashSet(StringComparer.Ordinal);
+        var a = Qualified(actual).ToHashSet(StringComparer.Ordinal);
+        var diff = Qualified(actual).Where(l => !e.Contains(l)).Select(l => "+ " + l)
+            .Concat(Qualified(expected).Where(l => !a.Contains(l)).Select(l => "- " + l));
         Assert.Fail($"The public API of {name} differs from {path} (+ new, - gone):\n{string.Join("\n", diff)}\n\n" +
             "If the change is intended, regenerate the listing and commit it:\n" +
             "  MTFM_UPDATE_API=1 dotnet test Mtfm.Tests -c Release --filter FullyQualifiedName~PublicApiTests");
@@ -43,6 +43,18 @@ public sealed class PublicApiTests
         Assert.Contains("sealed class Mtfm.Tests.Hosting.PublicApiTests", lines);
         Assert.Contains("  System.Void PublicSurfaceMatchesTheCheckedInListing(System.String name)", lines);
         Assert.DoesNotContain(lines, l => l.Contains("RepoRoot", StringComparison.Ordinal));
+    }
+
+    /// <summary>The listing's lines with each member line prefixed by its type, so that a diff line says whose member it is.</summary>
+    private static IEnumerable<string> Qualified(string listing)
+    {
+        string type = "";
+        foreach (var line in listing.Split('\n'))
+        {
+            if (line.Length == 0 || line.StartsWith('#')) continue;
+            if (!line.StartsWith(' ')) { type = line.Split(' ').First(w => w.Contains('.', StringComparison.Ordinal)); yield return line; }
+            else yield return type + " ::" + line[1..];
+        }
     }
 
     internal static string RepoRoot()
