@@ -78,7 +78,13 @@ public sealed class PackagedSampleTests
             foreach (var id in new[] { "mtfm.engine", "mtfm.engine.native" })
             {
                 string d = Path.Combine(cache, id, version);
-                try { if (Directory.Exists(d)) Directory.Delete(d, recursive: true); } catch (IOException) { }
+                try
+                {
+                    if (Directory.Exists(d)) Directory.Delete(d, recursive: true);
+                    string idDir = Path.Combine(cache, id);
+                    if (Directory.Exists(idDir) && !Directory.EnumerateFileSystemEntries(idDir).Any()) Directory.Delete(idDir);
+                }
+                catch (IOException) { }
             }
         }
     }
