@@ -8,7 +8,7 @@ using Mtfm.Engine.Evaluation;
 namespace Mtfm.Baselines;
 
 /// <summary>Settings of the LightGBM baseline (defaults are generic, not tuned to a dataset).</summary>
-public sealed record LightGbmOptions
+internal sealed record LightGbmOptions
 {
     /// <summary>Most boosting rounds per task (early stopping on the validation windows may end sooner).</summary>
     public int Iterations { get; init; } = 500;
@@ -29,7 +29,7 @@ public sealed record LightGbmOptions
 }
 
 /// <summary>What <see cref="LightGbmBaseline.Train"/> produced.</summary>
-public sealed class LightGbmResult
+internal sealed class LightGbmResult
 {
     /// <summary>Predicted probability per (exposure index, task), row-major; NaN where the exposure has no label of the task.</summary>
     public required float[] Probabilities { get; init; }
@@ -55,7 +55,7 @@ public sealed class LightGbmResult
 /// validation windows, evaluated on the test windows with the same metrics as MTFM (AUC, GAUC by user, log-loss per
 /// scenario and task). The split is the schema's: an exposure belongs to the part of its window's start.
 /// </summary>
-public static class LightGbmBaseline
+internal static class LightGbmBaseline
 {
     /// <summary>Computes the features (unless given) and trains and evaluates one model per task.</summary>
     /// <param name="store">The events.</param>

@@ -5,7 +5,7 @@ namespace Mtfm.Engine.Native;
 /// synchronisation, event synchronisation and blocking (non-async) copies. Training must not make any inside a
 /// step; tests read the count before and after. Per-device counts live on the engine's driver objects.
 /// </summary>
-public static class CudaSyncCounter
+internal static class CudaSyncCounter
 {
     private static long s_count;
     private static string? s_lastCall;

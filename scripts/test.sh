@@ -12,6 +12,9 @@ command -v g++ >/dev/null 2>&1 || need_pkgs+=(g++)
 command -v make >/dev/null 2>&1 || need_pkgs+=(make)
 have_nvrtc() { ldconfig -p 2>/dev/null | grep -qE 'libnvrtc\.so\.(13|12|11\.2)'; }
 have_nvrtc || need_pkgs+=(libnvrtc11.2)
+# NativeAOT publish of samples/HelloMtfm (PackagedSampleTests) links with clang (any clang-NN will do) against zlib.
+command -v clang >/dev/null 2>&1 || compgen -c clang- | grep -qE '^clang-[0-9]+$' || need_pkgs+=(clang)
+[ -f /usr/include/zlib.h ] || need_pkgs+=(zlib1g-dev)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -5,7 +5,7 @@ namespace Mtfm.Engine.Data;
 /// <see cref="EventStore"/> (struct-of-arrays). Instance i owns tokens [TokenOffsets[i], TokenOffsets[i+1]) in the
 /// order H (time-ordered), R (time-ordered), T (time-ordered); ties in time are broken by event id.
 /// </summary>
-public sealed class AggregatedInstances
+internal sealed class AggregatedInstances
 {
     /// <summary>The events referenced.</summary>
     public EventStore Store { get; }

@@ -10,7 +10,7 @@ namespace Mtfm.Engine.Data;
 /// or sequence name), then per task <c>t_&lt;task&gt;</c> (list&lt;int32&gt;, null where the scenario has no such label).
 /// Lists are time-ordered (ties by event id) and empty, never null, where a segment has no events.
 /// </summary>
-public static class AggregatedParquetWriter
+internal static class AggregatedParquetWriter
 {
     /// <summary>Column names in file order for the given task names.</summary>
     public static string[] ColumnsFor(IEnumerable<string> tasks) =>

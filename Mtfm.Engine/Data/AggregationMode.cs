@@ -1,7 +1,7 @@
 namespace Mtfm.Engine.Data;
 
 /// <summary>How instances are formed.</summary>
-public enum AggregationMode
+internal enum AggregationMode
 {
     /// <summary>One instance per (user, window): H, the window's R events, all of the window's exposures as T.</summary>
     UserWindow,

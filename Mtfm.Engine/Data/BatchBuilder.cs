@@ -1,7 +1,7 @@
 namespace Mtfm.Engine.Data;
 
 /// <summary>Turns <see cref="AggregatedInstances"/> into <see cref="JaggedBatch"/>es for training or evaluation.</summary>
-public sealed class BatchBuilder
+internal sealed class BatchBuilder
 {
     private readonly AggregatedInstances _inst;
     private readonly NumericStats _stats;

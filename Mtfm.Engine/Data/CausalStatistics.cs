@@ -3,7 +3,7 @@ using System.Globalization;
 namespace Mtfm.Engine.Data;
 
 /// <summary>Settings of <see cref="CausalStatistics"/>.</summary>
-public sealed record CausalStatisticsOptions
+internal sealed record CausalStatisticsOptions
 {
     /// <summary>E-folding time in seconds of the decayed exposure and click counts (default one day).</summary>
     public double DecaySeconds { get; init; } = 86400;
@@ -33,7 +33,7 @@ public sealed record CausalStatisticsOptions
 /// its observations. Framework-free and deterministic.
 /// </para>
 /// </summary>
-public sealed class CausalStatistics
+internal sealed class CausalStatistics
 {
     private const int LowCardinality = 64;
     private readonly DataLayout _l;

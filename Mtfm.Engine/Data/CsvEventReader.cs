@@ -4,7 +4,7 @@ using nietras.SeparatedValues;
 namespace Mtfm.Engine.Data;
 
 /// <summary>Streams a CSV event log (header row, comma separated, RFC-4180 quoting) into an <see cref="EventStore"/> with bounded working memory (Sep).</summary>
-public static class CsvEventReader
+internal static class CsvEventReader
 {
     /// <summary>Reads <paramref name="path"/> into <paramref name="store"/>; throws <see cref="DataFormatException"/> naming file, row and column of the first malformed row (or after <see cref="ReadOptions.MaxErrors"/> rejections).</summary>
     public static ReadSummary Read(string path, EventStore store, ReadOptions? options = null)

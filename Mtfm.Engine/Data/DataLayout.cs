@@ -6,7 +6,7 @@ namespace Mtfm.Engine.Data;
 /// The compiled form of a <see cref="DatasetSchema"/>: embedding tables, token groups and per-source feature layouts.
 /// Groups are numbered H sequences first (0..S−1), then R sequences (S..2S−1), then one T group per scenario (2S..).
 /// </summary>
-public sealed class DataLayout
+internal sealed class DataLayout
 {
     /// <summary>The schema this layout was compiled from.</summary>
     public DatasetSchema Schema { get; }

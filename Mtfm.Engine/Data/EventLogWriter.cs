@@ -6,7 +6,7 @@ using Parquet.Schema;
 namespace Mtfm.Engine.Data;
 
 /// <summary>Writes an <see cref="EventStore"/> back as a flat event log (CSV or Parquet) readable with the same schema. Hashed features cannot be written (their raw values are gone).</summary>
-public static class EventLogWriter
+internal static class EventLogWriter
 {
     private static string RawCat(DataLayout l, int feature, int row)
     {

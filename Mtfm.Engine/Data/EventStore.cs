@@ -7,7 +7,7 @@ namespace Mtfm.Engine.Data;
 /// categorical table rows and raw numeric values (the source's feature layout), and for exposures its labels per task
 /// and optionally the true probabilities (synthetic data).
 /// </summary>
-public sealed class EventStore
+internal sealed class EventStore
 {
     /// <summary>The compiled schema.</summary>
     public DataLayout Layout { get; }

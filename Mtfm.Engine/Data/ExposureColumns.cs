@@ -4,7 +4,7 @@ namespace Mtfm.Engine.Data;
 /// Raw cell texts of chosen columns of the log, kept per exposure while reading (<see cref="ReadOptions.KeepColumns"/>)
 /// so that predictions can be written with the user's own keys (request id, item id …) beside them.
 /// </summary>
-public sealed class ExposureColumns
+internal sealed class ExposureColumns
 {
     private readonly List<string> _values = [];
 

@@ -27,7 +27,7 @@ namespace Mtfm.Engine.Data;
 /// its shrunk mean Σx/(n+1) over the visible tokens and Σx/(m+1) over each same-value set.</item>
 /// </list>
 /// </summary>
-public sealed class HistoryStatistics
+internal sealed class HistoryStatistics
 {
     /// <summary>A sequence's categorical column with at most this many table rows contributes per-value shares.</summary>
     public const int MaxLowCardinalityRows = 16;

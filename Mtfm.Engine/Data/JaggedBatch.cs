@@ -14,7 +14,7 @@ namespace Mtfm.Engine.Data;
 /// <see cref="TrueProbabilities"/> (synthetic data only, else null).</item>
 /// </list>
 /// </summary>
-public sealed class JaggedBatch
+internal sealed class JaggedBatch
 {
     /// <summary>Number of instances.</summary>
     public int InstanceCount { get; init; }
@@ -55,7 +55,7 @@ public sealed class JaggedBatch
 }
 
 /// <summary>The tokens of one group inside a <see cref="JaggedBatch"/>, as row-major matrices.</summary>
-public sealed class GroupBlock
+internal sealed class GroupBlock
 {
     /// <summary>Number of rows (tokens of this group in the batch).</summary>
     public int Rows { get; init; }

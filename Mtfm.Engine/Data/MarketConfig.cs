@@ -1,7 +1,7 @@
 namespace Mtfm.Engine.Data;
 
 /// <summary>Size and seed of the <c>synthetic:market</c> dataset (<see cref="MarketGenerator"/>).</summary>
-public sealed record MarketConfig
+internal sealed record MarketConfig
 {
     /// <summary>Number of users.</summary>
     public int Users { get; init; } = 10_000;

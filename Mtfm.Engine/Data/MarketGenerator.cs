@@ -9,10 +9,10 @@ namespace Mtfm.Engine.Data;
 /// <param name="NoUserAuc">AUC of the truth's logit without its user terms (latent affinity, interest, recency).</param>
 /// <param name="NoRecencyAuc">AUC of the truth's logit without its recency term.</param>
 /// <param name="BayesCtcvrAuc">AUC of the true p(click ∧ conversion) (NaN where the scenario has no conversion label).</param>
-public sealed record MarketTruthRow(string Scenario, long Exposures, double BayesAuc, double NoUserAuc, double NoRecencyAuc, double BayesCtcvrAuc);
+internal sealed record MarketTruthRow(string Scenario, long Exposures, double BayesAuc, double NoUserAuc, double NoRecencyAuc, double BayesCtcvrAuc);
 
 /// <summary>A <c>synthetic:market</c> dataset with its truth and two oracles per exposure.</summary>
-public sealed class MarketDataset
+internal sealed class MarketDataset
 {
     /// <summary>The events; exposures carry their true probabilities (task 0 = p(click), task 1 = p(click ∧ conversion)).</summary>
     public required EventStore Store { get; init; }
@@ -85,7 +85,7 @@ public sealed class MarketDataset
 /// Own-second clicks of the same page never enter the truth of that page. Labels are Bernoulli draws.
 /// </para>
 /// </summary>
-public static class MarketGenerator
+internal static class MarketGenerator
 {
     /// <summary>The scenario names in source order.</summary>
     public static readonly string[] ScenarioNames = ["home", "search", "local", "promo"];

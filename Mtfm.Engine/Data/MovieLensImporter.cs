@@ -11,7 +11,7 @@ namespace Mtfm.Engine.Data;
 /// behaviour event of sequence <c>tag</c>. Windows are one day from the unix epoch; the split puts the last 10% of
 /// rating time (by quantile of rating timestamps, rounded down to a window start) in test, the 10% before in valid.
 /// </summary>
-public static class MovieLensImporter
+internal static class MovieLensImporter
 {
     /// <summary>Domain names (scenarios), in scenario order.</summary>
     public static readonly string[] Domains = ["action", "drama", "thriller", "family"];

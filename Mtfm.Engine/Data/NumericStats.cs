@@ -1,7 +1,7 @@
 namespace Mtfm.Engine.Data;
 
 /// <summary>Training statistics of the numeric features, applied by <see cref="NumericStats.Transform"/>.</summary>
-public sealed class NumericStats
+internal sealed class NumericStats
 {
     private readonly DataLayout _layout;
     /// <summary>Per feature (index in <see cref="DatasetSchema.Features"/>): mean after the optional log1p.</summary>

@@ -5,7 +5,7 @@ using Parquet.Schema;
 namespace Mtfm.Engine.Data;
 
 /// <summary>Streams a flat Parquet event log (one column per CSV column; strings, integers, floats, booleans or timestamps (read as unix seconds, or as ISO 8601 text when the schema's time format is iso8601), nullable allowed) into an <see cref="EventStore"/>, one row group at a time.</summary>
-public static class ParquetEventReader
+internal static class ParquetEventReader
 {
     /// <summary>Reads <paramref name="path"/> into <paramref name="store"/> (synchronously).</summary>
     public static ReadSummary Read(string path, EventStore store, ReadOptions? options = null) =>

@@ -1,7 +1,7 @@
 namespace Mtfm.Engine.Data;
 
 /// <summary>What a reader did: rows read, used and rejected, with the first rejection messages.</summary>
-public sealed class ReadSummary
+internal sealed class ReadSummary
 {
     /// <summary>The file read.</summary>
     public string File { get; init; } = "";
@@ -25,7 +25,7 @@ public sealed class ReadSummary
 }
 
 /// <summary>Reader options.</summary>
-public sealed class ReadOptions
+internal sealed class ReadOptions
 {
     /// <summary>Rows that may be rejected (and counted) before the read fails; 0 = the first malformed row throws.</summary>
     public long MaxErrors { get; init; }

@@ -7,7 +7,7 @@ namespace Mtfm.Engine.Data;
 /// <c>{window}</c> and <c>{origin}</c> are the window length and origin in seconds. Output: the columns of
 /// <see cref="AggregatedParquetWriter.ColumnsFor"/> for the tasks click and conversion.
 /// </summary>
-public static class ReferenceSql
+internal static class ReferenceSql
 {
     /// <summary>The query text.</summary>
     public const string UserWindowAggregation = """

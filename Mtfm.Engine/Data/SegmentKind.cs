@@ -1,7 +1,7 @@
 namespace Mtfm.Engine.Data;
 
 /// <summary>Segment of a token inside an instance (values are the bytes stored in <see cref="JaggedBatch.Segment"/>).</summary>
-public enum SegmentKind : byte
+internal enum SegmentKind : byte
 {
     /// <summary>History: behaviour before the window.</summary>
     History = 0,

@@ -3,7 +3,7 @@ using System.Text;
 namespace Mtfm.Engine.Data;
 
 /// <summary>Deterministic 64-bit FNV-1a over UTF-8 (identical on every run and platform; never <c>string.GetHashCode</c>).</summary>
-public static class StableHash
+internal static class StableHash
 {
     /// <summary>FNV-1a 64 of the UTF-8 bytes of <paramref name="s"/>.</summary>
     public static ulong Fnv1a64(ReadOnlySpan<char> s)

@@ -1,7 +1,7 @@
 namespace Mtfm.Engine.Data;
 
 /// <summary>Size and seed of the synthetic multi-scenario dataset.</summary>
-public sealed record SyntheticConfig
+internal sealed record SyntheticConfig
 {
     /// <summary>Number of users (shared by all scenarios).</summary>
     public int Users { get; init; } = 8000;

@@ -1,7 +1,7 @@
 namespace Mtfm.Engine.Data;
 
 /// <summary>A generated dataset with its known truth.</summary>
-public sealed class SyntheticDataset
+internal sealed class SyntheticDataset
 {
     /// <summary>The events (exposures carry their true probabilities: task 0 = p(click), task 1 = p(click ∧ conversion)).</summary>
     public required EventStore Store { get; init; }
@@ -67,7 +67,7 @@ public sealed class SyntheticDataset
 /// the most recent earlier click (recent behaviour predicts near-future clicks). Labels are Bernoulli draws and the
 /// store records p(click) and p(click ∧ conversion) per exposure.
 /// </summary>
-public static class SyntheticGenerator
+internal static class SyntheticGenerator
 {
     /// <summary>2025-01-01T00:00:00Z: day 0 of generated data.</summary>
     public const long Epoch = 1735689600;

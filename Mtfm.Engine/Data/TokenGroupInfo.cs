@@ -14,7 +14,7 @@ namespace Mtfm.Engine.Data;
 /// <param name="Source">Sequence index (H/R) or scenario index (T).</param>
 /// <param name="CategoricalTables">Per categorical column: its global embedding table id (index in <see cref="DataLayout.Tables"/>).</param>
 /// <param name="NumericFeatures">Per numeric column: the global feature index (index in <see cref="DatasetSchema.Features"/>).</param>
-public sealed record TokenGroupInfo(int Id, string Name, SegmentKind Segment, int Source, int[] CategoricalTables, int[] NumericFeatures)
+internal sealed record TokenGroupInfo(int Id, string Name, SegmentKind Segment, int Source, int[] CategoricalTables, int[] NumericFeatures)
 {
     /// <summary>Numeric columns (indices into <see cref="NumericFeatures"/>) that carry a presence indicator; empty when no numeric feature allows missing values.</summary>
     public int[] NumericPresence { get; init; } = [];
@@ -27,4 +27,4 @@ public sealed record TokenGroupInfo(int Id, string Name, SegmentKind Segment, in
 /// <param name="Id">Table id.</param>
 /// <param name="Feature">Feature name.</param>
 /// <param name="Rows">Number of rows (row 0 is the OOV bucket for categorical and id features; with <c>missing: allow</c> the last row is the missing value's).</param>
-public sealed record EmbeddingTableInfo(int Id, string Feature, int Rows);
+internal sealed record EmbeddingTableInfo(int Id, string Feature, int Rows);

@@ -6,7 +6,7 @@ namespace Mtfm.Engine.Data;
 /// events strictly before the window start; R = the behaviour events inside the window; T = the window's exposures of
 /// every scenario. Windows without exposures yield no instance (their behaviour still feeds later H).
 /// </summary>
-public static class UserLevelAggregator
+internal static class UserLevelAggregator
 {
     /// <summary>Aggregates <paramref name="store"/>.</summary>
     /// <param name="store">The events.</param>

@@ -3,7 +3,7 @@ namespace Mtfm.Engine.Data;
 /// <summary>Fixed-length windows aligned to an origin, and the temporal split by window start.</summary>
 /// <param name="Length">Window length in seconds (&gt; 0).</param>
 /// <param name="Origin">Window origin in unix seconds.</param>
-public readonly record struct WindowSpec(long Length, long Origin)
+internal readonly record struct WindowSpec(long Length, long Origin)
 {
     /// <summary>Index of the window holding time <paramref name="t"/> (floor division, also for t &lt; origin).</summary>
     public long IndexOf(long t) { long d = t - Origin, q = d / Length; return d % Length < 0 ? q - 1 : q; }
@@ -14,7 +14,7 @@ public readonly record struct WindowSpec(long Length, long Origin)
 }
 
 /// <summary>Which part of a temporal split to aggregate.</summary>
-public enum SplitPart
+internal enum SplitPart
 {
     /// <summary>All windows.</summary>
     All,

@@ -4,7 +4,7 @@ namespace Mtfm.Engine.Evaluation;
 /// Exact area under the ROC curve: the probability that a random positive scores above a random negative, ties
 /// counting one half (the Mann–Whitney U statistic with rank-averaged ties). O(n log n): one sort, one pass.
 /// </summary>
-public static class Auc
+internal static class Auc
 {
     /// <summary>
     /// AUC of <paramref name="scores"/> against <paramref name="labels"/> (each exactly 0 or 1). Returns

@@ -5,7 +5,7 @@ namespace Mtfm.Engine.Evaluation;
 /// true probability used as the score against the labels that were actually drawn. A model's AUC above it on the
 /// same exposures means leakage or luck; the gap below it is what is left to learn.
 /// </summary>
-public static class BayesOptimalAuc
+internal static class BayesOptimalAuc
 {
     /// <summary>AUC of <paramref name="trueProbabilities"/> as the score against the drawn <paramref name="labels"/>; NaN if one class only.</summary>
     /// <exception cref="ArgumentException">Lengths differ, a label is not 0/1, or a probability is outside [0, 1].</exception>

@@ -5,14 +5,14 @@ namespace Mtfm.Engine.Evaluation;
 /// <param name="UsersCounted">Users that have at least one positive and one negative (the ones averaged).</param>
 /// <param name="UsersSkipped">Users with a single class (excluded: their AUC is undefined).</param>
 /// <param name="ExposuresCounted">Σ n_u over the counted users (the denominator of the weights).</param>
-public readonly record struct GroupAucResult(double Value, int UsersCounted, int UsersSkipped, long ExposuresCounted);
+internal readonly record struct GroupAucResult(double Value, int UsersCounted, int UsersSkipped, long ExposuresCounted);
 
 /// <summary>
 /// GAUC: per-user AUC averaged with exposure-count weights, over the users that have both classes. A user with only
 /// positives or only negatives has no defined AUC and is excluded (counted in <see cref="GroupAucResult.UsersSkipped"/>),
 /// and their exposures do not enter the weights. O(n log n).
 /// </summary>
-public static class GroupAuc
+internal static class GroupAuc
 {
     /// <summary>Computes GAUC of <paramref name="scores"/> vs <paramref name="labels"/> grouped by <paramref name="userIds"/>.</summary>
     /// <exception cref="ArgumentException">Lengths differ, a label is not 0/1, or a score is not finite.</exception>

@@ -5,7 +5,7 @@ namespace Mtfm.Engine.Evaluation;
 /// [<see cref="DefaultEpsilon"/>, 1 − <see cref="DefaultEpsilon"/>] (in double) so a confident wrong prediction costs
 /// at most −ln(1e-7) ≈ 16.1 instead of infinity. Probabilities outside [0, 1] or NaN are rejected, not clipped.
 /// </summary>
-public static class LogLoss
+internal static class LogLoss
 {
     /// <summary>The clipping epsilon, 1e-7 (as in scikit-learn's historical default for float32 inputs).</summary>
     public const double DefaultEpsilon = 1e-7;

@@ -6,7 +6,7 @@ namespace Mtfm.Engine.Evaluation;
 /// An exposure contributes to task t only where its presence mask is 1 (not every scenario carries every label).
 /// Memory: 16 bytes per present (exposure, task). Not thread-safe.
 /// </summary>
-public sealed class MetricAccumulator
+internal sealed class MetricAccumulator
 {
     private readonly Cell[] _cells; // [scenario * TaskCount + task]
 

@@ -14,7 +14,7 @@ namespace Mtfm.Engine.Evaluation;
 /// the scenario has no such label). CSV (RFC-4180 quoting) or Parquet (strings, int64 time, float probabilities,
 /// nullable int32 labels), chosen by the file extension.
 /// </summary>
-public sealed class PredictionWriter
+internal sealed class PredictionWriter
 {
     private readonly EventStore _store;
     private readonly List<int> _events = [];

@@ -9,4 +9,4 @@ namespace Mtfm.Engine.Evaluation;
 /// <param name="Gauc">Exposure-weighted per-user AUC over users with both classes; NaN if there are none.</param>
 /// <param name="GaucUsers">Users that entered GAUC.</param>
 /// <param name="LogLoss">Mean clipped log-loss (eps <see cref="Evaluation.LogLoss.DefaultEpsilon"/>); NaN if empty.</param>
-public sealed record ScenarioTaskMetrics(int Scenario, int Task, long Exposures, long Positives, double Auc, double Gauc, int GaucUsers, double LogLoss);
+internal sealed record ScenarioTaskMetrics(int Scenario, int Task, long Exposures, long Positives, double Auc, double Gauc, int GaucUsers, double LogLoss);

@@ -9,7 +9,7 @@ namespace Mtfm.Engine.IO;
 /// <item>embedding table T (row-sparse Adam): <c>optim.m.T</c>, <c>optim.v.T</c> (F32 [rows, dim]) and <c>optim.row_steps.T</c> (I32 [rows]).</item>
 /// </list>
 /// </summary>
-public static class OptimizerStateIO
+internal static class OptimizerStateIO
 {
     /// <summary>Adds the AdamW state of parameter <paramref name="parameterName"/>.</summary>
     public static void Add(SafetensorsWriter writer, string parameterName, AdamWState state)

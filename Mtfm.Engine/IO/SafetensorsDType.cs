@@ -1,7 +1,7 @@
 namespace Mtfm.Engine.IO;
 
 /// <summary>Element types this engine writes and reads in safetensors files (names as in the format: F32, I32, I64).</summary>
-public enum SafetensorsDType
+internal enum SafetensorsDType
 {
     /// <summary>IEEE-754 binary32, little-endian.</summary>
     F32,

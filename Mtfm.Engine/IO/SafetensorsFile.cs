@@ -13,7 +13,7 @@ namespace Mtfm.Engine.IO;
 /// Any failure throws <see cref="CheckpointFormatException"/> naming the file and the problem. Tensors are read into
 /// memory at load (each tensor at most 2 GiB).
 /// </summary>
-public sealed class SafetensorsFile
+internal sealed class SafetensorsFile
 {
     /// <summary>Largest header accepted (the reference implementation's limit).</summary>
     public const int MaxHeaderBytes = 100_000_000;

@@ -12,7 +12,7 @@ namespace Mtfm.Engine.IO;
 /// shapes, offsets, all other metadata), so a corrupted header that still parses is caught too.</item>
 /// </list>
 /// </summary>
-public static class SafetensorsIntegrity
+internal static class SafetensorsIntegrity
 {
     /// <summary>Prefix of the per-tensor SHA-256 metadata keys.</summary>
     public const string TensorHashPrefix = "mtfm.sha256.";

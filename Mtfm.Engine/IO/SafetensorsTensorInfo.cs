@@ -6,7 +6,7 @@ namespace Mtfm.Engine.IO;
 /// <param name="Shape">Dimensions (empty for a scalar).</param>
 /// <param name="Begin">Start of its bytes, relative to the data section.</param>
 /// <param name="End">End (exclusive) of its bytes, relative to the data section.</param>
-public sealed record SafetensorsTensorInfo(string Name, SafetensorsDType DType, IReadOnlyList<long> Shape, long Begin, long End)
+internal sealed record SafetensorsTensorInfo(string Name, SafetensorsDType DType, IReadOnlyList<long> Shape, long Begin, long End)
 {
     /// <summary>Number of elements (product of <see cref="Shape"/>; 1 for a scalar).</summary>
     public long ElementCount

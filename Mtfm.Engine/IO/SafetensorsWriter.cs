@@ -15,7 +15,7 @@ namespace Mtfm.Engine.IO;
 /// over the target, so an existing checkpoint is never left half-written.
 /// Data is copied when added (spans are not kept).
 /// </summary>
-public sealed class SafetensorsWriter
+internal sealed class SafetensorsWriter
 {
     private readonly List<Entry> _tensors = new();
     private readonly Dictionary<string, Entry> _byName = new(StringComparer.Ordinal);

@@ -1,7 +1,7 @@
 namespace Mtfm.Engine.Training;
 
 /// <summary>Hyper-parameters of <see cref="AdamW"/> and <see cref="RowSparseAdam"/> (the learning rate comes per step from a schedule).</summary>
-public sealed record AdamOptions
+internal sealed record AdamOptions
 {
     /// <summary>Decay of the first moment, in [0, 1). Default 0.9.</summary>
     public float Beta1 { get; init; } = 0.9f;

@@ -14,7 +14,7 @@ namespace Mtfm.Engine.Training;
 /// The kernel is SIMD (Vector512 or Vector256 with FMA, scalar fallback); every path performs the same fused
 /// operations in the same order, so results are identical bit for bit whatever the vector width.
 /// </summary>
-public static class AdamW
+internal static class AdamW
 {
     /// <summary>One AdamW step over a dense parameter tensor.</summary>
     /// <param name="parameters">Updated in place.</param>

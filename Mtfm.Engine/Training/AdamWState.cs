@@ -1,7 +1,7 @@
 namespace Mtfm.Engine.Training;
 
 /// <summary>The fp32 optimizer state of one dense parameter tensor under <see cref="AdamW"/>: m, v and the step count.</summary>
-public sealed class AdamWState
+internal sealed class AdamWState
 {
     /// <summary>Zero state for a tensor of <paramref name="length"/> elements.</summary>
     public AdamWState(int length)

@@ -1,7 +1,7 @@
 namespace Mtfm.Engine.Training;
 
 /// <summary>Whether a larger or a smaller validation metric is better.</summary>
-public enum MetricGoal
+internal enum MetricGoal
 {
     /// <summary>Larger is better (AUC, GAUC).</summary>
     Maximize,
@@ -17,14 +17,14 @@ public enum MetricGoal
 /// <param name="BestValue">Best metric value so far.</param>
 /// <param name="BestStep">Step (or epoch) of the best value.</param>
 /// <param name="EvaluationsSinceBest">Evaluations since the best one (0 when this one is the best).</param>
-public readonly record struct EarlyStoppingDecision(bool IsNewBest, bool ShouldStop, bool RestoreBest, double BestValue, long BestStep, int EvaluationsSinceBest);
+internal readonly record struct EarlyStoppingDecision(bool IsNewBest, bool ShouldStop, bool RestoreBest, double BestValue, long BestStep, int EvaluationsSinceBest);
 
 /// <summary>
 /// Early stopping on a validation metric. An evaluation is an improvement when it beats the best so far by more than
 /// <c>minDelta</c> in the goal's direction. A NaN metric (a diverged model, or AUC on one class) is never an
 /// improvement and counts toward the patience. The first finite value is always the first best.
 /// </summary>
-public sealed class EarlyStopping
+internal sealed class EarlyStopping
 {
     /// <summary>Creates the tracker.</summary>
     /// <param name="patience">Evaluations without improvement after which to stop (≥ 1).</param>

@@ -8,7 +8,7 @@ namespace Mtfm.Engine.Training;
 /// exceeds maxNorm, every gradient is multiplied by maxNorm / (norm + 1e-6); otherwise nothing changes.
 /// Squares are summed in double over 4096-element chunks in a fixed order (reproducible).
 /// </summary>
-public static class GradientClipping
+internal static class GradientClipping
 {
     private const int Chunk = 4096;
 

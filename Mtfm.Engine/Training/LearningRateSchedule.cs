@@ -1,7 +1,7 @@
 namespace Mtfm.Engine.Training;
 
 /// <summary>Shape of the decay after warm-up.</summary>
-public enum DecayShape
+internal enum DecayShape
 {
     /// <summary>Half a cosine from the peak down to the floor.</summary>
     Cosine,
@@ -18,7 +18,7 @@ public enum DecayShape
 /// <item>s ≥ T: lr = floor.</item>
 /// </list>
 /// </summary>
-public sealed class LearningRateSchedule
+internal sealed class LearningRateSchedule
 {
     /// <summary>Creates a schedule.</summary>
     /// <param name="peak">Learning rate at the end of warm-up (&gt; 0).</param>

@@ -12,7 +12,7 @@ namespace Mtfm.Engine.Training;
 /// </para>
 /// The per-row update is the same fused SIMD kernel as <see cref="AdamW"/>.
 /// </summary>
-public static class RowSparseAdam
+internal static class RowSparseAdam
 {
     /// <summary>Updates the touched rows of <paramref name="table"/>.</summary>
     /// <param name="table">[rows, dim] parameters, row-major.</param>

@@ -1,7 +1,7 @@
 namespace Mtfm.Engine.Training;
 
 /// <summary>The state of <see cref="RowSparseAdam"/> for one embedding table: m and v per row, and per-row step counts.</summary>
-public sealed class RowSparseAdamState
+internal sealed class RowSparseAdamState
 {
     /// <summary>Zero state for a [rows, dim] table.</summary>
     public RowSparseAdamState(int rows, int dim)

@@ -1,7 +1,7 @@
 namespace Mtfm.Engine.Training;
 
 /// <summary>Helpers for row-sparse gradients of embedding tables (one row of gradient per looked-up id).</summary>
-public static class RowSparseGradient
+internal static class RowSparseGradient
 {
     /// <summary>
     /// Sums the gradient rows of repeated ids: returns the distinct ids in ascending order and, for each, the sum of its

@@ -1,0 +1,39 @@
+using Mtfm.Engine.Model;
+
+namespace Mtfm.Engine.Hosting;
+
+/// <summary>
+/// What to train: the network (a preset name or a full <see cref="MtfmConfig"/>) and the optimisation settings. The
+/// defaults are those of <c>mtfm train</c>. The optimiser (AdamW for dense weights, row-sparse Adam for embeddings,
+/// warm-up then cosine decay, gradient clipping, early stopping on the validation CTR GAUC) is described in
+/// docs/training.md.
+/// </summary>
+public sealed record TrainingSettings
+{
+    /// <summary>The network preset: <c>tiny</c>, <c>small</c>, <c>base</c> or <c>mmoe</c> (ignored when <see cref="Model"/> is set).</summary>
+    public string Preset { get; init; } = "tiny";
+
+    /// <summary>A full network configuration that replaces <see cref="Preset"/>; null = the preset.</summary>
+    public MtfmConfig? Model { get; init; }
+
+    /// <summary>Passes over the training part (early stopping may end sooner); at least 1.</summary>
+    public int Epochs { get; init; } = 7;
+
+    /// <summary>A batch closes before it would exceed this many tokens; at least 1.</summary>
+    public int BatchTokens { get; init; } = 4096;
+
+    /// <summary>Peak learning rate of the dense weights (finite, &gt; 0).</summary>
+    public float LearningRate { get; init; } = 2e-3f;
+
+    /// <summary>Seed of the weight initialisation and the batch order: a CPU run is bit-for-bit reproducible for a fixed seed and thread count.</summary>
+    public ulong Seed { get; init; } = 1;
+
+    /// <summary>The network configuration these settings name (validated).</summary>
+    /// <exception cref="ArgumentException">An unknown preset or an inconsistent configuration.</exception>
+    public MtfmConfig ResolveModel()
+    {
+        var c = Model ?? MtfmConfig.Preset(Preset ?? throw new ArgumentException("Preset is null.", nameof(Preset)));
+        c.Validate();
+        return c;
+    }
+}
