@@ -44,6 +44,7 @@ public sealed class ScoringService : IAsyncDisposable
     private readonly TaskCompletionSource _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private ModelHandle _current;
     private readonly Lock _swap = new();
+    private readonly Lock _runLock = new();
     private int _depth;
     private long _candidatesScored, _batches, _requestsScored;
     private volatile bool _stopping;
@@ -195,7 +196,22 @@ public sealed class ScoringService : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Runs <paramref name="action"/> between micro-batches (the worker waits meanwhile; requests keep queueing): for
+    /// work on the backend the scorer uses, such as loading the next checkpoint, which must not overlap a forward.
+    /// </summary>
+    public T RunBetweenBatches<T>(Func<T> action)
+    {
+        ArgumentNullException.ThrowIfNull(action);
+        lock (_runLock) return action();
+    }
+
     private void Run(List<Item> batch)
+    {
+        lock (_runLock) RunLocked(batch);
+    }
+
+    private void RunLocked(List<Item> batch)
     {
         ModelHandle model;
         lock (_swap)
