@@ -23,7 +23,7 @@ internal static class Program
     private static Command BuildTrain()
     {
         var data = new Option<string>("--data") { Description = "synthetic (default; synthetic:tiny/default/large), movielens:<dir>, or an event log (.csv/.parquet) with --schema", DefaultValueFactory = _ => "synthetic" };
-        var schema = new Option<string?>("--schema") { Description = "dataset schema JSON for --data <events>" };
+        var schema = new Option<string?>("--schema") { Description = "dataset schema JSON for --data <events> (docs/data.md; \"missing\": \"allow\" reads empty cells as missing values, \"sourceMapping\" derives the source from several columns)" };
         var preset = new Option<string>("--preset") { Description = "model: tiny, small, base, or mmoe (the baseline without sequences)", DefaultValueFactory = _ => "tiny" };
         var blocks = new Option<int?>("--blocks") { Description = "override the preset's number of HTA blocks B" };
         var targetLayers = new Option<int?>("--target-layers") { Description = "override the preset's target layers per block K (3 = the paper's 3:1)" };
@@ -39,9 +39,11 @@ internal static class Program
         var cudaAttention = CudaAttentionOption();
         var outDir = new Option<string>("--out") { Description = "directory that receives runs/<name>/", DefaultValueFactory = _ => "runs" };
         var name = new Option<string?>("--name") { Description = "run name (default: a timestamp)" };
+        var (predictions, predictionColumns) = PredictionOptions();
         var cmd = new Command("train", "Train MTFM (default: the built-in synthetic multi-scenario data, preset tiny, on the CPU).")
         {
             data, schema, preset, blocks, targetLayers, attention, aggregation, scenarios, epochs, batchTokens, lr, seed, threads, device, cudaAttention, outDir, name,
+            predictions, predictionColumns,
         };
         cmd.SetAction(p => Guard(() => TrainCommand.Run(new TrainRequest
         {
@@ -68,6 +70,8 @@ internal static class Program
             CudaAttention = p.GetValue(cudaAttention),
             OutDir = p.GetValue(outDir)!,
             Name = p.GetValue(name),
+            Predictions = p.GetValue(predictions),
+            PredictionColumns = SplitColumns(p.GetValue(predictionColumns)),
         })));
         return cmd;
     }
@@ -80,9 +84,12 @@ internal static class Program
         var threads = new Option<int>("--threads") { Description = "CPU threads (0 = one per core)", DefaultValueFactory = _ => 0 };
         var device = new Option<string>("--device") { Description = "cpu, cuda (the first GPU), or cuda-emulated (the host emulation named by MTFM_CUDA_EMU_LIB; for tests)", DefaultValueFactory = _ => "cpu" };
         var cudaAttention = CudaAttentionOption();
-        var cmd = new Command("eval", "Evaluate a trained model on the test window of a dataset.") { model, data, schema, threads, device, cudaAttention };
+        var (predictions, predictionColumns) = PredictionOptions();
+        var cmd = new Command("eval", "Evaluate a trained model on the test window of a dataset.") { model, data, schema, threads, device, cudaAttention, predictions, predictionColumns };
         cmd.SetAction(p => Guard(() => EvalCommand.Run(p.GetValue(model)!, new TrainRequest
         {
+            Predictions = p.GetValue(predictions),
+            PredictionColumns = SplitColumns(p.GetValue(predictionColumns)),
             Data = p.GetValue(data)!,
             Schema = p.GetValue(schema),
             Threads = p.GetValue(threads),
@@ -107,6 +114,19 @@ internal static class Program
         aggregate.SetAction(p => Guard(() => DataCommand.Aggregate(p.GetValue(data)!, p.GetValue(schema), ParseAggregation(p.GetValue(mode)!), p.GetValue(output)!)));
         return new Command("data", "Data pipeline utilities.") { export, aggregate };
     }
+
+    private static (Option<string?> File, Option<string?> Columns) PredictionOptions() => (
+        new("--predictions")
+        {
+            Description = "write one row per test exposure to this .csv or .parquet file: user, time, scenario, the --predictions-columns, p_<task> (probability) and label_<task> per task",
+        },
+        new("--predictions-columns")
+        {
+            Description = "comma-separated columns of the event log (--data <file>) copied into the predictions file as keys, e.g. request_id,item_id",
+        });
+
+    private static string[] SplitColumns(string? value) =>
+        value is null ? [] : value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
 
     private static Option<string?> CudaAttentionOption() => new("--cuda-attention")
     {

@@ -1,6 +1,7 @@
 using Mtfm.Engine.Backends;
 using Mtfm.Engine.Native;
 using Mtfm.Engine.Data;
+using Mtfm.Engine.Evaluation;
 using Mtfm.Engine.Model;
 using Mtfm.Engine.Training;
 
@@ -29,8 +30,10 @@ internal static class EvalCommand
             var data = PreparedData.Load(r, Console.Out);
             if (data.Store.Layout.Schema.ToJson() != model.Layout.Schema.ToJson())
                 throw new ArgumentException($"The data's schema ({data.Store.Layout.Schema.Name}) differs from the schema the model in '{file}' was trained with ({model.Layout.Schema.Name}).");
-            var eval = MtfmTrainer.Evaluate(model, new BatchBuilder(data.Test, stats));
+            var predictions = r.Predictions is null ? null : new PredictionWriter(data.Store);
+            var eval = MtfmTrainer.Evaluate(model, new BatchBuilder(data.Test, stats), predictions: predictions);
             TrainCommand.PrintTable(TrainCommand.MetricRows(model.Layout, eval));
+            TrainCommand.WritePredictions(predictions, r.Predictions);
         }
         return 0;
     }

@@ -75,9 +75,11 @@ internal static class TrainCommand
         Console.WriteLine($"trained {result.Steps} steps, {result.Epochs} epochs in {result.TrainSeconds:F1} s: " +
             $"{result.ExposuresPerSecond:N0} exposures/s, {result.InstancesPerSecond:N0} instances/s; best valid CTR GAUC {result.BestValidGauc:F4} at step {result.BestStep}");
 
-        var eval = trainer.Evaluate(new BatchBuilder(data.Test, data.Stats));
+        var predictions = r.Predictions is null ? null : new PredictionWriter(data.Store);
+        var eval = MtfmTrainer.Evaluate(model, new BatchBuilder(data.Test, data.Stats), options.BatchTokens, predictions);
         var rows = MetricRows(layout, eval);
         PrintTable(rows);
+        WritePredictions(predictions, r.Predictions);
 
         string name = r.Name ?? $"{DateTime.UtcNow:yyyyMMdd-HHmmss}-{r.Preset}";
         string dir = Path.Combine(r.OutDir, name);
@@ -98,6 +100,16 @@ internal static class TrainCommand
         ReportWriter.Write(report, dir);
         Console.WriteLine($"wrote {dir}/ (model.safetensors, config.json, metrics.json, report.md, plots)");
         return 0;
+    }
+
+    /// <summary>Writes the test exposures' predictions of <c>--predictions</c> (nothing when not asked for).</summary>
+    internal static void WritePredictions(PredictionWriter? predictions, string? path)
+    {
+        if (predictions is null || path is null) return;
+        string? dir = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (dir is not null) Directory.CreateDirectory(dir);
+        predictions.Write(path);
+        Console.WriteLine($"wrote {path} ({predictions.Count:N0} test exposures: {string.Join(", ", predictions.Columns)})");
     }
 
     /// <summary>

@@ -30,6 +30,10 @@ internal sealed record TrainRequest
     /// <summary>--cuda-attention: fp32 or bf16 (null = not given: fp32 on CUDA).</summary>
     public string? CudaAttention { get; init; }
     public string OutDir { get; init; } = "runs";
+    /// <summary>--predictions: write one row per test exposure (.csv or .parquet); null = none.</summary>
+    public string? Predictions { get; init; }
+    /// <summary>--predictions-columns: columns of the event log copied into the predictions file.</summary>
+    public IReadOnlyList<string> PredictionColumns { get; init; } = [];
     public string? Name { get; init; }
 }
 
@@ -47,6 +51,10 @@ internal sealed class PreparedData
     public static EventStore LoadStore(TrainRequest r, TextWriter log, out string desc)
     {
         EventStore store;
+        if (r.PredictionColumns.Count > 0 && (r.Data == "synthetic" || r.Data.StartsWith("synthetic:", StringComparison.Ordinal) || r.Data.StartsWith("movielens:", StringComparison.Ordinal)))
+            throw new ArgumentException($"--predictions-columns names columns of an event log; --data {r.Data} is not read from one (export it with `mtfm data export` first).");
+        if (r.PredictionColumns.Count > 0 && r.Predictions is null)
+            throw new ArgumentException("--predictions-columns needs --predictions <file.csv|file.parquet>.");
         if (r.Data == "synthetic" || r.Data.StartsWith("synthetic:", StringComparison.Ordinal))
         {
             string size = r.Data == "synthetic" ? "default" : r.Data["synthetic:".Length..];
@@ -71,9 +79,10 @@ internal sealed class PreparedData
             if (r.Schema is null) throw new ArgumentException("--data <events> needs --schema <schema.json>.");
             var schema = DatasetSchema.Load(r.Schema);
             store = new EventStore(new DataLayout(schema));
+            var options = new ReadOptions { KeepColumns = r.PredictionColumns };
             var summary = r.Data.EndsWith(".parquet", StringComparison.OrdinalIgnoreCase)
-                ? ParquetEventReader.Read(r.Data, store)
-                : CsvEventReader.Read(r.Data, store);
+                ? ParquetEventReader.Read(r.Data, store, options)
+                : CsvEventReader.Read(r.Data, store, options);
             log.WriteLine(summary.ToString());
             desc = $"{r.Data} with schema {r.Schema}";
         }

@@ -79,7 +79,7 @@ public sealed class BatchBuilder
         for (int g = 0; g < ng; g++)
         {
             var gi = _l.Groups[g];
-            int cw = gi.CategoricalTables.Length, nw = gi.NumericFeatures.Length;
+            int cw = gi.CategoricalTables.Length, nw = gi.NumericWidth;
             blocks[g] = new GroupBlock
             {
                 Rows = groupRows[g], CategoricalWidth = cw, NumericWidth = nw,
@@ -98,9 +98,7 @@ public sealed class BatchBuilder
             int r = row[t];
             blk.TokenIndex[r] = t;
             st.Categorical(ev).CopyTo(blk.Categorical.AsSpan(r * blk.CategoricalWidth, blk.CategoricalWidth));
-            var num = st.Numeric(ev);
-            var nf = _l.Groups[grp[t]].NumericFeatures;
-            for (int k = 0; k < num.Length; k++) blk.Numeric[r * blk.NumericWidth + k] = _stats.Transform(nf[k], num[k]);
+            _stats.EncodeToken(_l.Groups[grp[t]], st.Numeric(ev), blk.Numeric.AsSpan(r * blk.NumericWidth, blk.NumericWidth));
             if (seg[t] != (byte)SegmentKind.Target) continue;
             tTok[j] = t; tInst[j] = inst; tScen[j] = st.Source.Items[ev]; tUser[j] = st.User.Items[ev];
             int e = st.ExposureIndex.Items[ev];

@@ -30,7 +30,8 @@ public static class CsvEventReader
     {
         options ??= new ReadOptions();
         var header = reader.Header.ColNames.ToArray();
-        var dec = new RowDecoder(store, file, header);
+        var dec = new RowDecoder(store, file, header, options.KeepColumns);
+        StartKeeping(store, options);
         var sum = new ReadSummary { File = file };
         long row = 0;
         foreach (var r in reader)
@@ -42,7 +43,7 @@ public static class CsvEventReader
                 if (r.ColCount != header.Length)
                     throw new DataFormatException($"{file}: row {row}, column '{(r.ColCount < header.Length ? header[r.ColCount] : "#" + (r.ColCount))}': wrong column count '{r.ColCount}' (header has {header.Length})");
                 var cells = new SepCells(r);
-                dec.Decode(ref cells, row);
+                if (!dec.Decode(ref cells, row)) { sum.RowsSkipped++; continue; }
                 sum.RowsUsed++;
                 if (store.SourceOf(store.Count - 1) < store.Layout.ScenarioCount) sum.Exposures++;
             }
@@ -55,6 +56,23 @@ public static class CsvEventReader
         }
         options.Log?.WriteLine(sum.ToString());
         return sum;
+    }
+
+    /// <summary>Prepares the store's <see cref="EventStore.ExposureColumns"/> for <see cref="ReadOptions.KeepColumns"/> (the same columns on every read into one store).</summary>
+    internal static void StartKeeping(EventStore store, ReadOptions options)
+    {
+        if (options.KeepColumns.Count == 0)
+        {
+            if (store.ExposureColumns is not null) throw new ArgumentException("This store keeps columns per exposure: read every file into it with the same ReadOptions.KeepColumns.", nameof(options));
+            return;
+        }
+        if (store.ExposureColumns is null)
+        {
+            if (store.ExposureCount > 0) throw new ArgumentException("ReadOptions.KeepColumns must be given from the first read into a store on.", nameof(options));
+            store.ExposureColumns = new ExposureColumns(options.KeepColumns);
+        }
+        else if (!store.ExposureColumns.Names.SequenceEqual(options.KeepColumns))
+            throw new ArgumentException("Every read into one store must keep the same columns.", nameof(options));
     }
 
     private readonly ref struct SepCells(SepReader.Row row) : IRowCells

@@ -22,6 +22,8 @@ public sealed class DataLayout
     public int TaskCount => Schema.Tasks.Count;
 
     internal readonly int[] FeatureTable;            // feature index -> table id, or -1 for numeric
+    internal readonly int[] MissingRow;              // feature index -> table row of a missing value, or -1 (numeric, or missing: error)
+    internal readonly bool[] AllowMissing;           // feature index -> missing: allow
     internal readonly int[][] SourceCat;             // source -> feature indices of categorical columns
     internal readonly int[][] SourceNum;             // source -> feature indices of numeric columns
     internal readonly int[][] ScenarioTaskLabel;     // scenario -> per task 1 if labelled
@@ -36,6 +38,8 @@ public sealed class DataLayout
         Schema = schema;
         int nf = schema.Features.Count;
         FeatureTable = new int[nf];
+        MissingRow = new int[nf];
+        AllowMissing = new bool[nf];
         _vocab = new Dictionary<string, int>[nf];
         var tables = new List<EmbeddingTableInfo>();
         var idx = new Dictionary<string, int>(StringComparer.Ordinal);
@@ -50,7 +54,11 @@ public sealed class DataLayout
                 "hashed" => f.Buckets,
                 _ => -1,
             };
+            AllowMissing[i] = schema.AllowsMissing(i);
+            MissingRow[i] = -1;
             if (rows < 0) { FeatureTable[i] = -1; continue; }
+            // missing: allow adds one row after the table's own rows for the missing value.
+            if (AllowMissing[i]) MissingRow[i] = rows++;
             FeatureTable[i] = tables.Count;
             tables.Add(new EmbeddingTableInfo(tables.Count, f.Name, rows));
             if (f.Kind == "categorical")
@@ -83,7 +91,10 @@ public sealed class DataLayout
     }
 
     private TokenGroupInfo MakeGroup(int id, string name, SegmentKind seg, int source, int src) =>
-        new(id, name, seg, source, SourceCat[src].Select(i => FeatureTable[i]).ToArray(), SourceNum[src].ToArray());
+        new(id, name, seg, source, SourceCat[src].Select(i => FeatureTable[i]).ToArray(), SourceNum[src].ToArray())
+        {
+            NumericPresence = Enumerable.Range(0, SourceNum[src].Length).Where(k => AllowMissing[SourceNum[src][k]]).ToArray(),
+        };
 
     /// <summary>Group id of the H group of sequence <paramref name="sequence"/>.</summary>
     public int HistoryGroup(int sequence) => sequence;

@@ -34,6 +34,13 @@ public sealed class DatasetSchema
     public List<SequenceSpec> Sequences { get; set; } = [];
     /// <summary>Optional temporal split by window start; null = everything is training data.</summary>
     public SplitSpec? Split { get; set; }
+    /// <summary>Default missing-value policy of features that do not set <see cref="FeatureSpec.Missing"/>: <c>error</c> (null = error) or <c>allow</c>.</summary>
+    public string? Missing { get; set; }
+    /// <summary>Optional: derive each row's source from several columns instead of <see cref="SourceColumn"/> (see <see cref="SourceMappingSpec"/>).</summary>
+    public SourceMappingSpec? SourceMapping { get; set; }
+
+    /// <summary>Whether feature <paramref name="feature"/> (index in <see cref="Features"/>) accepts missing values (its policy, or the schema's default).</summary>
+    public bool AllowsMissing(int feature) => (Features[feature].Missing ?? Missing ?? "error") == "allow";
 
     /// <summary>Parses a schema from JSON text and validates it.</summary>
     /// <param name="json">The JSON text.</param>
@@ -88,7 +95,9 @@ public sealed class DatasetSchema
                 default: Fail($"feature '{f.Name}' has kind '{f.Kind}' (expected categorical, id, hashed or numeric)"); break;
             }
             if (f.Oov is not ("bucket" or "error")) Fail($"feature '{f.Name}' has oov '{f.Oov}' (expected bucket or error)");
+            if (f.Missing is not (null or "allow" or "error")) Fail($"feature '{f.Name}' has missing '{f.Missing}' (expected allow or error)");
         }
+        if (Missing is not (null or "allow" or "error")) Fail($"missing '{Missing}' (expected allow or error)");
         var sources = new HashSet<string>();
         if (Scenarios.Count == 0) Fail("no scenarios");
         foreach (var sc in Scenarios)
@@ -105,6 +114,7 @@ public sealed class DatasetSchema
             foreach (var f in sq.Features) if (!names.Contains(f)) Fail($"sequence '{sq.Name}' uses unknown feature '{f}'");
             if (sq.HistoryCap < 0) Fail($"sequence '{sq.Name}' has historyCap {sq.HistoryCap} < 0");
         }
+        SourceMapping?.Validate(sources, Fail);
         if (Split is { } sp && sp.ValidStart > sp.TestStart) Fail($"split.validStart {sp.ValidStart} is after split.testStart {sp.TestStart}");
     }
 }
@@ -128,6 +138,13 @@ public sealed class FeatureSpec
     public string Oov { get; set; } = "bucket";
     /// <summary>Numeric transform: <c>none</c>, <c>log1p</c>, <c>standardize</c> or <c>log1p_standardize</c> (statistics from the training split).</summary>
     public string Transform { get; set; } = "standardize";
+    /// <summary>
+    /// Missing-value policy: <c>error</c> (an empty cell is rejected, or read as the OOV value for categorical features
+    /// as before) or <c>allow</c>: an empty cell (CSV) or null (Parquet) is a missing value. A missing numeric value
+    /// becomes 0 plus a presence indicator (1 = present) as an extra token input; a missing categorical/id/hashed
+    /// value maps to its own embedding row (the table's last row). Null = the schema's default (<see cref="DatasetSchema.Missing"/>).
+    /// </summary>
+    public string? Missing { get; set; }
     /// <summary>The column name actually read.</summary>
     public string ColumnName => Column ?? Name;
 }

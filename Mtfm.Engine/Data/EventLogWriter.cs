@@ -11,6 +11,7 @@ public static class EventLogWriter
     private static string RawCat(DataLayout l, int feature, int row)
     {
         var f = l.Schema.Features[feature];
+        if (row == l.MissingRow[feature]) return ""; // a missing value (missing: allow) is an empty cell
         return f.Kind switch
         {
             "categorical" => row == 0 ? "<oov>" : f.Vocabulary![row - 1],
@@ -50,7 +51,7 @@ public static class EventLogWriter
         cells[2] = l.SourceName(src);
         var cat = st.Categorical(e); var num = st.Numeric(e);
         for (int k = 0; k < cat.Length; k++) cells[featCol[l.SourceCat[src][k]]] = RawCat(l, l.SourceCat[src][k], cat[k]);
-        for (int k = 0; k < num.Length; k++) cells[featCol[l.SourceNum[src][k]]] = num[k].ToString("R", CultureInfo.InvariantCulture);
+        for (int k = 0; k < num.Length; k++) cells[featCol[l.SourceNum[src][k]]] = float.IsNaN(num[k]) && l.AllowMissing[l.SourceNum[src][k]] ? "" : num[k].ToString("R", CultureInfo.InvariantCulture);
         if (src < l.ScenarioCount)
             for (int t = 0; t < l.TaskCount; t++)
                 if (labelCol[src][t] >= 0) cells[labelCol[src][t]] = st.Label(e, t).ToString(CultureInfo.InvariantCulture);

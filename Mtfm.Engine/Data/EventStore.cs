@@ -51,6 +51,10 @@ public sealed class EventStore
     public int UserOf(int eventId) => User.Items[eventId];
     /// <summary>Source of event <paramref name="eventId"/> (scenario index, or ScenarioCount + sequence index).</summary>
     public int SourceOf(int eventId) => Source.Items[eventId];
+    /// <summary>Raw texts of the columns kept per exposure while reading (<see cref="ReadOptions.KeepColumns"/>); null when none were asked for.</summary>
+    public ExposureColumns? ExposureColumns { get; internal set; }
+    /// <summary>Dense exposure index of event <paramref name="eventId"/> (its position among the exposures in reading order), −1 for a behaviour event.</summary>
+    public int ExposureIndexOf(int eventId) => ExposureIndex.Items[eventId];
     /// <summary>True when event <paramref name="eventId"/> is an exposure.</summary>
     public bool IsExposure(int eventId) => ExposureIndex.Items[eventId] >= 0;
 
@@ -87,7 +91,7 @@ public sealed class EventStore
     /// <summary>Categorical table rows of event <paramref name="eventId"/> (the source's categorical features in order).</summary>
     public ReadOnlySpan<int> Categorical(int eventId) =>
         CatValues.Items.AsSpan(CatStart.Items[eventId], Layout.SourceCat[Source.Items[eventId]].Length);
-    /// <summary>Raw (untransformed) numeric values of event <paramref name="eventId"/>.</summary>
+    /// <summary>Raw (untransformed) numeric values of event <paramref name="eventId"/>; NaN = missing (features with <c>missing: allow</c>).</summary>
     public ReadOnlySpan<float> Numeric(int eventId) =>
         NumValues.Items.AsSpan(NumStart.Items[eventId], Layout.SourceNum[Source.Items[eventId]].Length);
     /// <summary>Label of task <paramref name="task"/> for exposure event <paramref name="eventId"/>: 0, 1, or −1 when absent.</summary>
@@ -172,7 +176,7 @@ public sealed class EventStore
 
     /// <summary>
     /// Mean and standard deviation of every numeric feature after its log1p (where the transform says so), over events
-    /// with time before <paramref name="beforeTime"/> (the training part). Features never seen get mean 0, std 1.
+    /// with time before <paramref name="beforeTime"/> (the training part), missing values excluded. Features never seen get mean 0, std 1.
     /// </summary>
     public NumericStats ComputeNumericStats(long beforeTime = long.MaxValue)
     {
@@ -185,6 +189,7 @@ public sealed class EventStore
             int o = NumStart.Items[i];
             for (int k = 0; k < feats.Length; k++)
             {
+                if (float.IsNaN(NumValues.Items[o + k])) continue; // a missing value (missing: allow)
                 double v = NumericStats.Pre(Layout.Schema.Features[feats[k]].Transform, NumValues.Items[o + k]);
                 sum[feats[k]] += v; sq[feats[k]] += v * v; cnt[feats[k]]++;
             }

@@ -18,7 +18,8 @@ public static class ParquetEventReader
         await using var reader = await ParquetReader.CreateAsync(path, null, ct).ConfigureAwait(false);
         var fields = reader.Schema.GetDataFields();
         var header = fields.Select(f => f.Name).ToArray();
-        var dec = new RowDecoder(store, path, header);
+        var dec = new RowDecoder(store, path, header, options.KeepColumns);
+        CsvEventReader.StartKeeping(store, options);
         var sum = new ReadSummary { File = path };
         var cols = new Column[fields.Length];
         long row = 0;
@@ -34,7 +35,7 @@ public static class ParquetEventReader
                 try
                 {
                     var cells = new Cells(cols, i);
-                    dec.Decode(ref cells, row);
+                    if (!dec.Decode(ref cells, row)) { sum.RowsSkipped++; continue; }
                     sum.RowsUsed++;
                     if (store.SourceOf(store.Count - 1) < store.Layout.ScenarioCount) sum.Exposures++;
                 }

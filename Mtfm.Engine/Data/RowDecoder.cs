@@ -23,8 +23,13 @@ internal sealed class RowDecoder
     private readonly int _tasks;
     private readonly string _timeFormat;
     private readonly bool[] _isId;
+    private readonly int[]? _mapCol;          // sourceMapping: column of each mapping column
+    private readonly (int Col, string Value)[][]? _rules; // sourceMapping: per rule its conditions
+    private readonly int[]? _ruleSource;      // sourceMapping: per rule the source index
+    private readonly bool _skipUnmapped;
+    private readonly int[] _keepCol;          // ReadOptions.KeepColumns: their columns
 
-    public RowDecoder(EventStore store, string file, string[] header)
+    public RowDecoder(EventStore store, string file, string[] header, IReadOnlyList<string>? keepColumns = null)
     {
         _store = store; _l = store.Layout; _file = file; _header = header;
         var s = _l.Schema;
@@ -36,7 +41,16 @@ internal sealed class RowDecoder
         }
         _userCol = Col(s.UserColumn, "userColumn");
         _timeCol = Col(s.TimeColumn, "timeColumn");
-        _sourceCol = Col(s.SourceColumn, "sourceColumn");
+        if (s.SourceMapping is { } map)
+        {
+            _sourceCol = -1;
+            _mapCol = map.Columns.Select(c => Col(c, "sourceMapping.columns")).ToArray();
+            _rules = map.Rules.Select(r => r.When.Select(kv => (_mapCol[map.Columns.IndexOf(kv.Key)], kv.Value.Trim())).ToArray()).ToArray();
+            _ruleSource = map.Rules.Select(r => { _l.TryGetSource(r.Source, out int src); return src; }).ToArray();
+            _skipUnmapped = map.Unmapped == "skip";
+        }
+        else _sourceCol = Col(s.SourceColumn, "sourceColumn");
+        _keepCol = (keepColumns ?? []).Select(c => Col(c, "a requested key column")).ToArray();
         _featCol = new int[s.Features.Count];
         var used = new HashSet<int>();
         for (int src = 0; src < _l.ScenarioCount + _l.SequenceCount; src++)
@@ -63,11 +77,24 @@ internal sealed class RowDecoder
     private DataFormatException Err(long row, int col, string what, ReadOnlySpan<char> value) =>
         new($"{_file}: row {row}, column '{_header[col]}': {what} '{value.ToString()}'");
 
-    /// <summary>Decodes one row (1-based data row number <paramref name="row"/>); throws <see cref="DataFormatException"/> on malformed input, leaving the store unchanged.</summary>
-    public void Decode<TRow>(ref TRow r, long row) where TRow : IRowCells, allows ref struct
+    /// <summary>
+    /// Decodes one row (1-based data row number <paramref name="row"/>); throws <see cref="DataFormatException"/> on
+    /// malformed input, leaving the store unchanged. Returns false (nothing stored) for a row that the schema's
+    /// <see cref="SourceMappingSpec"/> maps to no source under <c>unmapped: skip</c>.
+    /// </summary>
+    public bool Decode<TRow>(ref TRow r, long row) where TRow : IRowCells, allows ref struct
     {
-        var srcText = r.Text(_sourceCol);
-        if (!_l.TryGetSource(srcText, out int src)) throw Err(row, _sourceCol, "unknown scenario or sequence", srcText);
+        int src;
+        if (_rules is not null)
+        {
+            src = MapSource(ref r, row);
+            if (src < 0) return false;
+        }
+        else
+        {
+            var srcText = r.Text(_sourceCol);
+            if (!_l.TryGetSource(srcText, out src)) throw Err(row, _sourceCol, "unknown scenario or sequence", srcText);
+        }
         var userText = r.Text(_userCol);
         if (userText.IsEmpty) throw Err(row, _userCol, "missing user id", userText);
         long time = ParseTime(ref r, row);
@@ -79,6 +106,7 @@ internal sealed class RowDecoder
         {
             int c = _featCol[cat[k]];
             int v;
+            if (_l.AllowMissing[cat[k]] && r.Text(c).IsWhiteSpace()) { catVals[k] = _l.MissingRow[cat[k]]; continue; }
             if (_isId[cat[k]])
                 v = r.TryNumber(c, out double d) && d == Math.Floor(d) && Math.Abs(d) < 9e15 ? _l.EncodeId(cat[k], (long)d) : _l.EncodeCategorical(cat[k], r.Text(c));
             else v = _l.EncodeCategorical(cat[k], r.Text(c));
@@ -88,6 +116,7 @@ internal sealed class RowDecoder
         for (int k = 0; k < num.Length; k++)
         {
             int c = _featCol[num[k]];
+            if (_l.AllowMissing[num[k]] && r.Text(c).IsWhiteSpace()) { numVals[k] = float.NaN; continue; }
             if (!r.TryNumber(c, out double d)) throw Err(row, c, "unparsable number", r.Text(c));
             if (!double.IsFinite(d) || !float.IsFinite((float)d)) throw Err(row, c, "non-finite numeric value", r.Text(c));
             numVals[k] = (float)d;
@@ -111,7 +140,36 @@ internal sealed class RowDecoder
         foreach (var v in catVals) _store.CatValues.Add(v);
         foreach (var v in numVals) _store.NumValues.Add(v);
         if (src < _l.ScenarioCount)
+        {
             for (int t = 0; t < _tasks; t++) { _store.Labels.Add(labels[t]); _store.TrueProb.Add(float.NaN); }
+            if (_keepCol.Length > 0)
+            {
+                var kept = _store.ExposureColumns!;
+                foreach (int c in _keepCol) kept.Add(r.Text(c).ToString());
+            }
+        }
+        return true;
+    }
+
+    /// <summary>The source of a row under the schema's sourceMapping: the first matching rule's; −1 when none matches and unmapped rows are skipped.</summary>
+    private int MapSource<TRow>(ref TRow r, long row) where TRow : IRowCells, allows ref struct
+    {
+        for (int i = 0; i < _rules!.Length; i++)
+        {
+            bool match = true;
+            foreach (var (col, value) in _rules[i])
+                if (!r.Text(col).Trim().SequenceEqual(value)) { match = false; break; }
+            if (match) return _ruleSource![i];
+        }
+        if (_skipUnmapped) return -1;
+        var sb = new System.Text.StringBuilder("no sourceMapping rule matches (");
+        for (int j = 0; j < _mapCol!.Length; j++)
+        {
+            if (j > 0) sb.Append(", ");
+            sb.Append(_header[_mapCol[j]]).Append("='").Append(r.Text(_mapCol[j])).Append('\'');
+        }
+        sb.Append("; unmapped: error)");
+        throw Err(row, _mapCol[0], sb.ToString(), r.Text(_mapCol[0]));
     }
 
     private long ParseTime<TRow>(ref TRow r, long row) where TRow : IRowCells, allows ref struct

@@ -17,7 +17,7 @@ internal sealed class Tokenizer
     public Tokenizer(ParameterFactory f, TokenGroupInfo group, MtfmConfig config)
     {
         _group = group;
-        int width = group.CategoricalTables.Length * config.EmbeddingDim + group.NumericFeatures.Length;
+        int width = group.CategoricalTables.Length * config.EmbeddingDim + group.NumericWidth;
         if (width == 0) throw new ArgumentException($"Token group '{group.Name}' has no features: a tokenizer needs at least one.", nameof(group));
         string name = "tok." + group.Name.Replace(':', '.');
         _hidden = new Dense(f, name + ".hidden", width, config.TokenizerHidden);

@@ -11,7 +11,8 @@ namespace Mtfm.Engine.Serving;
 /// (time, position in the request); R = the events inside the window strictly before the request time (the only R
 /// events a T token at that time can see, spec §4), by (time, position); T = one token per candidate at the request
 /// time, in candidate order. Categorical values are encoded with the schema's vocabulary/id/hash and OOV rules, numeric
-/// values transformed with the checkpoint's statistics.
+/// values transformed with the checkpoint's statistics (<see cref="NumericStats.EncodeToken"/>, as in training). A
+/// feature with <c>missing: allow</c> may be absent, null or "" (a missing value, encoded as a log's empty cell is).
 /// </summary>
 internal sealed class RequestEncoder
 {
@@ -62,7 +63,7 @@ internal sealed class RequestEncoder
             for (int k = 0; k < cat.Length; k++)
                 tCat[c * cat.Length + k] = EncodeCategorical(cat[k], Lookup(cand, shared, cat[k], scenario, c, out string path), path);
             for (int k = 0; k < num.Length; k++)
-                tNum[c * num.Length + k] = _stats.Transform(num[k], ReadNumeric(num[k], Lookup(cand, shared, num[k], scenario, c, out string path), path));
+                tNum[c * num.Length + k] = ReadNumeric(num[k], Lookup(cand, shared, num[k], scenario, c, out string path), path);
         }
 
         // Behaviour events: validate all, keep the visible ones.
@@ -97,7 +98,7 @@ internal sealed class RequestEncoder
             for (int k = 0; k < sn.Length; k++)
             {
                 string path = $"events[{i}].features.{_l.Schema.Features[sn[k]].Name}";
-                en[k] = _stats.Transform(sn[k], ReadNumeric(sn[k], Required(feats, sn[k], path, $"sequence '{e.Sequence}'", src), path));
+                en[k] = ReadNumeric(sn[k], Required(feats, sn[k], path, $"sequence '{e.Sequence}'", src), path);
             }
             evSeq[i] = src - ns; evTime[i] = t; evCat[i] = ec; evNum[i] = en;
             if (t < wStart) perSeqHistory[src - ns].Add(i);
@@ -130,7 +131,7 @@ internal sealed class RequestEncoder
         for (int g = 0; g < ng; g++)
         {
             var gi = _l.Groups[g];
-            int cw = gi.CategoricalTables.Length, nw = gi.NumericFeatures.Length;
+            int cw = gi.CategoricalTables.Length, nw = gi.NumericWidth;
             blocks[g] = new GroupBlock
             {
                 Rows = groupRows[g], CategoricalWidth = cw, NumericWidth = nw,
@@ -152,7 +153,8 @@ internal sealed class RequestEncoder
             }
             else { cv = evCat[evs[t]]; nv = evNum[evs[t]]; }
             cv.CopyTo(blk.Categorical.AsSpan(r0 * blk.CategoricalWidth, blk.CategoricalWidth));
-            nv.CopyTo(blk.Numeric.AsSpan(r0 * blk.NumericWidth, blk.NumericWidth));
+            // Raw values (NaN = missing) → transformed values and presence indicators, exactly as BatchBuilder does.
+            _stats.EncodeToken(_l.Groups[grp[t]], nv, blk.Numeric.AsSpan(r0 * blk.NumericWidth, blk.NumericWidth));
         }
         var batch = new JaggedBatch
         {
@@ -178,12 +180,14 @@ internal sealed class RequestEncoder
         if (cand.TryGetValue(name, out var v)) { path = $"candidates[{c}].{name}"; return v; }
         if (shared.TryGetValue(name, out v)) { path = "features." + name; return v; }
         path = $"candidates[{c}].{name}";
+        if (_l.AllowMissing[feature]) return default; // missing: allow — an absent value is a missing value
         throw new ScoreRequestException(path, $"missing (scenario '{_l.Schema.Scenarios[scenario].Name}' needs {ScenarioFeatures(scenario)})");
     }
 
     private JsonElement Required(Dictionary<string, JsonElement> feats, int feature, string path, string owner, int src)
     {
         if (feats.TryGetValue(_l.Schema.Features[feature].Name, out var v)) return v;
+        if (_l.AllowMissing[feature]) return default; // missing: allow — an absent value is a missing value
         throw new ScoreRequestException(path, $"missing ({owner} needs {string.Join(", ", _l.Schema.Sequences[src - _l.ScenarioCount].Features)})");
     }
 
@@ -207,6 +211,7 @@ internal sealed class RequestEncoder
     private int EncodeCategorical(int feature, JsonElement v, string path)
     {
         var f = _l.Schema.Features[feature];
+        if (_l.AllowMissing[feature] && IsMissing(v)) return _l.MissingRow[feature];
         string raw = Text(v, path);
         int row;
         if (f.Kind == "id")
@@ -224,8 +229,18 @@ internal sealed class RequestEncoder
         return row;
     }
 
+    /// <summary>A missing value of a <c>missing: allow</c> feature: absent, JSON null, or an empty/blank string (an empty CSV cell).</summary>
+    private static bool IsMissing(JsonElement v) => v.ValueKind switch
+    {
+        JsonValueKind.Undefined or JsonValueKind.Null => true,
+        JsonValueKind.String => string.IsNullOrWhiteSpace(v.GetString()),
+        _ => false,
+    };
+
+    /// <summary>The raw numeric value; NaN for a missing value of a <c>missing: allow</c> feature.</summary>
     private float ReadNumeric(int feature, JsonElement v, string path)
     {
+        if (_l.AllowMissing[feature] && IsMissing(v)) return float.NaN;
         string raw = Text(v, path);
         if (!double.TryParse(raw, NumberStyles.Float, CultureInfo.InvariantCulture, out double d))
             throw new ScoreRequestException(path, $"'{raw}' is not a number (numeric feature '{_l.Schema.Features[feature].Name}')");

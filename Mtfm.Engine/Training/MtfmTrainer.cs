@@ -13,7 +13,7 @@ namespace Mtfm.Engine.Training;
 internal readonly record struct TrainProgress(int Epoch, long Step, long TotalSteps, double Loss, double ExposuresPerSecond,
     double InstancesPerSecond, TimeSpan Elapsed, TimeSpan Eta, double? ValidGauc);
 
-/// <summary>What a training run did.</summary>
+/// <summary>What a training run did. <c>LossCurve</c> holds the training objective (Σ over tasks of the batch mean BCE) per window of steps; <c>ValidCurve</c>'s ValidLoss is the same objective on the validation part (<see cref="TrainingObjective"/>).</summary>
 internal sealed record TrainResult(long Steps, int Epochs, double BestValidGauc, long BestStep, double TrainSeconds,
     double ExposuresPerSecond, double InstancesPerSecond, IReadOnlyList<(long Step, double Loss)> LossCurve,
     IReadOnlyList<(long Step, double ValidGauc, double ValidLoss)> ValidCurve);
@@ -135,7 +135,8 @@ internal sealed unsafe class MtfmTrainer
             var pooled = eval.Model.First(m => m.Scenario == watched && m.Task == 0);
             double g = double.IsNaN(pooled.Gauc) ? pooled.Auc : pooled.Gauc;
             lastGauc = g;
-            validCurve.Add((atStep, g, pooled.LogLoss));
+            // The validation loss is the training objective (Σ over tasks of the pooled mean BCE), on the training loss's scale.
+            validCurve.Add((atStep, g, TrainingObjective.FromMetrics(eval.Model, _o.OnlyScenario)));
             var d = stopper.Report(atStep, g);
             if (d.IsNewBest) best = Snapshot();
             sw.Start();
@@ -146,8 +147,8 @@ internal sealed unsafe class MtfmTrainer
     /// <summary>Scores every exposure of <paramref name="data"/> and computes AUC, GAUC and log-loss per (scenario, task).</summary>
     public EvaluationResult Evaluate(BatchBuilder data) => Evaluate(_model, data, _o.BatchTokens);
 
-    /// <summary>Scores every exposure of <paramref name="data"/> with <paramref name="model"/>.</summary>
-    public static EvaluationResult Evaluate(MtfmModel model, BatchBuilder data, int batchTokens = 8192)
+    /// <summary>Scores every exposure of <paramref name="data"/> with <paramref name="model"/>; with <paramref name="predictions"/> every exposure's probabilities are also collected there.</summary>
+    public static EvaluationResult Evaluate(MtfmModel model, BatchBuilder data, int batchTokens = 8192, PredictionWriter? predictions = null)
     {
         var layout = model.Layout;
         int tasks = layout.TaskCount;
@@ -156,6 +157,7 @@ internal sealed unsafe class MtfmTrainer
         foreach (var batch in data.Batches(batchTokens))
         {
             var probs = Score(model, batch);
+            predictions?.Add(batch, probs);
             var users = new long[batch.TargetCount];
             for (int j = 0; j < users.Length; j++) users[j] = batch.TargetUser[j];
             acc.Add(probs, batch.Labels, batch.LabelMask, users, batch.TargetScenario);
