@@ -19,7 +19,7 @@ run() {
   echo "mtfm serve $* :"
   timeout $((SECONDS_RUN + 60)) dotnet "$BENCH" serve-load "http://127.0.0.1:$PORT" --concurrency "$CONC" --seconds "$SECONDS_RUN" --candidates "$CAND" --pid "$pid" || true
   curl -s "http://127.0.0.1:$PORT/metrics" | grep -E '^mtfm_(forward_batches|candidates_scored)_total' || true
-  kill -INT "$pid"; wait "$pid" || true
+  kill -TERM "$pid"; wait "$pid" || true
 }
 run
 run --no-micro-batching
