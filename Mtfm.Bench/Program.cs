@@ -21,6 +21,9 @@ internal static class Program
             Environment.ExitCode = Cuda.CudaQuick.Run(args);
             return;
         }
+        if (args.Length > 0 && args[0] == "serve-latency") { Environment.ExitCode = Serving.ServeLatency.Run(args); return; }
+        if (args.Length > 0 && args[0] == "serve-model") { Environment.ExitCode = Serving.ServeLoad.WriteModel(args); return; }
+        if (args.Length > 0 && args[0] == "serve-load") { Environment.ExitCode = Serving.ServeLoad.Run(args); return; }
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
     }
 }

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Mtfm.Cli.Commands;
+using Mtfm.Cli.Serving;
 using Mtfm.Engine.Data;
 using Mtfm.Engine.IO;
 using Mtfm.Engine.Model;
@@ -15,6 +16,7 @@ internal static class Program
         root.Subcommands.Add(BuildEval());
         root.Subcommands.Add(BuildData());
         root.Subcommands.Add(BuildScore());
+        root.Subcommands.Add(BuildServe());
         return root.Parse(args).Invoke();
     }
 
@@ -182,6 +184,48 @@ internal static class Program
             Threads = p.GetValue(threads),
             ContextCache = p.GetValue(contextCache),
         }, Console.In, p.InvocationConfiguration.Output, p.InvocationConfiguration.Error)));
+        return cmd;
+    }
+
+    internal static Command BuildServe()
+    {
+        var model = new Option<string>("--model") { Description = "run directory (or its model.safetensors)", Required = true };
+        var host = new Option<string>("--host") { Description = "IP address to listen on", DefaultValueFactory = _ => "127.0.0.1" };
+        var port = new Option<int>("--port") { Description = "TCP port (0 = any free port)", DefaultValueFactory = _ => 8080 };
+        var device = new Option<string>("--device") { Description = "cpu, cuda (the first GPU), or cuda-emulated (the host emulation named by MTFM_CUDA_EMU_LIB; for tests)", DefaultValueFactory = _ => "cpu" };
+        var threads = new Option<int>("--threads") { Description = "CPU threads (0 = one per core)", DefaultValueFactory = _ => 0 };
+        var cache = new Option<int>("--context-cache-mb") { Description = "memory for cached H/R contexts in MiB; 0 = off", DefaultValueFactory = _ => 256 };
+        var queue = new Option<int>("--queue") { Description = "requests waiting at most; beyond it 503 with Retry-After", DefaultValueFactory = _ => 256 };
+        var window = new Option<double>("--batch-window-ms") { Description = "micro-batching: how long the worker waits for more requests to batch", DefaultValueFactory = _ => 2.0 };
+        var batchCandidates = new Option<int>("--max-batch-candidates") { Description = "candidates of one micro-batch at most", DefaultValueFactory = _ => 4096 };
+        var noBatching = new Option<bool>("--no-micro-batching") { Description = "score every request in its own forward" };
+        var maxBody = new Option<long>("--max-body-bytes") { Description = "request body size limit (413 beyond)", DefaultValueFactory = _ => 8L << 20 };
+        var maxCand = new Option<int>("--max-candidates") { Description = "candidates per request at most (413 beyond)", DefaultValueFactory = _ => 2000 };
+        var maxEvents = new Option<int>("--max-events") { Description = "events per request at most (413 beyond)", DefaultValueFactory = _ => 10_000 };
+        var maxReq = new Option<int>("--max-requests-per-call") { Description = "requests in one JSON array at most (413 beyond)", DefaultValueFactory = _ => 64 };
+        var watch = new Option<bool>("--watch") { Description = "reload the model when its checkpoint file changes (write it aside and rename it over the old one)" };
+        var cmd = new Command("serve", "Serve a trained model over HTTP: POST /v1/score, GET /healthz, /readyz, /metrics, POST /admin/reload; see docs/serving.md.")
+        {
+            model, host, port, device, threads, cache, queue, window, batchCandidates, noBatching, maxBody, maxCand, maxEvents, maxReq, watch,
+        };
+        cmd.SetAction(p => Guard(() => ServeCommand.Run(new ServeOptions
+        {
+            Model = p.GetValue(model)!,
+            Host = p.GetValue(host)!,
+            Port = p.GetValue(port),
+            Device = p.GetValue(device)!,
+            Threads = p.GetValue(threads),
+            ContextCacheMb = p.GetValue(cache),
+            QueueCapacity = p.GetValue(queue),
+            BatchWindowMs = p.GetValue(window),
+            MaxBatchCandidates = p.GetValue(batchCandidates),
+            MicroBatching = !p.GetValue(noBatching),
+            MaxBodyBytes = p.GetValue(maxBody),
+            MaxCandidates = p.GetValue(maxCand),
+            MaxEvents = p.GetValue(maxEvents),
+            MaxRequestsPerCall = p.GetValue(maxReq),
+            WatchModel = p.GetValue(watch),
+        }, Console.Error)));
         return cmd;
     }
 

@@ -10,7 +10,7 @@ namespace Mtfm.Engine.Hosting;
 /// <summary>
 /// An MTFM model with its weights on a device: trained with <see cref="Train"/> or loaded from a checkpoint with
 /// <see cref="Load"/>. Evaluate it on a dataset part (<see cref="Evaluate"/>), save it (<see cref="Save"/>, the format
-/// <c>mtfm train</c> writes and <see cref="Scorer.Load"/> reads) and score requests through a <see cref="Scorer"/>
+/// <c>mtfm train</c> writes and <see cref="Scorer.Load(string, int, int)"/> reads) and score requests through a <see cref="Scorer"/>
 /// (<see cref="CreateScorer"/>). Dispose it to free the weights and the device. Not thread-safe.
 /// </summary>
 public sealed class TrainedModel : IDisposable
@@ -144,7 +144,7 @@ public sealed class TrainedModel : IDisposable
     /// <summary>
     /// Writes the checkpoint into the directory <paramref name="directory"/> (created when missing): <c>model.safetensors</c>
     /// (weights, numeric statistics, configuration and schema, a SHA-256 per tensor; written atomically) and
-    /// <c>config.json</c>. The directory is what <see cref="Load"/>, <see cref="Scorer.Load"/> and <c>mtfm score --model</c> read.
+    /// <c>config.json</c>. The directory is what <see cref="Load"/>, <see cref="Scorer.Load(string, int, int)"/> and <c>mtfm score --model</c> read.
     /// </summary>
     /// <returns>The path of the written <c>model.safetensors</c>.</returns>
     public string Save(string directory)

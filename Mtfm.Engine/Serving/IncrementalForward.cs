@@ -167,6 +167,120 @@ internal sealed class IncrementalForward
         }
         return probs;
     }
+    /// <summary>
+    /// Rows a batched target forward is padded to at least (zero rows in an instance of their own, scored and dropped),
+    /// so that a batch of one request and a batch of many take the same matrix-multiply paths: every per-row result is
+    /// then independent of the other requests in the batch and batched scores equal sequential ones bit for bit.
+    /// </summary>
+    public const int MinTargetRows = 64;
+
+    /// <summary>
+    /// Probabilities [T_i, tasks] (row-major, all tasks) for several requests of scenario <paramref name="scenario"/> in
+    /// one forward: each request's T tokens attend only to its own cached context and themselves (one attention
+    /// instance per request), while tokenizer output, projections, feed-forward and heads run on all T rows at once.
+    /// Rows are padded to at least <see cref="MinTargetRows"/>.
+    /// </summary>
+    public float[][] ScoreTargetsMany(IReadOnlyList<(EncodedContext Context, JaggedBatch Batch)> items, int scenario)
+    {
+        ArgumentNullException.ThrowIfNull(items);
+        if (items.Count == 0) return [];
+        int tasks = _l.TaskCount, tg = _l.TargetGroup(scenario), m = items.Count;
+        var tStart = new int[m + 1];
+        int nAll = 0;
+        for (int i = 0; i < m; i++)
+        {
+            var (ctx, b) = items[i];
+            if (b.TokenCount != ctx.Count + b.TargetCount)
+                throw new ArgumentException($"items[{i}]: batch has {b.TokenCount} tokens, the context {ctx.Count} and the targets {b.TargetCount}.", nameof(items));
+            tStart[i + 1] = tStart[i] + b.TargetCount;
+            nAll += b.TokenCount;
+        }
+        int nt = tStart[m], pad = Math.Max(0, MinTargetRows - nt), rows = nt + pad, n = nAll + pad;
+        using var tape = new Tape(_m.Backend, gradEnabled: false);
+        var tokParts = new Variable[m]; var tokWhere = new Tensor[m];
+        for (int i = 0; i < m; i++)
+        {
+            tokParts[i] = Tokenize(tape, tg, items[i].Batch.Blocks[tg]);
+            var idx = new int[items[i].Batch.TargetCount];
+            for (int j = 0; j < idx.Length; j++) idx[j] = tStart[i] + j;
+            tokWhere[i] = tape.Ids(idx, [idx.Length]);
+        }
+        var x = m == 1 && pad == 0 ? tokParts[0] : tape.AssembleRows(rows, tokParts, tokWhere);   // padding rows stay zero
+        var tGroups = new int[rows];
+        Array.Fill(tGroups, tg);
+        var tGroupIds = tape.Ids(tGroups, [rows]);
+        if (_c.Layers > 0)
+        {
+            int h = _c.Heads, g = _c.KvHeads, dqk = _c.Dqk, dv = _c.Dv;
+            var kinds = new byte[n]; var times = new long[n];
+            var offsets = new int[m + (pad > 0 ? 2 : 1)];
+            var ctxWhere = new List<Tensor>(m); var ctxIdx = new List<int>(m);
+            var tRows = new int[rows];
+            int at = 0;
+            for (int i = 0; i < m; i++)
+            {
+                var (ctx, b) = items[i];
+                offsets[i] = at;
+                ctx.Kinds.CopyTo(kinds, at); ctx.Times.CopyTo(times, at);
+                if (ctx.Count > 0)
+                {
+                    var cr = new int[ctx.Count];
+                    for (int j = 0; j < cr.Length; j++) cr[j] = at + j;
+                    ctxWhere.Add(tape.Ids(cr, [cr.Length])); ctxIdx.Add(i);
+                }
+                at += ctx.Count;
+                for (int j = 0; j < b.TargetCount; j++, at++)
+                {
+                    kinds[at] = (byte)SegmentKind.Target; times[at] = b.Time[ctx.Count + j]; tRows[tStart[i] + j] = at;
+                }
+            }
+            if (pad > 0)
+            {
+                offsets[m] = at;
+                long tPad = items[m - 1].Batch.Time[items[m - 1].Batch.TokenCount - 1];
+                for (int j = 0; j < pad; j++, at++) { kinds[at] = (byte)SegmentKind.Target; times[at] = tPad; tRows[nt + j] = at; }
+            }
+            offsets[^1] = at;
+            using var layout = new AttentionLayout(offsets, kinds, times, _c.TimeBuckets);
+            var tIdx = tape.Ids(tRows, [rows]);
+            for (int l = 0; l < _c.Layers; l++)
+            {
+                string name = $"layer{l}";
+                var xn = tape.GroupLayerNorm(x, P(name + ".gln.gamma"), P(name + ".gln.beta"), tGroupIds);
+                var kv = tape.Split(tape.Silu(Linear(tape, name + ".w1_kv", xn)), g * dqk, g * dv);
+                var uq = tape.Split(tape.Silu(Linear(tape, name + ".w1_uq", xn)), h * dv, h * dqk);
+                var kParts = new Variable[ctxIdx.Count + 1]; var vParts = new Variable[ctxIdx.Count + 1]; var where = new Tensor[ctxIdx.Count + 1];
+                for (int c = 0; c < ctxIdx.Count; c++)
+                {
+                    kParts[c] = new Variable(items[ctxIdx[c]].Context.K[l]!); vParts[c] = new Variable(items[ctxIdx[c]].Context.V[l]!); where[c] = ctxWhere[c];
+                }
+                kParts[^1] = kv[0]; vParts[^1] = kv[1]; where[^1] = tIdx;
+                var k = tape.AssembleRows(n, kParts, where);
+                var v = tape.AssembleRows(n, vParts, where);
+                var o = tape.HstuAttention(layout, true, h, g, uq[1], k, v, P(name + ".rab"));
+                var y = Linear(tape, name + ".w2", tape.Mul(tape.LayerNorm(o, null, null), uq[0]));
+                x = tape.Add(x, y);
+            }
+        }
+        var z = tape.GroupLayerNorm(x, P("final_gln.gamma"), P("final_gln.beta"), tGroupIds);
+        var experts = tape.Silu(Linear(tape, "mmoe.experts", z));
+        var result = new float[m][];
+        for (int i = 0; i < m; i++) result[i] = new float[(tStart[i + 1] - tStart[i]) * tasks];
+        var logits = new float[rows];
+        string sname = _l.Schema.Scenarios[scenario].Name;
+        for (int k = 0; k < tasks; k++)
+        {
+            string head = $"head.{sname}.{_l.Schema.Tasks[k]}";
+            var gate = tape.Softmax(Linear(tape, head + ".gate", z));
+            var mix = tape.Reshape(tape.BatchedMatMul(tape.Reshape(gate, rows, 1, _c.Experts),
+                tape.Reshape(experts, rows, _c.Experts, _c.ExpertWidth)), rows, _c.ExpertWidth);
+            var logit = Linear(tape, head + ".tower2", tape.Silu(Linear(tape, head + ".tower1", mix)));
+            _m.Backend.Download<float>(logit.Value, logits);
+            for (int i = 0; i < m; i++)
+                for (int j = tStart[i]; j < tStart[i + 1]; j++) result[i][(j - tStart[i]) * tasks + k] = 1f / (1f + MathF.Exp(-logits[j]));
+        }
+        return result;
+    }
 }
 
 /// <summary>The H/R part of a request after every layer: per layer the K and V of its rows (owned tensors), and the tokens' kinds and times.</summary>
@@ -181,8 +295,21 @@ internal sealed class EncodedContext(int count, byte[] kinds, long[] times, int 
     /// <summary>Bytes held: K/V, the token metadata and a nominal 64-byte overhead (so an empty context still counts).</summary>
     public long Bytes => 64 + Count * 9L + K.Sum(x => x is null ? 0 : x.Length * 4L) + V.Sum(x => x is null ? 0 : x.Length * 4L);
 
+    private int _refs = 1;
+
+    /// <summary>Adds a holder (the cache, a prepared request); each holder releases it with <see cref="Dispose"/>.</summary>
+    public EncodedContext Retain()
+    {
+        if (Interlocked.Increment(ref _refs) <= 1) throw new ObjectDisposedException(nameof(EncodedContext));
+        return this;
+    }
+
+    /// <summary>Releases one holder; the K/V tensors are freed when the last one releases.</summary>
     public void Dispose()
     {
+        int left = Interlocked.Decrement(ref _refs);
+        if (left > 0) return;
+        if (left < 0) { Interlocked.Exchange(ref _refs, 0); return; }
         foreach (var t in K) t?.Dispose();
         foreach (var t in V) t?.Dispose();
         Array.Clear(K);

@@ -1,5 +1,7 @@
+using Mtfm.Engine.Backends;
 using Mtfm.Engine.Backends.Cpu;
 using Mtfm.Engine.Data;
+using Mtfm.Engine.Hosting;
 using Mtfm.Engine.Model;
 using Mtfm.Engine.Training;
 
@@ -15,7 +17,7 @@ namespace Mtfm.Engine.Serving;
 /// </summary>
 public sealed class Scorer : IDisposable
 {
-    private readonly CpuBackend? _ownedBackend;
+    private readonly IBackend? _ownedBackend;
     private readonly MtfmModel _model;
     private readonly bool _ownsModel;
     private readonly RequestEncoder _encoder;
@@ -24,9 +26,10 @@ public sealed class Scorer : IDisposable
     private readonly Lock _gate = new();
     private readonly IncrementalForward? _incremental;
     private readonly ContextCache? _cache;
+    private readonly IncrementalForward? _serviceForward;
     private bool _disposed;
 
-    private Scorer(MtfmModel model, NumericStats stats, bool ownsModel, CpuBackend? ownedBackend, long contextCacheBytes)
+    private Scorer(MtfmModel model, NumericStats stats, bool ownsModel, IBackend? ownedBackend, long contextCacheBytes, bool serviceForward = false)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(contextCacheBytes);
         _model = model;
@@ -46,11 +49,12 @@ public sealed class Scorer : IDisposable
             _incremental = new IncrementalForward(model);
             _cache = new ContextCache(contextCacheBytes);
         }
+        else if (serviceForward) _serviceForward = new IncrementalForward(model);
     }
 
     /// <summary>Wraps an already loaded model (not owned: the caller disposes it); <paramref name="contextCacheBytes"/> = 0 runs the plain full forward.</summary>
     internal Scorer(MtfmModel model, NumericStats stats, long contextCacheBytes = 0) : this(model ?? throw new ArgumentNullException(nameof(model)),
-        stats ?? throw new ArgumentNullException(nameof(stats)), ownsModel: false, ownedBackend: null, contextCacheBytes) { }
+        stats ?? throw new ArgumentNullException(nameof(stats)), ownsModel: false, ownedBackend: null, contextCacheBytes, serviceForward: true) { }
 
     /// <summary>
     /// Loads a checkpoint written by <c>mtfm train</c>: a run directory (its <c>model.safetensors</c>) or the file
@@ -58,23 +62,120 @@ public sealed class Scorer : IDisposable
     /// <paramref name="contextCacheMegabytes"/> bounds the memory of encoded H/R contexts (per-layer K/V) kept for reuse,
     /// least recently used evicted first; 0 turns the cache off (every request runs the full forward).
     /// </summary>
-    public static Scorer Load(string path, int threads = 0, int contextCacheMegabytes = 256)
+    public static Scorer Load(string path, int threads = 0, int contextCacheMegabytes = 256) =>
+        Load(path, ComputeDevice.Cpu(threads), contextCacheMegabytes);
+
+    /// <summary>
+    /// Loads a checkpoint (run directory or <c>.safetensors</c> file) onto <paramref name="device"/>
+    /// (<see cref="ComputeDevice.Cpu"/> or <see cref="ComputeDevice.Cuda"/>); the scorer owns the device's backend and
+    /// frees it on <see cref="Dispose"/>. <paramref name="contextCacheMegabytes"/> as in the CPU overload.
+    /// </summary>
+    public static Scorer Load(string path, ComputeDevice device, int contextCacheMegabytes = 256)
     {
+        ArgumentNullException.ThrowIfNull(device);
         ArgumentOutOfRangeException.ThrowIfNegative(contextCacheMegabytes);
         ArgumentException.ThrowIfNullOrEmpty(path);
         string file = Directory.Exists(path) ? Path.Combine(path, "model.safetensors") : path;
         if (!File.Exists(file)) throw new FileNotFoundException($"model '{file}' does not exist (expected a run directory or a .safetensors file).", file);
-        var backend = new CpuBackend(threads);
+        var backend = device.Open();
         try
         {
             var (model, stats) = MtfmCheckpoint.Load(file, backend);
-            return new Scorer(model, stats, ownsModel: true, ownedBackend: backend, contextCacheMegabytes * (1L << 20));
+            return new Scorer(model, stats, ownsModel: true, ownedBackend: backend, contextCacheMegabytes * (1L << 20), serviceForward: true);
         }
         catch
         {
             backend.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Loads a checkpoint (run directory or <c>.safetensors</c> file) onto <paramref name="backend"/> (CPU or CUDA, not
+    /// owned: the caller disposes it after the scorer). <paramref name="contextCacheMegabytes"/> as in the CPU overload.
+    /// </summary>
+    internal static Scorer Load(string path, IBackend backend, int contextCacheMegabytes = 256)
+    {
+        ArgumentNullException.ThrowIfNull(backend);
+        ArgumentOutOfRangeException.ThrowIfNegative(contextCacheMegabytes);
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        string file = Directory.Exists(path) ? Path.Combine(path, "model.safetensors") : path;
+        if (!File.Exists(file)) throw new FileNotFoundException($"model '{file}' does not exist (expected a run directory or a .safetensors file).", file);
+        var (model, stats) = MtfmCheckpoint.Load(file, backend);
+        return new Scorer(model, stats, ownsModel: true, ownedBackend: null, contextCacheMegabytes * (1L << 20), serviceForward: true);
+    }
+
+    /// <summary>Bytes of encoded contexts the cache holds now.</summary>
+    internal long ContextCacheBytes { get { lock (_gate) return _cache?.Bytes ?? 0; } }
+
+    /// <summary>
+    /// Validates and encodes <paramref name="request"/> and obtains its H/R context: from the cache, or encoded now (and
+    /// cached when it fits). The result holds the context until disposed; throws <see cref="ScoreRequestException"/>.
+    /// </summary>
+    internal PreparedRequest Prepare(ScoreRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var enc = _encoder.Encode(request);
+        int nc = enc.HistoryTokens + enc.RealtimeTokens;
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var inc = _incremental ?? _serviceForward!;
+            EncodedContext ctx;
+            if (_cache is null) ctx = inc.EncodeContext(enc.Batch, nc);
+            else
+            {
+                string key = ContextCache.KeyOf(enc.Batch, nc);
+                if (_cache.TryGet(key, out ctx)) ctx.Retain();
+                else
+                {
+                    ctx = inc.EncodeContext(enc.Batch, nc);
+                    if (_cache.Add(key, ctx)) ctx.Retain();
+                }
+            }
+            return new PreparedRequest(request, enc, ctx);
+        }
+    }
+
+    /// <summary>
+    /// Scores prepared requests of one scenario in one forward (their candidates batched, each attending to its own
+    /// context); the scores of each request are bit for bit those of scoring it alone this way (CPU backend).
+    /// </summary>
+    internal ScoreResponse[] ScoreMany(IReadOnlyList<PreparedRequest> requests)
+    {
+        ArgumentNullException.ThrowIfNull(requests);
+        if (requests.Count == 0) return [];
+        int scenario = requests[0].Encoded.Scenario;
+        var items = new (EncodedContext, JaggedBatch)[requests.Count];
+        for (int i = 0; i < items.Length; i++)
+        {
+            if (requests[i].Encoded.Scenario != scenario) throw new ArgumentException("all requests of one ScoreMany call must share a scenario.", nameof(requests));
+            items[i] = (requests[i].Context, requests[i].Encoded.Batch);
+        }
+        float[][] probs;
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            probs = (_incremental ?? _serviceForward!).ScoreTargetsMany(items, scenario);
+        }
+        var result = new ScoreResponse[requests.Count];
+        for (int i = 0; i < result.Length; i++) result[i] = ToResponse(requests[i].Request, scenario, requests[i].Encoded.Batch.TargetCount, probs[i]);
+        return result;
+    }
+
+    private ScoreResponse ToResponse(ScoreRequest request, int scenario, int count, float[] probs)
+    {
+        int tasks = _model.Layout.TaskCount;
+        var names = _scenarioTasks[scenario];
+        var idx = _scenarioTaskIndex[scenario];
+        var resp = new ScoreResponse { User = request.User, Scenario = request.Scenario, Scores = new(count) };
+        for (int c = 0; c < count; c++)
+        {
+            var d = new Dictionary<string, float>(names.Length, StringComparer.Ordinal);
+            for (int k = 0; k < idx.Length; k++) d[names[k]] = probs[c * tasks + idx[k]];
+            resp.Scores.Add(d);
+        }
+        return resp;
     }
 
     /// <summary>The dataset schema the model was trained with (features, scenarios, sequences, tasks).</summary>
@@ -100,18 +201,7 @@ public sealed class Scorer : IDisposable
     {
         ArgumentNullException.ThrowIfNull(request);
         var enc = _encoder.Encode(request);
-        var probs = Run(enc);
-        int tasks = _model.Layout.TaskCount;
-        var names = _scenarioTasks[enc.Scenario];
-        var idx = _scenarioTaskIndex[enc.Scenario];
-        var resp = new ScoreResponse { User = request.User, Scenario = request.Scenario, Scores = new(enc.Batch.TargetCount) };
-        for (int c = 0; c < enc.Batch.TargetCount; c++)
-        {
-            var d = new Dictionary<string, float>(names.Length, StringComparer.Ordinal);
-            for (int k = 0; k < idx.Length; k++) d[names[k]] = probs[c * tasks + idx[k]];
-            resp.Scores.Add(d);
-        }
-        return resp;
+        return ToResponse(request, enc.Scenario, enc.Batch.TargetCount, Run(enc));
     }
 
     /// <summary>Probabilities [candidates, tasks] (all tasks, row-major) of an encoded request.</summary>
@@ -142,7 +232,7 @@ public sealed class Scorer : IDisposable
         }
     }
 
-    /// <summary>Frees the model and its backend (when loaded by <see cref="Load"/>).</summary>
+    /// <summary>Frees the model and its backend (when loaded by <see cref="Load(string, int, int)"/>).</summary>
     public void Dispose()
     {
         lock (_gate)
@@ -154,4 +244,14 @@ public sealed class Scorer : IDisposable
             _ownedBackend?.Dispose();
         }
     }
+}
+
+/// <summary>A validated, encoded request holding its H/R context (one reference, released by <see cref="Dispose"/>).</summary>
+internal sealed class PreparedRequest(ScoreRequest request, EncodedRequest encoded, EncodedContext context) : IDisposable
+{
+    public ScoreRequest Request { get; } = request;
+    public EncodedRequest Encoded { get; } = encoded;
+    public EncodedContext Context { get; } = context;
+    public int Candidates => Encoded.Batch.TargetCount;
+    public void Dispose() => Context.Dispose();
 }
