@@ -6,6 +6,7 @@ public sealed class BatchBuilder
     private readonly AggregatedInstances _inst;
     private readonly NumericStats _stats;
     private readonly DataLayout _l;
+    private readonly StoreFeatures _features;
 
     /// <summary>Creates a builder; <paramref name="stats"/> are the training statistics of the numeric features.</summary>
     public BatchBuilder(AggregatedInstances instances, NumericStats stats)
@@ -13,6 +14,7 @@ public sealed class BatchBuilder
         _inst = instances ?? throw new ArgumentNullException(nameof(instances));
         _stats = stats ?? throw new ArgumentNullException(nameof(stats));
         _l = instances.Store.Layout;
+        _features = new StoreFeatures(instances.Store, stats, _l);
     }
 
     /// <summary>
@@ -33,8 +35,28 @@ public sealed class BatchBuilder
             var rng = new SplitMix64(seed);
             for (int i = n - 1; i > 0; i--) { int j = (int)rng.NextBelow((ulong)(i + 1)); (perm[i], perm[j]) = (perm[j], perm[i]); }
         }
+        foreach (var (s, e) in Pack(perm, maxTokens, maxInstances)) yield return Build(perm.AsSpan(s, e - s));
+    }
+
+    /// <summary>
+    /// Number of batches <see cref="Batches"/> yields without a shuffle seed, from the instance offsets alone (no batch is built).
+    /// </summary>
+    public long CountBatches(int maxTokens = 8192, int maxInstances = int.MaxValue)
+    {
+        if (maxTokens <= 0) throw new ArgumentOutOfRangeException(nameof(maxTokens), maxTokens, "must be > 0");
+        if (maxInstances <= 0) throw new ArgumentOutOfRangeException(nameof(maxInstances), maxInstances, "must be > 0");
+        var perm = new int[_inst.Count];
+        for (int i = 0; i < perm.Length; i++) perm[i] = i;
+        long n = 0;
+        foreach (var _ in Pack(perm, maxTokens, maxInstances)) n++;
+        return n;
+    }
+
+    /// <summary>Greedy packing of <paramref name="perm"/> into [start, end) ranges by the instance offsets.</summary>
+    private IEnumerable<(int Start, int End)> Pack(int[] perm, int maxTokens, int maxInstances)
+    {
         var off = _inst.Offsets.Items;
-        int s = 0;
+        int n = perm.Length, s = 0;
         while (s < n)
         {
             int e = s, tokens = 0;
@@ -44,7 +66,7 @@ public sealed class BatchBuilder
                 if (e > s && tokens + len > maxTokens) break;
                 tokens += len; e++;
             }
-            yield return Build(perm.AsSpan(s, e - s));
+            yield return (s, e);
             s = e;
         }
     }
@@ -54,70 +76,46 @@ public sealed class BatchBuilder
     {
         var st = _inst.Store;
         var off = _inst.Offsets.Items;
-        int tasks = _l.TaskCount, ng = _l.Groups.Count;
+        int tasks = _l.TaskCount;
         int tokens = 0;
         foreach (var i in instances) tokens += off[i + 1] - off[i];
-        var offsets = new int[instances.Length + 1];
-        var seg = new byte[tokens]; var grp = new int[tokens]; var time = new long[tokens]; var row = new int[tokens]; var evs = new int[tokens];
-        var groupRows = new int[ng];
-        int t = 0, targets = 0;
-        for (int b = 0; b < instances.Length; b++)
+        var asm = new InstanceAssembly(_l, tokens);
+        var evTime = st.Time.Items;
+        foreach (var i in instances)
         {
-            int i = instances[b];
-            for (int p = off[i]; p < off[i + 1]; p++, t++)
+            for (int p = off[i]; p < off[i + 1]; p++)
             {
                 int ev = _inst.TokenEvent.Items[p];
-                seg[t] = _inst.TokenSegment.Items[p];
-                int g = _inst.TokenGroup.Items[p];
-                grp[t] = g; time[t] = st.Time.Items[ev]; evs[t] = ev;
-                row[t] = groupRows[g]++;
-                if (seg[t] == (byte)SegmentKind.Target) targets++;
+                asm.Add((SegmentKind)_inst.TokenSegment.Items[p], _inst.TokenGroup.Items[p], evTime[ev], ev);
             }
-            offsets[b + 1] = t;
+            asm.EndInstance();
         }
-        var blocks = new GroupBlock[ng];
-        for (int g = 0; g < ng; g++)
+        var batch = asm.Build(_features, st.HasTrueProbabilities);
+        var probs = batch.TrueProbabilities;
+        for (int j = 0; j < batch.TargetCount; j++)
         {
-            var gi = _l.Groups[g];
-            int cw = gi.CategoricalTables.Length, nw = gi.NumericFeatures.Length;
-            blocks[g] = new GroupBlock
-            {
-                Rows = groupRows[g], CategoricalWidth = cw, NumericWidth = nw,
-                TokenIndex = new int[groupRows[g]], Categorical = new int[groupRows[g] * cw], Numeric = new float[groupRows[g] * nw],
-            };
-        }
-        var tTok = new int[targets]; var tInst = new int[targets]; var tScen = new int[targets]; var tUser = new int[targets];
-        var labels = new float[targets * tasks]; var mask = new byte[targets * tasks];
-        var probs = st.HasTrueProbabilities ? new float[targets * tasks] : null;
-        int j = 0, inst = 0;
-        for (t = 0; t < tokens; t++)
-        {
-            while (offsets[inst + 1] <= t) inst++;
-            int ev = evs[t];
-            var blk = blocks[grp[t]];
-            int r = row[t];
-            blk.TokenIndex[r] = t;
-            st.Categorical(ev).CopyTo(blk.Categorical.AsSpan(r * blk.CategoricalWidth, blk.CategoricalWidth));
-            var num = st.Numeric(ev);
-            var nf = _l.Groups[grp[t]].NumericFeatures;
-            for (int k = 0; k < num.Length; k++) blk.Numeric[r * blk.NumericWidth + k] = _stats.Transform(nf[k], num[k]);
-            if (seg[t] != (byte)SegmentKind.Target) continue;
-            tTok[j] = t; tInst[j] = inst; tScen[j] = st.Source.Items[ev]; tUser[j] = st.User.Items[ev];
+            int ev = batch.EventId[batch.TargetToken[j]];
+            batch.TargetUser[j] = st.User.Items[ev];
             int e = st.ExposureIndex.Items[ev];
             for (int k = 0; k < tasks; k++)
             {
                 byte lb = st.Labels.Items[e * tasks + k];
-                if (lb != 255) { labels[j * tasks + k] = lb; mask[j * tasks + k] = 1; }
+                if (lb != 255) { batch.Labels[j * tasks + k] = lb; batch.LabelMask[j * tasks + k] = 1; }
                 if (probs is not null) probs[j * tasks + k] = st.TrueProb.Items[e * tasks + k];
             }
-            j++;
         }
-        return new JaggedBatch
+        return batch;
+    }
+
+    /// <summary>Features of store events: categorical rows as stored, numeric values transformed with the training statistics.</summary>
+    private sealed class StoreFeatures(EventStore store, NumericStats stats, DataLayout layout) : ITokenFeatures
+    {
+        public void Fill(int group, int source, Span<int> categorical, Span<float> numeric)
         {
-            InstanceCount = instances.Length, TokenCount = tokens, TargetCount = targets, TaskCount = tasks,
-            Offsets = offsets, Segment = seg, Group = grp, Time = time, RowInGroup = row, EventId = evs, Blocks = blocks,
-            TargetToken = tTok, TargetInstance = tInst, TargetScenario = tScen, TargetUser = tUser, Labels = labels, LabelMask = mask,
-            TrueProbabilities = probs,
-        };
+            store.Categorical(source).CopyTo(categorical);
+            var num = store.Numeric(source);
+            var nf = layout.Groups[group].NumericFeatures;
+            for (int k = 0; k < num.Length; k++) numeric[k] = stats.Transform(nf[k], num[k]);
+        }
     }
 }
