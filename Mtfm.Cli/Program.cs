@@ -28,6 +28,7 @@ internal static class Program
         var attention = new Option<string>("--attention") { Description = "hta, full or target-only", DefaultValueFactory = _ => "hta" };
         var aggregation = new Option<string>("--aggregation") { Description = "user (user-level windows) or exposure (one instance per exposure)", DefaultValueFactory = _ => "user" };
         var scenarios = new Option<string>("--scenarios") { Description = "all, or one scenario name to train on alone", DefaultValueFactory = _ => "all" };
+        var feedback = new Option<bool>("--feedback") { Description = "add click feedback tokens (each exposure also enters a 'feedback' sequence with its click outcome; docs/data.md) to a dataset whose schema declares none" };
         var epochs = new Option<int>("--epochs") { Description = "passes over the training data (early stopping may end sooner)", DefaultValueFactory = _ => 7 };
         var batchTokens = new Option<int>("--batch-tokens") { Description = "tokens per batch", DefaultValueFactory = _ => 4096 };
         var lr = new Option<float>("--lr") { Description = "peak learning rate of dense parameters", DefaultValueFactory = _ => 2e-3f };
@@ -39,7 +40,7 @@ internal static class Program
         var name = new Option<string?>("--name") { Description = "run name (default: a timestamp)" };
         var cmd = new Command("train", "Train MTFM (default: the built-in synthetic multi-scenario data, preset tiny, on the CPU).")
         {
-            data, schema, preset, blocks, targetLayers, attention, aggregation, scenarios, epochs, batchTokens, lr, seed, threads, device, cudaAttention, outDir, name,
+            data, schema, preset, blocks, targetLayers, attention, aggregation, scenarios, feedback, epochs, batchTokens, lr, seed, threads, device, cudaAttention, outDir, name,
         };
         cmd.SetAction(p => Guard(() => TrainCommand.Run(new TrainRequest
         {
@@ -57,6 +58,7 @@ internal static class Program
             },
             Aggregation = ParseAggregation(p.GetValue(aggregation)!),
             Scenarios = p.GetValue(scenarios)!,
+            Feedback = p.GetValue(feedback),
             Epochs = p.GetValue(epochs),
             BatchTokens = p.GetValue(batchTokens),
             LearningRate = p.GetValue(lr),
