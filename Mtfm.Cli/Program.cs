@@ -32,6 +32,7 @@ internal static class Program
         var attention = new Option<string>("--attention") { Description = "hta, full or target-only", DefaultValueFactory = _ => "hta" };
         var aggregation = new Option<string>("--aggregation") { Description = "user (user-level windows) or exposure (one instance per exposure)", DefaultValueFactory = _ => "user" };
         var scenarios = new Option<string>("--scenarios") { Description = "all, or one scenario name to train on alone", DefaultValueFactory = _ => "all" };
+        var feedback = new Option<bool>("--feedback") { Description = "add click feedback tokens (each exposure also enters a 'feedback' sequence with its click outcome; docs/data.md) to a dataset whose schema declares none" };
         var epochs = new Option<int>("--epochs") { Description = "passes over the training data (early stopping may end sooner)", DefaultValueFactory = _ => 7 };
         var batchTokens = new Option<int>("--batch-tokens") { Description = "tokens per batch", DefaultValueFactory = _ => 4096 };
         var lr = new Option<float>("--lr") { Description = "peak learning rate of dense parameters", DefaultValueFactory = _ => 2e-3f };
@@ -49,7 +50,7 @@ internal static class Program
         var (predictions, predictionColumns) = PredictionOptions();
         var cmd = new Command("train", "Train MTFM (default: the built-in synthetic multi-scenario data, preset tiny, on the CPU).")
         {
-            data, schema, preset, modelKind, blocks, targetLayers, historyStats, attention, aggregation, scenarios, epochs, batchTokens, lr, seed, threads, device, cudaAttention, outDir, name,
+            data, schema, preset, modelKind, blocks, targetLayers, historyStats, attention, aggregation, scenarios, feedback, epochs, batchTokens, lr, seed, threads, device, cudaAttention, outDir, name,
             resume, ckptEvery, keepCkpt, maxNonFinite, maxMemory, predictions, predictionColumns,
         };
         cmd.SetAction(p => Guard(() => TrainCommand.Run(new TrainRequest
@@ -76,6 +77,7 @@ internal static class Program
             },
             Aggregation = ParseAggregation(p.GetValue(aggregation)!),
             Scenarios = p.GetValue(scenarios)!,
+            Feedback = p.GetValue(feedback),
             Epochs = p.GetValue(epochs),
             BatchTokens = p.GetValue(batchTokens),
             LearningRate = p.GetValue(lr),

@@ -25,6 +25,8 @@ internal sealed record TrainRequest
     public AttentionMode Attention { get; init; } = AttentionMode.Hta;
     public AggregationMode Aggregation { get; init; } = AggregationMode.UserWindow;
     public string Scenarios { get; init; } = "all";
+    /// <summary>--feedback: add click feedback tokens (FeedbackTokens.WithClickFeedback) to a dataset whose schema declares none.</summary>
+    public bool Feedback { get; init; }
     public int Epochs { get; init; } = 7;
     public int BatchTokens { get; init; } = 4096;
     public float LearningRate { get; init; } = 2e-3f;
@@ -108,6 +110,13 @@ internal sealed class PreparedData
             log.WriteLine(summary.ToString());
             desc = $"{r.Data} with schema {r.Schema}";
         }
+        if (r.Feedback)
+        {
+            if (FeedbackTokens.Declared(store.Layout.Schema)) throw new ArgumentException("--feedback: the schema already declares feedback blocks (drop the switch).");
+            store = FeedbackTokens.Derive(store, FeedbackTokens.WithClickFeedback(store.Layout.Schema));
+            desc += ", click feedback tokens";
+        }
+        else store = FeedbackTokens.Derive(store);
         return store;
     }
 

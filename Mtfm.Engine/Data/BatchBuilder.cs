@@ -7,6 +7,7 @@ internal sealed class BatchBuilder
     private readonly NumericStats _stats;
     private readonly DataLayout _l;
     private readonly HistoryStatistics _history;
+    private readonly StoreFeatures _features;
 
     /// <summary>Creates a builder; <paramref name="stats"/> are the training statistics of the numeric features.</summary>
     public BatchBuilder(AggregatedInstances instances, NumericStats stats)
@@ -15,6 +16,7 @@ internal sealed class BatchBuilder
         _stats = stats ?? throw new ArgumentNullException(nameof(stats));
         _l = instances.Store.Layout;
         _history = new HistoryStatistics(_l);
+        _features = new StoreFeatures(instances.Store);
     }
 
     /// <summary>
@@ -39,8 +41,32 @@ internal sealed class BatchBuilder
             var rng = new SplitMix64(seed);
             for (int i = n - 1; i > 0; i--) { int j = (int)rng.NextBelow((ulong)(i + 1)); (perm[i], perm[j]) = (perm[j], perm[i]); }
         }
+        foreach (var (s, e) in Pack(perm, maxTokens, maxInstances))
+        {
+            if (skip > 0) { skip--; continue; }
+            yield return Build(perm.AsSpan(s, e - s));
+        }
+    }
+
+    /// <summary>
+    /// Number of batches <see cref="Batches(int, int, ulong?)"/> yields without a shuffle seed, from the instance offsets alone (no batch is built).
+    /// </summary>
+    public long CountBatches(int maxTokens = 8192, int maxInstances = int.MaxValue)
+    {
+        if (maxTokens <= 0) throw new ArgumentOutOfRangeException(nameof(maxTokens), maxTokens, "must be > 0");
+        if (maxInstances <= 0) throw new ArgumentOutOfRangeException(nameof(maxInstances), maxInstances, "must be > 0");
+        var perm = new int[_inst.Count];
+        for (int i = 0; i < perm.Length; i++) perm[i] = i;
+        long n = 0;
+        foreach (var _ in Pack(perm, maxTokens, maxInstances)) n++;
+        return n;
+    }
+
+    /// <summary>Greedy packing of <paramref name="perm"/> into [start, end) ranges by the instance offsets.</summary>
+    private IEnumerable<(int Start, int End)> Pack(int[] perm, int maxTokens, int maxInstances)
+    {
         var off = _inst.Offsets.Items;
-        int s = 0;
+        int n = perm.Length, s = 0;
         while (s < n)
         {
             int e = s, tokens = 0;
@@ -50,8 +76,7 @@ internal sealed class BatchBuilder
                 if (e > s && tokens + len > maxTokens) break;
                 tokens += len; e++;
             }
-            if (skip > 0) skip--;
-            else yield return Build(perm.AsSpan(s, e - s));
+            yield return (s, e);
             s = e;
         }
     }
@@ -61,72 +86,41 @@ internal sealed class BatchBuilder
     {
         var st = _inst.Store;
         var off = _inst.Offsets.Items;
-        int tasks = _l.TaskCount, ng = _l.Groups.Count;
+        int tasks = _l.TaskCount;
         int tokens = 0;
         foreach (var i in instances) tokens += off[i + 1] - off[i];
-        var offsets = new int[instances.Length + 1];
-        var seg = new byte[tokens]; var grp = new int[tokens]; var time = new long[tokens]; var row = new int[tokens]; var evs = new int[tokens];
-        var groupRows = new int[ng];
-        int t = 0, targets = 0;
-        for (int b = 0; b < instances.Length; b++)
+        var asm = new InstanceAssembly(_l, tokens);
+        var evTime = st.Time.Items;
+        foreach (var i in instances)
         {
-            int i = instances[b];
-            for (int p = off[i]; p < off[i + 1]; p++, t++)
+            for (int p = off[i]; p < off[i + 1]; p++)
             {
                 int ev = _inst.TokenEvent.Items[p];
-                seg[t] = _inst.TokenSegment.Items[p];
-                int g = _inst.TokenGroup.Items[p];
-                grp[t] = g; time[t] = st.Time.Items[ev]; evs[t] = ev;
-                row[t] = groupRows[g]++;
-                if (seg[t] == (byte)SegmentKind.Target) targets++;
+                asm.Add((SegmentKind)_inst.TokenSegment.Items[p], _inst.TokenGroup.Items[p], evTime[ev], ev);
             }
-            offsets[b + 1] = t;
+            asm.EndInstance();
         }
-        var blocks = new GroupBlock[ng];
-        for (int g = 0; g < ng; g++)
+        var batch = asm.Build(_features, _stats, _history, st.HasTrueProbabilities);
+        var probs = batch.TrueProbabilities;
+        for (int j = 0; j < batch.TargetCount; j++)
         {
-            var gi = _l.Groups[g];
-            int cw = gi.CategoricalTables.Length, nw = gi.NumericWidth;
-            int sw = gi.Segment == SegmentKind.Target ? _history.Width(gi.Source) : 0;
-            blocks[g] = new GroupBlock
-            {
-                Rows = groupRows[g], CategoricalWidth = cw, NumericWidth = nw,
-                TokenIndex = new int[groupRows[g]], Categorical = new int[groupRows[g] * cw], Numeric = new float[groupRows[g] * nw],
-                StatisticsWidth = sw, Statistics = new float[groupRows[g] * sw],
-            };
-        }
-        var tTok = new int[targets]; var tInst = new int[targets]; var tScen = new int[targets]; var tUser = new int[targets];
-        var labels = new float[targets * tasks]; var mask = new byte[targets * tasks];
-        var probs = st.HasTrueProbabilities ? new float[targets * tasks] : null;
-        int j = 0, inst = 0;
-        for (t = 0; t < tokens; t++)
-        {
-            while (offsets[inst + 1] <= t) inst++;
-            int ev = evs[t];
-            var blk = blocks[grp[t]];
-            int r = row[t];
-            blk.TokenIndex[r] = t;
-            st.Categorical(ev).CopyTo(blk.Categorical.AsSpan(r * blk.CategoricalWidth, blk.CategoricalWidth));
-            _stats.EncodeToken(_l.Groups[grp[t]], st.Numeric(ev), blk.Numeric.AsSpan(r * blk.NumericWidth, blk.NumericWidth));
-            if (seg[t] != (byte)SegmentKind.Target) continue;
-            tTok[j] = t; tInst[j] = inst; tScen[j] = st.Source.Items[ev]; tUser[j] = st.User.Items[ev];
+            int ev = batch.EventId[batch.TargetToken[j]];
+            batch.TargetUser[j] = st.User.Items[ev];
             int e = st.ExposureIndex.Items[ev];
             for (int k = 0; k < tasks; k++)
             {
                 byte lb = st.Labels.Items[e * tasks + k];
-                if (lb != 255) { labels[j * tasks + k] = lb; mask[j * tasks + k] = 1; }
+                if (lb != 255) { batch.Labels[j * tasks + k] = lb; batch.LabelMask[j * tasks + k] = 1; }
                 if (probs is not null) probs[j * tasks + k] = st.TrueProb.Items[e * tasks + k];
             }
-            j++;
         }
-        var batch = new JaggedBatch
-        {
-            InstanceCount = instances.Length, TokenCount = tokens, TargetCount = targets, TaskCount = tasks,
-            Offsets = offsets, Segment = seg, Group = grp, Time = time, RowInGroup = row, EventId = evs, Blocks = blocks,
-            TargetToken = tTok, TargetInstance = tInst, TargetScenario = tScen, TargetUser = tUser, Labels = labels, LabelMask = mask,
-            TrueProbabilities = probs,
-        };
-        _history.Fill(batch);
         return batch;
+    }
+
+    /// <summary>Features of store events: categorical rows and raw numeric values as stored.</summary>
+    private sealed class StoreFeatures(EventStore store) : ITokenFeatures
+    {
+        public ReadOnlySpan<int> Categorical(int group, int source) => store.Categorical(source);
+        public ReadOnlySpan<float> Numeric(int group, int source) => store.Numeric(source);
     }
 }

@@ -115,6 +115,7 @@ public sealed class DatasetSchema
             if (sq.HistoryCap < 0) Fail($"sequence '{sq.Name}' has historyCap {sq.HistoryCap} < 0");
         }
         SourceMapping?.Validate(sources, Fail);
+        FeedbackTokens.Validate(this, Fail);
         if (Split is { } sp && sp.ValidStart > sp.TestStart) Fail($"split.validStart {sp.ValidStart} is after split.testStart {sp.TestStart}");
     }
 }
@@ -162,6 +163,8 @@ public sealed class ScenarioSpec
     public List<string> ItemFeatures { get; set; } = [];
     /// <summary>Task name → label column (values 0/1, or true/false). Tasks not listed have no label here (presence mask 0).</summary>
     public Dictionary<string, string> Labels { get; set; } = [];
+    /// <summary>Optional feedback tokens: this scenario's exposures also enter a sequence as tokens carrying their outcome (docs/data.md §2.1).</summary>
+    public FeedbackSpec? Feedback { get; set; }
     /// <summary>User, context and item features in token order.</summary>
     public IEnumerable<string> AllFeatures() => UserFeatures.Concat(ContextFeatures).Concat(ItemFeatures);
 }
@@ -175,6 +178,38 @@ public sealed class SequenceSpec
     public List<string> Features { get; set; } = [];
     /// <summary>How many of the most recent events before the window enter H (0 = none).</summary>
     public int HistoryCap { get; set; } = 50;
+}
+
+/// <summary>
+/// Feedback tokens of a scenario: each exposure becomes a behaviour token of sequence <see cref="Sequence"/> (created
+/// by this block, not listed in <c>sequences</c>; scenarios may share it when their blocks agree) with the exposure's
+/// <see cref="Features"/> and one outcome embedding (a categorical feature <c>&lt;sequence&gt;.outcome</c> whose value
+/// says per outcome label 0, 1 or not yet observable). A label becomes observable at the exposure's time unless its
+/// <see cref="FeedbackOutcome"/> declares a delay or a revealing behaviour; a later reveal adds a second token.
+/// </summary>
+public sealed class FeedbackSpec
+{
+    /// <summary>Name of the feedback sequence.</summary>
+    public string Sequence { get; set; } = "";
+    /// <summary>Features of the scenario the token takes.</summary>
+    public List<string> Features { get; set; } = [];
+    /// <summary>The labels that become outcome embeddings, with when each becomes observable.</summary>
+    public List<FeedbackOutcome> Outcomes { get; set; } = [];
+    /// <summary>H cap of the feedback sequence.</summary>
+    public int HistoryCap { get; set; } = 50;
+}
+
+/// <summary>One outcome label of a feedback token and when it becomes observable.</summary>
+public sealed class FeedbackOutcome
+{
+    /// <summary>Task name (a label of the scenario).</summary>
+    public string Task { get; set; } = "";
+    /// <summary>Seconds after the exposure at which the label is observable (null: at the exposure, or per <see cref="RevealedBy"/>).</summary>
+    public long? DelaySeconds { get; set; }
+    /// <summary>A behaviour sequence whose event reveals the label (e.g. an order): the first event of this sequence at or after the exposure with equal <see cref="Match"/> features.</summary>
+    public string? RevealedBy { get; set; }
+    /// <summary>Features (of both the scenario and <see cref="RevealedBy"/>) that must be equal for a behaviour to reveal the label.</summary>
+    public List<string> Match { get; set; } = [];
 }
 
 /// <summary>Temporal split by window start (unix seconds): train before <see cref="ValidStart"/>, valid before <see cref="TestStart"/>, then test.</summary>

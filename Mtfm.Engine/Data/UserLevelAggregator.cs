@@ -31,20 +31,17 @@ internal static class UserLevelAggregator
         var outp = new AggregatedInstances(store, mode, Math.Max(16, store.ExposureCount / (mode == AggregationMode.PerExposure ? 1 : 8)),
             (int)Math.Min(1L << 30, Math.Max(64L, 3L * store.Count)));
         var time = store.Time.Items; var user = store.User.Items; var source = store.Source.Items; var expo = store.ExposureIndex.Items;
-        int ns = l.ScenarioCount, nq = l.SequenceCount;
-        var caps = l.Schema.Sequences.Select(q => q.HistoryCap).ToArray();
-        var rings = new int[nq][];
-        for (int j = 0; j < nq; j++) rings[j] = new int[Math.Max(1, caps[j])];
-        var ringHead = new int[nq]; var ringCount = new int[nq];
+        int ns = l.ScenarioCount;
+        var history = new HistorySelector(l);
         var hBuf = new GrowBuffer<int>(256);
-        var cursor = new int[nq];
+        var hSeq = new GrowBuffer<int>(256);
         int n = order.Length, i = 0, usersDone = 0;
         while (i < n)
         {
             int u = user[order[i]];
             int uEnd = i;
             while (uEnd < n && user[order[uEnd]] == u) uEnd++;
-            Array.Clear(ringHead); Array.Clear(ringCount);
+            history.Clear();
             int k = i;
             while (k < uEnd)
             {
@@ -55,35 +52,17 @@ internal static class UserLevelAggregator
                 while (kEnd < uEnd && time[order[kEnd]] < wEnd) { anyExpo |= expo[order[kEnd]] >= 0; kEnd++; }
                 if (anyExpo && wStart >= lo && wStart < hi)
                 {
-                    // H: merge the rings (each time-ordered) by (time, event id).
-                    hBuf.Clear();
-                    for (int j = 0; j < nq; j++) cursor[j] = 0;
-                    while (true)
-                    {
-                        int best = -1, bestEv = 0;
-                        for (int j = 0; j < nq; j++)
-                        {
-                            if (cursor[j] >= ringCount[j]) continue;
-                            int ev = rings[j][(ringHead[j] + cursor[j]) % rings[j].Length];
-                            if (best < 0 || time[ev] < time[bestEv] || (time[ev] == time[bestEv] && ev < bestEv)) { best = j; bestEv = ev; }
-                        }
-                        if (best < 0) break;
-                        cursor[best]++;
-                        hBuf.Add(bestEv);
-                    }
+                    // H: per sequence the last historyCap behaviours before the window, merged by (time, event id).
+                    hBuf.Clear(); hSeq.Clear();
+                    history.Merge(time, ref hBuf, ref hSeq);
                     if (mode == AggregationMode.UserWindow) EmitWindow(outp, l, order, source, expo, u, wStart, hBuf.Span, k, kEnd);
                     else EmitPerExposure(outp, l, order, time, source, expo, u, wStart, hBuf.Span, k, kEnd);
                 }
-                // Push this window's behaviour events into the rings (they are history for later windows).
+                // Push this window's behaviour events (history for later windows).
                 for (int m = k; m < kEnd; m++)
                 {
                     int ev = order[m];
-                    if (expo[ev] >= 0) continue;
-                    int j = source[ev] - ns;
-                    if (caps[j] == 0) continue;
-                    var ring = rings[j];
-                    if (ringCount[j] < ring.Length) { ring[(ringHead[j] + ringCount[j]) % ring.Length] = ev; ringCount[j]++; }
-                    else { ring[ringHead[j]] = ev; ringHead[j] = (ringHead[j] + 1) % ring.Length; }
+                    if (expo[ev] < 0) history.Push(source[ev] - ns, ev);
                 }
                 k = kEnd;
             }

@@ -72,8 +72,7 @@ internal sealed class RequestEncoder
         long wStart = _win.StartOf(_win.IndexOf(now));
         int nq = _l.SequenceCount, ns = _l.ScenarioCount;
         var events = r.Events ?? [];
-        var perSeqHistory = new List<int>[nq];
-        for (int j = 0; j < nq; j++) perSeqHistory[j] = [];
+        var historyCandidates = new List<int>();
         var realtime = new List<int>();
         var evSeq = new int[events.Count]; var evTime = new long[events.Count];
         var evCat = new int[events.Count][]; var evNum = new float[events.Count][];
@@ -103,72 +102,39 @@ internal sealed class RequestEncoder
                 en[k] = ReadNumeric(sn[k], Required(feats, sn[k], path, $"sequence '{e.Sequence}'", src), path);
             }
             evSeq[i] = src - ns; evTime[i] = t; evCat[i] = ec; evNum[i] = en;
-            if (t < wStart) perSeqHistory[src - ns].Add(i);
+            if (t < wStart) historyCandidates.Add(i);
             else if (t < now) realtime.Add(i);
         }
 
-        // H: per sequence the last historyCap events before the window, then merged; R: time-ordered. Ties by request order.
+        // H: per sequence the last historyCap events before the window, merged (the aggregator's HistorySelector);
+        // R: time-ordered. Ties by request order.
         var byTime = Comparer<int>.Create((a, b) => { int c = evTime[a].CompareTo(evTime[b]); return c != 0 ? c : a.CompareTo(b); });
-        var history = new List<int>();
-        for (int j = 0; j < nq; j++)
-        {
-            var list = perSeqHistory[j];
-            list.Sort(byTime);
-            int cap = _l.Schema.Sequences[j].HistoryCap;
-            history.AddRange(list.Skip(Math.Max(0, list.Count - cap)));
-        }
-        history.Sort(byTime);
+        historyCandidates.Sort(byTime);
+        var selector = new HistorySelector(_l);
+        foreach (var i in historyCandidates) selector.Push(evSeq[i], i);
+        var hIds = new GrowBuffer<int>(historyCandidates.Count); var hSeqs = new GrowBuffer<int>(historyCandidates.Count);
+        selector.Merge(evTime, ref hIds, ref hSeqs);
         realtime.Sort(byTime);
 
-        // Assemble the one-instance batch (same layout as BatchBuilder.Build).
-        int nh = history.Count, nr = realtime.Count, n = nh + nr + nc, ng = _l.Groups.Count, tasks = _l.TaskCount;
-        var seg = new byte[n]; var grp = new int[n]; var time = new long[n]; var row = new int[n]; var evs = new int[n];
-        var groupRows = new int[ng];
-        int tok = 0;
-        foreach (var i in history) { seg[tok] = (byte)SegmentKind.History; grp[tok] = _l.HistoryGroup(evSeq[i]); time[tok] = evTime[i]; evs[tok] = i; tok++; }
-        foreach (var i in realtime) { seg[tok] = (byte)SegmentKind.Realtime; grp[tok] = _l.RealtimeGroup(evSeq[i]); time[tok] = evTime[i]; evs[tok] = i; tok++; }
-        for (int c = 0; c < nc; c++) { seg[tok] = (byte)SegmentKind.Target; grp[tok] = _l.TargetGroup(scenario); time[tok] = now; evs[tok] = c; tok++; }
-        for (int t = 0; t < n; t++) row[t] = groupRows[grp[t]]++;
-        var blocks = new GroupBlock[ng];
-        for (int g = 0; g < ng; g++)
-        {
-            var gi = _l.Groups[g];
-            int cw = gi.CategoricalTables.Length, nw = gi.NumericWidth;
-            int sw = gi.Segment == SegmentKind.Target ? _history.Width(gi.Source) : 0;
-            blocks[g] = new GroupBlock
-            {
-                Rows = groupRows[g], CategoricalWidth = cw, NumericWidth = nw,
-                TokenIndex = new int[groupRows[g]], Categorical = new int[groupRows[g] * cw], Numeric = new float[groupRows[g] * nw],
-                StatisticsWidth = sw, Statistics = new float[groupRows[g] * sw],
-            };
-        }
-        var tTok = new int[nc]; var tInst = new int[nc]; var tScen = new int[nc]; var tUser = new int[nc];
-        for (int t = 0; t < n; t++)
-        {
-            var blk = blocks[grp[t]];
-            int r0 = row[t];
-            blk.TokenIndex[r0] = t;
-            ReadOnlySpan<int> cv; ReadOnlySpan<float> nv;
-            if (seg[t] == (byte)SegmentKind.Target)
-            {
-                int c = evs[t];
-                cv = tCat.AsSpan(c * cat.Length, cat.Length); nv = tNum.AsSpan(c * num.Length, num.Length);
-                tTok[c] = t; tScen[c] = scenario;
-            }
-            else { cv = evCat[evs[t]]; nv = evNum[evs[t]]; }
-            cv.CopyTo(blk.Categorical.AsSpan(r0 * blk.CategoricalWidth, blk.CategoricalWidth));
-            // Raw values (NaN = missing) → transformed values and presence indicators, exactly as BatchBuilder does.
-            _stats.EncodeToken(_l.Groups[grp[t]], nv, blk.Numeric.AsSpan(r0 * blk.NumericWidth, blk.NumericWidth));
-        }
-        var batch = new JaggedBatch
-        {
-            InstanceCount = 1, TokenCount = n, TargetCount = nc, TaskCount = tasks,
-            Offsets = [0, n], Segment = seg, Group = grp, Time = time, RowInGroup = row, EventId = evs, Blocks = blocks,
-            TargetToken = tTok, TargetInstance = tInst, TargetScenario = tScen, TargetUser = tUser,
-            Labels = new float[nc * tasks], LabelMask = new byte[nc * tasks],
-        };
-        _history.Fill(batch); // the same statistics as BatchBuilder's, from the request's visible events
+        // The one-instance batch, through the same assembly as training (BatchBuilder).
+        int nh = hIds.Count, nr = realtime.Count;
+        var asm = new InstanceAssembly(_l, nh + nr + nc);
+        for (int h = 0; h < nh; h++) asm.AddHistory(hSeqs.Items[h], evTime[hIds.Items[h]], hIds.Items[h]);
+        foreach (var i in realtime) asm.AddRealtime(evSeq[i], evTime[i], i);
+        for (int c = 0; c < nc; c++) asm.AddTarget(scenario, now, c);
+        asm.EndInstance();
+        var batch = asm.Build(new RequestFeatures(2 * nq, cat.Length, num.Length, tCat, tNum, evCat, evNum), _stats, _history); // raw numeric values (NaN = missing) encoded as BatchBuilder does
         return new EncodedRequest(batch, scenario, nh, nr);
+    }
+
+    /// <summary>Features of a request's tokens: candidates (T groups) by candidate index, events by request position.</summary>
+    private sealed class RequestFeatures(int firstTargetGroup, int catWidth, int numWidth, int[] tCat, float[] tNum, int[][] evCat, float[][] evNum) : ITokenFeatures
+    {
+        public ReadOnlySpan<int> Categorical(int group, int source) =>
+            group >= firstTargetGroup ? tCat.AsSpan(source * catWidth, catWidth) : evCat[source];
+
+        public ReadOnlySpan<float> Numeric(int group, int source) =>
+            group >= firstTargetGroup ? tNum.AsSpan(source * numWidth, numWidth) : evNum[source];
     }
 
     private void CheckKnown(string key, int scenario, string path)

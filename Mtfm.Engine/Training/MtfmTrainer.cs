@@ -75,7 +75,7 @@ internal sealed unsafe class MtfmTrainer
     public TrainResult Train(AggregatedInstances train, BatchBuilder trainBatches, BatchBuilder valid, Action<TrainProgress>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(train);
-        long batchesPerEpoch = trainBatches.Batches(_o.BatchTokens).LongCount();
+        long batchesPerEpoch = trainBatches.CountBatches(_o.BatchTokens);
         long total = batchesPerEpoch * _o.Epochs;
         if (_o.MaxSteps > 0) total = Math.Min(total, _o.MaxSteps);
         var lrDense = new LearningRateSchedule(_o.LearningRate, _o.LearningRate * 0.05f, (long)(total * _o.WarmupFraction), total);

@@ -1,0 +1,311 @@
+using System.Text;
+
+namespace Mtfm.Engine.Data;
+
+/// <summary>
+/// Feedback tokens (docs/data.md §2.1): a scenario's exposures also enter a behaviour sequence as tokens carrying their
+/// outcome. The one derivation for training (<see cref="Derive(EventStore)"/>, on an <see cref="EventStore"/>) and serving (the
+/// request encoder's exposures-with-outcomes): per exposure a token at its own time holding the outcomes observable
+/// then, and one more token at each later time at which a further outcome becomes observable (declared delay or
+/// revealing behaviour). Tokens are ordinary behaviour events of the feedback sequence, so H (capped), R and the
+/// strictly-earlier mask apply to them unchanged; an outcome is never in a token earlier than its reveal time.
+/// </summary>
+internal static class FeedbackTokens
+{
+    /// <summary>Name of the outcome feature of feedback sequence <paramref name="sequence"/>.</summary>
+    public static string OutcomeFeature(string sequence) => sequence + ".outcome";
+
+    /// <summary>True when some scenario declares feedback tokens.</summary>
+    public static bool Declared(DatasetSchema schema) => schema.Scenarios.Any(s => s.Feedback is not null);
+
+    internal static void Validate(DatasetSchema s, Action<string> fail)
+    {
+        var byName = new Dictionary<string, FeedbackSpec>(StringComparer.Ordinal);
+        foreach (var sc in s.Scenarios)
+        {
+            if (sc.Feedback is not { } fb) continue;
+            string at = $"scenario '{sc.Name}' feedback";
+            if (string.IsNullOrEmpty(fb.Sequence)) fail($"{at}: sequence is missing");
+            if (s.Scenarios.Any(x => x.Name == fb.Sequence)) fail($"{at}: sequence '{fb.Sequence}' is a scenario name");
+            if (fb.HistoryCap < 0) fail($"{at}: historyCap {fb.HistoryCap} < 0");
+            var feats = sc.AllFeatures().ToHashSet(StringComparer.Ordinal);
+            foreach (var f in fb.Features) if (!feats.Contains(f)) fail($"{at}: feature '{f}' is not a feature of the scenario");
+            if (fb.Features.Distinct().Count() != fb.Features.Count) fail($"{at}: features lists a feature twice");
+            if (fb.Outcomes.Count == 0) fail($"{at}: outcomes is empty (name at least one label)");
+            if (fb.Outcomes.Count > 4) fail($"{at}: {fb.Outcomes.Count} outcomes (at most 4)");
+            foreach (var o in fb.Outcomes)
+            {
+                if (!sc.Labels.ContainsKey(o.Task)) fail($"{at}: outcome '{o.Task}' is not a label of the scenario");
+                if (o.DelaySeconds is < 0) fail($"{at}: outcome '{o.Task}' has delaySeconds {o.DelaySeconds} < 0");
+                if (o.RevealedBy is null) { if (o.Match.Count > 0) fail($"{at}: outcome '{o.Task}' has match without revealedBy"); continue; }
+                var q = s.Sequences.FirstOrDefault(x => x.Name == o.RevealedBy);
+                if (q is null) fail($"{at}: outcome '{o.Task}' revealedBy '{o.RevealedBy}' is not a sequence");
+                if (o.Match.Count == 0) fail($"{at}: outcome '{o.Task}' revealedBy '{o.RevealedBy}' needs match features");
+                foreach (var m in o.Match)
+                {
+                    var f = s.Features.FirstOrDefault(x => x.Name == m);
+                    if (f is null || !feats.Contains(m) || !q!.Features.Contains(m))
+                        fail($"{at}: outcome '{o.Task}' match feature '{m}' is not a feature of both the scenario and sequence '{o.RevealedBy}'");
+                    if (f!.Kind == "numeric") fail($"{at}: outcome '{o.Task}' match feature '{m}' is numeric (match on categorical, id or hashed features)");
+                }
+            }
+            if (fb.Outcomes.Select(o => o.Task).Distinct().Count() != fb.Outcomes.Count) fail($"{at}: outcomes lists a label twice");
+            if (byName.TryGetValue(fb.Sequence, out var other))
+            {
+                if (!other.Features.SequenceEqual(fb.Features) || other.HistoryCap != fb.HistoryCap
+                    || !other.Outcomes.Select(o => o.Task).SequenceEqual(fb.Outcomes.Select(o => o.Task)))
+                    fail($"{at}: sequence '{fb.Sequence}' is shared with another scenario whose feedback block has other features, outcomes or historyCap");
+            }
+            else byName[fb.Sequence] = fb;
+        }
+        foreach (var (name, fb) in byName)
+        {
+            // A compiled (expanded) schema lists the sequence with the outcome feature last; a raw one must not list it.
+            var q = s.Sequences.FirstOrDefault(x => x.Name == name);
+            if (q is null) continue;
+            if (!q.Features.SequenceEqual(fb.Features.Append(OutcomeFeature(name))) || q.HistoryCap != fb.HistoryCap || !s.Features.Any(f => f.Name == OutcomeFeature(name)))
+                fail($"feedback sequence '{name}' is also declared in sequences (a feedback block creates its sequence; remove it from sequences)");
+        }
+    }
+
+    /// <summary>
+    /// The schema with each feedback sequence and its outcome feature added (what the feedback store is compiled from);
+    /// the schema itself when no scenario declares feedback or it is already expanded.
+    /// </summary>
+    public static DatasetSchema Expand(DatasetSchema schema)
+    {
+        ArgumentNullException.ThrowIfNull(schema);
+        if (!Declared(schema)) return schema;
+        var x = DatasetSchema.Parse(schema.ToJson());
+        foreach (var sc in x.Scenarios)
+        {
+            if (sc.Feedback is not { } fb || x.Sequences.Any(q => q.Name == fb.Sequence)) continue;
+            string of = OutcomeFeature(fb.Sequence);
+            x.Features.Add(new FeatureSpec { Name = of, Kind = "categorical", Vocabulary = OutcomeVocabulary(fb.Outcomes.Count), Oov = "error" });
+            x.Sequences.Add(new SequenceSpec { Name = fb.Sequence, Features = [.. fb.Features, of], HistoryCap = fb.HistoryCap });
+        }
+        x.Validate();
+        return x;
+    }
+
+    private static string WithoutFeedback(DatasetSchema s)
+    {
+        var x = DatasetSchema.Parse(s.ToJson());
+        foreach (var sc in x.Scenarios) sc.Feedback = null;
+        return x.ToJson();
+    }
+
+    /// <summary>
+    /// <paramref name="schema"/> with a feedback block on every scenario labelled with the first task (click): one
+    /// shared sequence <c>feedback</c> (H cap <paramref name="historyCap"/>) whose tokens take the categorical item
+    /// features common to all scenarios and the click outcome, observable at the exposure's time (a click is seen when
+    /// it happens; later outcomes such as conversions need their delay or revealing behaviour declared in a schema).
+    /// </summary>
+    public static DatasetSchema WithClickFeedback(DatasetSchema schema, int historyCap = 50)
+    {
+        ArgumentNullException.ThrowIfNull(schema);
+        var x = DatasetSchema.Parse(schema.ToJson());
+        string task = x.Tasks[0];
+        var labelled = x.Scenarios.Where(sc => sc.Labels.ContainsKey(task)).ToList();
+        if (labelled.Count == 0) throw new ArgumentException($"--feedback: no scenario has a '{task}' label");
+        var categorical = x.Features.Where(f => f.Kind != "numeric").Select(f => f.Name).ToHashSet(StringComparer.Ordinal);
+        var common = labelled[0].ItemFeatures.Where(f => categorical.Contains(f) && labelled.All(sc => sc.ItemFeatures.Contains(f))).ToList();
+        if (common.Count == 0) throw new ArgumentException("--feedback: the scenarios share no categorical item feature for the feedback token");
+        string name = "feedback";
+        while (x.Scenarios.Any(sc => sc.Name == name) || x.Sequences.Any(q => q.Name == name)) name += "_";
+        foreach (var sc in labelled)
+            sc.Feedback = new FeedbackSpec { Sequence = name, Features = [.. common], Outcomes = [new FeedbackOutcome { Task = task }], HistoryCap = historyCap };
+        x.Validate();
+        return x;
+    }
+
+    /// <summary>Every outcome code for <paramref name="n"/> labels: per label '0', '1' or '?' (not yet observable), e.g. "1?".</summary>
+    internal static List<string> OutcomeVocabulary(int n)
+    {
+        var v = new List<string> { "" };
+        for (int k = 0; k < n; k++) v = [.. v.SelectMany(p => new[] { p + "0", p + "1", p + "?" })];
+        return v;
+    }
+
+    /// <summary>One feedback token: its time and outcome code.</summary>
+    internal readonly record struct Token(long Time, string Code);
+
+    /// <summary>
+    /// The feedback tokens of one exposure at <paramref name="time"/>: <paramref name="labels"/>[k] is outcome k's label
+    /// (0, 1, or −1 absent: never observable), <paramref name="revealAt"/>[k] when it becomes observable (long.MaxValue:
+    /// never). A token at the exposure's time, then one per later distinct reveal time.
+    /// </summary>
+    internal static void Tokens(long time, ReadOnlySpan<int> labels, ReadOnlySpan<long> revealAt, List<Token> into)
+    {
+        int n = labels.Length;
+        Span<long> times = stackalloc long[n + 1];
+        int nt = 0;
+        times[nt++] = time;
+        for (int k = 0; k < n; k++) if (labels[k] >= 0 && revealAt[k] != long.MaxValue && revealAt[k] > time) times[nt++] = revealAt[k];
+        times[..nt].Sort();
+        var sb = new StringBuilder(n);
+        for (int i = 0; i < nt; i++)
+        {
+            if (i > 0 && times[i] == times[i - 1]) continue;
+            sb.Clear();
+            for (int k = 0; k < n; k++) sb.Append(labels[k] >= 0 && revealAt[k] <= times[i] ? (char)('0' + labels[k]) : '?');
+            into.Add(new Token(times[i], sb.ToString()));
+        }
+    }
+
+    /// <summary>Reveal time of <paramref name="o"/> for an exposure at <paramref name="time"/>; <paramref name="firstMatchAtOrAfter"/> finds the revealing behaviour (long.MaxValue: none).</summary>
+    internal static long RevealTime(FeedbackOutcome o, long time, Func<long, long>? firstMatchAtOrAfter)
+    {
+        long r = long.MaxValue;
+        if (o.DelaySeconds is { } d) r = d > long.MaxValue - time ? long.MaxValue : time + d;
+        if (o.RevealedBy is not null && firstMatchAtOrAfter is not null) r = Math.Min(r, firstMatchAtOrAfter(time));
+        if (o.DelaySeconds is null && o.RevealedBy is null) r = time;
+        return r;
+    }
+
+    /// <summary>
+    /// The store with feedback tokens: <paramref name="raw"/> (compiled from the raw schema) copied into a store of the
+    /// expanded schema (<see cref="Expand"/>), then one behaviour event of the feedback sequence per token of every
+    /// exposure of a scenario with feedback. Returns <paramref name="raw"/> when no scenario declares feedback.
+    /// </summary>
+    public static EventStore Derive(EventStore raw) => Derive(raw, raw?.Layout.Schema!);
+
+    /// <summary>
+    /// As <see cref="Derive(EventStore)"/> with the feedback blocks of <paramref name="schema"/>: the raw store's schema
+    /// with feedback blocks added (for built-in datasets whose schema is not a file, see <see cref="WithClickFeedback"/>).
+    /// </summary>
+    public static EventStore Derive(EventStore raw, DatasetSchema schema)
+    {
+        ArgumentNullException.ThrowIfNull(raw);
+        ArgumentNullException.ThrowIfNull(schema);
+        schema.Validate();
+        if (!ReferenceEquals(schema, raw.Layout.Schema) && WithoutFeedback(schema) != WithoutFeedback(raw.Layout.Schema))
+            throw new ArgumentException("the schema differs from the store's in more than its feedback blocks", nameof(schema));
+        if (!Declared(schema)) return raw;
+        if (schema.Scenarios.Any(sc => sc.Feedback is { } fb && schema.Sequences.Any(q => q.Name == fb.Sequence)))
+            throw new ArgumentException("the store already has feedback sequences (Derive it once, from the raw schema)", nameof(raw));
+        var l = new DataLayout(Expand(schema));
+        if (l.SequenceCount > short.MaxValue - l.ScenarioCount) throw new ArgumentException("too many sources", nameof(schema));
+        var st = new EventStore(l, raw.Count * 2);
+        for (int u = 0; u < raw.UserCount; u++) st.InternUser(raw.UserKey(u));
+        int tasks = l.TaskCount;
+        for (int ev = 0; ev < raw.Count; ev++)
+        {
+            st.BeginEvent(raw.User.Items[ev], raw.Time.Items[ev], raw.Source.Items[ev]);
+            foreach (var c in raw.Categorical(ev)) st.CatValues.Add(c);
+            foreach (var v in raw.Numeric(ev)) st.NumValues.Add(v);
+            int e = raw.ExposureIndex.Items[ev];
+            if (e < 0) continue;
+            for (int k = 0; k < tasks; k++) { st.Labels.Add(raw.Labels.Items[e * tasks + k]); st.TrueProb.Add(raw.TrueProb.Items[e * tasks + k]); }
+        }
+        st.HasTrueProbabilities = raw.HasTrueProbabilities;
+        var order = raw.SortedByUserTime();
+        var tokens = new List<Token>();
+        var plans = Plans(l);
+        var reveal = new RevealIndex(raw, l);
+        int n = order.Length;
+        var labelBuf = new int[4]; var atBuf = new long[4];
+        for (int i = 0; i < n;)
+        {
+            int u = raw.User.Items[order[i]], uEnd = i;
+            while (uEnd < n && raw.User.Items[order[uEnd]] == u) uEnd++;
+            reveal.Load(order.AsSpan(i, uEnd - i));
+            for (int m = i; m < uEnd; m++)
+            {
+                int ev = order[m], s = raw.Source.Items[ev];
+                if (s >= l.ScenarioCount || plans[s] is not { } p) continue;
+                int e = raw.ExposureIndex.Items[ev];
+                long t = raw.Time.Items[ev];
+                var labels = labelBuf.AsSpan(0, p.Outcomes.Length);
+                var at = atBuf.AsSpan(0, p.Outcomes.Length);
+                for (int k = 0; k < labels.Length; k++)
+                {
+                    byte b = raw.Labels.Items[e * tasks + p.Tasks[k]];
+                    labels[k] = b == 255 ? -1 : b;
+                    var o = p.Outcomes[k];
+                    int kk = k, exposure = ev;
+                    at[k] = RevealTime(o, t, o.RevealedBy is null ? null : from => reveal.FirstAtOrAfter(raw, exposure, p.MatchCat[kk], p.RevealSource[kk], p.RevealCat[kk], from));
+                }
+                tokens.Clear();
+                Tokens(t, labels, at, tokens);
+                var cat = raw.Categorical(ev); var num = raw.Numeric(ev);
+                foreach (var tok in tokens)
+                {
+                    st.BeginEvent(u, tok.Time, p.Source);
+                    foreach (int c in p.CatFrom) st.CatValues.Add(cat[c]);
+                    st.CatValues.Add(l.EncodeCategorical(p.OutcomeFeature, tok.Code));
+                    foreach (int c in p.NumFrom) st.NumValues.Add(num[c]);
+                }
+            }
+            i = uEnd;
+        }
+        return st;
+    }
+
+    /// <summary>Per scenario with feedback: where the token's features come from in the exposure, and how outcomes are revealed.</summary>
+    internal sealed class Plan
+    {
+        public required int Source;            // feedback sequence source index
+        public required int OutcomeFeature;
+        public required FeedbackOutcome[] Outcomes;
+        public required int[] Tasks;
+        public required int[] CatFrom, NumFrom; // positions in the exposure's categorical / numeric values
+        public required int[][] MatchCat;       // per outcome: positions of the match features in the exposure's categorical values
+        public required int[] RevealSource;     // per outcome: source index of revealedBy (−1 none)
+        public required int[][] RevealCat;      // per outcome: positions of the match features in the revealing event's categorical values
+    }
+
+    internal static Plan?[] Plans(DataLayout l)
+    {
+        var s = l.Schema;
+        var plans = new Plan?[l.ScenarioCount];
+        int Feature(string name) => s.Features.FindIndex(f => f.Name == name);
+        for (int sc = 0; sc < l.ScenarioCount; sc++)
+        {
+            if (s.Scenarios[sc].Feedback is not { } fb) continue;
+            l.TryGetSource(fb.Sequence, out int src);
+            var ec = l.SourceCat[sc]; var en = l.SourceNum[sc];
+            var qc = l.SourceCat[src]; var qn = l.SourceNum[src];
+            plans[sc] = new Plan
+            {
+                Source = src,
+                OutcomeFeature = Feature(OutcomeFeature(fb.Sequence)),
+                Outcomes = [.. fb.Outcomes],
+                Tasks = fb.Outcomes.Select(o => s.Tasks.IndexOf(o.Task)).ToArray(),
+                CatFrom = qc[..^1].Select(f => Array.IndexOf(ec, f)).ToArray(),
+                NumFrom = qn.Select(f => Array.IndexOf(en, f)).ToArray(),
+                MatchCat = fb.Outcomes.Select(o => o.Match.Select(m => Array.IndexOf(ec, Feature(m))).ToArray()).ToArray(),
+                RevealSource = fb.Outcomes.Select(o => o.RevealedBy is { } r && l.TryGetSource(r, out int rs) ? rs : -1).ToArray(),
+                RevealCat = fb.Outcomes.Select(o => o.RevealedBy is { } r && l.TryGetSource(r, out int rs)
+                    ? o.Match.Select(m => Array.IndexOf(l.SourceCat[rs], Feature(m))).ToArray() : []).ToArray(),
+            };
+        }
+        return plans;
+    }
+
+    /// <summary>One user's behaviour events by source, time-ordered (for revealedBy).</summary>
+    private sealed class RevealIndex(EventStore raw, DataLayout l)
+    {
+        private readonly List<int>[] _bySource = Enumerable.Range(0, l.ScenarioCount + l.SequenceCount).Select(_ => new List<int>()).ToArray();
+
+        public void Load(ReadOnlySpan<int> userEvents)
+        {
+            foreach (var q in _bySource) q.Clear();
+            foreach (int ev in userEvents) if (raw.ExposureIndex.Items[ev] < 0) _bySource[raw.Source.Items[ev]].Add(ev);
+        }
+
+        public long FirstAtOrAfter(EventStore st, int exposure, int[] matchCat, int source, int[] revealCat, long from)
+        {
+            var ec = st.Categorical(exposure);
+            foreach (int ev in _bySource[source])
+            {
+                if (st.Time.Items[ev] < from) continue;
+                var rc = st.Categorical(ev);
+                bool ok = true;
+                for (int k = 0; k < matchCat.Length && ok; k++) ok = ec[matchCat[k]] == rc[revealCat[k]];
+                if (ok) return st.Time.Items[ev];
+            }
+            return long.MaxValue;
+        }
+    }
+}
