@@ -163,7 +163,7 @@ public sealed class ScenarioSpec
     public List<string> ItemFeatures { get; set; } = [];
     /// <summary>Task name → label column (values 0/1, or true/false). Tasks not listed have no label here (presence mask 0).</summary>
     public Dictionary<string, string> Labels { get; set; } = [];
-    /// <summary>Optional feedback tokens: this scenario's exposures also enter a sequence as tokens carrying their outcome (docs/data.md §2.1).</summary>
+    /// <summary>Optional feedback tokens: this scenario's exposures also enter a sequence as tokens carrying their outcome (docs/data.md, "Feedback tokens").</summary>
     public FeedbackSpec? Feedback { get; set; }
     /// <summary>User, context and item features in token order.</summary>
     public IEnumerable<string> AllFeatures() => UserFeatures.Concat(ContextFeatures).Concat(ItemFeatures);

@@ -1,9 +1,10 @@
+using System.Runtime.InteropServices;
 using System.Text;
 
 namespace Mtfm.Engine.Data;
 
 /// <summary>
-/// Feedback tokens (docs/data.md §2.1): a scenario's exposures also enter a behaviour sequence as tokens carrying their
+/// Feedback tokens (docs/data.md, "Feedback tokens"): a scenario's exposures also enter a behaviour sequence as tokens carrying their
 /// outcome. The one derivation for training (<see cref="Derive(EventStore)"/>, on an <see cref="EventStore"/>) and serving (the
 /// request encoder's exposures-with-outcomes): per exposure a token at its own time holding the outcomes observable
 /// then, and one more token at each later time at which a further outcome becomes observable (declared delay or
@@ -204,7 +205,7 @@ internal static class FeedbackTokens
         var plans = Plans(l);
         var reveal = new RevealIndex(raw, l);
         int n = order.Length;
-        var labelBuf = new int[4]; var atBuf = new long[4];
+        var labelBuf = new int[4];
         for (int i = 0; i < n;)
         {
             int u = raw.User.Items[order[i]], uEnd = i;
@@ -217,18 +218,15 @@ internal static class FeedbackTokens
                 int e = raw.ExposureIndex.Items[ev];
                 long t = raw.Time.Items[ev];
                 var labels = labelBuf.AsSpan(0, p.Outcomes.Length);
-                var at = atBuf.AsSpan(0, p.Outcomes.Length);
                 for (int k = 0; k < labels.Length; k++)
                 {
                     byte b = raw.Labels.Items[e * tasks + p.Tasks[k]];
                     labels[k] = b == 255 ? -1 : b;
-                    var o = p.Outcomes[k];
-                    int kk = k, exposure = ev;
-                    at[k] = RevealTime(o, t, o.RevealedBy is null ? null : from => reveal.FirstAtOrAfter(raw, exposure, p.MatchCat[kk], p.RevealSource[kk], p.RevealCat[kk], from));
                 }
-                tokens.Clear();
-                Tokens(t, labels, at, tokens);
                 var cat = raw.Categorical(ev); var num = raw.Numeric(ev);
+                int exposure = ev;
+                tokens.Clear();
+                ExposureTokens(p, t, labels, (k, from) => reveal.FirstAtOrAfter(raw, exposure, p.MatchCat[k], p.RevealSource[k], p.RevealCat[k], from), tokens);
                 foreach (var tok in tokens)
                 {
                     st.BeginEvent(u, tok.Time, p.Source);
@@ -241,6 +239,47 @@ internal static class FeedbackTokens
         }
         return st;
     }
+
+    /// <summary>
+    /// The feedback tokens of one exposure of plan <paramref name="p"/> at <paramref name="time"/>, for training
+    /// (<see cref="Derive(EventStore, DatasetSchema)"/>) and serving (a request's past exposures) alike:
+    /// <paramref name="labels"/>[k] is outcome k's label (0, 1, or −1 absent), <paramref name="firstMatch"/>(k, from) the
+    /// time of the first behaviour of outcome k's <c>revealedBy</c> sequence at or after <c>from</c> matching the
+    /// exposure (long.MaxValue: none).
+    /// </summary>
+    internal static void ExposureTokens(Plan p, long time, ReadOnlySpan<int> labels, Func<int, long, long> firstMatch, List<Token> into)
+    {
+        Span<long> at = stackalloc long[labels.Length];
+        for (int k = 0; k < labels.Length; k++)
+        {
+            int kk = k;
+            var o = p.Outcomes[k];
+            at[k] = RevealTime(o, time, o.RevealedBy is null ? null : from => firstMatch(kk, from));
+        }
+        Tokens(time, labels, at, into);
+    }
+
+    /// <summary>
+    /// The first of <paramref name="candidates"/> (behaviour events of the revealing sequence, time-ordered) at or after
+    /// <paramref name="from"/> whose match features (<paramref name="revealCat"/> positions) equal the exposure's
+    /// (<paramref name="matchCat"/> positions of <paramref name="exposureCat"/>); long.MaxValue when none.
+    /// </summary>
+    internal static long FirstMatch(ReadOnlySpan<int> exposureCat, int[] matchCat, int[] revealCat, ReadOnlySpan<int> candidates, Func<int, long> timeOf, CategoricalOf catOf, long from)
+    {
+        foreach (int ev in candidates)
+        {
+            long t = timeOf(ev);
+            if (t < from) continue;
+            var rc = catOf(ev);
+            bool ok = true;
+            for (int k = 0; k < matchCat.Length && ok; k++) ok = exposureCat[matchCat[k]] == rc[revealCat[k]];
+            if (ok) return t;
+        }
+        return long.MaxValue;
+    }
+
+    /// <summary>The encoded categorical values of event <paramref name="ev"/>.</summary>
+    internal delegate ReadOnlySpan<int> CategoricalOf(int ev);
 
     /// <summary>Per scenario with feedback: where the token's features come from in the exposure, and how outcomes are revealed.</summary>
     internal sealed class Plan
@@ -294,18 +333,7 @@ internal static class FeedbackTokens
             foreach (int ev in userEvents) if (raw.ExposureIndex.Items[ev] < 0) _bySource[raw.Source.Items[ev]].Add(ev);
         }
 
-        public long FirstAtOrAfter(EventStore st, int exposure, int[] matchCat, int source, int[] revealCat, long from)
-        {
-            var ec = st.Categorical(exposure);
-            foreach (int ev in _bySource[source])
-            {
-                if (st.Time.Items[ev] < from) continue;
-                var rc = st.Categorical(ev);
-                bool ok = true;
-                for (int k = 0; k < matchCat.Length && ok; k++) ok = ec[matchCat[k]] == rc[revealCat[k]];
-                if (ok) return st.Time.Items[ev];
-            }
-            return long.MaxValue;
-        }
+        public long FirstAtOrAfter(EventStore st, int exposure, int[] matchCat, int source, int[] revealCat, long from) =>
+            FirstMatch(st.Categorical(exposure), matchCat, revealCat, CollectionsMarshal.AsSpan(_bySource[source]), ev => st.Time.Items[ev], st.Categorical, from);
     }
 }

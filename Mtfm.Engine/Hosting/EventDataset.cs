@@ -19,7 +19,7 @@ public sealed class EventDataset
 
     private EventDataset(EventStore store, string description)
     {
-        _store = store;
+        _store = FeedbackTokens.Derive(store); // the schema's feedback blocks, if any: tokens built as `mtfm train` builds them
         Description = description;
     }
 
@@ -107,7 +107,7 @@ public sealed class EventDataset
         return new EventDataset(SyntheticGenerator.Generate(config).Store, $"synthetic ({size}, seed {seed})");
     }
 
-    /// <summary>The schema the events were read with.</summary>
+    /// <summary>The schema the events were read with; with feedback blocks, expanded by their sequences and outcome features.</summary>
     public DatasetSchema Schema => _store.Layout.Schema;
 
     /// <summary>Where the events came from (a path, a row-source name, or the synthetic preset).</summary>

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using Mtfm.Engine.Data;
 
@@ -22,6 +23,7 @@ internal sealed class RequestEncoder
     private readonly Dictionary<string, int> _featureIndex = new(StringComparer.Ordinal);
     private readonly HashSet<int>[] _sourceFeatures;
     private readonly HistoryStatistics _history;
+    private readonly FeedbackTokens.Plan?[] _feedback;
 
     public RequestEncoder(DataLayout layout, NumericStats stats)
     {
@@ -29,6 +31,7 @@ internal sealed class RequestEncoder
         _stats = stats ?? throw new ArgumentNullException(nameof(stats));
         _win = WindowSpec.From(layout.Schema);
         _history = new HistoryStatistics(layout);
+        _feedback = FeedbackTokens.Plans(layout);
         for (int f = 0; f < layout.Schema.Features.Count; f++) _featureIndex[layout.Schema.Features[f].Name] = f;
         _sourceFeatures = new HashSet<int>[layout.ScenarioCount + layout.SequenceCount];
         for (int s = 0; s < _sourceFeatures.Length; s++) _sourceFeatures[s] = [.. layout.SourceCat[s], .. layout.SourceNum[s]];
@@ -72,10 +75,8 @@ internal sealed class RequestEncoder
         long wStart = _win.StartOf(_win.IndexOf(now));
         int nq = _l.SequenceCount, ns = _l.ScenarioCount;
         var events = r.Events ?? [];
-        var historyCandidates = new List<int>();
-        var realtime = new List<int>();
-        var evSeq = new int[events.Count]; var evTime = new long[events.Count];
-        var evCat = new int[events.Count][]; var evNum = new float[events.Count][];
+        var evSeq = new List<int>(events.Count); var evTime = new List<long>(events.Count);
+        var evCat = new List<int[]>(events.Count); var evNum = new List<float[]>(events.Count);
         for (int i = 0; i < events.Count; i++)
         {
             var e = events[i] ?? throw new ScoreRequestException($"events[{i}]", "is null");
@@ -101,9 +102,18 @@ internal sealed class RequestEncoder
                 string path = $"events[{i}].features.{_l.Schema.Features[sn[k]].Name}";
                 en[k] = ReadNumeric(sn[k], Required(feats, sn[k], path, $"sequence '{e.Sequence}'", src), path);
             }
-            evSeq[i] = src - ns; evTime[i] = t; evCat[i] = ec; evNum[i] = en;
-            if (t < wStart) historyCandidates.Add(i);
-            else if (t < now) realtime.Add(i);
+            evSeq.Add(src - ns); evTime.Add(t); evCat.Add(ec); evNum.Add(en);
+        }
+        // Past exposures with outcomes: feedback tokens, appended after the request's events (as a derived store
+        // appends them after the log's events, so equal times order the same way).
+        if (r.Exposures is { Count: > 0 } exposures) AddFeedbackTokens(exposures, evSeq, evTime, evCat, evNum);
+
+        var historyCandidates = new List<int>();
+        var realtime = new List<int>();
+        for (int i = 0; i < evSeq.Count; i++)
+        {
+            if (evTime[i] < wStart) historyCandidates.Add(i);
+            else if (evTime[i] < now) realtime.Add(i);
         }
 
         // H: per sequence the last historyCap events before the window, merged (the aggregator's HistorySelector);
@@ -113,7 +123,7 @@ internal sealed class RequestEncoder
         var selector = new HistorySelector(_l);
         foreach (var i in historyCandidates) selector.Push(evSeq[i], i);
         var hIds = new GrowBuffer<int>(historyCandidates.Count); var hSeqs = new GrowBuffer<int>(historyCandidates.Count);
-        selector.Merge(evTime, ref hIds, ref hSeqs);
+        selector.Merge(evTime.ToArray(), ref hIds, ref hSeqs);
         realtime.Sort(byTime);
 
         // The one-instance batch, through the same assembly as training (BatchBuilder).
@@ -128,13 +138,103 @@ internal sealed class RequestEncoder
     }
 
     /// <summary>Features of a request's tokens: candidates (T groups) by candidate index, events by request position.</summary>
-    private sealed class RequestFeatures(int firstTargetGroup, int catWidth, int numWidth, int[] tCat, float[] tNum, int[][] evCat, float[][] evNum) : ITokenFeatures
+    private sealed class RequestFeatures(int firstTargetGroup, int catWidth, int numWidth, int[] tCat, float[] tNum, List<int[]> evCat, List<float[]> evNum) : ITokenFeatures
     {
         public ReadOnlySpan<int> Categorical(int group, int source) =>
             group >= firstTargetGroup ? tCat.AsSpan(source * catWidth, catWidth) : evCat[source];
 
         public ReadOnlySpan<float> Numeric(int group, int source) =>
             group >= firstTargetGroup ? tNum.AsSpan(source * numWidth, numWidth) : evNum[source];
+    }
+
+    /// <summary>
+    /// Validates the request's past exposures and appends their feedback tokens (<see cref="FeedbackTokens.ExposureTokens"/>,
+    /// the derivation training uses) as events of the feedback sequences. Exposures are taken by (time, request order);
+    /// a <c>revealedBy</c> outcome is matched among the request's behaviour events.
+    /// </summary>
+    private void AddFeedbackTokens(List<PastExposure> exposures, List<int> evSeq, List<long> evTime, List<int[]> evCat, List<float[]> evNum)
+    {
+        int ns = _l.ScenarioCount, nEvents = evSeq.Count;
+        var parsed = new List<(int Index, long Time, FeedbackTokens.Plan Plan, int[] Cat, float[] Num, int[] Labels)>(exposures.Count);
+        for (int i = 0; i < exposures.Count; i++)
+        {
+            string at = $"exposures[{i}]";
+            var x = exposures[i] ?? throw new ScoreRequestException(at, "is null");
+            if (string.IsNullOrEmpty(x.Scenario)) throw new ScoreRequestException(at + ".scenario", "missing or empty");
+            if (!_l.TryGetSource(x.Scenario, out int sc) || sc >= ns)
+                throw new ScoreRequestException(at + ".scenario", $"'{x.Scenario}' is unknown (scenarios: {string.Join(", ", _l.Schema.Scenarios.Select(q => q.Name))})");
+            var withFeedback = _l.Schema.Scenarios.Where(q => q.Feedback is not null).Select(q => q.Name).ToList();
+            var plan = _feedback[sc] ?? throw new ScoreRequestException(at + ".scenario",
+                $"scenario '{x.Scenario}' declares no feedback block, so its exposures do not enter the user's sequences ("
+                + (withFeedback.Count == 0 ? "the model's schema declares none" : "scenarios with feedback: " + string.Join(", ", withFeedback)) + ")");
+            if (x.Time is not { } t) throw new ScoreRequestException(at + ".time", "missing (unix seconds expected)");
+            var feats = x.Features ?? [];
+            foreach (var key in feats.Keys) CheckKnown(key, sc, $"{at}.features.{key}");
+            // Only the features the tokens take (and the match features) are needed; any other given value is still validated.
+            var sCat = _l.SourceCat[sc]; var sNum = _l.SourceNum[sc];
+            var needCat = new HashSet<int>(plan.CatFrom.Concat(plan.MatchCat.SelectMany(m => m)));
+            var needNum = new HashSet<int>(plan.NumFrom);
+            var ec = new int[sCat.Length]; var en = new float[sNum.Length];
+            for (int k = 0; k < sCat.Length; k++)
+                if (Needed(feats, sCat[k], needCat.Contains(k), at, x.Scenario, out var v, out string path)) ec[k] = EncodeCategorical(sCat[k], v, path);
+            for (int k = 0; k < sNum.Length; k++)
+                if (Needed(feats, sNum[k], needNum.Contains(k), at, x.Scenario, out var v, out string path)) en[k] = ReadNumeric(sNum[k], v, path);
+            var labels = new int[plan.Outcomes.Length];
+            Array.Fill(labels, -1);
+            var scenarioLabels = _l.Schema.Scenarios[sc].Labels;
+            foreach (var (task, v) in x.Labels ?? [])
+            {
+                string path = $"{at}.labels.{task}";
+                if (!scenarioLabels.ContainsKey(task)) throw new ScoreRequestException(path, $"'{task}' is not a label of scenario '{x.Scenario}' (its labels: {string.Join(", ", scenarioLabels.Keys)})");
+                int label = v.ValueKind switch
+                {
+                    JsonValueKind.Null or JsonValueKind.Undefined => -1,
+                    JsonValueKind.True => 1,
+                    JsonValueKind.False => 0,
+                    JsonValueKind.Number when v.TryGetInt32(out int n) && n is 0 or 1 => n,
+                    _ => throw new ScoreRequestException(path, $"expected 0, 1, true, false or null, got {Describe(v)}"),
+                };
+                int o = Array.FindIndex(plan.Outcomes, q => q.Task == task);
+                if (o >= 0) labels[o] = label;
+            }
+            parsed.Add((i, t, plan, ec, en, labels));
+        }
+        parsed.Sort((a, b) => { int c = a.Time.CompareTo(b.Time); return c != 0 ? c : a.Index.CompareTo(b.Index); });
+
+        // Per sequence, the request's behaviour events by (time, request order): where revealing behaviour is looked up.
+        var bySequence = new List<int>[_l.SequenceCount];
+        for (int q = 0; q < bySequence.Length; q++) bySequence[q] = [];
+        for (int i = 0; i < nEvents; i++) bySequence[evSeq[i]].Add(i);
+        foreach (var q in bySequence) q.Sort((a, b) => { int c = evTime[a].CompareTo(evTime[b]); return c != 0 ? c : a.CompareTo(b); });
+
+        var tokens = new List<FeedbackTokens.Token>();
+        foreach (var (_, t, p, ec, en, labels) in parsed)
+        {
+            tokens.Clear();
+            FeedbackTokens.ExposureTokens(p, t, labels, (k, from) => FeedbackTokens.FirstMatch(ec, p.MatchCat[k], p.RevealCat[k],
+                CollectionsMarshal.AsSpan(bySequence[p.RevealSource[k] - ns]), ev => evTime[ev], ev => evCat[ev], from), tokens);
+            foreach (var tok in tokens)
+            {
+                var tc = new int[p.CatFrom.Length + 1];
+                for (int k = 0; k < p.CatFrom.Length; k++) tc[k] = ec[p.CatFrom[k]];
+                tc[^1] = _l.EncodeCategorical(p.OutcomeFeature, tok.Code);
+                var tn = new float[p.NumFrom.Length];
+                for (int k = 0; k < tn.Length; k++) tn[k] = en[p.NumFrom[k]];
+                evSeq.Add(p.Source - ns); evTime.Add(tok.Time); evCat.Add(tc); evNum.Add(tn);
+            }
+        }
+    }
+
+    /// <summary>Whether exposure feature <paramref name="feature"/> is to be read: needed (and then required unless <c>missing: allow</c>) or given.</summary>
+    private bool Needed(Dictionary<string, JsonElement> feats, int feature, bool needed, string at, string scenario, out JsonElement value, out string path)
+    {
+        string name = _l.Schema.Features[feature].Name;
+        path = $"{at}.features.{name}";
+        if (feats.TryGetValue(name, out value)) return true;
+        if (!needed) return false;
+        if (_l.AllowMissing[feature]) return true; // an absent value is a missing value
+        var fb = _l.Schema.Scenarios[_l.TryGetSource(scenario, out int sc) ? sc : 0].Feedback!;
+        throw new ScoreRequestException(path, $"missing (scenario '{scenario}' feedback tokens take {string.Join(", ", fb.Features.Concat(fb.Outcomes.SelectMany(o => o.Match)).Distinct())})");
     }
 
     private void CheckKnown(string key, int scenario, string path)

@@ -24,6 +24,13 @@ public sealed class ScoreRequest
     /// <summary>The user's behaviour events, any sequence, in log order (events with equal times keep this order). Events at or after <see cref="Time"/> are validated but not visible to the candidates, so they do not enter the instance.</summary>
     public List<BehaviorEvent>? Events { get; set; }
 
+    /// <summary>
+    /// The user's earlier exposures with their outcomes, in log order, for scenarios whose schema declares a
+    /// <c>feedback</c> block: each becomes the same feedback tokens as in training (docs/data.md, "Feedback tokens"), carrying only the
+    /// outcomes observable at each token's time (an outcome revealed by a behaviour is matched among <see cref="Events"/>).
+    /// </summary>
+    public List<PastExposure>? Exposures { get; set; }
+
     /// <summary>The candidates: raw values of the scenario's features by feature name (at least one candidate).</summary>
     public List<Dictionary<string, JsonElement>>? Candidates { get; set; }
 
@@ -52,8 +59,9 @@ public sealed class ScoreRequest
     {
         if (message.Contains("could not be mapped to any .NET member", StringComparison.Ordinal))
             return path.Contains('.', StringComparison.Ordinal)
-                ? "unknown field (an event has sequence, time, features)"
-                : "unknown field (a request has user, scenario, time, features, events, candidates)";
+                ? path.StartsWith("exposures", StringComparison.Ordinal) ? "unknown field (an exposure has scenario, time, features, labels)"
+                : "unknown field (an event has sequence, time, features)"
+                : "unknown field (a request has user, scenario, time, features, events, exposures, candidates)";
         if (message.Contains("could not be converted", StringComparison.Ordinal))
         {
             string last = path[(path.LastIndexOfAny(['.', ']']) + 1)..];
@@ -63,8 +71,11 @@ public sealed class ScoreRequest
                 "user" or "scenario" or "sequence" => "a string",
                 "features" => "an object of feature values",
                 "events" => "an array of events",
+                "exposures" => "an array of exposures",
+                "labels" => "an object of labels (0, 1 or null by task)",
                 "candidates" => "an array of objects of feature values",
-                "" => path.StartsWith("events", StringComparison.Ordinal) ? "an event object" : "an object of feature values",
+                "" => path.StartsWith("events", StringComparison.Ordinal) ? "an event object"
+                    : path.StartsWith("exposures", StringComparison.Ordinal) && path.IndexOf('.') < 0 ? "an exposure object" : "an object of feature values",
                 _ => "another type",
             };
             return path == "request" ? "expected a JSON object" : $"wrong JSON type, expected {expected}";
@@ -85,4 +96,28 @@ public sealed class BehaviorEvent
 
     /// <summary>Raw values of the sequence's features by feature name.</summary>
     public Dictionary<string, JsonElement>? Features { get; set; }
+}
+
+/// <summary>
+/// One earlier exposure of the user with its outcomes (a request's <see cref="ScoreRequest.Exposures"/>): the scenario,
+/// the exposure time, the raw values of the features its feedback tokens take (and of any <c>match</c> features), and
+/// the labels known for it.
+/// </summary>
+public sealed class PastExposure
+{
+    /// <summary>Scenario name; the scenario must declare a <c>feedback</c> block.</summary>
+    public string? Scenario { get; set; }
+
+    /// <summary>Exposure time in unix seconds.</summary>
+    public long? Time { get; set; }
+
+    /// <summary>Raw values of the scenario's features by feature name (at least those its feedback block names).</summary>
+    public Dictionary<string, JsonElement>? Features { get; set; }
+
+    /// <summary>
+    /// Outcome labels by task name: 0, 1 (or false, true), or null / absent when not known. Each outcome enters the tokens
+    /// only from the time the schema says it is observable (at the exposure, after <c>delaySeconds</c>, or at the first
+    /// matching <c>revealedBy</c> behaviour among the request's events).
+    /// </summary>
+    public Dictionary<string, JsonElement>? Labels { get; set; }
 }

@@ -8,7 +8,7 @@ namespace Mtfm.Tests.Data;
 public class FeedbackTokenTests
 {
     /// <summary>The tiny synthetic schema with feedback on feed and groupbuy: click seen at the exposure, conversion revealed by an order of the same item.</summary>
-    private static DatasetSchema WithFeedback(DatasetSchema s)
+    internal static DatasetSchema WithFeedback(DatasetSchema s)
     {
         var x = DatasetSchema.Parse(s.ToJson());
         foreach (var sc in x.Scenarios.Where(sc => sc.Name is "feed" or "groupbuy"))

@@ -109,6 +109,16 @@ public sealed class HostingApiTests : IDisposable
                 for (int t = 0; t < x.Layout.TaskCount; t++) Assert.Equal(x.Label(e, t), y.Label(e, t));
         }
 
+        // A schema with feedback blocks: the dataset holds the feedback tokens exactly as `mtfm train` derives them.
+        var fbSchema = Data.FeedbackTokenTests.WithFeedback(synthetic.Schema);
+        var withFeedback = EventDataset.Load(fbSchema, csv);
+        var expected = FeedbackTokens.Derive(fromCsv.Store, fbSchema);
+        Assert.Contains(withFeedback.Schema.Sequences, q => q.Name == "fb");
+        Assert.True(withFeedback.EventCount > fromCsv.EventCount, "no feedback tokens");
+        Assert.Equal(expected.Count, withFeedback.EventCount);
+        Assert.Equal(expected.Layout.Schema.ToJson(), withFeedback.Schema.ToJson());
+        Assert.Equal(withFeedback.EventCount, EventDataset.FromRows(fbSchema, rows).EventCount);
+
         // A row without a column its source needs is rejected with the row and the column, nothing filled in.
         int bad = rows.FindIndex(r => r["source"] == "feed");
         rows[bad].Remove("hour");

@@ -92,7 +92,7 @@ public class RequestValidationTests
     [InlineData("candidate not an object", "candidates[1]: wrong JSON type, expected an object of feature values")]
     [InlineData("unknown event key", "events[0].when: unknown field (an event has sequence, time, features)")]
     [InlineData("time is a string", "time: wrong JSON type, expected an integer (unix seconds)")]
-    [InlineData("unknown key", "userid: unknown field (a request has user, scenario, time, features, events, candidates)")]
+    [InlineData("unknown key", "userid: unknown field (a request has user, scenario, time, features, events, exposures, candidates)")]
     [InlineData("no user", "user: missing or empty")]
     [InlineData("no scenario", "scenario: missing or empty")]
     [InlineData("unknown scenario", "scenario: 'x' is unknown (scenarios: feed, ads)")]

@@ -6,7 +6,7 @@ namespace Mtfm.Tests.Serving;
 
 public class ScorerEquivalenceTests(ServingFixture fx) : IClassFixture<ServingFixture>
 {
-    private static void AssertSameBatch(JaggedBatch want, JaggedBatch got, string what)
+    internal static void AssertSameBatch(JaggedBatch want, JaggedBatch got, string what)
     {
         Assert.Equal(want.Offsets, got.Offsets);
         Assert.True(want.Segment.AsSpan().SequenceEqual(got.Segment), what + ": segments");
