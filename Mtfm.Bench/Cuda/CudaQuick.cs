@@ -6,6 +6,7 @@ using Mtfm.Engine.Data;
 using Mtfm.Engine.Model;
 using Mtfm.Engine.Native;
 using Mtfm.Engine.Tensors;
+using Mtfm.Engine.Training.Cuda;
 
 namespace Mtfm.Bench.Cuda;
 

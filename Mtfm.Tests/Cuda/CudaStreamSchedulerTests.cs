@@ -1,3 +1,4 @@
+using Mtfm.Engine.Training.Cuda;
 using Mtfm.Engine.Autograd;
 using Mtfm.Engine.Backends;
 using Mtfm.Engine.Backends.Cpu;

@@ -4,7 +4,7 @@ namespace Mtfm.Engine.Backends.Cuda;
 /// Device copies of one <see cref="AttentionLayout"/> for a <see cref="CudaBackend"/>, kept in
 /// <see cref="AttentionLayout.DeviceCache"/>: kinds (Int32), times (Int64), the T token list, and the tilings
 /// (<see cref="HstuAttentionPlan"/> + uploaded tiles) per (query form, tile size). Uploaded once per batch (asynchronously;
-/// staged batches upload it on the copy stream, see <see cref="CudaBatchPrefetch"/>),
+/// staged batches upload it on the copy stream, see Training.Cuda.CudaBatchPrefetch),
 /// reused by every layer forward and backward; returned to the backend's pool on dispose. Layouts are made per batch
 /// and nobody is obliged to dispose them, so the backend keeps only the <see cref="CudaBackend.MaxLayoutCaches"/> most
 /// recent caches and evicts older ones (detaching them from their layout, which rebuilds its cache if used again).

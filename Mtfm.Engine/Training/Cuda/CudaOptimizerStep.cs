@@ -1,8 +1,12 @@
 using Mtfm.Engine.Autograd;
 using Mtfm.Engine.Tensors;
-using Mtfm.Engine.Training;
 
-namespace Mtfm.Engine.Backends.Cuda;
+
+using Mtfm.Engine.Backends;
+using Mtfm.Engine.Backends.Cuda;
+using Mtfm.Engine.Native;
+
+namespace Mtfm.Engine.Training.Cuda;
 
 /// <summary>
 /// The trainer's optimizer step on a <see cref="CudaBackend"/>, with the semantics of the CPU path of

@@ -2,7 +2,11 @@ using Mtfm.Engine.Autograd;
 using Mtfm.Engine.Data;
 using Mtfm.Engine.Model;
 
-namespace Mtfm.Engine.Backends.Cuda;
+using Mtfm.Engine.Backends;
+using Mtfm.Engine.Backends.Cuda;
+using Mtfm.Engine.Native;
+
+namespace Mtfm.Engine.Training.Cuda;
 
 /// <summary>
 /// One batch's inputs (<see cref="BatchInputs"/>, and its attention layout's device cache) uploaded ahead on the

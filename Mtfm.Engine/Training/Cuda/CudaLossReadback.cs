@@ -1,7 +1,11 @@
 using Mtfm.Engine.Tensors;
-using Mtfm.Engine.Training;
 
-namespace Mtfm.Engine.Backends.Cuda;
+
+using Mtfm.Engine.Backends;
+using Mtfm.Engine.Backends.Cuda;
+using Mtfm.Engine.Native;
+
+namespace Mtfm.Engine.Training.Cuda;
 
 /// <summary>
 /// The trainer's loss on a <see cref="CudaBackend"/> without host synchronisation: each step's scalar loss is added into
