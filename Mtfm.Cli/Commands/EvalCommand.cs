@@ -4,6 +4,7 @@ using Mtfm.Engine.Data;
 using Mtfm.Engine.Evaluation;
 using Mtfm.Engine.Model;
 using Mtfm.Engine.Training;
+using Mtfm.Engine.IO;
 
 namespace Mtfm.Cli.Commands;
 

@@ -10,6 +10,7 @@ using Mtfm.Engine.Evaluation;
 using Mtfm.Engine.Model;
 using Mtfm.Engine.Training;
 using Spectre.Console;
+using Mtfm.Engine.IO;
 
 namespace Mtfm.Cli.Commands;
 

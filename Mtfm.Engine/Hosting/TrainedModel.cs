@@ -4,6 +4,7 @@ using Mtfm.Engine.Data;
 using Mtfm.Engine.Model;
 using Mtfm.Engine.Serving;
 using Mtfm.Engine.Training;
+using Mtfm.Engine.IO;
 
 namespace Mtfm.Engine.Hosting;
 

@@ -141,6 +141,29 @@ internal sealed class MtfmModel : IDisposable
         return new MtfmOutput(logits, loss!);
     }
 
+    /// <summary>
+    /// Probabilities [T, tasks] (row-major) of the batch's exposures, without recording a graph: the one readout that
+    /// evaluation, scoring and serving use.
+    /// </summary>
+    public float[] Score(JaggedBatch batch)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        int tasks = Layout.TaskCount, nt = batch.TargetCount;
+        var probs = new float[nt * tasks];
+        using var tape = new Tape(Backend, gradEnabled: false);
+        var output = Forward(tape, batch);
+        var logits = new float[nt];
+        for (int k = 0; k < tasks; k++)
+        {
+            Backend.Download<float>(output.TaskLogits[k].Value, logits);
+            for (int j = 0; j < nt; j++) probs[j * tasks + k] = Probability(logits[j]);
+        }
+        return probs;
+    }
+
+    /// <summary>The readout of a task logit: the logistic sigmoid, in single precision.</summary>
+    public static float Probability(float logit) => 1f / (1f + MathF.Exp(-logit));
+
     public void Dispose()
     {
         foreach (var p in Parameters) p.Dispose();

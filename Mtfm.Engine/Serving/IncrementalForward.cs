@@ -163,7 +163,7 @@ internal sealed class IncrementalForward
                 tape.Reshape(experts, nt, _c.Experts, _c.ExpertWidth)), nt, _c.ExpertWidth);
             var logit = Linear(tape, head + ".tower2", tape.Silu(Linear(tape, head + ".tower1", mix)));
             _m.Backend.Download<float>(logit.Value, logits);
-            for (int j = 0; j < nt; j++) probs[j * tasks + k] = 1f / (1f + MathF.Exp(-logits[j]));
+            for (int j = 0; j < nt; j++) probs[j * tasks + k] = MtfmModel.Probability(logits[j]);
         }
         return probs;
     }
@@ -277,7 +277,7 @@ internal sealed class IncrementalForward
             var logit = Linear(tape, head + ".tower2", tape.Silu(Linear(tape, head + ".tower1", mix)));
             _m.Backend.Download<float>(logit.Value, logits);
             for (int i = 0; i < m; i++)
-                for (int j = tStart[i]; j < tStart[i + 1]; j++) result[i][(j - tStart[i]) * tasks + k] = 1f / (1f + MathF.Exp(-logits[j]));
+                for (int j = tStart[i]; j < tStart[i + 1]; j++) result[i][(j - tStart[i]) * tasks + k] = MtfmModel.Probability(logits[j]);
         }
         return result;
     }

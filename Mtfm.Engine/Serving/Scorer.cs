@@ -3,7 +3,7 @@ using Mtfm.Engine.Backends.Cpu;
 using Mtfm.Engine.Data;
 using Mtfm.Engine.Hosting;
 using Mtfm.Engine.Model;
-using Mtfm.Engine.Training;
+using Mtfm.Engine.IO;
 
 namespace Mtfm.Engine.Serving;
 
@@ -212,7 +212,7 @@ public sealed class Scorer : IDisposable
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            if (_cache is null) return MtfmTrainer.Score(_model, enc.Batch);
+            if (_cache is null) return _model.Score(enc.Batch);
             int nc = enc.HistoryTokens + enc.RealtimeTokens;
             string key = ContextCache.KeyOf(enc.Batch, nc);
             bool kept = true;

@@ -309,7 +309,7 @@ internal sealed unsafe class MtfmTrainer
         MetricAccumulator? bayes = null;
         foreach (var batch in data.Batches(batchTokens))
         {
-            var probs = Score(model, batch);
+            var probs = model.Score(batch);
             predictions?.Add(batch, probs);
             var users = new long[batch.TargetCount];
             for (int j = 0; j < users.Length; j++) users[j] = batch.TargetUser[j];
@@ -321,22 +321,6 @@ internal sealed unsafe class MtfmTrainer
             }
         }
         return new EvaluationResult(acc.ComputeAll(), bayes?.ComputeAll());
-    }
-
-    /// <summary>Probabilities [T, tasks] (row-major) of the batch's exposures, without recording a graph.</summary>
-    public static float[] Score(MtfmModel model, JaggedBatch batch)
-    {
-        int tasks = model.Layout.TaskCount, nt = batch.TargetCount;
-        var probs = new float[nt * tasks];
-        using var tape = new Tape(model.Backend, gradEnabled: false);
-        var output = model.Forward(tape, batch);
-        var logits = new float[nt];
-        for (int k = 0; k < tasks; k++)
-        {
-            model.Backend.Download<float>(output.TaskLogits[k].Value, logits);
-            for (int j = 0; j < nt; j++) probs[j * tasks + k] = 1f / (1f + MathF.Exp(-logits[j]));
-        }
-        return probs;
     }
 
     /// <summary>Single-scenario training: exposures of other scenarios keep their tokens but carry no label.</summary>

@@ -80,7 +80,7 @@ public class FeedbackTokenTests
         int tasks = st.Layout.TaskCount;
         foreach (var batch in bb.Batches(2048))
         {
-            var p = MtfmTrainer.Score(model, batch);
+            var p = model.Score(batch);
             for (int j = 0; j < batch.TargetCount; j++) res[batch.EventId[batch.TargetToken[j]]] = p.AsSpan(j * tasks, tasks).ToArray();
         }
         return res;

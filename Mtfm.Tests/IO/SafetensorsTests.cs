@@ -4,6 +4,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Mtfm.Engine.IO;
+using Mtfm.Engine.Training;
 
 namespace Mtfm.Tests.IO;
 

@@ -94,7 +94,7 @@ public class MtfmModelTests
             using (var be = new CpuBackend(2))
             using (var model = new MtfmModel(be, Small(), t.Data.Store.Layout, seed: 8))
             {
-                before = MtfmTrainer.Score(model, batch);
+                before = model.Score(batch);
                 MtfmCheckpoint.Save(path, model, t.Stats);
             }
             using (var be = new CpuBackend(2))
@@ -104,7 +104,7 @@ public class MtfmModelTests
                 {
                     Assert.Equal(t.Stats.Mean, stats.Mean);
                     Assert.Equal(Small(), model.Config);
-                    Assert.Equal(before, MtfmTrainer.Score(model, batch));
+                    Assert.Equal(before, model.Score(batch));
                 }
             }
             var bytes = File.ReadAllBytes(path);

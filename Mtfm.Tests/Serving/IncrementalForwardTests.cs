@@ -59,7 +59,7 @@ public sealed class IncrementalForwardTests(ServingFixture fx) : IClassFixture<S
         foreach (var r in Requests(25))
         {
             var e = enc.Encode(r);
-            var want = MtfmTrainer.Score(model, e.Batch);
+            var want = model.Score(e.Batch);
             using var ctx = inc.EncodeContext(e.Batch, e.HistoryTokens + e.RealtimeTokens);
             var got = inc.ScoreTargets(ctx, e.Batch, e.Scenario);
             var again = inc.ScoreTargets(ctx, e.Batch, e.Scenario);             // the cache is reusable

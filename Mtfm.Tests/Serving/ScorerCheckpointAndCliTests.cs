@@ -5,6 +5,7 @@ using Mtfm.Engine.Backends.Cpu;
 using Mtfm.Engine.Data;
 using Mtfm.Engine.Model;
 using Mtfm.Engine.Serving;
+using Mtfm.Engine.IO;
 
 namespace Mtfm.Tests.Serving;
 

@@ -58,7 +58,7 @@ public class ScorerEquivalenceTests(ServingFixture fx) : IClassFixture<ServingFi
     /// <summary>
     /// Synthetic tiny test window, random-init model (seed 7, one thread). For every exposure, a request at its time
     /// whose candidates are all of the instance's exposures in its scenario (the exposure itself among them; T tokens
-    /// never see each other, so the others change nothing) gives bit for bit the probability MtfmTrainer.Score gives on
+    /// never see each other, so the others change nothing) gives bit for bit the probability MtfmModel.Score gives on
     /// the BatchBuilder batch of the user-window instance, and of the per-exposure instance.
     /// </summary>
     [Fact]
@@ -75,7 +75,7 @@ public class ScorerEquivalenceTests(ServingFixture fx) : IClassFixture<ServingFi
         float maxDiff = 0;
         for (int i = 0; i < fx.UserWindow.Count; i++)
         {
-            var want = MtfmTrainer.Score(fx.Model, uw.Build([i]));
+            var want = fx.Model.Score(uw.Build([i]));
             var events = fx.UserWindow.Events(i); var segs = fx.UserWindow.Segments(i);
             var targets = new List<int>();
             for (int p = 0; p < events.Length; p++) if (segs[p] == (byte)SegmentKind.Target) targets.Add(events[p]);
@@ -89,7 +89,7 @@ public class ScorerEquivalenceTests(ServingFixture fx) : IClassFixture<ServingFi
                 var got = scorer.ScoreProbabilities(request);
                 Assert.Equal(sameScenario.Count * tasks, got.Length);
                 if (sameScenario.Count > 1) multi++;
-                var single = MtfmTrainer.Score(fx.Model, pe.Build([perIndex[e]]));
+                var single = fx.Model.Score(pe.Build([perIndex[e]]));
                 for (int k = 0; k < tasks; k++)
                 {
                     float g = got[pos * tasks + k], w = want[j * tasks + k], s1 = single[k];

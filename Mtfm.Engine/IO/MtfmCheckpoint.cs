@@ -2,9 +2,9 @@ using System.Globalization;
 using System.Text.Json;
 using Mtfm.Engine.Backends;
 using Mtfm.Engine.Data;
-using Mtfm.Engine.IO;
+using Mtfm.Engine.Model;
 
-namespace Mtfm.Engine.Model;
+namespace Mtfm.Engine.IO;
 
 /// <summary>
 /// Saves and loads a trained <see cref="MtfmModel"/> as safetensors: every parameter by name, the numeric-feature

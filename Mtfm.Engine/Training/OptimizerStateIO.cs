@@ -1,6 +1,6 @@
-using Mtfm.Engine.Training;
+using Mtfm.Engine.IO;
 
-namespace Mtfm.Engine.IO;
+namespace Mtfm.Engine.Training;
 
 /// <summary>
 /// Saves and restores optimizer state in a checkpoint next to the parameters, under fixed tensor names:
