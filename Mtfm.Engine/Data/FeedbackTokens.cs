@@ -97,10 +97,11 @@ internal static class FeedbackTokens
     }
 
     /// <summary>
-    /// <paramref name="schema"/> with a feedback block on every scenario labelled with the first task (click): one
-    /// shared sequence <c>feedback</c> (H cap <paramref name="historyCap"/>) whose tokens take the categorical item
-    /// features common to all scenarios and the click outcome, observable at the exposure's time (a click is seen when
-    /// it happens; later outcomes such as conversions need their delay or revealing behaviour declared in a schema).
+    /// <paramref name="schema"/> with a feedback block on every scenario labelled with the first task (click), observable
+    /// at the exposure's time (a click is seen when it happens; later outcomes such as conversions need their delay or
+    /// revealing behaviour declared in a schema). When the scenarios share categorical item features, one sequence
+    /// <c>feedback</c> (H cap <paramref name="historyCap"/>) takes those and the click outcome; when they share none,
+    /// each scenario gets its own sequence <c>feedback_&lt;scenario&gt;</c> with its own categorical item features.
     /// </summary>
     public static DatasetSchema WithClickFeedback(DatasetSchema schema, int historyCap = 50)
     {
@@ -111,11 +112,22 @@ internal static class FeedbackTokens
         if (labelled.Count == 0) throw new ArgumentException($"--feedback: no scenario has a '{task}' label");
         var categorical = x.Features.Where(f => f.Kind != "numeric").Select(f => f.Name).ToHashSet(StringComparer.Ordinal);
         var common = labelled[0].ItemFeatures.Where(f => categorical.Contains(f) && labelled.All(sc => sc.ItemFeatures.Contains(f))).ToList();
-        if (common.Count == 0) throw new ArgumentException("--feedback: the scenarios share no categorical item feature for the feedback token");
-        string name = "feedback";
-        while (x.Scenarios.Any(sc => sc.Name == name) || x.Sequences.Any(q => q.Name == name)) name += "_";
+        string Fresh(string name)
+        {
+            while (x.Scenarios.Any(sc => sc.Name == name) || x.Sequences.Any(q => q.Name == name) ||
+                   x.Scenarios.Any(sc => sc.Feedback?.Sequence == name) || x.Features.Any(f => f.Name == OutcomeFeature(name))) name += "_";
+            return name;
+        }
+        string shared = common.Count > 0 ? Fresh("feedback") : "";
         foreach (var sc in labelled)
-            sc.Feedback = new FeedbackSpec { Sequence = name, Features = [.. common], Outcomes = [new FeedbackOutcome { Task = task }], HistoryCap = historyCap };
+        {
+            List<string> features = common.Count > 0 ? [.. common] : sc.ItemFeatures.Where(categorical.Contains).ToList();
+            sc.Feedback = new FeedbackSpec
+            {
+                Sequence = common.Count > 0 ? shared : Fresh("feedback_" + sc.Name), Features = features,
+                Outcomes = [new FeedbackOutcome { Task = task }], HistoryCap = historyCap,
+            };
+        }
         x.Validate();
         return x;
     }

@@ -146,4 +146,28 @@ public class FeedbackTokenTests
         Assert.Contains(message, ex.Message);
         if (bad != "seq:click") Assert.Contains("scenario 'feed' feedback", ex.Message);
     }
+
+    /// <summary>
+    /// --feedback's schema: one shared sequence with the common categorical item features when the clicked scenarios
+    /// share some (the synthetic schema), one sequence per scenario with its own when they share none (market).
+    /// </summary>
+    [Fact]
+    public void ClickFeedbackSharesASequenceOnlyWhenScenariosShareItemFeatures()
+    {
+        var synth = FeedbackTokens.WithClickFeedback(SyntheticGenerator.Generate(SyntheticConfig.Tiny with { Users = 5, Days = 2 }).Store.Layout.Schema);
+        var fbs = synth.Scenarios.Where(sc => sc.Feedback is not null).Select(sc => sc.Feedback!).ToList();
+        Assert.NotEmpty(fbs);
+        Assert.All(fbs, fb => Assert.Equal("feedback", fb.Sequence));
+        Assert.All(fbs, fb => Assert.Equal(["category"], fb.Features)); // the one categorical item feature all clicked scenarios have
+
+        var market = FeedbackTokens.WithClickFeedback(MarketGenerator.Schema(new MarketConfig()));
+        var byScenario = market.Scenarios.ToDictionary(sc => sc.Name, sc => sc.Feedback!);
+        Assert.Equal("feedback_search", byScenario["search"].Sequence);
+        Assert.Equal(["item_id", "query_cat"], byScenario["search"].Features); // price is numeric
+        Assert.Equal(["shop_id", "local_cat"], byScenario["local"].Features);
+        Assert.Equal(["promo_cat"], byScenario["promo"].Features);
+        Assert.Equal(4, byScenario.Values.Select(fb => fb.Sequence).Distinct().Count());
+        var expanded = FeedbackTokens.Expand(market);
+        Assert.Contains(expanded.Sequences, q => q.Name == "feedback_home" && q.Features.SequenceEqual(["item_id", "category", FeedbackTokens.OutcomeFeature("feedback_home")]));
+    }
 }
