@@ -32,7 +32,7 @@ internal static class Program
         var attention = new Option<string>("--attention") { Description = "hta, full or target-only", DefaultValueFactory = _ => "hta" };
         var aggregation = new Option<string>("--aggregation") { Description = "user (user-level windows) or exposure (one instance per exposure)", DefaultValueFactory = _ => "user" };
         var scenarios = new Option<string>("--scenarios") { Description = "all, or one scenario name to train on alone", DefaultValueFactory = _ => "all" };
-        var feedback = new Option<bool>("--feedback") { Description = "add click feedback tokens (each exposure also enters a 'feedback' sequence with its click outcome; docs/data.md) to a dataset whose schema declares none" };
+        var feedback = new Option<string>("--feedback") { Description = "auto, on or off: click feedback tokens (each exposure also enters a feedback sequence with its click outcome, visible strictly later; docs/data.md) for a dataset whose schema declares none; auto: on for MTFM presets with sequences, off for mmoe and lightgbm", DefaultValueFactory = _ => "auto" };
         var epochs = new Option<int>("--epochs") { Description = "passes over the training data (early stopping may end sooner)", DefaultValueFactory = _ => 7 };
         var batchTokens = new Option<int>("--batch-tokens") { Description = "tokens per batch", DefaultValueFactory = _ => 4096 };
         var lr = new Option<float>("--lr") { Description = "peak learning rate of dense parameters", DefaultValueFactory = _ => 2e-3f };
@@ -77,7 +77,13 @@ internal static class Program
             },
             Aggregation = ParseAggregation(p.GetValue(aggregation)!),
             Scenarios = p.GetValue(scenarios)!,
-            Feedback = p.GetValue(feedback),
+            Feedback = p.GetValue(feedback) switch
+            {
+                "auto" => null,
+                "on" => true,
+                "off" => false,
+                var v => throw new ArgumentException($"--feedback {v}: use auto, on or off."),
+            },
             Epochs = p.GetValue(epochs),
             BatchTokens = p.GetValue(batchTokens),
             LearningRate = p.GetValue(lr),

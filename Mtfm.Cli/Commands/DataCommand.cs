@@ -12,7 +12,7 @@ internal static class DataCommand
     /// </summary>
     public static int Export(string data, string? schema, string outPath)
     {
-        var store = PreparedData.LoadStore(new TrainRequest { Data = data, Schema = schema }, Console.Out, out string desc);
+        var store = PreparedData.LoadStore(new TrainRequest { Data = data, Schema = schema, Feedback = false }, Console.Out, out string desc);
         Console.WriteLine($"{desc}: {store.Count:N0} events, {store.ExposureCount:N0} exposures, {store.UserCount:N0} users");
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(outPath))!);
         if (outPath.EndsWith(".parquet", StringComparison.OrdinalIgnoreCase)) EventLogWriter.WriteParquet(store, outPath);
@@ -26,7 +26,7 @@ internal static class DataCommand
     /// <summary>Aggregates every window of <paramref name="data"/> and writes the Parquet dataset with list columns.</summary>
     public static int Aggregate(string data, string? schema, AggregationMode mode, string outPath)
     {
-        var store = PreparedData.LoadStore(new TrainRequest { Data = data, Schema = schema }, Console.Out, out string desc);
+        var store = PreparedData.LoadStore(new TrainRequest { Data = data, Schema = schema, Feedback = false }, Console.Out, out string desc);
         var sw = Stopwatch.StartNew();
         var inst = UserLevelAggregator.Aggregate(store, mode);
         double secs = sw.Elapsed.TotalSeconds;

@@ -28,7 +28,9 @@ internal static class EvalCommand
         var (model, stats) = MtfmCheckpoint.Load(file, backend);
         using (model)
         {
-            var data = PreparedData.Load(r, Console.Out);
+            // Feedback tokens follow the model: a model trained with click feedback (--feedback auto/on) gets them again
+            // (auto), one trained without gets none beyond what the schema file declares.
+            var data = PreparedData.Load(r with { Feedback = FeedbackTokens.Declared(model.Layout.Schema) ? null : false }, Console.Out);
             if (data.Store.Layout.Schema.ToJson() != model.Layout.Schema.ToJson())
                 throw new ArgumentException($"The data's schema ({data.Store.Layout.Schema.Name}) differs from the schema the model in '{file}' was trained with ({model.Layout.Schema.Name}).");
             var predictions = r.Predictions is null ? null : new PredictionWriter(data.Store);

@@ -25,8 +25,12 @@ internal sealed record TrainRequest
     public AttentionMode Attention { get; init; } = AttentionMode.Hta;
     public AggregationMode Aggregation { get; init; } = AggregationMode.UserWindow;
     public string Scenarios { get; init; } = "all";
-    /// <summary>--feedback: add click feedback tokens (FeedbackTokens.WithClickFeedback) to a dataset whose schema declares none.</summary>
-    public bool Feedback { get; init; }
+    /// <summary>
+    /// --feedback: true adds click feedback tokens (FeedbackTokens.WithClickFeedback) to a dataset whose schema declares
+    /// none; false never; null (auto, the default) adds them for an MTFM model with sequence layers when the schema
+    /// declares none and some scenario carries the first task's label.
+    /// </summary>
+    public bool? Feedback { get; init; }
     public int Epochs { get; init; } = 7;
     public int BatchTokens { get; init; } = 4096;
     public float LearningRate { get; init; } = 2e-3f;
@@ -110,15 +114,24 @@ internal sealed class PreparedData
             log.WriteLine(summary.ToString());
             desc = $"{r.Data} with schema {r.Schema}";
         }
-        if (r.Feedback)
+        bool declared = FeedbackTokens.Declared(store.Layout.Schema);
+        if (r.Feedback == true && declared) throw new ArgumentException("--feedback on: the schema already declares feedback blocks (use --feedback auto or off).");
+        if (r.Feedback == true || (r.Feedback is null && !declared && AutoFeedback(r, store.Layout.Schema)))
         {
-            if (FeedbackTokens.Declared(store.Layout.Schema)) throw new ArgumentException("--feedback: the schema already declares feedback blocks (drop the switch).");
             store = FeedbackTokens.Derive(store, FeedbackTokens.WithClickFeedback(store.Layout.Schema));
             desc += ", click feedback tokens";
         }
         else store = FeedbackTokens.Derive(store);
         return store;
     }
+
+    /// <summary>
+    /// --feedback auto: click feedback for an MTFM model that has sequence layers (not the MMoE preset, not LightGBM,
+    /// which computes its own running CTRs) when some scenario is labelled with the first task.
+    /// </summary>
+    private static bool AutoFeedback(TrainRequest r, DatasetSchema schema) =>
+        r.Model == "mtfm" && r.Preset != "mmoe" && r.Blocks != 0 && r.Config is not { Blocks: 0 } &&
+        schema.Tasks.Count > 0 && schema.Scenarios.Any(sc => sc.Labels.ContainsKey(schema.Tasks[0]));
 
     public static PreparedData Load(TrainRequest r, TextWriter log)
     {

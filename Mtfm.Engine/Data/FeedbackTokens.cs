@@ -212,6 +212,7 @@ internal static class FeedbackTokens
             for (int k = 0; k < tasks; k++) { st.Labels.Add(raw.Labels.Items[e * tasks + k]); st.TrueProb.Add(raw.TrueProb.Items[e * tasks + k]); }
         }
         st.HasTrueProbabilities = raw.HasTrueProbabilities;
+        st.ExposureColumns = raw.ExposureColumns; // the raw events come first in reading order: exposure indices unchanged
         var order = raw.SortedByUserTime();
         var tokens = new List<Token>();
         var plans = Plans(l);
