@@ -17,9 +17,9 @@ public sealed class EventDataset
     private NumericStats? _stats;
     private readonly AggregatedInstances?[] _parts = new AggregatedInstances?[3];
 
-    private EventDataset(EventStore store, string description)
+    private EventDataset(EventStore store, string description, bool derived = false)
     {
-        _store = FeedbackTokens.Derive(store); // the schema's feedback blocks, if any: tokens built as `mtfm train` builds them
+        _store = derived ? store : FeedbackTokens.Derive(store); // the schema's feedback blocks, if any: tokens built as `mtfm train` builds them
         Description = description;
     }
 
@@ -105,6 +105,21 @@ public sealed class EventDataset
             _ => throw new ArgumentException($"synthetic size '{size}': use tiny, default or large.", nameof(size)),
         } with { Seed = seed };
         return new EventDataset(SyntheticGenerator.Generate(config).Store, $"synthetic ({size}, seed {seed})");
+    }
+
+    /// <summary>
+    /// This dataset with click feedback tokens, as <c>mtfm train</c> adds them by default (<c>--feedback auto</c>): each
+    /// exposure of a scenario labelled with the first task also enters a feedback sequence as a token carrying its
+    /// click outcome, visible to predictions strictly later (docs/data.md, "Feedback tokens"). Scoring such a model
+    /// takes the user's past exposures with their outcomes in the request (<c>exposures</c>). Throws
+    /// <see cref="InvalidOperationException"/> when the schema already declares feedback blocks.
+    /// </summary>
+    public EventDataset WithClickFeedback()
+    {
+        if (FeedbackTokens.Declared(_store.Layout.Schema))
+            throw new InvalidOperationException($"{Description}: the schema already declares feedback blocks.");
+        var schema = FeedbackTokens.WithClickFeedback(_store.Layout.Schema);
+        return new EventDataset(FeedbackTokens.Derive(_store, schema), Description + ", click feedback tokens", derived: true);
     }
 
     /// <summary>The schema the events were read with; with feedback blocks, expanded by their sequences and outcome features.</summary>

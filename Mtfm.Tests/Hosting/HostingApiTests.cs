@@ -63,6 +63,23 @@ public sealed class HostingApiTests : IDisposable
         Assert.Contains("\"click\":", a);
     }
 
+    /// <summary>The host's way to the CLI's default click feedback: the same tokens `mtfm train` derives; twice is refused.</summary>
+    [Fact]
+    public void WithClickFeedbackAddsTheTokensMtfmTrainAdds()
+    {
+        var data = EventDataset.Synthetic("tiny");
+        var fb = data.WithClickFeedback();
+        Assert.False(FeedbackTokens.Declared(data.Schema));
+        Assert.True(FeedbackTokens.Declared(fb.Schema));
+        Assert.Equal(data.EventCount + data.ExposureCount, fb.EventCount); // one click token per exposure (click seen at once)
+        var cli = Mtfm.Cli.Commands.PreparedData.LoadStore(new Mtfm.Cli.Commands.TrainRequest { Data = "synthetic:tiny" }, TextWriter.Null, out _);
+        Assert.Equal(cli.Layout.Schema.ToJson(), fb.Schema.ToJson());
+        Assert.Equal(cli.Count, fb.EventCount);
+        Assert.Contains("feedback blocks", Assert.Throws<InvalidOperationException>(() => fb.WithClickFeedback()).Message);
+        using var model = TrainedModel.Train(fb, OneEpoch, ComputeDevice.Cpu(1), progress: null, Ct);
+        Assert.True(model.Summary!.Steps > 0);
+    }
+
     [Fact]
     public void CancellationEndsTrainingAfterTheCurrentStep()
     {
