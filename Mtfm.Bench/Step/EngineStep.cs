@@ -70,10 +70,10 @@ internal sealed unsafe class EngineStep : IDisposable
         {
             // The batch's inputs (attention layout, index tensors, features) are built first, as their own phase.
             var inputs = new BatchInputs(staging, batch, Model.Layout, Model.Config.TimeBuckets);
-            BatchInputs.RegisterStaged(batch, inputs, Model.Layout, null);
+            inputs.MarkStaged(Model.Layout, null);
             t1 = Stopwatch.GetTimestamp();
             using var tape = new Tape(Profiler);
-            var output = Model.Forward(tape, batch, flops);
+            var output = Model.Forward(tape, batch, flops, inputs);
             LastLiveAfterForward = _cpu.LiveBytes;
             t2 = Stopwatch.GetTimestamp();
             tape.Backward(output.Loss, releaseActivationGradients: true, releaseActivations: true);

@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using Mtfm.Engine.Autograd;
 using Mtfm.Engine.Backends;
 using Mtfm.Engine.Data;
@@ -9,33 +8,45 @@ namespace Mtfm.Engine.Model;
 /// <summary>
 /// A <see cref="JaggedBatch"/> uploaded to the tape's backend: index tensors, numeric features, labels and the
 /// attention metadata. Everything lives in the tape's scope and is freed with it — unless the inputs were staged ahead
-/// (<see cref="RegisterStaged"/>): then the constructor takes the staged tensors (living in the stager's scope) instead
-/// of uploading again, and runs the stager's hook (e.g. the compute stream waiting for the copy stream).
+/// (<see cref="MarkStaged"/>) and handed to the forward explicitly (<see cref="For"/>): then the forward takes the
+/// staged tensors (living in the stager's scope) instead of uploading again, and runs the stager's hook once (e.g. the
+/// compute stream waiting for the copy stream). No global state: the stager hands its inputs to the step that uses them.
 /// </summary>
 internal sealed class BatchInputs
 {
-    private sealed record Staged(BatchInputs Inputs, DataLayout Layout, IBackend Backend, Action? OnTake);
-
-    private static readonly ConditionalWeakTable<JaggedBatch, Staged> s_staged = new();
-
     private readonly JaggedBatch _batch;
     private long _pairsFull = -1, _pairsTarget = -1;
+    private DataLayout? _stagedLayout;
+    private Action? _onTake;
 
     /// <summary>
-    /// Registers inputs built ahead for <paramref name="batch"/> (on another tape whose scope outlives the step): the
-    /// next <c>new BatchInputs(tape, batch, layout)</c> on the same backend and layout takes them and calls
-    /// <paramref name="onTake"/> once.
+    /// Marks these inputs (built ahead on a tape whose scope outlives the step) as staged for <paramref name="layout"/>:
+    /// <see cref="For"/> given them takes them instead of uploading again and calls <paramref name="onTake"/> once.
     /// </summary>
-    internal static void RegisterStaged(JaggedBatch batch, BatchInputs inputs, DataLayout layout, Action? onTake)
+    internal void MarkStaged(DataLayout layout, Action? onTake)
     {
-        ArgumentNullException.ThrowIfNull(batch);
-        ArgumentNullException.ThrowIfNull(inputs);
-        if (!ReferenceEquals(inputs._batch, batch)) throw new ArgumentException("inputs were built for another batch.", nameof(inputs));
-        s_staged.AddOrUpdate(batch, new Staged(inputs, layout, inputs.TokenGroups.Backend, onTake));
+        ArgumentNullException.ThrowIfNull(layout);
+        _stagedLayout = layout;
+        _onTake = onTake;
     }
 
-    /// <summary>Forgets staged inputs of <paramref name="batch"/> (before their scope is freed).</summary>
-    internal static void UnregisterStaged(JaggedBatch batch) => s_staged.Remove(batch);
+    /// <summary>
+    /// The inputs of <paramref name="batch"/> for a forward on <paramref name="tape"/>: <paramref name="staged"/> when it
+    /// was staged for this batch, layout, backend and bucket count (its hook runs, once), else uploaded now.
+    /// </summary>
+    internal static BatchInputs For(Tape tape, JaggedBatch batch, DataLayout layout, int timeBuckets, BatchInputs? staged)
+    {
+        if (staged is not null && tape is not null && ReferenceEquals(staged._batch, batch) && ReferenceEquals(staged._stagedLayout, layout)
+            && ReferenceEquals(staged.TokenGroups.Backend, tape.Backend) && staged.Attention.NumBuckets == timeBuckets)
+        {
+            var hook = staged._onTake;
+            staged._onTake = null;
+            staged._stagedLayout = null; // taken: a second forward on the batch uploads again
+            hook?.Invoke();
+            return staged;
+        }
+        return new BatchInputs(tape!, batch, layout, timeBuckets);
+    }
 
     /// <param name="tape">Tape whose backend and scope hold the inputs.</param>
     /// <param name="batch">The batch.</param>
@@ -44,26 +55,6 @@ internal sealed class BatchInputs
     public BatchInputs(Tape tape, JaggedBatch batch, DataLayout layout, int timeBuckets = MtfmConfig.DefaultTimeBuckets)
     {
         _batch = batch;
-        if (batch is not null && tape is not null && s_staged.TryGetValue(batch, out var st)
-            && ReferenceEquals(st.Layout, layout) && ReferenceEquals(st.Backend, tape.Backend)
-            && st.Inputs.Attention.NumBuckets == timeBuckets)
-        {
-            s_staged.Remove(batch);
-            var pre = st.Inputs;
-            Attention = pre.Attention;
-            TokenGroups = pre.TokenGroups;
-            TargetTokens = pre.TargetTokens;
-            TargetGroups = pre.TargetGroups;
-            GroupTokens = pre.GroupTokens;
-            GroupCategorical = pre.GroupCategorical;
-            GroupNumeric = pre.GroupNumeric;
-            GroupStatistics = pre.GroupStatistics;
-            ScenarioRows = pre.ScenarioRows;
-            Labels = pre.Labels;
-            LabelMask = pre.LabelMask;
-            st.OnTake?.Invoke();
-            return;
-        }
         ArgumentNullException.ThrowIfNull(tape);
         ArgumentNullException.ThrowIfNull(batch);
         int n = batch.TokenCount, nt = batch.TargetCount, groups = layout.Groups.Count;

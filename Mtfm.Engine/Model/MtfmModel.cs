@@ -75,10 +75,14 @@ internal sealed class MtfmModel : IDisposable
     /// Runs the network on <paramref name="batch"/>; with labels present also the loss (per task, mean BCE over the
     /// exposures carrying the label, summed over tasks).
     /// </summary>
-    public MtfmOutput Forward(Tape tape, JaggedBatch batch, FlopCounter? flops = null)
+    /// <param name="tape">The tape of the step.</param>
+    /// <param name="batch">The batch.</param>
+    /// <param name="flops">Counts the useful FLOPs when given.</param>
+    /// <param name="staged">The batch's inputs uploaded ahead (<see cref="BatchInputs.MarkStaged"/>), or null to upload them now.</param>
+    public MtfmOutput Forward(Tape tape, JaggedBatch batch, FlopCounter? flops = null, BatchInputs? staged = null)
     {
         ArgumentNullException.ThrowIfNull(batch);
-        var inp = new BatchInputs(tape, batch, Layout, Config.TimeBuckets);
+        var inp = BatchInputs.For(tape, batch, Layout, Config.TimeBuckets, staged);
         int n = batch.TokenCount, nt = batch.TargetCount, d = Config.DModel;
 
         // Tokenizers: one per group, placed at their tokens' positions. Without transformer layers (the MMoE

@@ -118,14 +118,16 @@ internal sealed unsafe class MtfmTrainer
             IEnumerable<JaggedBatch> batches = trainBatches.Batches(_o.BatchTokens, int.MaxValue, _o.Seed * 1000003UL + (ulong)epoch, skip);
             if (_o.OnlyScenario is { } only) batches = batches.Select(b => { MaskOtherScenarios(b, only); return b; });
             // On CUDA the next batch's inputs are uploaded on the copy stream while this step runs.
-            if (_model.Backend is CudaBackend cudaBackend) batches = CudaBatchPrefetch.StageAhead(cudaBackend, _model.Layout, batches, model: _model.Config);
-            foreach (var batch in batches)
+            var steps = _model.Backend is CudaBackend cudaBackend
+                ? CudaBatchPrefetch.StageAhead(cudaBackend, _model.Layout, batches, model: _model.Config)
+                : batches.Select(b => new StagedBatch(b, null));
+            foreach (var (batch, staged) in steps)
             {
                 BeforeStep?.Invoke(step + 1, batch);
                 string? bad = null;
                 using (var tape = new Tape(_model.Backend))
                 {
-                    var output = _model.Forward(tape, batch);
+                    var output = _model.Forward(tape, batch, staged: staged);
                     tape.Backward(output.Loss, releaseActivationGradients: true, releaseActivations: true); // frees activations and their gradients once consumed
                     if (_cudaStep is null) bad = NonFinite(output.Loss.Value);
                     if (bad is null) readback.Add(output.Loss.Value, step + 1);

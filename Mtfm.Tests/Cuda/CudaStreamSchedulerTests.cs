@@ -163,7 +163,7 @@ public sealed class CudaStreamSchedulerTests
             float loss;
             using (var tape = new Tape(gpu))
             {
-                var o = model.Forward(tape, batch);
+                var o = model.Forward(tape, batch, staged: pf?.Inputs);
                 forwardLog = [.. rec.Log];
                 Assert.Equal(staged, pf?.Taken ?? false);
                 tape.Backward(o.Loss);
@@ -270,12 +270,12 @@ public sealed class CudaStreamSchedulerTests
         int EventWaits() => rec.Log.Count(x => x.StartsWith("sync 0x", StringComparison.Ordinal));
 
         // a device that keeps up: no wait at all
-        Assert.Equal(batches, CudaBatchPrefetch.StageAhead(gpu, st.Layout, batches, maxStepsInFlight: 2).ToList());
+        Assert.Equal(batches, CudaBatchPrefetch.StageAhead(gpu, st.Layout, batches, maxStepsInFlight: 2).Select(s => s.Batch).ToList());
         Assert.Equal(0, EventWaits());
         // a device that never catches up: after the 2 allowed steps in flight, one wait per step boundary (5 boundaries)
         rec.Log.Clear();
         rec.EventsPending = true;
-        Assert.Equal(batches, CudaBatchPrefetch.StageAhead(gpu, st.Layout, batches, maxStepsInFlight: 2).ToList());
+        Assert.Equal(batches, CudaBatchPrefetch.StageAhead(gpu, st.Layout, batches, maxStepsInFlight: 2).Select(s => s.Batch).ToList());
         Assert.Equal(3, EventWaits());
         rec.EventsPending = false;
         Assert.Equal(live, gpu.LiveAllocations); // every staging freed, taken or not

@@ -10,7 +10,8 @@ namespace Mtfm.Engine.Training.Cuda;
 
 /// <summary>
 /// One batch's inputs (<see cref="BatchInputs"/>, and its attention layout's device cache) uploaded ahead on the
-/// <see cref="CudaBackend"/>'s copy stream, in a scope of their own, and registered so that the model's forward on that batch takes them instead of uploading again;
+/// <see cref="CudaBackend"/>'s copy stream, in a scope of their own; handed to the model's forward on that batch
+/// (<see cref="Inputs"/>, <c>MtfmModel.Forward(tape, batch, staged: …)</c>) it takes them instead of uploading again, and
 /// taking them makes the compute stream wait (on the device) for the copy stream. Dispose after the step that used
 /// them has been enqueued (their pooled memory is then stream-ordered behind that step).
 /// </summary>
@@ -52,8 +53,15 @@ internal sealed class CudaBatchPrefetch : IDisposable
             throw;
         }
         _done = backend.EndCopyStreamUploads();
-        BatchInputs.RegisterStaged(batch, inputs, layout, () => { Taken = true; backend.WaitForCopies(_done); });
+        inputs.MarkStaged(layout, () => { Taken = true; backend.WaitForCopies(_done); });
+        Inputs = inputs;
     }
+
+    /// <summary>The batch these inputs were staged for.</summary>
+    public JaggedBatch Batch => _batch;
+
+    /// <summary>The staged inputs, to hand to the forward on <see cref="Batch"/>.</summary>
+    public BatchInputs Inputs { get; }
 
     /// <summary>
     /// The attention tilings (query form, tile size) a training step of a model with <paramref name="config"/> asks
@@ -89,7 +97,7 @@ internal sealed class CudaBatchPrefetch : IDisposable
     /// the host waits for the oldest (a counted event synchronisation at the step boundary: back-pressure that bounds the
     /// pinned ring; it never happens while the device keeps up). <paramref name="model"/>: see the constructor.
     /// </summary>
-    public static IEnumerable<JaggedBatch> StageAhead(CudaBackend backend, DataLayout layout, IEnumerable<JaggedBatch> batches,
+    public static IEnumerable<StagedBatch> StageAhead(CudaBackend backend, DataLayout layout, IEnumerable<JaggedBatch> batches,
         int maxStepsInFlight = DefaultMaxStepsInFlight, MtfmConfig? model = null)
     {
         ArgumentNullException.ThrowIfNull(backend);
@@ -106,14 +114,14 @@ internal sealed class CudaBatchPrefetch : IDisposable
                 next = new CudaBatchPrefetch(backend, b, layout, model);
                 if (current is not null)
                 {
-                    yield return current._batch;
+                    yield return new StagedBatch(current._batch, current.Inputs);
                     StepEnqueued();
                     current.Dispose();
                 }
                 current = next;
                 next = null;
             }
-            if (current is not null) yield return current._batch;
+            if (current is not null) yield return new StagedBatch(current._batch, current.Inputs);
         }
         finally
         {
@@ -144,15 +152,17 @@ internal sealed class CudaBatchPrefetch : IDisposable
     /// <summary>Steps the host may run ahead of the device before <see cref="StageAhead"/> waits.</summary>
     public const int DefaultMaxStepsInFlight = 8;
 
-    /// <summary>Unregisters the inputs (if not taken) and frees them.</summary>
+    /// <summary>Frees the inputs (ordered behind their copies when no forward took them).</summary>
     public void Dispose()
     {
         if (_disposed) return;
         _disposed = true;
-        BatchInputs.UnregisterStaged(_batch);
         // Never taken: the compute stream has not waited for these copies yet, but may reuse the memory once it is
         // back in the pool. Order it behind the copies (a device-side wait, no host synchronisation).
         if (!Taken && !_backend.IsDisposed) _backend.WaitForCopies(_done);
         _tape.Dispose();
     }
 }
+
+/// <summary>A batch of a training epoch and, on CUDA, its inputs staged ahead (null: the forward uploads them).</summary>
+internal readonly record struct StagedBatch(JaggedBatch Batch, BatchInputs? Inputs);
