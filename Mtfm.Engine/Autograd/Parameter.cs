@@ -10,11 +10,19 @@ namespace Mtfm.Engine.Autograd;
 internal sealed class Parameter : Variable, IDisposable
 {
     /// <summary>Creates a parameter that takes ownership of <paramref name="value"/>.</summary>
-    public Parameter(string name, Tensor value, bool sparseGrad = false) : base(value, true, name)
+    public Parameter(string name, Tensor value, bool sparseGrad = false, bool weightDecay = false) : base(value, true, name)
     {
         if (value.DType != DType.Float32) throw new ArgumentException($"Parameter '{name}' must be Float32, it is {value.DType}.", nameof(value));
+        if (weightDecay && sparseGrad) throw new ArgumentException($"Parameter '{name}': weight decay applies to dense parameters only.", nameof(weightDecay));
         SparseGrad = sparseGrad;
+        WeightDecay = weightDecay;
     }
+
+    /// <summary>
+    /// True when the optimizer applies decoupled weight decay to this parameter (the dense layers' weight matrices;
+    /// never biases, LayerNorm parameters, the time bias or embedding tables). Set by whoever creates it.
+    /// </summary>
+    public bool WeightDecay { get; }
 
     /// <summary>True when embedding lookups deliver row-sparse gradients (see <see cref="SparseGradient"/>).</summary>
     public bool SparseGrad { get; }

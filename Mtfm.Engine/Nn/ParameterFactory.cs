@@ -24,15 +24,15 @@ internal sealed class ParameterFactory
     /// <summary>Every parameter created so far, in creation order.</summary>
     public List<Parameter> All => _all;
 
-    /// <summary>A [fanIn, fanOut] weight, Xavier-uniform.</summary>
+    /// <summary>A [fanIn, fanOut] weight, Xavier-uniform, with weight decay.</summary>
     public Parameter Weight(string name, int fanIn, int fanOut)
     {
         float limit = MathF.Sqrt(6f / (fanIn + fanOut));
-        return Uniform(name, [fanIn, fanOut], limit, sparse: false);
+        return Uniform(name, [fanIn, fanOut], limit, sparse: false, decay: true);
     }
 
     /// <summary>A [rows, dim] embedding table with row-sparse gradients, uniform in ±<paramref name="scale"/>.</summary>
-    public Parameter Table(string name, int rows, int dim, float scale = 0.05f) => Uniform(name, [rows, dim], scale, sparse: true);
+    public Parameter Table(string name, int rows, int dim, float scale = 0.05f) => Uniform(name, [rows, dim], scale, sparse: true, decay: false);
 
     /// <summary>A tensor filled with <paramref name="value"/> (biases 0, LayerNorm gamma 1, rab 0).</summary>
     public Parameter Constant(string name, int[] shape, float value)
@@ -44,14 +44,14 @@ internal sealed class ParameterFactory
         return p;
     }
 
-    private Parameter Uniform(string name, int[] shape, float limit, bool sparse)
+    private Parameter Uniform(string name, int[] shape, float limit, bool sparse, bool decay)
     {
         long n = Tensor.CheckedLength(shape);
         var host = new float[n];
         for (long i = 0; i < n; i++) host[i] = (float)((_rng.NextDouble() * 2 - 1) * limit);
         var t = _backend.Allocate(DType.Float32, shape);
         _backend.Upload<float>(host, t);
-        var p = new Parameter(name, t, sparse);
+        var p = new Parameter(name, t, sparse, decay);
         _all.Add(p);
         return p;
     }

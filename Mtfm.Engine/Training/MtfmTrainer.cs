@@ -372,8 +372,8 @@ internal sealed unsafe class MtfmTrainer
             else if (p.Grad is { } g)
             {
                 if (!_dense.TryGetValue(p, out var st)) _dense[p] = st = new AdamWState(checked((int)p.Value.Length));
-                // No weight decay on biases, LayerNorm parameters or the time bias (rank-1 or constant-initialised).
-                bool decay = p.Value.Rank == 2 && p.Name!.EndsWith(".w", StringComparison.Ordinal);
+                // Weight decay where the parameter asks for it (dense weight matrices; Parameter.WeightDecay).
+                bool decay = p.WeightDecay;
                 st.Update(Values(p.Value), Values(g), lr, decay ? denseOpt : embOpt);
             }
             p.ZeroGrad();

@@ -35,8 +35,8 @@ public sealed class CudaBackendTrainingTests
         foreach (var (name, shape, sparse) in specs)
         {
             var init = RandomFloats(rng, shape.Aggregate(1, (a, b) => a * b), -1, 1);
-            pc.Add(new Parameter(name, cpu.FromHost<float>(init, shape), sparse));
-            pg.Add(new Parameter(name, gpu.FromHost<float>(init, shape), sparse));
+            pc.Add(new Parameter(name, cpu.FromHost<float>(init, shape), sparse, weightDecay: name == "l.w"));
+            pg.Add(new Parameter(name, gpu.FromHost<float>(init, shape), sparse, weightDecay: name == "l.w"));
         }
         var step = new CudaOptimizerStep(gpu, pg);
         var dense = new Dictionary<int, AdamWState>();

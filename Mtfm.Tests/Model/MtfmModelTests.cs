@@ -147,4 +147,22 @@ public class MtfmModelTests
         Assert.Equal("KvHeads", ex.ParamName);
         Assert.Throws<ArgumentException>(() => MtfmConfig.Preset("huge"));
     }
+
+    /// <summary>
+    /// Weight decay is a property of the parameter, set where it is created (dense weight matrices only); it equals the
+    /// by-name rule the optimizers used before (rank 2, name ending in ".w") on every preset, so training is unchanged.
+    /// </summary>
+    [Theory]
+    [InlineData("tiny")]
+    [InlineData("small")]
+    [InlineData("mmoe")]
+    public void WeightDecayIsSetOnTheDenseWeightMatricesOnly(string preset)
+    {
+        using var be = new CpuBackend(1);
+        using var model = new MtfmModel(be, MtfmConfig.Preset(preset), Tiny.Value.Data.Store.Layout, seed: 1);
+        Assert.Contains(model.Parameters, p => p.WeightDecay);
+        Assert.Contains(model.Parameters, p => !p.WeightDecay && !p.SparseGrad);
+        foreach (var p in model.Parameters)
+            Assert.True(p.WeightDecay == (!p.SparseGrad && p.Value.Rank == 2 && p.Name!.EndsWith(".w", StringComparison.Ordinal)), p.Name);
+    }
 }

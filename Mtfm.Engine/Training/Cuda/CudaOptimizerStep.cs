@@ -101,8 +101,8 @@ internal sealed class CudaOptimizerStep
             }
             else if (p.Grad is not null && p.Value.Length > 0)
             {
-                // No weight decay on biases, LayerNorm parameters or the time bias (the rule of MtfmTrainer.Update).
-                bool decay = p.Value.Rank == 2 && p.Name!.EndsWith(".w", StringComparison.Ordinal);
+                // Weight decay where the parameter asks for it (Parameter.WeightDecay), as on the CPU.
+                bool decay = p.WeightDecay;
                 _steps[i]++;
                 var key = (decay, _steps[i]);
                 if (!groups.TryGetValue(key, out var list)) groups[key] = list = [];
