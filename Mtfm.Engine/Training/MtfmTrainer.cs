@@ -33,9 +33,8 @@ internal sealed unsafe class MtfmTrainer
     private readonly MtfmModel _model;
     private readonly TrainOptions _o;
     private readonly CpuBackend _cpu;
-    private readonly Dictionary<Parameter, AdamWState> _dense = new();
-    private readonly Dictionary<Parameter, RowSparseAdamState> _sparse = new();
-    private readonly CudaOptimizerStep? _cudaStep; // the optimizer step when the model lives on the CUDA backend
+    private readonly IOptimizerStep _step;       // chosen by the backend (OptimizerStep.For)
+    private readonly CpuOptimizerStep? _cpuStep;  // the same on the CPU: its moments go into training checkpoints
 
     public MtfmTrainer(MtfmModel model, TrainOptions options)
     {
@@ -45,16 +44,11 @@ internal sealed unsafe class MtfmTrainer
         _model = model;
         _o = options;
         if (options.CheckpointDirectory is { } dir) Checkpoints = new CheckpointStore(dir, options.KeepCheckpoints);
-        if (model.Backend is CudaBackend cuda)
-        {
-            if (Checkpoints is not null)
-                throw new ArgumentException("training checkpoints and resume are implemented for the CPU backend only; the CUDA optimizer state is not exported yet.");
-            _cudaStep = new CudaOptimizerStep(cuda, model.Parameters);
-            _cpu = null!;
-            return;
-        }
-        _cpu = model.Backend as CpuBackend
-            ?? throw new NotSupportedException($"The trainer's optimizer runs on the CPU backend; this model lives on '{model.Backend.Name}'.");
+        if (model.Backend is CudaBackend && Checkpoints is not null)
+            throw new ArgumentException("training checkpoints and resume are implemented for the CPU backend only; the CUDA optimizer state is not exported yet.");
+        _step = OptimizerStep.For(model.Backend, model.Parameters);
+        _cpuStep = _step as CpuOptimizerStep;
+        _cpu = (model.Backend as CpuBackend)!; // host views for the CPU-only paths (non-finite check, checkpoints)
     }
 
     /// <summary>Called after each training step (for tests: e.g. sampling the device's synchronisation count).</summary>
@@ -129,7 +123,7 @@ internal sealed unsafe class MtfmTrainer
                 {
                     var output = _model.Forward(tape, batch, staged: staged);
                     tape.Backward(output.Loss, releaseActivationGradients: true, releaseActivations: true); // frees activations and their gradients once consumed
-                    if (_cudaStep is null) bad = NonFinite(output.Loss.Value);
+                    if (_cpuStep is not null) bad = NonFinite(output.Loss.Value);
                     if (bad is null) readback.Add(output.Loss.Value, step + 1);
                 }
                 if (bad is null)
@@ -258,8 +252,8 @@ internal sealed unsafe class MtfmTrainer
             for (int d = 0; d < shape.Length; d++) shape[d] = p.Value.Shape[d];
             w.AddFloat32("param." + p.Name, Values(p.Value), shape);
             if (best is not null) w.AddFloat32("best." + p.Name, best[i], shape);
-            if (_dense.TryGetValue(p, out var ds)) OptimizerStateIO.Add(w, p.Name!, ds);
-            if (_sparse.TryGetValue(p, out var rs)) OptimizerStateIO.Add(w, p.Name!, rs);
+            if (_cpuStep!.Dense.TryGetValue(p, out var ds)) OptimizerStateIO.Add(w, p.Name!, ds);
+            if (_cpuStep.Sparse.TryGetValue(p, out var rs)) OptimizerStateIO.Add(w, p.Name!, rs);
         }
     }
 
@@ -278,13 +272,13 @@ internal sealed unsafe class MtfmTrainer
             var dst = Values(p.Value);
             Read("param." + p.Name, dst);
             if (best is not null) { best[i] = new float[dst.Length]; Read("best." + p.Name, best[i]); }
-            _dense.Remove(p); _sparse.Remove(p);
+            _cpuStep!.Dense.Remove(p); _cpuStep.Sparse.Remove(p);
             p.ZeroGrad();
             if (hasGrad[i] != 0) p.EnsureGrad();
             if (f.Contains("optim.m." + p.Name))
             {
-                if (f.Contains("optim.row_steps." + p.Name)) _sparse[p] = OptimizerStateIO.ReadRowSparseAdam(f, p.Name!, p.Value.RowCount, p.Value.LastDim);
-                else _dense[p] = OptimizerStateIO.ReadAdamW(f, p.Name!, dst.Length);
+                if (f.Contains("optim.row_steps." + p.Name)) _cpuStep.Sparse[p] = OptimizerStateIO.ReadRowSparseAdam(f, p.Name!, p.Value.RowCount, p.Value.LastDim);
+                else _cpuStep.Dense[p] = OptimizerStateIO.ReadAdamW(f, p.Name!, dst.Length);
             }
         }
         return best;
@@ -336,61 +330,12 @@ internal sealed unsafe class MtfmTrainer
 
     private Span<float> Values(Tensor t) => new(_cpu.FloatPointer(t), checked((int)t.Length));
 
-    private void Clip()
-    {
-        if (_cudaStep is not null) { _cudaStep.Clip(_o.ClipNorm); return; }
-        if (_o.ClipNorm <= 0) return;
-        double ss = 0;
-        foreach (var p in _model.Parameters)
-        {
-            if (p.Grad is { } g) ss += GradientClipping.SumOfSquares(Values(g));
-            if (p.SparseGradient is { } sg) ss += GradientClipping.SumOfSquares(Values(sg.Values));
-        }
-        float scale = GradientClipping.ScaleFactor(Math.Sqrt(ss), _o.ClipNorm);
-        if (scale >= 1f) return;
-        foreach (var p in _model.Parameters)
-        {
-            if (p.Grad is { } g) _cpu.Scale(g, scale, g);
-            if (p.SparseGradient is { } sg) _cpu.Scale(sg.Values, scale, sg.Values);
-        }
-    }
+    private void Clip() => _step.Clip(_o.ClipNorm);
 
-    private void Update(long step, float lr, float lrEmb, AdamOptions denseOpt, AdamOptions embOpt)
-    {
-        if (_cudaStep is not null) { _cudaStep.Update(step, lr, lrEmb, denseOpt, embOpt); return; }
-        foreach (var p in _model.Parameters)
-        {
-            if (p.SparseGrad)
-            {
-                if (p.SparseGradient is { } sg)
-                {
-                    if (!_sparse.TryGetValue(p, out var st)) _sparse[p] = st = new RowSparseAdamState(p.Value.RowCount, p.Value.LastDim);
-                    var ids = new ReadOnlySpan<int>(_cpu.Int32Pointer(sg.Indices), sg.RowCount);
-                    st.Update(Values(p.Value), ids, Values(sg.Values), lrEmb, embOpt);
-                }
-            }
-            else if (p.Grad is { } g)
-            {
-                if (!_dense.TryGetValue(p, out var st)) _dense[p] = st = new AdamWState(checked((int)p.Value.Length));
-                // Weight decay where the parameter asks for it (dense weight matrices; Parameter.WeightDecay).
-                bool decay = p.WeightDecay;
-                st.Update(Values(p.Value), Values(g), lr, decay ? denseOpt : embOpt);
-            }
-            p.ZeroGrad();
-        }
-    }
+    private void Update(long step, float lr, float lrEmb, AdamOptions denseOpt, AdamOptions embOpt) =>
+        _step.Update(step, lr, lrEmb, denseOpt, embOpt);
 
-    private float[][] Snapshot()
-    {
-        if (_cudaStep is not null) return _cudaStep.Snapshot();
-        var s = new float[_model.Parameters.Count][];
-        for (int i = 0; i < s.Length; i++) s[i] = Values(_model.Parameters[i].Value).ToArray();
-        return s;
-    }
+    private float[][] Snapshot() => _step.Snapshot();
 
-    private void Restore(float[][] snapshot)
-    {
-        if (_cudaStep is not null) { _cudaStep.Restore(snapshot); return; }
-        for (int i = 0; i < snapshot.Length; i++) snapshot[i].CopyTo(Values(_model.Parameters[i].Value));
-    }
+    private void Restore(float[][] snapshot) => _step.Restore(snapshot);
 }

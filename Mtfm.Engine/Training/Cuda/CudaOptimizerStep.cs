@@ -17,7 +17,7 @@ namespace Mtfm.Engine.Training.Cuda;
 /// per group of equal step count and decay), embedding rows by <c>mtfm_adam_rows_lazy</c>. Optimizer state lives in
 /// the backend's pool and is freed with the backend.
 /// </summary>
-internal sealed class CudaOptimizerStep
+internal sealed class CudaOptimizerStep : IOptimizerStep
 {
     private const int SumBlocks = 64;
 
