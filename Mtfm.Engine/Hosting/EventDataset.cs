@@ -17,9 +17,13 @@ public sealed class EventDataset
     private NumericStats? _stats;
     private readonly AggregatedInstances?[] _parts = new AggregatedInstances?[3];
 
-    private EventDataset(EventStore store, string description, bool derived = false)
+    /// <param name="store">The events as read (from the raw schema).</param>
+    /// <param name="description">Where they came from.</param>
+    /// <param name="feedback">The schema whose feedback blocks apply (default: the store's own).</param>
+    private EventDataset(EventStore store, string description, DatasetSchema? feedback = null)
     {
-        _store = derived ? store : FeedbackTokens.Derive(store); // the schema's feedback blocks, if any: tokens built as `mtfm train` builds them
+        // the feedback blocks, if any: tokens built as `mtfm train` builds them
+        _store = FeedbackTokens.Derive(store, feedback ?? store.Layout.Schema);
         Description = description;
     }
 
@@ -118,8 +122,7 @@ public sealed class EventDataset
     {
         if (FeedbackTokens.Declared(_store.Layout.Schema))
             throw new InvalidOperationException($"{Description}: the schema already declares feedback blocks.");
-        var schema = FeedbackTokens.WithClickFeedback(_store.Layout.Schema);
-        return new EventDataset(FeedbackTokens.Derive(_store, schema), Description + ", click feedback tokens", derived: true);
+        return new EventDataset(_store, Description + ", click feedback tokens", FeedbackTokens.WithClickFeedback(_store.Layout.Schema));
     }
 
     /// <summary>The schema the events were read with; with feedback blocks, expanded by their sequences and outcome features.</summary>

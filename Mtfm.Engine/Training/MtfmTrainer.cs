@@ -129,8 +129,8 @@ internal sealed unsafe class MtfmTrainer
                 if (bad is null)
                 {
                     consecutiveBad = 0;
-                    Clip();
-                    Update(step + 1, lrDense.At(step), lrEmb.At(step), denseOpt, embOpt);
+                    _step.Clip(_o.ClipNorm);
+                    _step.Update(step + 1, lrDense.At(step), lrEmb.At(step), denseOpt, embOpt);
                 }
                 else
                 {
@@ -160,7 +160,7 @@ internal sealed unsafe class MtfmTrainer
             if (Checkpoints is not null && !stopper.Stopped) SaveCheckpoint(epoch + 1, 0);
         }
         double trainSecs = sw.Elapsed.TotalSeconds;
-        if (best is not null) Restore(best);
+        if (best is not null) _step.Restore(best);
         return new TrainResult(step, epochsRun, stopper.BestValue, stopper.BestStep, trainSecs, exposures / trainSecs,
             instances / trainSecs, lossCurve, validCurve);
 
@@ -209,7 +209,7 @@ internal sealed unsafe class MtfmTrainer
             // The validation loss is the training objective (Σ over tasks of the pooled mean BCE), on the training loss's scale.
             validCurve.Add((atStep, g, TrainingObjective.FromMetrics(eval.Model, _o.OnlyScenario)));
             var d = stopper.Report(atStep, g);
-            if (d.IsNewBest) best = Snapshot();
+            if (d.IsNewBest) best = _step.Snapshot();
             sw.Start();
             return d.ShouldStop;
         }
@@ -330,12 +330,4 @@ internal sealed unsafe class MtfmTrainer
 
     private Span<float> Values(Tensor t) => new(_cpu.FloatPointer(t), checked((int)t.Length));
 
-    private void Clip() => _step.Clip(_o.ClipNorm);
-
-    private void Update(long step, float lr, float lrEmb, AdamOptions denseOpt, AdamOptions embOpt) =>
-        _step.Update(step, lr, lrEmb, denseOpt, embOpt);
-
-    private float[][] Snapshot() => _step.Snapshot();
-
-    private void Restore(float[][] snapshot) => _step.Restore(snapshot);
 }

@@ -15,7 +15,10 @@ namespace Mtfm.Engine.Training;
 /// </summary>
 internal interface IOptimizerStep
 {
-    /// <summary>Scales every gradient so that their global L2 norm is at most <paramref name="maxNorm"/> (≤ 0: off).</summary>
+    /// <summary>
+    /// Clips the gradients to a global L2 norm of at most <paramref name="maxNorm"/> (≤ 0: off): the CPU step scales
+    /// them now, the CUDA step computes the factor on the device and applies it in the next <see cref="Update"/>.
+    /// </summary>
     void Clip(float maxNorm);
 
     /// <summary>Applies one update (1-based <paramref name="step"/>) and zeroes the gradients.</summary>
