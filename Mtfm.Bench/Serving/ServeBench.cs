@@ -107,16 +107,16 @@ internal static class ServeLatency
                 uncached.Score(ScoreRequest.Parse(json));
                 var u = Measure(reps, () => uncached.Score(ScoreRequest.Parse(json)));
                 var k = Measure(reps, () => cached.Score(ScoreRequest.Parse(json)));
-                var inc = new IncrementalForward(cached.Model);
+                var model = cached.Model;
                 int nc = enc.HistoryTokens + enc.RealtimeTokens;
-                var ctxT = Measure(reps, () => inc.EncodeContext(enc.Batch, nc).Dispose());
+                var ctxT = Measure(reps, () => model.EncodeContext(enc.Batch, nc).Dispose());
                 var keyT = Measure(reps, () => ContextCache.KeyOf(enc.Batch, nc));
                 var parseT = Measure(reps, () => ScoreRequest.Parse(json));
                 var req = ScoreRequest.Parse(json);
                 var encT = Measure(reps, () => cached.Encoder.Encode(req));
-                using (var ctx = inc.EncodeContext(enc.Batch, nc))
+                using (var ctx = model.EncodeContext(enc.Batch, nc))
                 {
-                    var tgtT = Measure(reps, () => inc.ScoreTargets(ctx, enc.Batch, enc.Scenario));
+                    var tgtT = Measure(reps, () => model.ScoreTargets([(ctx, enc.Batch)], enc.Scenario));
                     Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
                         $"// {c} candidates, p50 ms: JSON parse {P(parseT, 50):F2}, validate+encode {P(encT, 50):F2}, context encode {P(ctxT, 50):F2}, target forward {P(tgtT, 50):F2}"));
                 }

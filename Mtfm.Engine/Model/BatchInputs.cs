@@ -79,16 +79,7 @@ internal sealed class BatchInputs
             GroupCategorical[g] = [];
             if (b.Rows == 0) continue;
             GroupTokens[g] = tape.Ids(b.TokenIndex, [b.Rows]);
-            var cats = new Tensor[b.CategoricalWidth];
-            var col = new int[b.Rows];
-            for (int c = 0; c < b.CategoricalWidth; c++)
-            {
-                for (int r = 0; r < b.Rows; r++) col[r] = b.Categorical[r * b.CategoricalWidth + c];
-                cats[c] = tape.Ids(col, [b.Rows]);
-            }
-            GroupCategorical[g] = cats;
-            if (b.NumericWidth > 0) GroupNumeric[g] = tape.Input(b.Numeric, [b.Rows, b.NumericWidth]);
-            if (b.StatisticsWidth > 0) GroupStatistics[g] = tape.Input(b.Statistics, [b.Rows, b.StatisticsWidth]);
+            (GroupCategorical[g], GroupNumeric[g], GroupStatistics[g]) = Upload(tape, b);
         }
 
         int ns = layout.ScenarioCount, tasks = layout.TaskCount;
@@ -118,6 +109,24 @@ internal sealed class BatchInputs
             Labels[k] = tape.Input(lab, [nt]).Value;
             LabelMask[k] = tape.Input(mask, [nt]).Value;
         }
+    }
+
+    /// <summary>
+    /// A group block's tokenizer inputs on <paramref name="tape"/>: per categorical column Int32 [rows] table rows, the
+    /// numeric features [rows, numeric] and the history statistics [rows, statistics] (null when the block has none).
+    /// </summary>
+    internal static (Tensor[] Categorical, Variable? Numeric, Variable? Statistics) Upload(Tape tape, GroupBlock b)
+    {
+        var cats = new Tensor[b.CategoricalWidth];
+        var col = new int[b.Rows];
+        for (int c = 0; c < b.CategoricalWidth; c++)
+        {
+            for (int r = 0; r < b.Rows; r++) col[r] = b.Categorical[r * b.CategoricalWidth + c];
+            cats[c] = tape.Ids(col, [b.Rows]);
+        }
+        var numeric = b.NumericWidth > 0 ? tape.Input(b.Numeric, [b.Rows, b.NumericWidth]) : null;
+        var statistics = b.StatisticsWidth > 0 ? tape.Input(b.Statistics, [b.Rows, b.StatisticsWidth]) : null;
+        return (cats, numeric, statistics);
     }
 
     /// <summary>Attention metadata (offsets, kinds, times, T list).</summary>

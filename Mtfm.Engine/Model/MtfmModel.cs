@@ -121,16 +121,7 @@ internal sealed class MtfmModel : IDisposable
             {
                 var rows = inp.ScenarioRows[s];
                 if (rows is null) continue;
-                int m = (int)rows.Length;
-                var zs = tape.GatherRows(z, rows);
-                var es = tape.GatherRows(experts, rows);
-                var gate = tape.Softmax(_gates[s, k].Forward(tape, zs));                       // [m, E]
-                var mix = tape.Reshape(tape.BatchedMatMul(tape.Reshape(gate, m, 1, Config.Experts),
-                    tape.Reshape(es, m, Config.Experts, Config.ExpertWidth)), m, Config.ExpertWidth);
-                var logit = _towerOut[s, k].Forward(tape, tape.Silu(_towerHidden[s, k].Forward(tape, mix)));
-                flops?.Dense(m, _gates[s, k].MacsPerRow + (long)Config.Experts * Config.ExpertWidth
-                    + _towerHidden[s, k].MacsPerRow + _towerOut[s, k].MacsPerRow);
-                scenParts.Add(logit);
+                scenParts.Add(HeadLogit(tape, s, k, tape.GatherRows(z, rows), tape.GatherRows(experts, rows), flops));
                 scenWhere.Add(rows);
             }
             logits[k] = tape.Reshape(tape.AssembleRows(nt, scenParts.ToArray(), scenWhere.ToArray()), nt);
@@ -143,6 +134,183 @@ internal sealed class MtfmModel : IDisposable
             loss = loss is null ? lk : tape.Add(loss, lk);
         }
         return new MtfmOutput(logits, loss!);
+    }
+
+    /// <summary>The head of (scenario <paramref name="s"/>, task <paramref name="k"/>): gate, expert mix and tower on rows of z and of the expert outputs; logits [m, 1].</summary>
+    private Variable HeadLogit(Tape tape, int s, int k, Variable z, Variable experts, FlopCounter? flops)
+    {
+        int m = z.Value.RowCount;
+        var gate = tape.Softmax(_gates[s, k].Forward(tape, z));                                    // [m, E]
+        var mix = tape.Reshape(tape.BatchedMatMul(tape.Reshape(gate, m, 1, Config.Experts),
+            tape.Reshape(experts, m, Config.Experts, Config.ExpertWidth)), m, Config.ExpertWidth);
+        flops?.Dense(m, _gates[s, k].MacsPerRow + (long)Config.Experts * Config.ExpertWidth
+            + _towerHidden[s, k].MacsPerRow + _towerOut[s, k].MacsPerRow);
+        return _towerOut[s, k].Forward(tape, tape.Silu(_towerHidden[s, k].Forward(tape, mix)));
+    }
+
+    /// <summary>Tokens [rows, d_model] of group <paramref name="g"/>'s block, its inputs uploaded on the tape.</summary>
+    private Variable Tokenize(Tape tape, int g, GroupBlock block)
+    {
+        var (cats, numeric, statistics) = BatchInputs.Upload(tape, block);
+        return _tokenizers[g].Forward(tape, _tables, cats, numeric, null, _statisticsWidth[g] > 0 ? statistics : null);
+    }
+
+    /// <summary>
+    /// Rows a batched target forward (<see cref="ScoreTargets"/>) is padded to at least by the scorer (zero rows in an
+    /// instance of their own, scored and dropped), so that a batch of one request and a batch of many take the same
+    /// matrix-multiply paths: every per-row result is then independent of the other requests in the batch and batched
+    /// scores equal sequential ones bit for bit.
+    /// </summary>
+    public const int MinTargetRows = 64;
+
+    /// <summary>
+    /// The first half of the cached forward (spec §6): runs the first <paramref name="contextTokens"/> tokens of
+    /// <paramref name="batch"/> (the H and R tokens of one instance whose T tokens follow them) through every layer and
+    /// keeps each layer's K and V of those rows. H/R tokens never attend to T tokens, so the result does not depend on
+    /// the candidates. The result owns its memory.
+    /// </summary>
+    public EncodedContext EncodeContext(JaggedBatch batch, int contextTokens)
+    {
+        ArgumentNullException.ThrowIfNull(batch);
+        if ((uint)contextTokens > (uint)batch.TokenCount) throw new ArgumentOutOfRangeException(nameof(contextTokens), contextTokens, $"the batch has {batch.TokenCount} tokens.");
+        int n = contextTokens;
+        var kinds = batch.Segment.AsSpan(0, n).ToArray();
+        var times = batch.Time.AsSpan(0, n).ToArray();
+        var ctx = new EncodedContext(n, kinds, times, _layers.Length);
+        if (n == 0 || _layers.Length == 0) return ctx;
+        try
+        {
+            using var tape = new Tape(Backend, gradEnabled: false);
+            var parts = new List<Variable>(); var where = new List<Tensor>();
+            for (int g = 0; g < Layout.Groups.Count; g++)
+            {
+                var b = batch.Blocks[g];
+                if (b.Rows == 0 || Layout.Groups[g].Segment == SegmentKind.Target) continue;
+                parts.Add(Tokenize(tape, g, b));
+                where.Add(tape.Ids(b.TokenIndex, [b.Rows]));
+            }
+            var x = tape.AssembleRows(n, parts.ToArray(), where.ToArray());
+            var groupIds = tape.Ids(batch.Group.AsSpan(0, n).ToArray(), [n]);
+            using var layout = new AttentionLayout([0, n], kinds, times, Config.TimeBuckets);
+            for (int l = 0; l < _layers.Length; l++)
+            {
+                x = _layers[l].EncodeContext(tape, x, groupIds, layout, out var k, out var v);
+                ctx.K[l] = Keep(k.Value);
+                ctx.V[l] = Keep(v.Value);
+            }
+            return ctx;
+        }
+        catch
+        {
+            ctx.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>An owned copy of a tape tensor (a context outlives the tape that computed it).</summary>
+    private Tensor Keep(Tensor t)
+    {
+        var copy = Backend.Allocate(t.DType, t.Shape);
+        Backend.Copy(t, copy);
+        return copy;
+    }
+
+    /// <summary>
+    /// The second half of the cached forward: probabilities [T_i, tasks] (row-major, all tasks) of the T tokens of each
+    /// item's batch (all of scenario <paramref name="scenario"/>, after its context's tokens) in one forward. Each
+    /// request's T tokens attend only to its own cached context and to themselves (one attention instance per item);
+    /// tokenizer, projections, feed-forward and heads run on all T rows at once, padded with zero rows to at least
+    /// <paramref name="minRows"/> rows.
+    /// </summary>
+    public float[][] ScoreTargets(IReadOnlyList<(EncodedContext Context, JaggedBatch Batch)> items, int scenario, int minRows = 0)
+    {
+        ArgumentNullException.ThrowIfNull(items);
+        if (items.Count == 0) return [];
+        if ((uint)scenario >= (uint)Layout.ScenarioCount) throw new ArgumentOutOfRangeException(nameof(scenario), scenario, $"the model has {Layout.ScenarioCount} scenarios.");
+        int tasks = Layout.TaskCount, tg = Layout.TargetGroup(scenario), m = items.Count;
+        var tStart = new int[m + 1];
+        int nAll = 0;
+        for (int i = 0; i < m; i++)
+        {
+            var (ctx, b) = items[i];
+            if (b.TokenCount != ctx.Count + b.TargetCount)
+                throw new ArgumentException($"items[{i}]: batch has {b.TokenCount} tokens, the context {ctx.Count} and the targets {b.TargetCount}.", nameof(items));
+            tStart[i + 1] = tStart[i] + b.TargetCount;
+            nAll += b.TokenCount;
+        }
+        int nt = tStart[m], pad = Math.Max(0, minRows - nt), rows = nt + pad, n = nAll + pad;
+        using var tape = new Tape(Backend, gradEnabled: false);
+        var tokParts = new Variable[m]; var tokWhere = new Tensor[m];
+        for (int i = 0; i < m; i++)
+        {
+            tokParts[i] = Tokenize(tape, tg, items[i].Batch.Blocks[tg]);
+            var idx = new int[items[i].Batch.TargetCount];
+            for (int j = 0; j < idx.Length; j++) idx[j] = tStart[i] + j;
+            tokWhere[i] = tape.Ids(idx, [idx.Length]);
+        }
+        var x = m == 1 && pad == 0 ? tokParts[0] : tape.AssembleRows(rows, tokParts, tokWhere);   // padding rows stay zero
+        var tGroups = new int[rows];
+        Array.Fill(tGroups, tg);
+        var tGroupIds = tape.Ids(tGroups, [rows]);
+        if (_layers.Length > 0)
+        {
+            // One attention instance per item: its context rows, then its T rows; the padding rows form one more.
+            var kinds = new byte[n]; var times = new long[n];
+            var offsets = new int[m + (pad > 0 ? 2 : 1)];
+            var ctxItems = new List<int>(m); var ctxRows = new List<Tensor>(m);
+            var tRows = new int[rows];
+            int at = 0;
+            for (int i = 0; i < m; i++)
+            {
+                var (ctx, b) = items[i];
+                offsets[i] = at;
+                ctx.Kinds.CopyTo(kinds, at); ctx.Times.CopyTo(times, at);
+                if (ctx.Count > 0)
+                {
+                    var cr = new int[ctx.Count];
+                    for (int j = 0; j < cr.Length; j++) cr[j] = at + j;
+                    ctxRows.Add(tape.Ids(cr, [cr.Length])); ctxItems.Add(i);
+                }
+                at += ctx.Count;
+                for (int j = 0; j < b.TargetCount; j++, at++)
+                {
+                    kinds[at] = (byte)SegmentKind.Target; times[at] = b.Time[ctx.Count + j]; tRows[tStart[i] + j] = at;
+                }
+            }
+            if (pad > 0)
+            {
+                offsets[m] = at;
+                long tPad = items[m - 1].Batch.Time[items[m - 1].Batch.TokenCount - 1];
+                for (int j = 0; j < pad; j++, at++) { kinds[at] = (byte)SegmentKind.Target; times[at] = tPad; tRows[nt + j] = at; }
+            }
+            offsets[^1] = at;
+            using var layout = new AttentionLayout(offsets, kinds, times, Config.TimeBuckets);
+            var tIdx = tape.Ids(tRows, [rows]);
+            var where = ctxRows.ToArray();
+            for (int l = 0; l < _layers.Length; l++)
+            {
+                var ck = new Variable[ctxItems.Count]; var cv = new Variable[ctxItems.Count];
+                for (int c = 0; c < ck.Length; c++)
+                {
+                    var ctx = items[ctxItems[c]].Context;
+                    ck[c] = new Variable(ctx.K[l] ?? throw new ObjectDisposedException(nameof(EncodedContext)));
+                    cv[c] = new Variable(ctx.V[l]!);
+                }
+                x = _layers[l].ForwardTargets(tape, x, tGroupIds, layout, n, ck, cv, where, tIdx);
+            }
+        }
+        var z = tape.GroupLayerNorm(x, _finalGamma, _finalBeta, tGroupIds);
+        var experts = tape.Silu(_experts.Forward(tape, z));
+        var result = new float[m][];
+        for (int i = 0; i < m; i++) result[i] = new float[(tStart[i + 1] - tStart[i]) * tasks];
+        var logits = new float[rows];
+        for (int k = 0; k < tasks; k++)
+        {
+            Backend.Download<float>(HeadLogit(tape, scenario, k, z, experts, null).Value, logits);
+            for (int i = 0; i < m; i++)
+                for (int j = tStart[i]; j < tStart[i + 1]; j++) result[i][(j - tStart[i]) * tasks + k] = Probability(logits[j]);
+        }
+        return result;
     }
 
     /// <summary>
@@ -176,3 +344,41 @@ internal sealed class MtfmModel : IDisposable
 
 /// <summary>Logits per task ([T tokens] each, in the batch's T order) and the summed loss.</summary>
 internal sealed record MtfmOutput(Variable[] TaskLogits, Variable Loss);
+
+/// <summary>
+/// The H/R part of a request after every layer (<see cref="MtfmModel.EncodeContext"/>): per layer the K and V of its
+/// rows (owned tensors), and the tokens' kinds and times. Reference-counted: the cache and every prepared request hold
+/// it, and the tensors are freed when the last holder releases.
+/// </summary>
+internal sealed class EncodedContext(int count, byte[] kinds, long[] times, int layers) : IDisposable
+{
+    public int Count { get; } = count;
+    public byte[] Kinds { get; } = kinds;
+    public long[] Times { get; } = times;
+    public Tensor?[] K { get; } = new Tensor?[layers];
+    public Tensor?[] V { get; } = new Tensor?[layers];
+
+    /// <summary>Bytes held: K/V, the token metadata and a nominal 64-byte overhead (so an empty context still counts).</summary>
+    public long Bytes => 64 + Count * 9L + K.Sum(x => x is null ? 0 : x.Length * 4L) + V.Sum(x => x is null ? 0 : x.Length * 4L);
+
+    private int _refs = 1;
+
+    /// <summary>Adds a holder (the cache, a prepared request); each holder releases it with <see cref="Dispose"/>.</summary>
+    public EncodedContext Retain()
+    {
+        if (Interlocked.Increment(ref _refs) <= 1) throw new ObjectDisposedException(nameof(EncodedContext));
+        return this;
+    }
+
+    /// <summary>Releases one holder; the K/V tensors are freed when the last one releases.</summary>
+    public void Dispose()
+    {
+        int left = Interlocked.Decrement(ref _refs);
+        if (left > 0) return;
+        if (left < 0) { Interlocked.Exchange(ref _refs, 0); return; }
+        foreach (var t in K) t?.Dispose();
+        foreach (var t in V) t?.Dispose();
+        Array.Clear(K);
+        Array.Clear(V);
+    }
+}

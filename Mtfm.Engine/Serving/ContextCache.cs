@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using Mtfm.Engine.Data;
+using Mtfm.Engine.Model;
 
 namespace Mtfm.Engine.Serving;
 

@@ -24,12 +24,10 @@ public sealed class Scorer : IDisposable
     private readonly string[][] _scenarioTasks;
     private readonly int[][] _scenarioTaskIndex;
     private readonly Lock _gate = new();
-    private readonly IncrementalForward? _incremental;
     private readonly ContextCache? _cache;
-    private readonly IncrementalForward? _serviceForward;
     private bool _disposed;
 
-    private Scorer(MtfmModel model, NumericStats stats, bool ownsModel, IBackend? ownedBackend, long contextCacheBytes, bool serviceForward = false)
+    private Scorer(MtfmModel model, NumericStats stats, bool ownsModel, IBackend? ownedBackend, long contextCacheBytes)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(contextCacheBytes);
         _model = model;
@@ -44,17 +42,12 @@ public sealed class Scorer : IDisposable
             _scenarioTaskIndex[s] = Enumerable.Range(0, l.TaskCount).Where(k => l.ScenarioTaskLabel[s][k] == 1).ToArray();
             _scenarioTasks[s] = _scenarioTaskIndex[s].Select(k => l.Schema.Tasks[k]).ToArray();
         }
-        if (contextCacheBytes > 0)
-        {
-            _incremental = new IncrementalForward(model);
-            _cache = new ContextCache(contextCacheBytes);
-        }
-        else if (serviceForward) _serviceForward = new IncrementalForward(model);
+        if (contextCacheBytes > 0) _cache = new ContextCache(contextCacheBytes);
     }
 
     /// <summary>Wraps an already loaded model (not owned: the caller disposes it); <paramref name="contextCacheBytes"/> = 0 runs the plain full forward.</summary>
     internal Scorer(MtfmModel model, NumericStats stats, long contextCacheBytes = 0) : this(model ?? throw new ArgumentNullException(nameof(model)),
-        stats ?? throw new ArgumentNullException(nameof(stats)), ownsModel: false, ownedBackend: null, contextCacheBytes, serviceForward: true) { }
+        stats ?? throw new ArgumentNullException(nameof(stats)), ownsModel: false, ownedBackend: null, contextCacheBytes) { }
 
     /// <summary>
     /// Loads a checkpoint written by <c>mtfm train</c>: a run directory (its <c>model.safetensors</c>) or the file
@@ -81,7 +74,7 @@ public sealed class Scorer : IDisposable
         try
         {
             var (model, stats) = MtfmCheckpoint.Load(file, backend);
-            return new Scorer(model, stats, ownsModel: true, ownedBackend: backend, contextCacheMegabytes * (1L << 20), serviceForward: true);
+            return new Scorer(model, stats, ownsModel: true, ownedBackend: backend, contextCacheMegabytes * (1L << 20));
         }
         catch
         {
@@ -102,7 +95,7 @@ public sealed class Scorer : IDisposable
         string file = Directory.Exists(path) ? Path.Combine(path, "model.safetensors") : path;
         if (!File.Exists(file)) throw new FileNotFoundException($"model '{file}' does not exist (expected a run directory or a .safetensors file).", file);
         var (model, stats) = MtfmCheckpoint.Load(file, backend);
-        return new Scorer(model, stats, ownsModel: true, ownedBackend: null, contextCacheMegabytes * (1L << 20), serviceForward: true);
+        return new Scorer(model, stats, ownsModel: true, ownedBackend: null, contextCacheMegabytes * (1L << 20));
     }
 
     /// <summary>Bytes of encoded contexts the cache holds now.</summary>
@@ -120,16 +113,15 @@ public sealed class Scorer : IDisposable
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            var inc = _incremental ?? _serviceForward!;
             EncodedContext ctx;
-            if (_cache is null) ctx = inc.EncodeContext(enc.Batch, nc);
+            if (_cache is null) ctx = _model.EncodeContext(enc.Batch, nc);
             else
             {
                 string key = ContextCache.KeyOf(enc.Batch, nc);
                 if (_cache.TryGet(key, out ctx)) ctx.Retain();
                 else
                 {
-                    ctx = inc.EncodeContext(enc.Batch, nc);
+                    ctx = _model.EncodeContext(enc.Batch, nc);
                     if (_cache.Add(key, ctx)) ctx.Retain();
                 }
             }
@@ -156,7 +148,7 @@ public sealed class Scorer : IDisposable
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            probs = (_incremental ?? _serviceForward!).ScoreTargetsMany(items, scenario);
+            probs = _model.ScoreTargets(items, scenario, MtfmModel.MinTargetRows);
         }
         var result = new ScoreResponse[requests.Count];
         for (int i = 0; i < result.Length; i++) result[i] = ToResponse(requests[i].Request, scenario, requests[i].Encoded.Batch.TargetCount, probs[i]);
@@ -218,12 +210,12 @@ public sealed class Scorer : IDisposable
             bool kept = true;
             if (!_cache.TryGet(key, out var ctx))
             {
-                ctx = _incremental!.EncodeContext(enc.Batch, nc);
+                ctx = _model.EncodeContext(enc.Batch, nc);
                 kept = _cache.Add(key, ctx);
             }
             try
             {
-                return _incremental!.ScoreTargets(ctx, enc.Batch, enc.Scenario);
+                return _model.ScoreTargets([(ctx, enc.Batch)], enc.Scenario)[0];
             }
             finally
             {

@@ -6,8 +6,8 @@ using Mtfm.Engine.Training;
 
 namespace Mtfm.Tests.Serving;
 
-/// <summary>The cached H/R K/V path (spec §6) against the full forward.</summary>
-public sealed class IncrementalForwardTests(ServingFixture fx) : IClassFixture<ServingFixture>
+/// <summary>The cached H/R K/V path of the model (spec §6: EncodeContext + ScoreTargets) against its full forward.</summary>
+public sealed class CachedForwardTests(ServingFixture fx) : IClassFixture<ServingFixture>
 {
     private List<ScoreRequest> Requests(int instances)
     {
@@ -54,15 +54,14 @@ public sealed class IncrementalForwardTests(ServingFixture fx) : IClassFixture<S
             backend.Upload<float>(host, p.Value);
         }
         var enc = new RequestEncoder(fx.Store.Layout, fx.Stats);
-        var inc = new IncrementalForward(model);
         int n = 0, differ = 0; float maxDiff = 0;
         foreach (var r in Requests(25))
         {
             var e = enc.Encode(r);
             var want = model.Score(e.Batch);
-            using var ctx = inc.EncodeContext(e.Batch, e.HistoryTokens + e.RealtimeTokens);
-            var got = inc.ScoreTargets(ctx, e.Batch, e.Scenario);
-            var again = inc.ScoreTargets(ctx, e.Batch, e.Scenario);             // the cache is reusable
+            using var ctx = model.EncodeContext(e.Batch, e.HistoryTokens + e.RealtimeTokens);
+            var got = model.ScoreTargets([(ctx, e.Batch)], e.Scenario)[0];
+            var again = model.ScoreTargets([(ctx, e.Batch)], e.Scenario)[0];    // the cache is reusable
             Assert.True(got.AsSpan().SequenceEqual(again));
             for (int i = 0; i < want.Length; i++)
                 if (BitConverter.SingleToInt32Bits(want[i]) != BitConverter.SingleToInt32Bits(got[i])) { differ++; maxDiff = Math.Max(maxDiff, Math.Abs(want[i] - got[i])); }
@@ -114,7 +113,6 @@ public sealed class IncrementalForwardTests(ServingFixture fx) : IClassFixture<S
         using var model = new MtfmModel(backend, MtfmConfig.Tiny, fx.Store.Layout, seed: 4);
         long baseline = backend.LiveAllocations;
         var enc = new RequestEncoder(fx.Store.Layout, fx.Stats);
-        var inc = new IncrementalForward(model);
         var keys = new List<string>();
         var contexts = new List<EncodedContext>();
         foreach (var r in Requests(40))
@@ -123,7 +121,7 @@ public sealed class IncrementalForwardTests(ServingFixture fx) : IClassFixture<S
             string key = ContextCache.KeyOf(e.Batch, e.HistoryTokens + e.RealtimeTokens);
             if (keys.Contains(key) || e.HistoryTokens == 0) continue;
             keys.Add(key);
-            contexts.Add(inc.EncodeContext(e.Batch, e.HistoryTokens + e.RealtimeTokens));
+            contexts.Add(model.EncodeContext(e.Batch, e.HistoryTokens + e.RealtimeTokens));
             if (keys.Count == 3) break;
         }
         Assert.Equal(3, keys.Count);
