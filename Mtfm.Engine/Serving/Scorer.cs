@@ -1,7 +1,6 @@
 using Mtfm.Engine.Backends;
 using Mtfm.Engine.Backends.Cpu;
 using Mtfm.Engine.Data;
-using Mtfm.Engine.Hosting;
 using Mtfm.Engine.Model;
 using Mtfm.Engine.IO;
 

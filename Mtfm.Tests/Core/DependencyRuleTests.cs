@@ -34,7 +34,6 @@ public sealed class DependencyRuleTests
     /// </summary>
     private static readonly (string From, string To, string Why)[] KnownExceptions =
     [
-        ("Serving", "Hosting", "the public Scorer.Load(path, ComputeDevice) takes the host's device choice, a Hosting type"),
     ];
 
     /// <summary>

@@ -1,4 +1,5 @@
 using Mtfm.Engine.Data;
+using Mtfm.Engine.Backends;
 using Mtfm.Engine.Hosting;
 using Mtfm.Engine.Native;
 using Mtfm.Engine.Serving;

@@ -1,3 +1,4 @@
+using Mtfm.Engine.Backends;
 using Mtfm.Engine.Hosting;
 using Mtfm.Engine.Serving;
 

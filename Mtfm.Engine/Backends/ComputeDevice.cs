@@ -1,13 +1,12 @@
-using Mtfm.Engine.Backends;
 using Mtfm.Engine.Backends.Cpu;
 using Mtfm.Engine.Backends.Cuda;
 
-namespace Mtfm.Engine.Hosting;
+namespace Mtfm.Engine.Backends;
 
 /// <summary>
 /// Where a model trains and evaluates: the SIMD CPU backend with a thread count, or the first CUDA GPU. A device is a
-/// description; the backend it names is opened by <see cref="TrainedModel.Train"/> or <see cref="TrainedModel.Load"/>
-/// and freed with the model. Scoring (<see cref="Serving.Scorer"/>) always runs on the CPU.
+/// description; the backend it names is opened by whoever takes it (<c>TrainedModel.Train</c>, <c>TrainedModel.Load</c>,
+/// <c>Scorer.Load</c>) and freed with what they return.
 /// </summary>
 public sealed class ComputeDevice
 {
