@@ -1,7 +1,7 @@
 using System.Globalization;
 using Mtfm.Baselines;
 using Mtfm.Cli.Reporting;
-using Mtfm.Engine.Training;
+using Mtfm.Engine.Evaluation;
 
 namespace Mtfm.Cli.Commands;
 

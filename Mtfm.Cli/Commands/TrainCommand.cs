@@ -98,7 +98,7 @@ internal static class TrainCommand
             $"{result.ExposuresPerSecond:N0} exposures/s, {result.InstancesPerSecond:N0} instances/s; best valid CTR GAUC {result.BestValidGauc:F4} at step {result.BestStep}");
 
         var predictions = r.Predictions is null ? null : new PredictionWriter(data.Store);
-        var eval = MtfmTrainer.Evaluate(model, new BatchBuilder(data.Test, data.Stats), options.BatchTokens, predictions);
+        var eval = ModelEvaluation.Evaluate(model, new BatchBuilder(data.Test, data.Stats), options.BatchTokens, predictions);
         var rows = MetricRows(layout, eval);
         PrintTable(rows);
         WritePredictions(predictions, r.Predictions);

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Mtfm.Engine.Backends;
 using Mtfm.Engine.Data;
+using Mtfm.Engine.Evaluation;
 using Mtfm.Engine.Model;
 using Mtfm.Engine.Serving;
 using Mtfm.Engine.Training;
@@ -129,7 +130,7 @@ public sealed class TrainedModel : IDisposable
         Live();
         if (data.Schema.ToJson() != _model.Layout.Schema.ToJson())
             throw new ArgumentException($"{data.Description}: the data's schema ({data.Schema.Name}) differs from the schema the model was trained with ({_model.Layout.Schema.Name}).", nameof(data));
-        var eval = MtfmTrainer.Evaluate(_model, new BatchBuilder(data.Part(part), _stats));
+        var eval = ModelEvaluation.Evaluate(_model, new BatchBuilder(data.Part(part), _stats));
         var schema = _model.Layout.Schema;
         var rows = new List<TaskMetrics>(eval.Model.Count);
         for (int i = 0; i < eval.Model.Count; i++)

@@ -20,9 +20,6 @@ internal sealed record TrainResult(long Steps, int Epochs, double BestValidGauc,
     double ExposuresPerSecond, double InstancesPerSecond, IReadOnlyList<(long Step, double Loss)> LossCurve,
     IReadOnlyList<(long Step, double ValidGauc, double ValidLoss)> ValidCurve);
 
-/// <summary>Metrics of a model on one data part, and the synthetic data's Bayes-optimal metrics beside them.</summary>
-internal sealed record EvaluationResult(IReadOnlyList<ScenarioTaskMetrics> Model, IReadOnlyList<ScenarioTaskMetrics>? Bayes);
-
 /// <summary>
 /// Trains an <see cref="MtfmModel"/> on the CPU backend: AdamW on dense parameters, row-sparse (lazy) Adam on embedding
 /// tables, linear warm-up then cosine decay, global-norm clipping, early stopping on the validation CTR GAUC with the
@@ -200,7 +197,7 @@ internal sealed unsafe class MtfmTrainer
         bool Validate(long atStep)
         {
             sw.Stop(); // validation time does not count as training throughput
-            var eval = Evaluate(valid);
+            var eval = ModelEvaluation.Evaluate(_model, valid, _o.BatchTokens);
             // Early stopping watches the CTR GAUC of what is trained: the pooled row, or the one scenario's row.
             int watched = _o.OnlyScenario ?? -1;
             var pooled = eval.Model.First(m => m.Scenario == watched && m.Task == 0);
@@ -291,32 +288,6 @@ internal sealed unsafe class MtfmTrainer
                 throw new CheckpointFormatException(f.FilePath, $"tensor '{name}' is {info.DType} with {info.ElementCount} elements; the model has {dst.Length}");
             f.CopyFloat32(name, dst);
         }
-    }
-
-    /// <summary>Scores every exposure of <paramref name="data"/> and computes AUC, GAUC and log-loss per (scenario, task).</summary>
-    public EvaluationResult Evaluate(BatchBuilder data) => Evaluate(_model, data, _o.BatchTokens);
-
-    /// <summary>Scores every exposure of <paramref name="data"/> with <paramref name="model"/>; with <paramref name="predictions"/> every exposure's probabilities are also collected there.</summary>
-    public static EvaluationResult Evaluate(MtfmModel model, BatchBuilder data, int batchTokens = 8192, PredictionWriter? predictions = null)
-    {
-        var layout = model.Layout;
-        int tasks = layout.TaskCount;
-        var acc = new MetricAccumulator(layout.ScenarioCount, tasks);
-        MetricAccumulator? bayes = null;
-        foreach (var batch in data.Batches(batchTokens))
-        {
-            var probs = model.Score(batch);
-            predictions?.Add(batch, probs);
-            var users = new long[batch.TargetCount];
-            for (int j = 0; j < users.Length; j++) users[j] = batch.TargetUser[j];
-            acc.Add(probs, batch.Labels, batch.LabelMask, users, batch.TargetScenario);
-            if (batch.TrueProbabilities is { } truth)
-            {
-                bayes ??= new MetricAccumulator(layout.ScenarioCount, tasks);
-                bayes.Add(truth, batch.Labels, batch.LabelMask, users, batch.TargetScenario);
-            }
-        }
-        return new EvaluationResult(acc.ComputeAll(), bayes?.ComputeAll());
     }
 
     /// <summary>Single-scenario training: exposures of other scenarios keep their tokens but carry no label.</summary>

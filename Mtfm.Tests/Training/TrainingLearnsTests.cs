@@ -1,5 +1,6 @@
 using Mtfm.Engine.Backends.Cpu;
 using Mtfm.Engine.Data;
+using Mtfm.Engine.Evaluation;
 using Mtfm.Engine.Model;
 using Mtfm.Engine.Training;
 
@@ -26,7 +27,7 @@ public class TrainingLearnsTests
         using var model = new MtfmModel(be, MtfmConfig.Tiny, store.Layout, seed: 3);
         var trainer = new MtfmTrainer(model, new TrainOptions { Epochs = 4, BatchTokens = 1024, Seed = 3 });
         trainer.Train(train, new BatchBuilder(train, stats), new BatchBuilder(Part(SplitPart.Valid), stats));
-        var eval = trainer.Evaluate(new BatchBuilder(Part(SplitPart.Test), stats));
+        var eval = ModelEvaluation.Evaluate(model, new BatchBuilder(Part(SplitPart.Test), stats), batchTokens: 1024);
         int click = store.Layout.Schema.Tasks.IndexOf("click");
         int all = eval.Model.Select((m, i) => (m, i)).Single(x => x.m.Scenario < 0 && x.m.Task == click).i;
         double auc = eval.Model[all].Auc, bayes = eval.Bayes![all].Auc;
