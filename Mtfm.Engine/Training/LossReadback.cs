@@ -1,6 +1,4 @@
-using Mtfm.Engine.Training.Cuda;
 using Mtfm.Engine.Backends;
-using Mtfm.Engine.Backends.Cuda;
 using Mtfm.Engine.Tensors;
 
 namespace Mtfm.Engine.Training;
@@ -11,15 +9,11 @@ internal readonly record struct LossWindow(long FirstStep, long LastStep, double
 /// <summary>
 /// How the trainer reads its loss back: every step's loss is added, windows are closed every few steps, and closed
 /// windows are taken in order once their value is on the host. On the CPU (<see cref="HostLossReadback"/>) that is
-/// immediate and the non-finite check happens at the step; on a CUDA backend (<see cref="CudaLossReadback"/>) the
+/// immediate and the non-finite check happens at the step; on a CUDA backend (<see cref="Cuda.CudaLossReadback"/>) the
 /// losses are summed on the device and each window is copied back asynchronously, so a step never waits for the device.
 /// </summary>
 internal abstract class LossReadback : IDisposable
 {
-    /// <summary>The readback for <paramref name="backend"/>: asynchronous on CUDA, immediate elsewhere.</summary>
-    public static LossReadback For(IBackend backend) =>
-        backend is CudaBackend cuda ? new CudaLossReadback(cuda) : new HostLossReadback(backend);
-
     /// <summary>Adds the scalar <paramref name="loss"/> of step <paramref name="step"/> (1-based) to the open window.</summary>
     public abstract void Add(Tensor loss, long step);
 

@@ -1,8 +1,5 @@
-using Mtfm.Engine.Training.Cuda;
 using System.Diagnostics;
 using Mtfm.Engine.Autograd;
-using Mtfm.Engine.Backends.Cpu;
-using Mtfm.Engine.Backends.Cuda;
 using Mtfm.Engine.Data;
 using Mtfm.Engine.Evaluation;
 using Mtfm.Engine.IO;
@@ -25,13 +22,12 @@ internal sealed record TrainResult(long Steps, int Epochs, double BestValidGauc,
 /// tables, linear warm-up then cosine decay, global-norm clipping, early stopping on the validation CTR GAUC with the
 /// best weights restored. Deterministic for a fixed seed and thread count.
 /// </summary>
-internal sealed unsafe class MtfmTrainer
+internal sealed class MtfmTrainer
 {
     private readonly MtfmModel _model;
     private readonly TrainOptions _o;
-    private readonly CpuBackend _cpu;
-    private readonly IOptimizerStep _step;       // chosen by the backend (OptimizerStep.For)
-    private readonly CpuOptimizerStep? _cpuStep;  // the same on the CPU: its moments go into training checkpoints
+    private readonly TrainingDevice _device;  // everything backend-specific of a step (TrainingDevice.For)
+    private readonly IOptimizerStep _step;
 
     public MtfmTrainer(MtfmModel model, TrainOptions options)
     {
@@ -41,11 +37,10 @@ internal sealed unsafe class MtfmTrainer
         _model = model;
         _o = options;
         if (options.CheckpointDirectory is { } dir) Checkpoints = new CheckpointStore(dir, options.KeepCheckpoints);
-        if (model.Backend is CudaBackend && Checkpoints is not null)
-            throw new ArgumentException("training checkpoints and resume are implemented for the CPU backend only; the CUDA optimizer state is not exported yet.");
-        _step = OptimizerStep.For(model.Backend, model.Parameters);
-        _cpuStep = _step as CpuOptimizerStep;
-        _cpu = (model.Backend as CpuBackend)!; // host views for the CPU-only paths (non-finite check, checkpoints)
+        _device = TrainingDevice.For(model.Backend, model.Parameters);
+        if (!_device.SupportsCheckpoints && Checkpoints is not null)
+            throw new ArgumentException($"training checkpoints and resume are implemented for the CPU backend only; the {model.Backend.Name} optimizer state is not exported yet.");
+        _step = _device.Step;
     }
 
     /// <summary>Called after each training step (for tests: e.g. sampling the device's synchronisation count).</summary>
@@ -86,7 +81,7 @@ internal sealed unsafe class MtfmTrainer
             var c = TrainingCheckpoint.Read(file);
             if (c.OptionsFingerprint != _o.Fingerprint())
                 throw new ArgumentException($"checkpoint '{file.FilePath}' was written with other training options ({c.OptionsFingerprint}); this run has {_o.Fingerprint()}.");
-            best = LoadState(file);
+            best = _device.LoadState(file);
             step = c.Step; exposures = c.Exposures; instances = c.Instances;
             firstEpoch = c.Epoch; skipInFirstEpoch = c.BatchInEpoch; epochsRun = c.Epoch;
             consecutiveBad = c.ConsecutiveNonFinite; SkippedSteps = c.SkippedSteps;
@@ -100,7 +95,7 @@ internal sealed unsafe class MtfmTrainer
         else if (_o.Resume) Log?.Invoke($"resume: no valid checkpoint in '{Checkpoints!.Directory}'; starting from step 0");
         var sw = Stopwatch.StartNew();
         // Loss readback: immediate on the CPU; on CUDA summed on the device and read asynchronously (LossReadback).
-        using var readback = LossReadback.For(_model.Backend);
+        using var readback = _device.NewLossReadback();
         for (int epoch = firstEpoch; epoch < _o.Epochs && !stopper.Stopped; epoch++)
         {
             epochsRun = epoch + 1;
@@ -109,9 +104,7 @@ internal sealed unsafe class MtfmTrainer
             IEnumerable<JaggedBatch> batches = trainBatches.Batches(_o.BatchTokens, int.MaxValue, _o.Seed * 1000003UL + (ulong)epoch, skip);
             if (_o.OnlyScenario is { } only) batches = batches.Select(b => { MaskOtherScenarios(b, only); return b; });
             // On CUDA the next batch's inputs are uploaded on the copy stream while this step runs.
-            var steps = _model.Backend is CudaBackend cudaBackend
-                ? CudaBatchPrefetch.StageAhead(cudaBackend, _model.Layout, batches, model: _model.Config)
-                : batches.Select(b => new StagedBatch(b, null));
+            var steps = _device.Stage(batches, _model.Layout, _model.Config);
             foreach (var (batch, staged) in steps)
             {
                 BeforeStep?.Invoke(step + 1, batch);
@@ -120,7 +113,7 @@ internal sealed unsafe class MtfmTrainer
                 {
                     var output = _model.Forward(tape, batch, staged: staged);
                     tape.Backward(output.Loss, releaseActivationGradients: true, releaseActivations: true); // frees activations and their gradients once consumed
-                    if (_cpuStep is not null) bad = NonFinite(output.Loss.Value);
+                    bad = _device.NonFinite(output.Loss.Value);
                     if (bad is null) readback.Add(output.Loss.Value, step + 1);
                 }
                 if (bad is null)
@@ -168,7 +161,7 @@ internal sealed unsafe class MtfmTrainer
             readback.Close();
             TakeLosses(wait: true, epoch);
             var w = new SafetensorsWriter();
-            AddState(w, best);
+            _device.AddState(w, best);
             new TrainingCheckpoint
             {
                 Step = step, Epoch = epoch, BatchInEpoch = batchInEpoch, Exposures = exposures, Instances = instances,
@@ -212,84 +205,6 @@ internal sealed unsafe class MtfmTrainer
         }
     }
 
-    /// <summary>
-    /// Null when the step's loss and every gradient are finite; otherwise what is not, naming the first parameter (in
-    /// the model's parameter order) whose gradient holds a NaN or ∞. CPU backend only.
-    /// </summary>
-    private string? NonFinite(Tensor loss)
-    {
-        float l = Values(loss)[0];
-        string? first = null;
-        foreach (var p in _model.Parameters)
-        {
-            double ss = 0;
-            if (p.Grad is { } g) ss += GradientClipping.SumOfSquares(Values(g));
-            if (p.SparseGradient is { } sg) ss += GradientClipping.SumOfSquares(Values(sg.Values));
-            if (!double.IsFinite(ss)) { first = p.Name; break; }
-        }
-        if (float.IsFinite(l) && first is null) return null;
-        string lossText = float.IsFinite(l) ? "loss finite" : $"loss {l}";
-        return first is null ? $"{lossText}, every gradient finite" : $"{lossText}, first non-finite gradient in parameter '{first}'";
-    }
-
-    private const string GradBuffersTensor = "trainer.grad_buffers";
-
-    private void AddState(SafetensorsWriter w, float[][]? best)
-    {
-        var ps = _model.Parameters;
-        // Which dense parameters hold a gradient buffer: once a parameter has had a gradient it keeps a zeroed one and
-        // is updated every step (Adam moves it by its moments even without a new gradient), so a resume must recreate it.
-        var hasGrad = new int[ps.Count];
-        for (int i = 0; i < ps.Count; i++) hasGrad[i] = ps[i].Grad is null ? 0 : 1;
-        w.AddInt32(GradBuffersTensor, hasGrad, hasGrad.Length);
-        for (int i = 0; i < ps.Count; i++)
-        {
-            var p = ps[i];
-            var shape = new long[p.Value.Rank];
-            for (int d = 0; d < shape.Length; d++) shape[d] = p.Value.Shape[d];
-            w.AddFloat32("param." + p.Name, Values(p.Value), shape);
-            if (best is not null) w.AddFloat32("best." + p.Name, best[i], shape);
-            if (_cpuStep!.Dense.TryGetValue(p, out var ds)) OptimizerStateIO.Add(w, p.Name!, ds);
-            if (_cpuStep.Sparse.TryGetValue(p, out var rs)) OptimizerStateIO.Add(w, p.Name!, rs);
-        }
-    }
-
-    /// <summary>Restores weights and optimizer state; returns the best weights when the checkpoint has them.</summary>
-    private float[][]? LoadState(SafetensorsFile f)
-    {
-        var ps = _model.Parameters;
-        if (!f.Contains(GradBuffersTensor) || f.GetInfo(GradBuffersTensor).ElementCount != ps.Count || f.GetInfo(GradBuffersTensor).DType != SafetensorsDType.I32)
-            throw new CheckpointFormatException(f.FilePath, $"tensor '{GradBuffersTensor}' is missing or does not have one entry per parameter ({ps.Count})");
-        var hasGrad = f.ReadInt32(GradBuffersTensor);
-        bool hasBest = f.Contains("best." + ps[0].Name);
-        var best = hasBest ? new float[ps.Count][] : null;
-        for (int i = 0; i < ps.Count; i++)
-        {
-            var p = ps[i];
-            var dst = Values(p.Value);
-            Read("param." + p.Name, dst);
-            if (best is not null) { best[i] = new float[dst.Length]; Read("best." + p.Name, best[i]); }
-            _cpuStep!.Dense.Remove(p); _cpuStep.Sparse.Remove(p);
-            p.ZeroGrad();
-            if (hasGrad[i] != 0) p.EnsureGrad();
-            if (f.Contains("optim.m." + p.Name))
-            {
-                if (f.Contains("optim.row_steps." + p.Name)) _cpuStep.Sparse[p] = OptimizerStateIO.ReadRowSparseAdam(f, p.Name!, p.Value.RowCount, p.Value.LastDim);
-                else _cpuStep.Dense[p] = OptimizerStateIO.ReadAdamW(f, p.Name!, dst.Length);
-            }
-        }
-        return best;
-
-        void Read(string name, Span<float> dst)
-        {
-            if (!f.Contains(name)) throw new CheckpointFormatException(f.FilePath, $"tensor '{name}' is missing");
-            var info = f.GetInfo(name);
-            if (info.DType != SafetensorsDType.F32 || info.ElementCount != dst.Length)
-                throw new CheckpointFormatException(f.FilePath, $"tensor '{name}' is {info.DType} with {info.ElementCount} elements; the model has {dst.Length}");
-            f.CopyFloat32(name, dst);
-        }
-    }
-
     /// <summary>Single-scenario training: exposures of other scenarios keep their tokens but carry no label.</summary>
     private static void MaskOtherScenarios(JaggedBatch batch, int scenario)
     {
@@ -298,7 +213,5 @@ internal sealed unsafe class MtfmTrainer
             if (batch.TargetScenario[j] != scenario)
                 for (int k = 0; k < tasks; k++) batch.LabelMask[j * tasks + k] = 0;
     }
-
-    private Span<float> Values(Tensor t) => new(_cpu.FloatPointer(t), checked((int)t.Length));
 
 }

@@ -1,7 +1,5 @@
 using Mtfm.Engine.Autograd;
-using Mtfm.Engine.Backends;
 using Mtfm.Engine.Backends.Cpu;
-using Mtfm.Engine.Backends.Cuda;
 using Mtfm.Engine.Tensors;
 using Mtfm.Engine.Training.Cuda;
 
@@ -10,7 +8,7 @@ namespace Mtfm.Engine.Training;
 /// <summary>
 /// The optimizer step of a training step, on the backend the model lives on: global-norm gradient clipping, AdamW on
 /// dense parameters (weight decay where <see cref="Parameter.WeightDecay"/>), row-sparse Adam on embedding tables, and
-/// the snapshot/restore of the weights that early stopping keeps. <see cref="OptimizerStep.For"/> is the one place that chooses the
+/// the snapshot/restore of the weights that early stopping keeps; <see cref="TrainingDevice.For"/> chooses the
 /// implementation (<see cref="CpuOptimizerStep"/>, <see cref="CudaOptimizerStep"/>).
 /// </summary>
 internal interface IOptimizerStep
@@ -29,18 +27,6 @@ internal interface IOptimizerStep
 
     /// <summary>Writes a <see cref="Snapshot"/> back.</summary>
     void Restore(float[][] snapshot);
-}
-
-/// <summary>Chooses the optimizer step for a backend.</summary>
-internal static class OptimizerStep
-{
-    /// <summary>The optimizer step for <paramref name="parameters"/> living on <paramref name="backend"/>.</summary>
-    public static IOptimizerStep For(IBackend backend, IReadOnlyList<Parameter> parameters) => backend switch
-    {
-        CpuBackend cpu => new CpuOptimizerStep(cpu, parameters),
-        CudaBackend cuda => new CudaOptimizerStep(cuda, parameters),
-        _ => throw new NotSupportedException($"no optimizer step for the '{backend.Name}' backend"),
-    };
 }
 
 /// <summary>

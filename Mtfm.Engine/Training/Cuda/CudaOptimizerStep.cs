@@ -11,7 +11,7 @@ namespace Mtfm.Engine.Training.Cuda;
 /// <summary>
 /// The trainer's optimizer step on a <see cref="CudaBackend"/>, with the semantics of the CPU path of
 /// <see cref="MtfmTrainer"/>: global-norm clipping over dense and row-sparse gradients, AdamW on dense parameters (one
-/// step count per parameter; weight decay only on rank-2 <c>*.w</c> weights) and lazy row-sparse Adam on embedding
+/// step count per parameter; weight decay where <see cref="Parameter.WeightDecay"/>) and lazy row-sparse Adam on embedding
 /// tables (one step count per row). Everything stays on the device and nothing synchronises: the clip factor is
 /// computed by a kernel and read by the update kernels; dense tensors are updated by <c>mtfm_adamw_multi</c> (one launch
 /// per group of equal step count and decay), embedding rows by <c>mtfm_adam_rows_lazy</c>. Optimizer state lives in
