@@ -1,9 +1,10 @@
-// Element-wise kernels: SiLU forward/backward, bias add, bias gradient (deterministic column sums).
-// fp32 storage and accumulation. Launch: 1-D grid-stride kernels take any grid; bias_grad takes a
-// 1-D grid over columns.
+// Element-wise kernels (IBackend and the model's fused pieces). fp32 storage and accumulation; 1-D
+// grid-stride loops (any grid, any block) unless noted; outputs may alias inputs element for element.
+//   mtfm_silu_fwd / mtfm_silu_bwd / mtfm_silu_bwd_acc: SiLU and its gradient (the _acc form adds into dx);
+//   mtfm_bias_add; mtfm_bias_grad (deterministic column sums; a 1-D grid over columns);
+//   mtfm_fill, mtfm_add, mtfm_mul, mtfm_mul_acc, mtfm_scale, mtfm_axpy, mtfm_add_scalar (the backward of a sum).
 #include "common.cuh"
 
-// y[i] = silu(x[i]) for i < n. y may alias x.
 MTFM_KERNEL void mtfm_silu_fwd(const float* x, float* y, mtfm_i64 n) {
     for (mtfm_i64 i = (mtfm_i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (mtfm_i64)gridDim.x * blockDim.x)
         y[i] = mtfm_silu(x[i]);
@@ -34,3 +35,55 @@ MTFM_KERNEL void mtfm_bias_grad(const float* dy, float* dbias, int rows, int col
     dbias[c] = accumulate ? dbias[c] + s : s;
 }
 MTFM_REGISTER_KERNEL(mtfm_bias_grad)
+
+#define MTFM_GRID_STRIDE(i, n) \
+    for (mtfm_i64 i = (mtfm_i64)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (mtfm_i64)gridDim.x * blockDim.x)
+
+// y[i] = value.
+MTFM_KERNEL void mtfm_fill(float* y, mtfm_i64 n, float value) {
+    MTFM_GRID_STRIDE(i, n) y[i] = value;
+}
+MTFM_REGISTER_KERNEL(mtfm_fill)
+
+// y[i] = a[i] + b[i].
+MTFM_KERNEL void mtfm_add(const float* a, const float* b, float* y, mtfm_i64 n) {
+    MTFM_GRID_STRIDE(i, n) y[i] = a[i] + b[i];
+}
+MTFM_REGISTER_KERNEL(mtfm_add)
+
+// y[i] = a[i] * b[i].
+MTFM_KERNEL void mtfm_mul(const float* a, const float* b, float* y, mtfm_i64 n) {
+    MTFM_GRID_STRIDE(i, n) y[i] = a[i] * b[i];
+}
+MTFM_REGISTER_KERNEL(mtfm_mul)
+
+// y[i] += a[i] * b[i].
+MTFM_KERNEL void mtfm_mul_acc(const float* a, const float* b, float* y, mtfm_i64 n) {
+    MTFM_GRID_STRIDE(i, n) y[i] = fmaf(a[i], b[i], y[i]);
+}
+MTFM_REGISTER_KERNEL(mtfm_mul_acc)
+
+// y[i] = alpha * x[i].
+MTFM_KERNEL void mtfm_scale(const float* x, float alpha, float* y, mtfm_i64 n) {
+    MTFM_GRID_STRIDE(i, n) y[i] = alpha * x[i];
+}
+MTFM_REGISTER_KERNEL(mtfm_scale)
+
+// y[i] += alpha * x[i].
+MTFM_KERNEL void mtfm_axpy(float alpha, const float* x, float* y, mtfm_i64 n) {
+    MTFM_GRID_STRIDE(i, n) y[i] = fmaf(alpha, x[i], y[i]);
+}
+MTFM_REGISTER_KERNEL(mtfm_axpy)
+
+// dx[i] += alpha * dy[0] (dy is a one-element device scalar: no host round trip).
+MTFM_KERNEL void mtfm_add_scalar(const float* dy, float alpha, float* dx, mtfm_i64 n) {
+    const float s = alpha * dy[0];
+    MTFM_GRID_STRIDE(i, n) dx[i] += s;
+}
+MTFM_REGISTER_KERNEL(mtfm_add_scalar)
+
+// dx[i] += dy[i] * silu'(x[i]).
+MTFM_KERNEL void mtfm_silu_bwd_acc(const float* x, const float* dy, float* dx, mtfm_i64 n) {
+    MTFM_GRID_STRIDE(i, n) dx[i] = fmaf(dy[i], mtfm_silu_grad(x[i]), dx[i]);
+}
+MTFM_REGISTER_KERNEL(mtfm_silu_bwd_acc)

@@ -29,7 +29,7 @@ public sealed class CudaKernelCompileTests : IDisposable
     [Fact]
     public void AllKernelSourcesAreEmbedded()
     {
-        foreach (var f in new[] { "adamw.cu", "bce.cu", "elementwise.cu", "embedding.cu", "group_layernorm.cu", "backend_elementwise.cu", "backend_reduce.cu", "backend_rows.cu", "backend_loss.cu", "gemm.cu", "optimizer.cu" })
+        foreach (var f in new[] { "elementwise.cu", "gemm.cu", "group_layernorm.cu", "hstu_attention.cu", "hstu_attention_bf16.cu", "hstu_attention_bwd.cu", "loss.cu", "optimizer.cu", "reduce.cu", "rows.cu" })
             Assert.Contains(f, CudaKernelSources.KernelFiles);
         Assert.Contains(CudaKernelSources.Headers, h => h.Key == "common.cuh");
         foreach (var f in CudaKernelSources.KernelFiles)
@@ -88,11 +88,11 @@ public sealed class CudaKernelCompileTests : IDisposable
         var loader = new CudaKernelLoader(_cache);
         var archs = Nvrtc.SupportedArchitectures();
         Assert.Contains(80, archs);
-        var img = loader.GetImageForDevice("bce.cu", 80);
+        var img = loader.GetImageForDevice("loss.cu", 80);
         Assert.Equal(NvrtcOutput.Cubin, img.Kind);
         Assert.Equal("sm_80", img.Architecture);
         var future = archs.Max() + 1; // a device newer than this NVRTC: PTX the driver can JIT
-        var ptx = loader.GetImageForDevice("bce.cu", future);
+        var ptx = loader.GetImageForDevice("loss.cu", future);
         Assert.Equal(NvrtcOutput.Ptx, ptx.Kind);
         Assert.Equal($"compute_{archs.Max()}", ptx.Architecture);
     }
@@ -112,7 +112,7 @@ public sealed class CudaKernelCompileTests : IDisposable
     public void CubinForAVirtualArchitectureIsRejected()
     {
         var loader = new CudaKernelLoader(_cache);
-        var e = Assert.Throws<ArgumentException>(() => loader.Compile("bce.cu", "compute_90", NvrtcOutput.Cubin));
+        var e = Assert.Throws<ArgumentException>(() => loader.Compile("loss.cu", "compute_90", NvrtcOutput.Cubin));
         Assert.Contains("compute_90", e.Message);
         Assert.Throws<ArgumentException>(() => loader.Compile("nope.cu", "compute_90", NvrtcOutput.Ptx));
     }
@@ -124,7 +124,7 @@ public sealed class CudaKernelCompileTests : IDisposable
         foreach (var f in CudaKernelSources.KernelFiles)
             foreach (var name in CudaKernelSources.KernelNames(f))
                 Assert.Equal(name, dev.Driver.GetKernel(f, name).Name);
-        var e = Assert.Throws<CudaException>(() => dev.Driver.GetKernel("bce.cu", "mtfm_no_such_kernel"));
+        var e = Assert.Throws<CudaException>(() => dev.Driver.GetKernel("loss.cu", "mtfm_no_such_kernel"));
         Assert.Contains("mtfm_no_such_kernel", e.Message);
     }
 }

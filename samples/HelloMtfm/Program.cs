@@ -1,4 +1,4 @@
-using Mtfm.Engine.Backends;
+using Mtfm.Engine.Backends;   // ComputeDevice
 using Mtfm.Engine.Hosting;
 using Mtfm.Engine.Serving;
 

@@ -122,5 +122,5 @@ internal sealed unsafe partial class CudaBackend
     }
 
     private void AxpyRaw(ulong x, ulong y, long n) =>
-        Launch1D("backend_elementwise.cu", "mtfm_axpy", n, (ref CudaKernelArgs a) => { a.F32(1f); a.Ptr(x); a.Ptr(y); a.I64(n); });
+        Launch1D("elementwise.cu", "mtfm_axpy", n, (ref CudaKernelArgs a) => { a.F32(1f); a.Ptr(x); a.Ptr(y); a.I64(n); });
 }

@@ -10,7 +10,7 @@ internal sealed unsafe partial class CudaBackend
         CheckSameLength(a, b, nameof(b));
         CheckSameLength(a, y, nameof(y));
         long n = a.Length;
-        Launch1D("backend_elementwise.cu", kernel, n, (ref CudaKernelArgs k) => { k.Ptr(pa); k.Ptr(pb); k.Ptr(py); k.I64(n); });
+        Launch1D("elementwise.cu", kernel, n, (ref CudaKernelArgs k) => { k.Ptr(pa); k.Ptr(pb); k.Ptr(py); k.I64(n); });
     }
 
     /// <inheritdoc />
@@ -28,7 +28,7 @@ internal sealed unsafe partial class CudaBackend
         ulong px = F(x, nameof(x)), py = F(y, nameof(y));
         CheckSameLength(x, y, nameof(y));
         long n = x.Length;
-        Launch1D("backend_elementwise.cu", "mtfm_scale", n, (ref CudaKernelArgs k) => { k.Ptr(px); k.F32(alpha); k.Ptr(py); k.I64(n); });
+        Launch1D("elementwise.cu", "mtfm_scale", n, (ref CudaKernelArgs k) => { k.Ptr(px); k.F32(alpha); k.Ptr(py); k.I64(n); });
     }
 
     /// <inheritdoc />
@@ -37,7 +37,7 @@ internal sealed unsafe partial class CudaBackend
         ulong px = F(x, nameof(x)), py = F(y, nameof(y));
         CheckSameLength(x, y, nameof(y));
         long n = x.Length;
-        Launch1D("backend_elementwise.cu", "mtfm_axpy", n, (ref CudaKernelArgs k) => { k.F32(alpha); k.Ptr(px); k.Ptr(py); k.I64(n); });
+        Launch1D("elementwise.cu", "mtfm_axpy", n, (ref CudaKernelArgs k) => { k.F32(alpha); k.Ptr(px); k.Ptr(py); k.I64(n); });
     }
 
     /// <inheritdoc />
@@ -66,7 +66,7 @@ internal sealed unsafe partial class CudaBackend
         CheckSameLength(x, dy, nameof(dy));
         CheckSameLength(x, dx, nameof(dx));
         long n = x.Length;
-        Launch1D("backend_elementwise.cu", "mtfm_silu_bwd_acc", n, (ref CudaKernelArgs k) => { k.Ptr(px); k.Ptr(pdy); k.Ptr(pdx); k.I64(n); });
+        Launch1D("elementwise.cu", "mtfm_silu_bwd_acc", n, (ref CudaKernelArgs k) => { k.Ptr(px); k.Ptr(pdy); k.Ptr(pdx); k.I64(n); });
     }
 
     /// <inheritdoc />
@@ -75,7 +75,7 @@ internal sealed unsafe partial class CudaBackend
         ulong pdy = F(dy, nameof(dy)), pdx = F(dx, nameof(dx));
         if (dy.Length != 1) throw new ArgumentException($"dy must hold one element, its shape is {dy.ShapeString}.", nameof(dy));
         long n = dx.Length;
-        Launch1D("backend_elementwise.cu", "mtfm_add_scalar", n, (ref CudaKernelArgs k) => { k.Ptr(pdy); k.F32(alpha); k.Ptr(pdx); k.I64(n); });
+        Launch1D("elementwise.cu", "mtfm_add_scalar", n, (ref CudaKernelArgs k) => { k.Ptr(pdy); k.F32(alpha); k.Ptr(pdx); k.I64(n); });
     }
 
     // ------------------------------------------------------------------ reductions
@@ -93,10 +93,10 @@ internal sealed unsafe partial class CudaBackend
         var partials = Scratch(blocks * sizeof(float));
         var a = new CudaKernelArgs();
         a.Ptr(px); a.I64(n); a.Ptr(partials.Pointer);
-        _driver.Launch(Kernel("backend_reduce.cu", "mtfm_sum_partials"), (uint)blocks, Threads, 0, _stream, ref a);
+        Ops.Launch("reduce.cu", "mtfm_sum_partials", (uint)blocks, Threads, 0, _stream, ref a);
         var f = new CudaKernelArgs();
         f.Ptr(partials.Pointer); f.I32(blocks); f.F32(alpha); f.Ptr(py);
-        _driver.Launch(Kernel("backend_reduce.cu", "mtfm_sum_finalize"), 1, Threads, 0, _stream, ref f);
+        Ops.Launch("reduce.cu", "mtfm_sum_finalize", 1, Threads, 0, _stream, ref f);
         Release(partials);
     }
 
@@ -106,7 +106,7 @@ internal sealed unsafe partial class CudaBackend
         ulong px = F(x, nameof(x)), py = F(y, nameof(y));
         var (rows, cols) = Matrix(x);
         if (y.Length != rows) throw new ArgumentException($"y {y.ShapeString} must hold {rows} elements (one per row of x {x.ShapeString}).", nameof(y));
-        LaunchRows("backend_reduce.cu", "mtfm_row_sum", rows, (ref CudaKernelArgs k) => { k.Ptr(px); k.I32(rows); k.I32(cols); k.F32(alpha); k.Ptr(py); });
+        LaunchRows("reduce.cu", "mtfm_row_sum", rows, (ref CudaKernelArgs k) => { k.Ptr(px); k.I32(rows); k.I32(cols); k.F32(alpha); k.Ptr(py); });
     }
 
     /// <inheritdoc />
@@ -115,7 +115,7 @@ internal sealed unsafe partial class CudaBackend
         ulong pdy = F(dy, nameof(dy)), pdx = F(dx, nameof(dx));
         var (rows, cols) = Matrix(dx);
         if (dy.Length != rows) throw new ArgumentException($"dy {dy.ShapeString} must hold {rows} elements (one per row of dx {dx.ShapeString}).", nameof(dy));
-        Launch1D("backend_reduce.cu", "mtfm_row_sum_bwd", (long)rows * cols,
+        Launch1D("reduce.cu", "mtfm_row_sum_bwd", (long)rows * cols,
             (ref CudaKernelArgs k) => { k.Ptr(pdy); k.I32(rows); k.I32(cols); k.F32(alpha); k.Ptr(pdx); });
     }
 

@@ -42,7 +42,7 @@ internal sealed unsafe partial class CudaBackend
         var b = Scratch(n * sizeof(int));
         scratch = b;
         ulong src = Ptr(groupIds);
-        Launch1D("backend_rows.cu", "mtfm_index_i64_to_i32", n, (ref CudaKernelArgs a) => { a.Ptr(src); a.Ptr(b.Pointer); a.I64(n); });
+        Launch1D("rows.cu", "mtfm_index_i64_to_i32", n, (ref CudaKernelArgs a) => { a.Ptr(src); a.Ptr(b.Pointer); a.I64(n); });
         return b.Pointer;
     }
 

@@ -28,7 +28,7 @@ internal sealed unsafe partial class CudaBackend
     {
         ulong pi = Ptr(index);
         int is64 = Is64(index);
-        Launch1D("backend_rows.cu", name, (long)m * cols, (ref CudaKernelArgs a) => { a.Ptr(src); a.Ptr(pi); a.I32(is64); a.Ptr(dst); a.I32(m); a.I32(cols); });
+        Launch1D("rows.cu", name, (long)m * cols, (ref CudaKernelArgs a) => { a.Ptr(src); a.Ptr(pi); a.I32(is64); a.Ptr(dst); a.I32(m); a.I32(cols); });
     }
 
     /// <inheritdoc />
@@ -63,7 +63,7 @@ internal sealed unsafe partial class CudaBackend
         int m = checked((int)index.Length), cols = checked((int)dst.RowLength);
         ulong pi = Ptr(index);
         int is64 = Is64(index);
-        Launch1D("backend_rows.cu", "mtfm_fill_rows", (long)m * cols, (ref CudaKernelArgs a) => { a.Ptr(pd); a.Ptr(pi); a.I32(is64); a.I32(m); a.I32(cols); a.F32(value); });
+        Launch1D("rows.cu", "mtfm_fill_rows", (long)m * cols, (ref CudaKernelArgs a) => { a.Ptr(pd); a.Ptr(pi); a.I32(is64); a.I32(m); a.I32(cols); a.F32(value); });
     }
 
     /// <inheritdoc />
@@ -83,7 +83,7 @@ internal sealed unsafe partial class CudaBackend
         System.Buffers.ArrayPool<int>.Shared.Return(meta);
         ulong po = b.Pointer, pseg = b.At<int>(m), pt = b.At<int>(m + u + 1);
         int nt = u;
-        Launch1D("backend_rows.cu", "mtfm_scatter_add_segments", (long)nt * cols,
+        Launch1D("rows.cu", "mtfm_scatter_add_segments", (long)nt * cols,
             (ref CudaKernelArgs a) => { a.Ptr(ps); a.Ptr(po); a.Ptr(pseg); a.Ptr(pt); a.Ptr(pd); a.I32(nt); a.I32(cols); });
         Release(b);
     }
@@ -191,7 +191,7 @@ internal sealed unsafe partial class CudaBackend
         if (srcCol < 0 || srcCol + cols > sc) throw new ArgumentOutOfRangeException(nameof(srcCol), srcCol, $"Columns [{srcCol}, {srcCol + cols}) exceed src's {sc} columns.");
         if (dstCol < 0 || dstCol + cols > dc) throw new ArgumentOutOfRangeException(nameof(dstCol), dstCol, $"Columns [{dstCol}, {dstCol + cols}) exceed dst's {dc} columns.");
         int acc = accumulate ? 1 : 0;
-        Launch1D("backend_rows.cu", "mtfm_copy_columns", (long)rows * cols,
+        Launch1D("rows.cu", "mtfm_copy_columns", (long)rows * cols,
             (ref CudaKernelArgs a) => { a.Ptr(ps); a.I32(sc); a.I32(srcCol); a.Ptr(pd); a.I32(dc); a.I32(dstCol); a.I32(rows); a.I32(cols); a.I32(acc); });
     }
 }

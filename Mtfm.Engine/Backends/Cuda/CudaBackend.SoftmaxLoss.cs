@@ -10,7 +10,7 @@ internal sealed unsafe partial class CudaBackend
         ulong px = F(x, nameof(x)), py = F(y, nameof(y));
         var (rows, cols) = Matrix(x);
         CheckSameLength(x, y, nameof(y));
-        LaunchRows("backend_reduce.cu", "mtfm_softmax_fwd", rows, (ref CudaKernelArgs k) => { k.Ptr(px); k.Ptr(py); k.I32(rows); k.I32(cols); });
+        LaunchRows("reduce.cu", "mtfm_softmax_fwd", rows, (ref CudaKernelArgs k) => { k.Ptr(px); k.Ptr(py); k.I32(rows); k.I32(cols); });
     }
 
     /// <inheritdoc />
@@ -20,7 +20,7 @@ internal sealed unsafe partial class CudaBackend
         var (rows, cols) = Matrix(y);
         CheckSameLength(y, dy, nameof(dy));
         CheckSameLength(y, dx, nameof(dx));
-        LaunchRows("backend_reduce.cu", "mtfm_softmax_bwd", rows, (ref CudaKernelArgs k) => { k.Ptr(py); k.Ptr(pdy); k.Ptr(pdx); k.I32(rows); k.I32(cols); });
+        LaunchRows("reduce.cu", "mtfm_softmax_bwd", rows, (ref CudaKernelArgs k) => { k.Ptr(py); k.Ptr(pdy); k.Ptr(pdx); k.I32(rows); k.I32(cols); });
     }
 
     /// <summary>
@@ -48,7 +48,7 @@ internal sealed unsafe partial class CudaBackend
         var stats = BceStats(logits, labels, mask, out _);
         var a = new CudaKernelArgs();
         a.Ptr(stats.Pointer); a.Ptr(pl);
-        _driver.Launch(Kernel("backend_loss.cu", "mtfm_bce_mean"), 1, 32, 0, _stream, ref a);
+        Ops.Launch("loss.cu", "mtfm_bce_mean", 1, 32, 0, _stream, ref a);
         Release(stats);
     }
 
@@ -60,7 +60,7 @@ internal sealed unsafe partial class CudaBackend
         CheckSameLength(logits, dlogits, nameof(dlogits));
         var stats = BceStats(logits, labels, mask, out int n);
         ulong z = Ptr(logits), t = Ptr(labels), m = Ptr(mask), s = stats.Pointer;
-        Launch1D("backend_loss.cu", "mtfm_bce_bwd_acc", n, (ref CudaKernelArgs k) => { k.Ptr(z); k.Ptr(t); k.Ptr(m); k.Ptr(s); k.Ptr(pd); k.Ptr(pdz); k.I32(n); });
+        Launch1D("loss.cu", "mtfm_bce_bwd_acc", n, (ref CudaKernelArgs k) => { k.Ptr(z); k.Ptr(t); k.Ptr(m); k.Ptr(s); k.Ptr(pd); k.Ptr(pdz); k.I32(n); });
         Release(stats);
     }
 }

@@ -164,7 +164,7 @@ internal sealed unsafe partial class CudaBackend : IBackend
         }
         else if (src.DType == DType.Int32 && dst.DType == DType.Int64)
         {
-            Launch1D("backend_rows.cu", "mtfm_index_i32_to_i64", n, (ref CudaKernelArgs a) => { a.Ptr(Ptr(src)); a.Ptr(Ptr(dst)); a.I64(n); });
+            Launch1D("rows.cu", "mtfm_index_i32_to_i64", n, (ref CudaKernelArgs a) => { a.Ptr(Ptr(src)); a.Ptr(Ptr(dst)); a.I64(n); });
         }
         else if (src.DType == DType.Int64 && dst.DType == DType.Int32)
         {
@@ -172,7 +172,7 @@ internal sealed unsafe partial class CudaBackend : IBackend
             for (int i = 0; i < values.Length; i++)
                 if (values[i] < int.MinValue || values[i] > int.MaxValue)
                     throw new ArgumentOutOfRangeException(nameof(src), values[i], $"src[{i}] = {values[i]} does not fit the Int32 dst.");
-            Launch1D("backend_rows.cu", "mtfm_index_i64_to_i32", n, (ref CudaKernelArgs a) => { a.Ptr(Ptr(src)); a.Ptr(Ptr(dst)); a.I64(n); });
+            Launch1D("rows.cu", "mtfm_index_i64_to_i32", n, (ref CudaKernelArgs a) => { a.Ptr(Ptr(src)); a.Ptr(Ptr(dst)); a.I64(n); });
         }
         else throw new ArgumentException($"Cannot copy {src.DType} src into {dst.DType} dst (only equal dtypes and Int32⇄Int64).", nameof(dst));
         var dm = Mirror(dst);
@@ -184,7 +184,7 @@ internal sealed unsafe partial class CudaBackend : IBackend
     {
         ulong p = F(dst, nameof(dst));
         long n = dst.Length;
-        Launch1D("backend_elementwise.cu", "mtfm_fill", n, (ref CudaKernelArgs a) => { a.Ptr(p); a.I64(n); a.F32(value); });
+        Launch1D("elementwise.cu", "mtfm_fill", n, (ref CudaKernelArgs a) => { a.Ptr(p); a.I64(n); a.F32(value); });
     }
 
     // ------------------------------------------------------------------ GEMM
@@ -231,7 +231,7 @@ internal sealed unsafe partial class CudaBackend : IBackend
         args.Ptr(a); args.I32(lda); args.I64(sa); args.Ptr(b); args.I32(ldb); args.I64(sb); args.F32(beta);
         args.Ptr(c); args.I32(ldc); args.I64(sc);
         const int tile = 16;
-        _driver.Launch(Kernel("gemm.cu", "mtfm_sgemm"), new Dim3((uint)((n + tile - 1) / tile), (uint)((m + tile - 1) / tile), (uint)batch),
+        Ops.Launch("gemm.cu", "mtfm_sgemm", new Dim3((uint)((n + tile - 1) / tile), (uint)((m + tile - 1) / tile), (uint)batch),
             new Dim3(tile, tile, 1), 0, _stream, ref args);
     }
 
@@ -247,27 +247,10 @@ internal sealed unsafe partial class CudaBackend : IBackend
 
     // ------------------------------------------------------------------ helpers
 
-    private delegate void ArgsBuilder(ref CudaKernelArgs a);
+    // Every launch goes through Ops (CudaOps: the one launch path).
+    private void Launch1D(string file, string name, long work, CudaOps.ArgsBuilder build) => Ops.Launch1D(file, name, work, _stream, build);
 
-    private CudaKernel Kernel(string file, string name) => _driver.GetKernel(file, name);
-
-    /// <summary>Launches a 1-D grid-stride kernel over <paramref name="work"/> items (nothing when empty).</summary>
-    private void Launch1D(string file, string name, long work, ArgsBuilder build)
-    {
-        if (work <= 0) return;
-        var a = new CudaKernelArgs();
-        build(ref a);
-        _driver.Launch(Kernel(file, name), Grid(work), Threads, 0, _stream, ref a);
-    }
-
-    /// <summary>Launches a one-warp-per-row kernel (128 threads = 4 rows per block).</summary>
-    private void LaunchRows(string file, string name, int rows, ArgsBuilder build)
-    {
-        if (rows <= 0) return;
-        var a = new CudaKernelArgs();
-        build(ref a);
-        _driver.Launch(Kernel(file, name), (uint)Math.Min((rows + 3) / 4, MaxGrid), 128, 0, _stream, ref a);
-    }
+    private void LaunchRows(string file, string name, int rows, CudaOps.ArgsBuilder build) => Ops.LaunchWarpRows(file, name, rows, _stream, build);
 
     private static uint Grid(long work) => (uint)Math.Clamp((work + Threads - 1) / Threads, 1, MaxGrid);
 

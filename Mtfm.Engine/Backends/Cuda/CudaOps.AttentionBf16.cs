@@ -66,7 +66,7 @@ internal sealed partial class CudaOps
         a.Ptr(q); a.Ptr(k); a.Ptr(v); a.Ptr(rab); a.Ptr(kinds); a.Ptr(times); a.Ptr(queryTokens); a.Ptr(tiles);
         a.I32(plan.NumTiles); a.Ptr(output); a.I32(numHeads); a.I32(numKvHeads); a.I32(dqk); a.I32(dv);
         a.I32(numBuckets); a.I64(timeUnitSeconds); a.F32(alpha); a.I32(HstuAttentionBf16TileSize); a.I32(bk);
-        Driver.Launch(K("hstu_attention_bf16.cu", kernel),
+        Launch("hstu_attention_bf16.cu", kernel,
             new Dim3((uint)Math.Min(plan.NumTiles, 1 << 20), (uint)numHeads, (uint)((dv + chunk - 1) / chunk)), Bf16Threads,
             (uint)HstuAttentionBf16SharedBytes(bk, dqk, dv), stream, ref a);
     }

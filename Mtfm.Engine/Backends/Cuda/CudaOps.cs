@@ -1,8 +1,10 @@
 namespace Mtfm.Engine.Backends.Cuda;
 
 /// <summary>
-/// Typed launchers for the kernels of <c>cuda/*.cu</c>: choose grid and block, validate sizes on the host, pack the
-/// arguments in the kernel's exact order. All pointers are device pointers (0 = null where a kernel allows it);
+/// The one launch path of the CUDA backend: every kernel of <c>cuda/*.cu</c> the engine runs is launched through
+/// <see cref="Launch"/> (directly, through the grid-stride and warp-per-row shapes <see cref="Launch1D"/> and
+/// <see cref="LaunchWarpRows"/>, or through a typed launcher below that validates sizes on the host and packs the
+/// arguments in the kernel's exact order). All pointers are device pointers (0 = null where a kernel allows it);
 /// every launch is asynchronous on <c>stream</c>. Zero-sized work launches nothing.
 /// </summary>
 internal sealed partial class CudaOps(ICudaDriver driver)
@@ -16,6 +18,31 @@ internal sealed partial class CudaOps(ICudaDriver driver)
     public ICudaDriver Driver { get; } = driver;
 
     private CudaKernel K(string file, string name) => Driver.GetKernel(file, name);
+
+    /// <summary>Fills a kernel's arguments in its parameter order.</summary>
+    public delegate void ArgsBuilder(ref CudaKernelArgs a);
+
+    /// <summary>Launches kernel <paramref name="name"/> of <paramref name="file"/>: the one call that reaches the driver.</summary>
+    public void Launch(string file, string name, Dim3 grid, Dim3 block, uint sharedBytes, nint stream, ref CudaKernelArgs args) =>
+        Driver.Launch(K(file, name), grid, block, sharedBytes, stream, ref args);
+
+    /// <summary>Launches a 1-D grid-stride kernel over <paramref name="work"/> items (256 threads; nothing when empty).</summary>
+    public void Launch1D(string file, string name, long work, nint stream, ArgsBuilder build)
+    {
+        if (work <= 0) return;
+        var a = new CudaKernelArgs();
+        build(ref a);
+        Launch(file, name, Grid(work), Threads, 0, stream, ref a);
+    }
+
+    /// <summary>Launches a one-warp-per-row kernel over <paramref name="rows"/> rows (128 threads = 4 rows per block).</summary>
+    public void LaunchWarpRows(string file, string name, int rows, nint stream, ArgsBuilder build)
+    {
+        if (rows <= 0) return;
+        var a = new CudaKernelArgs();
+        build(ref a);
+        Launch(file, name, (uint)Math.Min((rows + 3) / 4, MaxGrid), 128, 0, stream, ref a);
+    }
 
     private static uint Grid(long work, int threads = Threads) =>
         (uint)Math.Clamp((work + threads - 1) / threads, 1, MaxGrid);
@@ -38,7 +65,7 @@ internal sealed partial class CudaOps(ICudaDriver driver)
             return;
         var a = new CudaKernelArgs();
         a.Ptr(x); a.Ptr(y); a.I64(n);
-        Driver.Launch(K("elementwise.cu", "mtfm_silu_fwd"), Grid(n), Threads, 0, stream, ref a);
+        Launch("elementwise.cu", "mtfm_silu_fwd", Grid(n), Threads, 0, stream, ref a);
     }
 
     /// <summary>dx = dy · silu'(x) (dx may equal dy).</summary>
@@ -49,7 +76,7 @@ internal sealed partial class CudaOps(ICudaDriver driver)
             return;
         var a = new CudaKernelArgs();
         a.Ptr(x); a.Ptr(dy); a.Ptr(dx); a.I64(n);
-        Driver.Launch(K("elementwise.cu", "mtfm_silu_bwd"), Grid(n), Threads, 0, stream, ref a);
+        Launch("elementwise.cu", "mtfm_silu_bwd", Grid(n), Threads, 0, stream, ref a);
     }
 
     /// <summary>y[r, c] = x[r, c] + bias[c] over a row-major [rows, cols] matrix (y may equal x).</summary>
@@ -61,7 +88,7 @@ internal sealed partial class CudaOps(ICudaDriver driver)
             return;
         var a = new CudaKernelArgs();
         a.Ptr(x); a.Ptr(bias); a.Ptr(y); a.I32(rows); a.I32(cols);
-        Driver.Launch(K("elementwise.cu", "mtfm_bias_add"), Grid((long)rows * cols), Threads, 0, stream, ref a);
+        Launch("elementwise.cu", "mtfm_bias_add", Grid((long)rows * cols), Threads, 0, stream, ref a);
     }
 
     /// <summary>dbias[c] (+)= Σ_r dy[r, c], deterministic.</summary>
@@ -73,7 +100,7 @@ internal sealed partial class CudaOps(ICudaDriver driver)
             return;
         var a = new CudaKernelArgs();
         a.Ptr(dy); a.Ptr(dbias); a.I32(rows); a.I32(cols); a.I32(accumulate ? 1 : 0);
-        Driver.Launch(K("elementwise.cu", "mtfm_bias_grad"), (uint)((cols + 127) / 128), 128, 0, stream, ref a);
+        Launch("elementwise.cu", "mtfm_bias_grad", (uint)((cols + 127) / 128), 128, 0, stream, ref a);
     }
 
     // ---- backend_rows.cu ---------------------------------------------------------------------------
@@ -92,52 +119,7 @@ internal sealed partial class CudaOps(ICudaDriver driver)
             return;
         var a = new CudaKernelArgs();
         a.Ptr(src); a.Ptr(idx); a.I32(is64 ? 1 : 0); a.Ptr(dst); a.I32(m); a.I32(cols);
-        Driver.Launch(K("backend_rows.cu", "mtfm_gather_rows"), Grid(work), Threads, 0, stream, ref a);
-    }
-
-    // ---- embedding.cu ------------------------------------------------------------------------------
-
-    /// <summary>out[t, :] = table[ids[t], :]; ids must already be validated in [0, rows) on the host.</summary>
-    public void EmbeddingGather(ulong table, ulong ids, ulong output, int n, int dim, int rows, nint stream)
-    {
-        NonNegative(n, nameof(n));
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(dim);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(rows);
-        if (n == 0)
-            return;
-        var a = new CudaKernelArgs();
-        a.Ptr(table); a.Ptr(ids); a.Ptr(output); a.I32(n); a.I32(dim); a.I32(rows);
-        Driver.Launch(K("embedding.cu", "mtfm_embedding_gather"), Grid((long)n * dim), Threads, 0, stream, ref a);
-    }
-
-    /// <summary>
-    /// gradRows[u, :] = Σ gradOut[order[j], :] for j in [segOffsets[u], segOffsets[u+1]) — token positions pre-sorted
-    /// by id, one segment per unique id (empty segments give zero rows). Deterministic.
-    /// </summary>
-    public void EmbeddingBackwardSegments(ulong gradOut, ulong order, ulong segOffsets, ulong gradRows, int numUnique,
-        int dim, nint stream)
-    {
-        NonNegative(numUnique, nameof(numUnique));
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(dim);
-        if (numUnique == 0)
-            return;
-        var a = new CudaKernelArgs();
-        a.Ptr(gradOut); a.Ptr(order); a.Ptr(segOffsets); a.Ptr(gradRows); a.I32(numUnique); a.I32(dim);
-        Driver.Launch(K("embedding.cu", "mtfm_embedding_backward_segments"), (uint)Math.Min(numUnique, 65535),
-            RowThreads(dim), 0, stream, ref a);
-    }
-
-    /// <summary>tableGrad[uniqueIds[u], :] += gradRows[u, :] (ids unique).</summary>
-    public void EmbeddingScatterRows(ulong gradRows, ulong uniqueIds, ulong tableGrad, int numUnique, int dim, nint stream)
-    {
-        NonNegative(numUnique, nameof(numUnique));
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(dim);
-        if (numUnique == 0)
-            return;
-        var a = new CudaKernelArgs();
-        a.Ptr(gradRows); a.Ptr(uniqueIds); a.Ptr(tableGrad); a.I32(numUnique); a.I32(dim);
-        Driver.Launch(K("embedding.cu", "mtfm_embedding_scatter_rows"), Grid((long)numUnique * dim), Threads, 0,
-            stream, ref a);
+        Launch("rows.cu", "mtfm_gather_rows", Grid(work), Threads, 0, stream, ref a);
     }
 
     // ---- group_layernorm.cu ------------------------------------------------------------------------
@@ -158,7 +140,7 @@ internal sealed partial class CudaOps(ICudaDriver driver)
         var a = new CudaKernelArgs();
         a.Ptr(x); a.Ptr(group); a.Ptr(gamma); a.Ptr(beta); a.Ptr(y); a.Ptr(mean); a.Ptr(rstd);
         a.I32(n); a.I32(d); a.I32(numGroups); a.F32(eps);
-        Driver.Launch(K("group_layernorm.cu", "mtfm_group_layernorm_fwd"), (uint)Math.Min(n, 65535), RowThreads(d), 0,
+        Launch("group_layernorm.cu", "mtfm_group_layernorm_fwd", (uint)Math.Min(n, 65535), RowThreads(d), 0,
             stream, ref a);
     }
 
@@ -173,7 +155,7 @@ internal sealed partial class CudaOps(ICudaDriver driver)
         var a = new CudaKernelArgs();
         a.Ptr(dy); a.Ptr(x); a.Ptr(group); a.Ptr(gamma); a.Ptr(mean); a.Ptr(rstd); a.Ptr(dx);
         a.I32(n); a.I32(d); a.I32(numGroups); a.I32(accumulate ? 1 : 0);
-        Driver.Launch(K("group_layernorm.cu", "mtfm_group_layernorm_bwd_x"), (uint)Math.Min(n, 65535), RowThreads(d),
+        Launch("group_layernorm.cu", "mtfm_group_layernorm_bwd_x", (uint)Math.Min(n, 65535), RowThreads(d),
             0, stream, ref a);
     }
 
@@ -191,11 +173,11 @@ internal sealed partial class CudaOps(ICudaDriver driver)
         var a = new CudaKernelArgs();
         a.Ptr(dy); a.Ptr(x); a.Ptr(tokenOrder); a.Ptr(groupOffsets); a.Ptr(mean); a.Ptr(rstd); a.Ptr(dgamma);
         a.Ptr(dbeta); a.I32(numGroups); a.I32(d); a.I32(accumulate ? 1 : 0);
-        Driver.Launch(K("group_layernorm.cu", "mtfm_group_layernorm_bwd_params"),
+        Launch("group_layernorm.cu", "mtfm_group_layernorm_bwd_params",
             new Dim3((uint)((d + 63) / 64), (uint)Math.Min(numGroups, 65535)), 64, 0, stream, ref a);
     }
 
-    // ---- bce.cu ------------------------------------------------------------------------------------
+    // ---- loss.cu -----------------------------------------------------------------------------------
 
     /// <summary>
     /// Masked BCE on logits, accumulated on the device: stats[0..1] = (loss sum, count) of this batch, added to
@@ -208,25 +190,13 @@ internal sealed partial class CudaOps(ICudaDriver driver)
         var blocks = (int)Math.Clamp((n + Threads - 1) / (long)Threads, 1, BceMaxBlocks);
         var a = new CudaKernelArgs();
         a.Ptr(logits); a.Ptr(labels); a.Ptr(mask); a.Ptr(partials); a.I32(n);
-        Driver.Launch(K("bce.cu", "mtfm_bce_fwd"), (uint)blocks, Threads, 0, stream, ref a);
+        Launch("loss.cu", "mtfm_bce_fwd", (uint)blocks, Threads, 0, stream, ref a);
         var f = new CudaKernelArgs();
         f.Ptr(partials); f.I32(blocks); f.Ptr(stats); f.Ptr(accum);
-        Driver.Launch(K("bce.cu", "mtfm_bce_finalize"), 1, Threads, 0, stream, ref f);
+        Launch("loss.cu", "mtfm_bce_finalize", 1, Threads, 0, stream, ref f);
     }
 
-    /// <summary>grad = weight · mask · (sigmoid(x) − y) / max(stats[1], 1), reading the count on the device.</summary>
-    public void BceBackward(ulong logits, ulong labels, ulong mask, ulong stats, ulong grad, int n, float weight,
-        nint stream)
-    {
-        NonNegative(n, nameof(n));
-        if (n == 0)
-            return;
-        var a = new CudaKernelArgs();
-        a.Ptr(logits); a.Ptr(labels); a.Ptr(mask); a.Ptr(stats); a.Ptr(grad); a.I32(n); a.F32(weight);
-        Driver.Launch(K("bce.cu", "mtfm_bce_bwd"), Grid(n), Threads, 0, stream, ref a);
-    }
-
-    // ---- adamw.cu ----------------------------------------------------------------------------------
+    // ---- optimizer.cu ------------------------------------------------------------------------------
 
     /// <summary>
     /// One AdamW step over many tensors. tensorTable: device array of numTensors × (param, grad, m, v) pointers;
@@ -244,23 +214,7 @@ internal sealed partial class CudaOps(ICudaDriver driver)
         var a = new CudaKernelArgs();
         a.Ptr(tensorTable); a.Ptr(offsets); a.I32(numTensors); a.F32(lr); a.F32(beta1); a.F32(beta2); a.F32(eps);
         a.F32(weightDecay); a.F32(BiasCorrection(beta1, step)); a.F32(BiasCorrection(beta2, step)); a.Ptr(gradScale);
-        Driver.Launch(K("adamw.cu", "mtfm_adamw_multi"), Grid(totalElements), Threads, 0, stream, ref a);
-    }
-
-    /// <summary>Lazy Adam(W) on the rows rowIds (unique) of an embedding table [*, dim] with gradients gradRows [numRows, dim].</summary>
-    public void AdamSparseRows(ulong table, ulong m, ulong v, ulong rowIds, ulong gradRows, int numRows, int dim,
-        float lr, float beta1, float beta2, float eps, float weightDecay, long step, nint stream)
-    {
-        NonNegative(numRows, nameof(numRows));
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(dim);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(step);
-        if (numRows == 0)
-            return;
-        var a = new CudaKernelArgs();
-        a.Ptr(table); a.Ptr(m); a.Ptr(v); a.Ptr(rowIds); a.Ptr(gradRows); a.I32(numRows); a.I32(dim);
-        a.F32(lr); a.F32(beta1); a.F32(beta2); a.F32(eps); a.F32(weightDecay);
-        a.F32(BiasCorrection(beta1, step)); a.F32(BiasCorrection(beta2, step));
-        Driver.Launch(K("adamw.cu", "mtfm_adam_sparse_rows"), Grid((long)numRows * dim), Threads, 0, stream, ref a);
+        Launch("optimizer.cu", "mtfm_adamw_multi", Grid(totalElements), Threads, 0, stream, ref a);
     }
 
     // ---- hstu_attention.cu -------------------------------------------------------------------------
@@ -307,7 +261,7 @@ internal sealed partial class CudaOps(ICudaDriver driver)
         a.Ptr(q); a.Ptr(k); a.Ptr(v); a.Ptr(rab); a.Ptr(kinds); a.Ptr(times); a.Ptr(queryTokens); a.Ptr(tiles);
         a.I32(plan.NumTiles); a.Ptr(output); a.I32(numHeads); a.I32(numKvHeads); a.I32(dqk); a.I32(dv);
         a.I32(numBuckets); a.I64(timeUnitSeconds); a.F32(alpha); a.I32(t); a.I32(t);
-        Driver.Launch(K("hstu_attention.cu", "mtfm_hstu_attention_fwd"),
+        Launch("hstu_attention.cu", "mtfm_hstu_attention_fwd",
             new Dim3((uint)Math.Min(plan.NumTiles, 1 << 20), (uint)numHeads), 128,
             (uint)HstuAttentionSharedBytes(t, dqk, dv), stream, ref a);
     }
@@ -376,21 +330,21 @@ internal sealed partial class CudaOps(ICudaDriver driver)
         {
             var c = new CudaKernelArgs();
             c.Ptr(kinds); c.Ptr(times); c.Ptr(queryTokens); c.Ptr(tiles); c.I32(plan.NumTiles); c.Ptr(counts);
-            Driver.Launch(K("hstu_attention_bwd.cu", "mtfm_hstu_attention_counts"), (uint)Math.Min(plan.NumTiles, 1 << 20),
+            Launch("hstu_attention_bwd.cu", "mtfm_hstu_attention_counts", (uint)Math.Min(plan.NumTiles, 1 << 20),
                 32, 0, stream, ref c);
             var a = new CudaKernelArgs();
             a.Ptr(q); a.Ptr(k); a.Ptr(v); a.Ptr(rab); a.Ptr(kinds); a.Ptr(times); a.Ptr(queryTokens); a.Ptr(tiles);
             a.I32(plan.NumTiles); a.Ptr(counts); a.Ptr(dout); a.Ptr(dq); a.Ptr(drab != 0 ? rabPartials : 0);
             a.I32(numHeads); a.I32(numKvHeads); a.I32(dqk); a.I32(dvWidth); a.I32(numBuckets); a.I64(timeUnitSeconds);
             a.F32(alpha); a.I32(t); a.I32(t);
-            Driver.Launch(K("hstu_attention_bwd.cu", "mtfm_hstu_attention_bwd_dq"),
+            Launch("hstu_attention_bwd.cu", "mtfm_hstu_attention_bwd_dq",
                 new Dim3((uint)Math.Min(plan.NumTiles, 1 << 20), (uint)numHeads), 128,
                 (uint)HstuAttentionBackwardDqSharedBytes(t, dqk, dvWidth, numBuckets), stream, ref a);
             if (drab != 0)
             {
                 var r = new CudaKernelArgs();
                 r.Ptr(rabPartials); r.I32(plan.NumTiles); r.I32(numHeads); r.I32(nb2); r.Ptr(drab); r.I32(accumulateRab ? 1 : 0);
-                Driver.Launch(K("hstu_attention_bwd.cu", "mtfm_hstu_attention_rab_reduce"),
+                Launch("hstu_attention_bwd.cu", "mtfm_hstu_attention_rab_reduce",
                     (uint)((numHeads * nb2 + 127) / 128), 128, 0, stream, ref r);
             }
         }
@@ -405,7 +359,7 @@ internal sealed partial class CudaOps(ICudaDriver driver)
             a.I32(plan.NumKeyTiles); a.Ptr(counts); a.Ptr(dout); a.Ptr(dk); a.Ptr(dv);
             a.I32(numHeads); a.I32(numKvHeads); a.I32(dqk); a.I32(dvWidth); a.I32(numBuckets); a.I64(timeUnitSeconds);
             a.F32(alpha); a.I32(t); a.I32(t);
-            Driver.Launch(K("hstu_attention_bwd.cu", "mtfm_hstu_attention_bwd_dkv"),
+            Launch("hstu_attention_bwd.cu", "mtfm_hstu_attention_bwd_dkv",
                 new Dim3((uint)Math.Min(plan.NumKeyTiles, 1 << 20), (uint)numKvHeads), 128,
                 (uint)HstuAttentionBackwardDkvSharedBytes(t, dqk, dvWidth), stream, ref a);
         }

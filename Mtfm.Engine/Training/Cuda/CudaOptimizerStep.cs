@@ -75,12 +75,12 @@ internal sealed class CudaOptimizerStep : IOptimizerStep
             long n = grads[i].Length;
             int threads = (int)Math.Clamp((n + 31) / 32 * 32, 32, 256);
             int blocks = (int)Math.Clamp((n + threads - 1) / threads, 1, SumBlocks);
-            Driver.Launch(Driver.GetKernel("optimizer.cu", "mtfm_sumsq_partials"), (uint)blocks, (uint)threads, 0, _backend.Stream, ref a);
+            _backend.Ops.Launch("optimizer.cu", "mtfm_sumsq_partials", (uint)blocks, (uint)threads, 0, _backend.Stream, ref a);
         }
         _scale ??= _backend.Pool.Rent(2 * sizeof(float));
         var f = new CudaKernelArgs();
         f.Ptr(partials.Pointer); f.I32(Math.Max(1, grads.Count) * SumBlocks); f.F32(maxNorm); f.Ptr(_scale.Value.Pointer);
-        Driver.Launch(Driver.GetKernel("optimizer.cu", "mtfm_clip_scale"), 1, 256, 0, _backend.Stream, ref f);
+        _backend.Ops.Launch("optimizer.cu", "mtfm_clip_scale", 1, 256, 0, _backend.Stream, ref f);
         _backend.ReturnToPool(partials);
     }
 
@@ -159,10 +159,10 @@ internal sealed class CudaOptimizerStep : IOptimizerStep
         a.Ptr(_backend.DevicePointer(p.Value)); a.Ptr(_m[i]!.Value.Pointer); a.Ptr(_v[i]!.Value.Pointer); a.Ptr(_rowSteps[i]!.Value.Pointer);
         a.Ptr(pids); a.Ptr(_backend.DevicePointer(sg.Values)); a.I32(numRows); a.I32(dim); a.F32(lr); a.F32(o.Beta1); a.F32(o.Beta2);
         a.F32(o.Epsilon); a.F32(o.WeightDecay); a.Ptr(scale);
-        Driver.Launch(Driver.GetKernel("optimizer.cu", "mtfm_adam_rows_lazy"), Grid((long)numRows * dim), 256, 0, _backend.Stream, ref a);
+        _backend.Ops.Launch("optimizer.cu", "mtfm_adam_rows_lazy", Grid((long)numRows * dim), 256, 0, _backend.Stream, ref a);
         var s = new CudaKernelArgs();
         s.Ptr(_rowSteps[i]!.Value.Pointer); s.Ptr(pids); s.I32(numRows);
-        Driver.Launch(Driver.GetKernel("optimizer.cu", "mtfm_row_steps_increment"), Grid(numRows), 256, 0, _backend.Stream, ref s);
+        _backend.Ops.Launch("optimizer.cu", "mtfm_row_steps_increment", Grid(numRows), 256, 0, _backend.Stream, ref s);
     }
 
     private static uint Grid(long work) => (uint)Math.Clamp((work + 255) / 256, 1, 4096);

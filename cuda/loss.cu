@@ -1,10 +1,11 @@
-// Binary cross-entropy on logits with a mask, accumulated on the device (no host synchronisation):
+// Binary cross-entropy on logits with a mask, on the device without host synchronisation:
 //   1. mtfm_bce_fwd:      per-block partial (loss sum, count) pairs           partials [gridDim.x, 2]
 //   2. mtfm_bce_finalize: one block sums the partials in a fixed order into stats[0..1] = (loss sum,
 //                         count) of this batch and adds them to accum[0..1] (running totals; may be null)
-//   3. mtfm_bce_bwd:      grad[i] = weight * mask[i] * (sigmoid(x[i]) - y[i]) / max(count, 1)
-// loss_i = max(x, 0) - x y + log1p(exp(-|x|)). mask == nullptr means every element counts; a mask
-// entry is a weight in [0, 1] (0 = label absent). blockDim.x a multiple of 32.
+//   3. mtfm_bce_mean:     loss[0] = count > 0 ? sum / count : 0                         (one thread)
+//   4. mtfm_bce_bwd_acc:  dlogits[i] += dloss[0] * mask[i] * (sigmoid(z[i]) - t[i]) / count   (count > 0)
+// loss_i = max(x, 0) - x y + log1p(exp(-|x|)). mask == nullptr means every element counts (fwd); a mask
+// entry is a weight in [0, 1] (0 = label absent). blockDim.x a multiple of 32. Nothing is read back by the host.
 #include "common.cuh"
 
 MTFM_KERNEL void mtfm_bce_fwd(const float* logits, const float* labels, const float* mask, float* partials, int n) {
@@ -48,12 +49,20 @@ MTFM_KERNEL void mtfm_bce_finalize(const float* partials, int numPartials, float
 }
 MTFM_REGISTER_KERNEL(mtfm_bce_finalize)
 
-MTFM_KERNEL void mtfm_bce_bwd(const float* logits, const float* labels, const float* mask, const float* stats,
-                              float* grad, int n, float weight) {
-    const float scale = weight / fmaxf(stats[1], 1.0f);
+MTFM_KERNEL void mtfm_bce_mean(const float* stats, float* loss) {
+    if (blockIdx.x == 0 && threadIdx.x == 0) loss[0] = stats[1] > 0.0f ? stats[0] / stats[1] : 0.0f;
+}
+MTFM_REGISTER_KERNEL(mtfm_bce_mean)
+
+MTFM_KERNEL void mtfm_bce_bwd_acc(const float* logits, const float* labels, const float* mask, const float* stats,
+                                  const float* dloss, float* dlogits, int n) {
+    const float count = stats[1];
+    if (!(count > 0.0f)) return;
+    const float scale = dloss[0] / count;
     for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
-        const float w = mask ? mask[i] : 1.0f;
-        grad[i] = w == 0.0f ? 0.0f : w * scale * (mtfm_sigmoid(logits[i]) - labels[i]);
+        const float w = mask[i];
+        if (w == 0.0f) continue;
+        dlogits[i] += w * scale * (mtfm_sigmoid(logits[i]) - labels[i]);
     }
 }
-MTFM_REGISTER_KERNEL(mtfm_bce_bwd)
+MTFM_REGISTER_KERNEL(mtfm_bce_bwd_acc)

@@ -1,4 +1,4 @@
-// Reductions and softmax of the CUDA backend (IBackend). fp32 storage, fp32 accumulation, fixed
+// Reductions and softmax (IBackend). fp32 storage, fp32 accumulation, fixed
 // reduction order for a fixed launch configuration (deterministic, no atomics).
 //   mtfm_sum_partials / mtfm_sum_finalize: y[0] = alpha * sum(x); grid-stride partial per block, then
 //     one block sums the partials in a fixed order. blockDim.x a multiple of 32.

@@ -1,4 +1,4 @@
-// Row and column kernels of the CUDA backend (IBackend): gather/scatter/fill rows by an index tensor,
+// Row and column kernels (IBackend): gather/scatter/fill rows by an index tensor,
 // deterministic scatter-add over pre-sorted segments, column-block copies (concat/split), and Int32/Int64
 // index conversion. Index tensors are Int32 (is64 = 0) or Int64 (is64 = 1); their range is checked on
 // the host before the launch (the backend keeps a host mirror of every index tensor). 1-D grid-stride
