@@ -156,7 +156,7 @@ public sealed unsafe class CpuGemmTests : IDisposable
         var b = new float[Math.Max(1, k * n)];
         var c = new float[Math.Max(1, m * n)];
         GemmReference.Run(pool, GemmIsaSupport.Best, false, transB, m, n, k, 1f, a, k, b, transB ? k : n, 0f, c, n);
-        Assert.Equal((CpuGemm.GemmPath)expected, CpuGemm.LastPath);
+        Assert.Equal((CpuGemm.GemmPath)expected, CpuGemm.PathFor(threads, GemmIsaSupport.Best, transB, m, n, k, 1f));
     }
 
     [Fact]

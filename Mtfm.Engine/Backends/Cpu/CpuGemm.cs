@@ -14,8 +14,25 @@ internal static unsafe class CpuGemm
     /// <summary>Below this many multiply-adds (m·n·k) a problem stays on one thread.</summary>
     private const long ParallelMinWork = 1L << 18;
 
-    /// <summary>The path the calling thread's last SGEMM took (lets tests check which code they covered).</summary>
-    [ThreadStatic] internal static GemmPath LastPath;
+    /// <summary>
+    /// The path a validated problem takes on <paramref name="threads"/> threads: what <see cref="Run"/> dispatches on
+    /// (and what tests check their sizes against). A pure function of the problem's shape.
+    /// </summary>
+    internal static GemmPath PathFor(int threads, GemmIsa isa, bool transB, int m, int n, int k, float alpha)
+    {
+        if (m == 0 || n == 0) return GemmPath.None;
+        if (k == 0 || alpha == 0f) return GemmPath.ScaleOnly;
+        bool parallel = threads > 1 && (long)m * n * k >= 2 * ParallelMinWork;
+        if (UseDirect(m, n, k))
+        {
+            bool dot = n <= 8 || (m <= 4 && transB);
+            bool rows = m >= 4 * threads || m >= n;
+            return (dot ? GemmPath.DirectDot : GemmPath.DirectAxpy) | (!parallel ? 0 : rows ? GemmPath.Rows : GemmPath.Columns);
+        }
+        if (!parallel) return GemmPath.Packed;
+        var bl = GemmBlocking.For(isa, n);
+        return m >= n || n < 2 * bl.Nr ? GemmPath.PackedRows : GemmPath.PackedColumns;
+    }
 
     /// <summary>
     /// Row-major SGEMM, parallel over <paramref name="pool"/> when given. op(A) is [m,k], op(B) is [k,n], C is [m,n]. With <paramref name="transA"/>, A is stored [k,m]
@@ -98,36 +115,31 @@ internal static unsafe class CpuGemm
         }
     }
 
-    /// <summary>Dispatches one validated problem: scale-only, direct, or packed; split across the pool when large.</summary>
+    /// <summary>Dispatches one validated problem by its <see cref="PathFor"/>: scale-only, direct, or packed; split across the pool when large.</summary>
     private static void Run(CpuWorkerPool? pool, GemmIsa isa, bool transA, bool transB, int m, int n, int k, float alpha,
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
     {
-        LastPath = GemmPath.None;
-        if (m == 0 || n == 0) return;
-        if (k == 0 || alpha == 0f)
+        var path = PathFor(pool?.ThreadCount ?? 1, isa, transB, m, n, k, alpha);
+        if (path == GemmPath.None) return;
+        if (path == GemmPath.ScaleOnly)
         {
-            LastPath = GemmPath.ScaleOnly;
             ScaleC(m, n, beta, c, ldc);
             return;
         }
-        int threads = pool?.ThreadCount ?? 1;
-        long work = (long)m * n * k;
-        bool parallel = threads > 1 && work >= 2 * ParallelMinWork;
-        if (UseDirect(m, n, k))
+        if ((path & (GemmPath.DirectDot | GemmPath.DirectAxpy)) != 0)
         {
-            RunDirect(pool, isa, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, parallel);
+            RunDirect(pool, isa, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, path);
             return;
         }
         var bl = GemmBlocking.For(isa, n);
-        if (!parallel)
+        if (path == GemmPath.Packed)
         {
-            LastPath = GemmPath.Packed;
             Packed(in bl, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
             return;
         }
         // Split C into contiguous strips of whole micro-tiles along its longer side; each strip is an independent
         // sub-GEMM over the full k, blocked by the same KC, so every element sums in the same order as single-threaded.
-        bool splitRows = m >= n || n < 2 * bl.Nr;
+        bool splitRows = path == GemmPath.PackedRows;
         var split = new SplitBody
         {
             Blocking = bl, SplitRows = splitRows, TransA = transA, TransB = transB, M = m, N = n, K = k, Alpha = alpha,
@@ -137,7 +149,6 @@ internal static unsafe class CpuGemm
         int units = ((splitRows ? m : n) + unit - 1) / unit;
         long workPerUnit = (long)unit * (splitRows ? n : m) * k;
         int minUnits = (int)Math.Clamp(ParallelMinWork / Math.Max(1, workPerUnit), 1, units);
-        LastPath = splitRows ? GemmPath.PackedRows : GemmPath.PackedColumns;
         pool!.For(units, minUnits, ref split);
     }
 
@@ -146,11 +157,12 @@ internal static unsafe class CpuGemm
     /// rows of C, or over 16-column strips when C has too few rows to share.
     /// </summary>
     private static void RunDirect(CpuWorkerPool? pool, GemmIsa isa, bool transA, bool transB, int m, int n, int k, float alpha,
-        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, bool parallel)
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, GemmPath path)
     {
+        bool parallel = (path & (GemmPath.Rows | GemmPath.Columns)) != 0;
         var scratch = GemmScratch.Current;
         var body = new DirectBody { Isa = isa, TransA = transA, M = m, N = n, K = k, Alpha = alpha, Beta = beta, C = c, Ldc = ldc };
-        body.DotForm = n <= 8 || (m <= 4 && transB);
+        body.DotForm = (path & GemmPath.DirectDot) != 0;
         if (body.DotForm)
         {
             body.A = a; body.Lda = lda; body.B = b; body.Ldb = ldb;
@@ -178,9 +190,8 @@ internal static unsafe class CpuGemm
             }
         }
         int threads = pool?.ThreadCount ?? 1;
-        body.SplitRows = m >= 4 * threads || m >= n;
+        body.SplitRows = m >= 4 * threads || m >= n; // the same rule as PathFor (also for the one-thread run's units)
         int units = body.SplitRows ? m : (n + DirectStrip - 1) / DirectStrip;
-        LastPath = (body.DotForm ? GemmPath.DirectDot : GemmPath.DirectAxpy) | (!parallel ? 0 : body.SplitRows ? GemmPath.Rows : GemmPath.Columns);
         if (!parallel)
         {
             body.Run(0, units);
