@@ -69,7 +69,7 @@ internal sealed class SafetensorsWriter
         _byName.Add(name, e);
     }
 
-    /// <summary>Writes the file atomically (temp file in the same directory, flush to disk, rename over <paramref name="path"/>).</summary>
+    /// <summary>Writes the file atomically and durably (temp file in the same directory, flush to disk, rename over <paramref name="path"/>, flush the directory).</summary>
     public void Save(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
@@ -86,6 +86,7 @@ internal sealed class SafetensorsWriter
                 fs.Flush(flushToDisk: true);
             }
             File.Move(tmp, full, overwrite: true);
+            DurableFile.SyncDirectory(dir);
         }
         catch
         {

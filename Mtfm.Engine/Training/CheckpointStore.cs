@@ -73,6 +73,7 @@ internal sealed class CheckpointStore
                 fs.Flush(flushToDisk: true);
             }
             File.Move(tmp, path, overwrite: true);
+            DurableFile.SyncDirectory(Directory); // the rename is durable before any older checkpoint is pruned
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
