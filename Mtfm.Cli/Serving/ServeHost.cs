@@ -279,12 +279,14 @@ internal sealed class ServeHost : IAsyncDisposable
     /// <summary>One request object, or an array of them (then fields are named <c>[i].field</c>).</summary>
     private static (List<ScoreRequest>, bool) Parse(ReadOnlyMemory<byte> body)
     {
+        if (!System.Text.Unicode.Utf8.IsValid(body.Span))
+            throw new ScoreRequestException("request", "request: the body is not valid UTF-8");
         string text = Encoding.UTF8.GetString(body.Span);
         if (!text.AsSpan().TrimStart().StartsWith("[", StringComparison.Ordinal)) return ([ScoreRequest.Parse(text)], false);
         JsonDocument doc;
         try
         {
-            doc = JsonDocument.Parse(body);
+            doc = JsonDocument.Parse(text);
         }
         catch (JsonException ex)
         {

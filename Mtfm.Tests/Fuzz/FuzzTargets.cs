@@ -105,7 +105,7 @@ internal static class FuzzTargets
     private static int _saved;
 
     /// <summary>Keeps a failing input (at most 20 per run: shrinking finds many) in the source tree's corpus.</summary>
-    private static void Save(string target, byte[] input)
+    internal static void Save(string target, byte[] input)
     {
         if (Interlocked.Increment(ref _saved) > 20) return;
         string? root = CorpusSourceDirectory();

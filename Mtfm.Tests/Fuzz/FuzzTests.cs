@@ -18,17 +18,17 @@ public class FuzzTests
         "\"\"", "true", "\\u0000", "\u00e9", "F32", "I64", "shape", "data_offsets", "__metadata__", "PAR1",
     }.Select(System.Text.Encoding.UTF8.GetBytes)];
 
-    private static long Iterations(long ci) =>
+    internal static long Iterations(long ci) =>
         long.TryParse(Environment.GetEnvironmentVariable("MTFM_FUZZ_ITER"), NumberStyles.None, CultureInfo.InvariantCulture, out long n) && n > 0 ? n : ci;
 
-    private static string? Seed(string ci)
+    internal static string? Seed(string ci)
     {
         string? s = Environment.GetEnvironmentVariable("MTFM_FUZZ_SEED");
         return s is null ? ci : s.Length == 0 ? null : s;
     }
 
     /// <summary>(kind, position, value) edits applied in order to a copy of a seed.</summary>
-    private static Gen<byte[]> Mutated(byte[][] seeds) =>
+    internal static Gen<byte[]> Mutated(byte[][] seeds) =>
         Gen.Select(Gen.Int[0, seeds.Length - 1], Gen.Select(Gen.Int[0, 5], Gen.Int[0, int.MaxValue], Gen.Int[0, 255]).Array[1, 6], (si, edits) =>
         {
             var b = new List<byte>(seeds[si]);
