@@ -35,12 +35,9 @@ internal static class TrainCommand
         using var owned = backend;
         long maxMemory = r.MaxMemory is null ? 0 : MemoryEstimate.ParseSize(r.MaxMemory);
         bool onCpu = backend is CpuBackend;
-        if (!onCpu && (r.Resume is not null || r.CheckpointEvery > 0))
-            throw new ArgumentException($"--resume and --checkpoint-every need --device cpu: the CUDA optimizer state is not checkpointed yet.");
         string runDir = RunDirectory(r, out string name);
-        var ckptStore = onCpu ? new CheckpointStore(Path.Combine(runDir, "checkpoints"), r.KeepCheckpoints) : null;
-        ckptStore?.EnsureWritable(); // an unwritable output fails now, not after training
-        if (ckptStore is null) Directory.CreateDirectory(runDir);
+        var ckptStore = new CheckpointStore(Path.Combine(runDir, "checkpoints"), r.KeepCheckpoints);
+        ckptStore.EnsureWritable(); // an unwritable output fails now, not after training
         var data = PreparedData.Load(r, Console.Out);
         var layout = data.Store.Layout;
         Console.WriteLine($"data: {data.Description}: {data.Store.Count:N0} events, {data.Store.ExposureCount:N0} exposures, {data.Store.UserCount:N0} users");
@@ -72,14 +69,14 @@ internal static class TrainCommand
         Console.WriteLine($"model: preset {r.Preset}, attention {config.Attention}, d_model {config.DModel}, {shape}, heads {config.Heads}/{config.KvHeads} kv, " +
             $"{model.ParameterCount:N0} parameters, {flopsPerInstance / 1e6:F1} MFLOP forward per instance, {DeviceText(backend)}");
 
-        var estimate = MemoryEstimate.For(config, layout, model.ParameterCount, r.BatchTokens, ckptStore is not null);
+        var estimate = MemoryEstimate.For(config, layout, model.ParameterCount, r.BatchTokens, checkpoints: true);
         estimate.EnsureFits(maxMemory, onCpu ? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes : 0);
         Console.WriteLine($"memory: estimated {estimate.Describe()}{(maxMemory > 0 ? $", limit {MemoryEstimate.Format(maxMemory)}" : "")}");
 
         var options = new TrainOptions
         {
             Epochs = r.Epochs, BatchTokens = r.BatchTokens, LearningRate = r.LearningRate, Seed = r.Seed, OnlyScenario = only,
-            CheckpointDirectory = ckptStore?.Directory, CheckpointEvery = r.CheckpointEvery, KeepCheckpoints = r.KeepCheckpoints,
+            CheckpointDirectory = ckptStore.Directory, CheckpointEvery = r.CheckpointEvery, KeepCheckpoints = r.KeepCheckpoints,
             Resume = r.Resume is not null, MaxConsecutiveNonFiniteSteps = r.MaxNonFiniteSteps,
         };
         var trainer = new MtfmTrainer(model, options) { Log = m => Console.Error.WriteLine(m) };

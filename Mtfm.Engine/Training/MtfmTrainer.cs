@@ -36,10 +36,14 @@ internal sealed class MtfmTrainer
         options.Validate();
         _model = model;
         _o = options;
-        if (options.CheckpointDirectory is { } dir) Checkpoints = new CheckpointStore(dir, options.KeepCheckpoints);
+        if (options.CheckpointDirectory is { } dir)
+        {
+            Checkpoints = new CheckpointStore(dir, options.KeepCheckpoints);
+            Checkpoints.EnsureWritable(); // created now; an unwritable folder fails before any training
+        }
         _device = TrainingDevice.For(model.Backend, model.Parameters);
         if (!_device.SupportsCheckpoints && Checkpoints is not null)
-            throw new ArgumentException($"training checkpoints and resume are implemented for the CPU backend only; the {model.Backend.Name} optimizer state is not exported yet.");
+            throw new ArgumentException($"training checkpoints and resume are not available on the {model.Backend.Name} backend.");
         _step = _device.Step;
     }
 

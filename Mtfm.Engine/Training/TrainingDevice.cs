@@ -49,13 +49,94 @@ internal abstract class TrainingDevice
     public abstract string? NonFinite(Tensor loss);
 
     /// <summary>Whether <see cref="AddState"/> and <see cref="LoadState"/> work here (training checkpoints and resume).</summary>
-    public abstract bool SupportsCheckpoints { get; }
+    public virtual bool SupportsCheckpoints => true;
 
-    /// <summary>Adds every parameter's value (and <paramref name="best"/>, when set) and the optimizer state to <paramref name="w"/>.</summary>
-    public abstract void AddState(SafetensorsWriter w, float[][]? best);
+    private const string GradBuffersTensor = "trainer.grad_buffers";
 
-    /// <summary>Restores weights and optimizer state written by <see cref="AddState"/>; returns the best weights when the file has them.</summary>
-    public abstract float[][]? LoadState(SafetensorsFile f);
+    /// <summary>The parameters this device trains, in checkpoint order.</summary>
+    protected abstract IReadOnlyList<Parameter> Parameters { get; }
+
+    /// <summary>The current value of <paramref name="p"/> on the host (may synchronise).</summary>
+    protected abstract ReadOnlySpan<float> HostValue(Parameter p);
+
+    /// <summary>Sets the value of <paramref name="p"/> from the host.</summary>
+    protected abstract void SetValue(Parameter p, ReadOnlySpan<float> value);
+
+    /// <summary>The optimizer state of parameter <paramref name="index"/> on the host: AdamW (dense), row-sparse Adam (embedding tables) or none yet.</summary>
+    protected abstract (AdamWState? Dense, RowSparseAdamState? Sparse) OptimizerState(int index);
+
+    /// <summary>Replaces the optimizer state of parameter <paramref name="index"/> (both null: none, as before its first update).</summary>
+    protected abstract void SetOptimizerState(int index, AdamWState? dense, RowSparseAdamState? sparse);
+
+    /// <summary>
+    /// Adds every parameter's value (and <paramref name="best"/>, when set) and the optimizer state
+    /// (<see cref="OptimizerStateIO"/>'s names; the same file on every device) to <paramref name="w"/>.
+    /// </summary>
+    public void AddState(SafetensorsWriter w, float[][]? best)
+    {
+        ArgumentNullException.ThrowIfNull(w);
+        if (!SupportsCheckpoints) throw new NotSupportedException("this training device has no checkpointable state.");
+        var ps = Parameters;
+        // Which dense parameters hold a gradient buffer: once a parameter has had a gradient it keeps a zeroed one and
+        // is updated every step (Adam moves it by its moments even without a new gradient), so a resume must recreate it.
+        var hasGrad = new int[ps.Count];
+        for (int i = 0; i < ps.Count; i++) hasGrad[i] = ps[i].Grad is null ? 0 : 1;
+        w.AddInt32(GradBuffersTensor, hasGrad, hasGrad.Length);
+        for (int i = 0; i < ps.Count; i++)
+        {
+            var p = ps[i];
+            var shape = new long[p.Value.Rank];
+            for (int d = 0; d < shape.Length; d++) shape[d] = p.Value.Shape[d];
+            w.AddFloat32("param." + p.Name, HostValue(p), shape);
+            if (best is not null) w.AddFloat32("best." + p.Name, best[i], shape);
+            var (dense, sparse) = OptimizerState(i);
+            if (dense is not null) OptimizerStateIO.Add(w, p.Name!, dense);
+            if (sparse is not null) OptimizerStateIO.Add(w, p.Name!, sparse);
+        }
+    }
+
+    /// <summary>Restores weights and optimizer state written by <see cref="AddState"/> (on any device); returns the best weights when the file has them.</summary>
+    /// <exception cref="CheckpointFormatException">A tensor is missing or does not fit the model.</exception>
+    public float[][]? LoadState(SafetensorsFile f)
+    {
+        ArgumentNullException.ThrowIfNull(f);
+        if (!SupportsCheckpoints) throw new NotSupportedException("this training device has no checkpointable state.");
+        var ps = Parameters;
+        if (!f.Contains(GradBuffersTensor) || f.GetInfo(GradBuffersTensor).ElementCount != ps.Count || f.GetInfo(GradBuffersTensor).DType != SafetensorsDType.I32)
+            throw new CheckpointFormatException(f.FilePath, $"tensor '{GradBuffersTensor}' is missing or does not have one entry per parameter ({ps.Count})");
+        var hasGrad = f.ReadInt32(GradBuffersTensor);
+        bool hasBest = f.Contains("best." + ps[0].Name);
+        var best = hasBest ? new float[ps.Count][] : null;
+        for (int i = 0; i < ps.Count; i++)
+        {
+            var p = ps[i];
+            int n = checked((int)p.Value.Length);
+            var value = new float[n];
+            Read("param." + p.Name, value);
+            SetValue(p, value);
+            if (best is not null) { best[i] = new float[n]; Read("best." + p.Name, best[i]); }
+            p.ZeroGrad();
+            if (hasGrad[i] != 0) p.EnsureGrad();
+            AdamWState? dense = null;
+            RowSparseAdamState? sparse = null;
+            if (f.Contains("optim.m." + p.Name))
+            {
+                if (f.Contains("optim.row_steps." + p.Name)) sparse = OptimizerStateIO.ReadRowSparseAdam(f, p.Name!, p.Value.RowCount, p.Value.LastDim);
+                else dense = OptimizerStateIO.ReadAdamW(f, p.Name!, n);
+            }
+            SetOptimizerState(i, dense, sparse);
+        }
+        return best;
+
+        void Read(string name, Span<float> dst)
+        {
+            if (!f.Contains(name)) throw new CheckpointFormatException(f.FilePath, $"tensor '{name}' is missing");
+            var info = f.GetInfo(name);
+            if (info.DType != SafetensorsDType.F32 || info.ElementCount != dst.Length)
+                throw new CheckpointFormatException(f.FilePath, $"tensor '{name}' is {info.DType} with {info.ElementCount} elements; the model has {dst.Length}");
+            f.CopyFloat32(name, dst);
+        }
+    }
 }
 
 /// <summary>
@@ -64,8 +145,6 @@ internal abstract class TrainingDevice
 /// </summary>
 internal sealed unsafe class CpuTrainingDevice : TrainingDevice
 {
-    private const string GradBuffersTensor = "trainer.grad_buffers";
-
     private readonly CpuBackend _cpu;
     private readonly IReadOnlyList<Parameter> _parameters;
     private readonly CpuOptimizerStep _step;
@@ -83,8 +162,6 @@ internal sealed unsafe class CpuTrainingDevice : TrainingDevice
 
     public override IEnumerable<StagedBatch> Stage(IEnumerable<JaggedBatch> batches, DataLayout layout, MtfmConfig config) =>
         batches.Select(b => new StagedBatch(b, null));
-
-    public override bool SupportsCheckpoints => true;
 
     private Span<float> Values(Tensor t) => new(_cpu.FloatPointer(t), checked((int)t.Length));
 
@@ -104,58 +181,24 @@ internal sealed unsafe class CpuTrainingDevice : TrainingDevice
         return first is null ? $"{lossText}, every gradient finite" : $"{lossText}, first non-finite gradient in parameter '{first}'";
     }
 
-    public override void AddState(SafetensorsWriter w, float[][]? best)
+    protected override IReadOnlyList<Parameter> Parameters => _parameters;
+
+    protected override ReadOnlySpan<float> HostValue(Parameter p) => Values(p.Value);
+
+    protected override void SetValue(Parameter p, ReadOnlySpan<float> value) => value.CopyTo(Values(p.Value));
+
+    protected override (AdamWState? Dense, RowSparseAdamState? Sparse) OptimizerState(int index)
     {
-        var ps = _parameters;
-        // Which dense parameters hold a gradient buffer: once a parameter has had a gradient it keeps a zeroed one and
-        // is updated every step (Adam moves it by its moments even without a new gradient), so a resume must recreate it.
-        var hasGrad = new int[ps.Count];
-        for (int i = 0; i < ps.Count; i++) hasGrad[i] = ps[i].Grad is null ? 0 : 1;
-        w.AddInt32(GradBuffersTensor, hasGrad, hasGrad.Length);
-        for (int i = 0; i < ps.Count; i++)
-        {
-            var p = ps[i];
-            var shape = new long[p.Value.Rank];
-            for (int d = 0; d < shape.Length; d++) shape[d] = p.Value.Shape[d];
-            w.AddFloat32("param." + p.Name, Values(p.Value), shape);
-            if (best is not null) w.AddFloat32("best." + p.Name, best[i], shape);
-            if (_step.Dense.TryGetValue(p, out var ds)) OptimizerStateIO.Add(w, p.Name!, ds);
-            if (_step.Sparse.TryGetValue(p, out var rs)) OptimizerStateIO.Add(w, p.Name!, rs);
-        }
+        var p = _parameters[index];
+        return (_step.Dense.GetValueOrDefault(p), _step.Sparse.GetValueOrDefault(p));
     }
 
-    public override float[][]? LoadState(SafetensorsFile f)
+    protected override void SetOptimizerState(int index, AdamWState? dense, RowSparseAdamState? sparse)
     {
-        var ps = _parameters;
-        if (!f.Contains(GradBuffersTensor) || f.GetInfo(GradBuffersTensor).ElementCount != ps.Count || f.GetInfo(GradBuffersTensor).DType != SafetensorsDType.I32)
-            throw new CheckpointFormatException(f.FilePath, $"tensor '{GradBuffersTensor}' is missing or does not have one entry per parameter ({ps.Count})");
-        var hasGrad = f.ReadInt32(GradBuffersTensor);
-        bool hasBest = f.Contains("best." + ps[0].Name);
-        var best = hasBest ? new float[ps.Count][] : null;
-        for (int i = 0; i < ps.Count; i++)
-        {
-            var p = ps[i];
-            var dst = Values(p.Value);
-            Read("param." + p.Name, dst);
-            if (best is not null) { best[i] = new float[dst.Length]; Read("best." + p.Name, best[i]); }
-            _step.Dense.Remove(p); _step.Sparse.Remove(p);
-            p.ZeroGrad();
-            if (hasGrad[i] != 0) p.EnsureGrad();
-            if (f.Contains("optim.m." + p.Name))
-            {
-                if (f.Contains("optim.row_steps." + p.Name)) _step.Sparse[p] = OptimizerStateIO.ReadRowSparseAdam(f, p.Name!, p.Value.RowCount, p.Value.LastDim);
-                else _step.Dense[p] = OptimizerStateIO.ReadAdamW(f, p.Name!, dst.Length);
-            }
-        }
-        return best;
-
-        void Read(string name, Span<float> dst)
-        {
-            if (!f.Contains(name)) throw new CheckpointFormatException(f.FilePath, $"tensor '{name}' is missing");
-            var info = f.GetInfo(name);
-            if (info.DType != SafetensorsDType.F32 || info.ElementCount != dst.Length)
-                throw new CheckpointFormatException(f.FilePath, $"tensor '{name}' is {info.DType} with {info.ElementCount} elements; the model has {dst.Length}");
-            f.CopyFloat32(name, dst);
-        }
+        var p = _parameters[index];
+        _step.Dense.Remove(p);
+        _step.Sparse.Remove(p);
+        if (dense is not null) _step.Dense[p] = dense;
+        if (sparse is not null) _step.Sparse[p] = sparse;
     }
 }

@@ -157,4 +157,52 @@ public sealed class CudaBackendTrainingTests
             }
         Assert.True(close >= 0.99 * total, $"{close} of {total} weights agree");
     }
+
+    [Theory]
+    [InlineData(Emulated)]
+    [InlineData(Gpu)]
+    public void ATrainingResumedFromACudaCheckpointEndsLikeTheUninterruptedRun(string kind)
+    {
+        using var gpu = OpenBackend(kind);
+        var ds = SyntheticGenerator.Generate(SyntheticConfig.Tiny with { Users = 24 });
+        var st = ds.Store;
+        var train = UserLevelAggregator.Aggregate(st, part: SplitPart.Train);
+        var valid = UserLevelAggregator.Aggregate(st, part: SplitPart.Valid);
+        var stats = st.ComputeNumericStats(st.Layout.Schema.Split!.ValidStart);
+        var config = MtfmConfig.Tiny with { DModel = 16, Heads = 2, KvHeads = 1, Experts = 2, ExpertWidth = 8, TowerWidth = 8, EmbeddingDim = 8, TokenizerHidden = 16 };
+        string root = Directory.CreateTempSubdirectory("mtfm-cuda-resume-").FullName;
+        try
+        {
+            string full = Path.Combine(root, "full"), cut = Path.Combine(root, "cut");
+            var options = new TrainOptions { Epochs = 2, BatchTokens = 100, Seed = 5, Patience = 5, CheckpointEvery = 2, KeepCheckpoints = 100, CheckpointDirectory = full };
+            var log = new List<string>();
+            (TrainResult, float[][]) Run(TrainOptions o)
+            {
+                using var model = new MtfmModel(gpu, config, st.Layout, 3);
+                var r = new MtfmTrainer(model, o) { Log = log.Add }.Train(train, new BatchBuilder(train, stats), new BatchBuilder(valid, stats));
+                return (r, model.Parameters.Select(p => gpu.ToHost<float>(p.Value)).ToArray());
+            }
+            var (r0, w0) = Run(options);
+            var saved = new CheckpointStore(full, 100).List().OrderBy(c => c.Step).ToList();
+            Assert.True(r0.Steps >= 6 && saved.Count >= 3, $"{r0.Steps} steps, {saved.Count} checkpoints");
+            // Resume from a checkpoint in the middle of the run (every later one removed).
+            var from = saved[saved.Count / 2 - 1];
+            long at = from.Step;
+            Directory.CreateDirectory(cut);
+            foreach (var c in saved.Where(c => c.Step <= at)) File.Copy(c.Path, Path.Combine(cut, Path.GetFileName(c.Path)));
+            log.Clear();
+            var (r1, w1) = Run(options with { CheckpointDirectory = cut, Resume = true });
+            Assert.True(log.Any(l => l.StartsWith($"resumed from '{Path.Combine(cut, Path.GetFileName(from.Path))}': step {at},", StringComparison.Ordinal)), string.Join(" / ", log));
+            Assert.Equal(r0.Steps, r1.Steps);
+            Assert.Equal(r0.LossCurve.Count, r1.LossCurve.Count);
+            if (kind == Emulated) Assert.Equal(r0.LossCurve, r1.LossCurve);
+            Assert.True(at < r0.Steps);
+            // The emulation runs each kernel the same way every time: bit for bit. A GPU's atomics may add in another order.
+            float tol = kind == Emulated ? 0f : 1e-5f;
+            for (int i = 0; i < w0.Length; i++)
+                for (int j = 0; j < w0[i].Length; j++)
+                    Assert.True(Math.Abs(w0[i][j] - w1[i][j]) <= tol * (1 + Math.Abs(w0[i][j])), $"parameter {i} element {j}: uninterrupted {w0[i][j]}, resumed from step {at} {w1[i][j]}");
+        }
+        finally { Directory.Delete(root, recursive: true); }
+    }
 }

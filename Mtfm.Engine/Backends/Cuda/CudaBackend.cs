@@ -148,6 +148,13 @@ internal sealed unsafe partial class CudaBackend : IBackend
         fixed (T* p = dst) _staging.Download(p, Ptr(src), (long)dst.Length * sizeof(T));
     }
 
+    /// <summary>Copies raw device memory owned by this backend (e.g. optimizer state) to the host, after the work enqueued so far.</summary>
+    internal void DownloadRaw<T>(ulong src, Span<T> dst) where T : unmanaged
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        fixed (T* p = dst) _staging.Download(p, src, (long)dst.Length * sizeof(T));
+    }
+
     /// <summary>Blocks until every op enqueued so far has completed (counted by the driver).</summary>
     public void Synchronize() => _driver.SynchronizeStream(_stream);
 

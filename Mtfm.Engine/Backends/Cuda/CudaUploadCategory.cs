@@ -20,4 +20,6 @@ internal enum CudaUploadCategory
     UniqueIndices,
     /// <summary>Unavoidable: the optimizer's per-step pointer and offset tables.</summary>
     OptimizerTables,
+    /// <summary>Optimizer moments and step counts restored from a training checkpoint (at a resume, outside any step).</summary>
+    OptimizerState,
 }

@@ -1,7 +1,5 @@
 using Mtfm.Engine.Autograd;
 using Mtfm.Engine.Tensors;
-
-
 using Mtfm.Engine.Backends;
 using Mtfm.Engine.Backends.Cuda;
 using Mtfm.Engine.Native;
@@ -171,6 +169,64 @@ internal sealed class CudaOptimizerStep : IOptimizerStep
     {
         var b = _backend.Pool.Rent(Math.Max(4, bytes));
         Driver.MemsetD32Async(b.Pointer, 0, Math.Max(1, bytes / 4), _backend.Stream);
+        return b;
+    }
+
+    /// <summary>
+    /// The optimizer state of parameter <paramref name="index"/> copied to the host in the CPU optimizers' form
+    /// (synchronises; for checkpoints): AdamW moments and step count for a dense parameter, moments and per-row step
+    /// counts for an embedding table, none before its first update.
+    /// </summary>
+    public (AdamWState? Dense, RowSparseAdamState? Sparse) ExportState(int index)
+    {
+        if (_m[index] is not { } m || _v[index] is not { } v) return (null, null);
+        var p = _parameters[index];
+        if (p.SparseGrad)
+        {
+            var s = new RowSparseAdamState(p.Value.RowCount, checked((int)p.Value.RowLength));
+            _backend.DownloadRaw<float>(m.Pointer, s.FirstMoment);
+            _backend.DownloadRaw<float>(v.Pointer, s.SecondMoment);
+            _backend.DownloadRaw<int>(_rowSteps[index]!.Value.Pointer, s.RowSteps);
+            return (null, s);
+        }
+        var d = new AdamWState(checked((int)p.Value.Length)) { Step = _steps[index] };
+        _backend.DownloadRaw<float>(m.Pointer, d.FirstMoment);
+        _backend.DownloadRaw<float>(v.Pointer, d.SecondMoment);
+        return (d, null);
+    }
+
+    /// <summary>Replaces the optimizer state of parameter <paramref name="index"/> by <see cref="ExportState"/>'s form (both null: none).</summary>
+    /// <exception cref="ArgumentException">The state's kind or size does not fit the parameter.</exception>
+    public void ImportState(int index, AdamWState? dense, RowSparseAdamState? sparse)
+    {
+        var p = _parameters[index];
+        if (p.SparseGrad ? dense is not null : sparse is not null)
+            throw new ArgumentException($"parameter {p.Name}: {(p.SparseGrad ? "an embedding table takes row-sparse Adam state" : "a dense parameter takes AdamW state")}.");
+        foreach (var b in new[] { _m[index], _v[index], _rowSteps[index] })
+            if (b is { } buf) _backend.ReturnToPool(buf);
+        _m[index] = _v[index] = _rowSteps[index] = null;
+        _steps[index] = 0;
+        long n = p.Value.Length;
+        if (dense is not null)
+        {
+            if (dense.FirstMoment.Length != n) throw new ArgumentException($"parameter {p.Name}: state of {dense.FirstMoment.Length} elements, the parameter has {n}.");
+            _m[index] = Uploaded(dense.FirstMoment);
+            _v[index] = Uploaded(dense.SecondMoment);
+            _steps[index] = dense.Step;
+        }
+        else if (sparse is not null)
+        {
+            if ((long)sparse.Rows * sparse.Dim != n) throw new ArgumentException($"parameter {p.Name}: state of {sparse.Rows}×{sparse.Dim}, the parameter has {n} elements.");
+            _m[index] = Uploaded(sparse.FirstMoment);
+            _v[index] = Uploaded(sparse.SecondMoment);
+            _rowSteps[index] = Uploaded(sparse.RowSteps);
+        }
+    }
+
+    private DeviceBuffer Uploaded<T>(T[] values) where T : unmanaged
+    {
+        var b = _backend.Pool.Rent(Math.Max(4, (long)values.Length * System.Runtime.CompilerServices.Unsafe.SizeOf<T>()));
+        _backend.UploadRaw<T>(values, b.Pointer, CudaUploadCategory.OptimizerState);
         return b;
     }
 

@@ -1,4 +1,5 @@
 using Mtfm.Engine.Autograd;
+using Mtfm.Engine.Backends;
 using Mtfm.Engine.Backends.Cuda;
 using Mtfm.Engine.Data;
 using Mtfm.Engine.IO;
@@ -11,8 +12,8 @@ namespace Mtfm.Engine.Training.Cuda;
 /// Training on a <see cref="CudaBackend"/> without host synchronisation inside a step: <see cref="CudaOptimizerStep"/>,
 /// losses summed on the device and read back asynchronously (<see cref="CudaLossReadback"/>), the next batch's inputs
 /// uploaded on the copy stream while this step runs (<see cref="CudaBatchPrefetch"/>). A non-finite loss surfaces
-/// through the readback (up to one window late); the optimizer state is not exported, so checkpoints and resume are
-/// not available on this device yet.
+/// through the readback (up to one window late). Checkpoints copy the weights and the optimizer state to the host in the
+/// CPU's form (<see cref="CudaOptimizerStep.ExportState"/>), so a run checkpointed on one device resumes on either.
 /// </summary>
 internal sealed class CudaTrainingDevice(CudaBackend backend, IReadOnlyList<Parameter> parameters) : TrainingDevice
 {
@@ -27,12 +28,13 @@ internal sealed class CudaTrainingDevice(CudaBackend backend, IReadOnlyList<Para
 
     public override string? NonFinite(Tensor loss) => null;
 
-    public override bool SupportsCheckpoints => false;
+    protected override IReadOnlyList<Parameter> Parameters => parameters;
 
-    public override void AddState(SafetensorsWriter w, float[][]? best) => throw Unsupported();
+    protected override ReadOnlySpan<float> HostValue(Parameter p) => backend.ToHost<float>(p.Value);
 
-    public override float[][]? LoadState(SafetensorsFile f) => throw Unsupported();
+    protected override void SetValue(Parameter p, ReadOnlySpan<float> value) => backend.Upload(value, p.Value);
 
-    private static NotSupportedException Unsupported() =>
-        new("training checkpoints and resume are implemented for the CPU backend only; the CUDA optimizer state is not exported yet.");
+    protected override (AdamWState? Dense, RowSparseAdamState? Sparse) OptimizerState(int index) => _step.ExportState(index);
+
+    protected override void SetOptimizerState(int index, AdamWState? dense, RowSparseAdamState? sparse) => _step.ImportState(index, dense, sparse);
 }
