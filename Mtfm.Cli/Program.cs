@@ -43,7 +43,7 @@ internal static class Program
         var outDir = new Option<string>("--out") { Description = "directory that receives runs/<name>/", DefaultValueFactory = _ => "runs" };
         var name = new Option<string?>("--name") { Description = "run name (default: a timestamp)" };
         var resume = new Option<string?>("--resume") { Description = "continue the run <name> (under --out, or a run directory) from its newest valid checkpoint; give the same training options" };
-        var ckptEvery = new Option<long>("--checkpoint-every") { Description = "write a training checkpoint every N steps (0 = at the end of each epoch only; CPU)", DefaultValueFactory = _ => 0 };
+        var ckptEvery = new Option<long>("--checkpoint-every") { Description = "write a training checkpoint every N steps (0 = at the end of each epoch only)", DefaultValueFactory = _ => 0 };
         var keepCkpt = new Option<int>("--keep-checkpoints") { Description = "training checkpoints kept (the newest)", DefaultValueFactory = _ => 3 };
         var maxNonFinite = new Option<int>("--max-nonfinite-steps") { Description = "stop after this many consecutive steps skipped for a non-finite loss or gradient", DefaultValueFactory = _ => 10 };
         var maxMemory = new Option<string?>("--max-memory") { Description = "refuse to train when the memory estimate exceeds this size (e.g. 512M, 8G)" };

@@ -149,8 +149,9 @@ internal static class ServeLatency
 
 /// <summary>
 /// `serve-model DIR`: writes the benchmark checkpoint. `serve-load URL [--concurrency 8] [--seconds 30] [--candidates 100]
-/// [--users 64] [--pid P]`: a bounded closed-loop load generator (each of C workers posts, waits, posts again), reporting
-/// requests/s, candidates/s, p50/p99, non-2xx and the server's resident memory (VmRSS of --pid) at start and end.
+/// [--users 64] [--pid P] [--warmup 5]`: a bounded closed-loop load generator (each of C workers posts, waits, posts again);
+/// after --warmup seconds of the same load (not measured) it reports requests/s, candidates/s, p50/p99, non-2xx and the
+/// server's resident memory (VmRSS of --pid) at the start and end of the measured run and its min/max sampled each second.
 /// </summary>
 internal static class ServeLoad
 {
@@ -163,37 +164,57 @@ internal static class ServeLoad
     public static int Run(string[] args)
     {
         string url = args.Length > 1 ? args[1] : "http://127.0.0.1:8080";
-        int conc = Opt(args, "--concurrency", 8), seconds = Opt(args, "--seconds", 30), cand = Opt(args, "--candidates", 100), users = Opt(args, "--users", 64), pid = Opt(args, "--pid", 0);
+        int conc = Opt(args, "--concurrency", 8), seconds = Opt(args, "--seconds", 30), cand = Opt(args, "--candidates", 100), users = Opt(args, "--users", 64), pid = Opt(args, "--pid", 0), warmup = Opt(args, "--warmup", 5);
         if (seconds is < 1 or > 600) throw new ArgumentException("--seconds must be within [1, 600]");
+        if (warmup is < 0 or > 600) throw new ArgumentException("--warmup must be within [0, 600]");
         var schema = ServeModel.Schema();
         var bodies = Enumerable.Range(0, users).Select(u => ServeModel.Request(schema, cand, $"u{u}", seed: u).ToJson()).ToArray();
         using var http = new HttpClient { BaseAddress = new Uri(url), Timeout = TimeSpan.FromSeconds(30) };
-        long rss0 = Rss(pid);
-        var lat = new List<double>[conc];
         long non2xx = 0, ok = 0;
+        // Warm-up (not measured): JIT, the context cache filling with every user's context, the GC settling.
+        if (warmup > 0) Loop(Stopwatch.GetTimestamp() + (long)warmup * Stopwatch.Frequency, null);
+        long warmNon2xx = non2xx;
+        non2xx = ok = 0;
+        long rss0 = Rss(pid), rssMin = rss0, rssMax = rss0;
+        var lat = new List<double>[conc];
+        for (int w = 0; w < conc; w++) lat[w] = [];
         var end = Stopwatch.GetTimestamp() + (long)seconds * Stopwatch.Frequency;
         var sw = Stopwatch.StartNew();
-        var workers = Enumerable.Range(0, conc).Select(w => Task.Run(async () =>
+        var sampler = Task.Run(async () =>
         {
-            var mine = lat[w] = [];
-            int i = w;
             while (Stopwatch.GetTimestamp() < end)
             {
-                long s = Stopwatch.GetTimestamp();
-                using var resp = await http.PostAsync("/v1/score", new StringContent(bodies[i++ % bodies.Length], Encoding.UTF8, "application/json"));
-                await resp.Content.ReadAsByteArrayAsync();
-                mine.Add(Stopwatch.GetElapsedTime(s).TotalMilliseconds);
-                if ((int)resp.StatusCode / 100 == 2) Interlocked.Increment(ref ok); else Interlocked.Increment(ref non2xx);
+                await Task.Delay(1000);
+                long r = Rss(pid);
+                if (r > 0) { rssMin = Math.Min(rssMin, r); rssMax = Math.Max(rssMax, r); }
             }
-        })).ToArray();
-        Task.WaitAll(workers);
+        });
+        Loop(end, lat);
+        sampler.Wait();
         double elapsed = sw.Elapsed.TotalSeconds;
         long rss1 = Rss(pid);
         var all = lat.SelectMany(l => l).OrderBy(x => x).ToArray();
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"concurrency {conc}, {cand} candidates, {seconds} s: {ok + non2xx} requests, {(ok + non2xx) / elapsed:F1} req/s, {ok * cand / elapsed:F0} candidates/s, " +
-            $"p50 {ServeLatency.P(all, 50):F1} ms, p99 {ServeLatency.P(all, 99):F1} ms, non-2xx {non2xx}, RSS start {rss0 / 1024.0:F0} MiB, end {rss1 / 1024.0:F0} MiB"));
+            $"concurrency {conc}, {cand} candidates, {seconds} s after {warmup} s of warm-up ({warmNon2xx} non-2xx in it): {ok + non2xx} requests, {(ok + non2xx) / elapsed:F1} req/s, {ok * cand / elapsed:F0} candidates/s, " +
+            $"p50 {ServeLatency.P(all, 50):F1} ms, p99 {ServeLatency.P(all, 99):F1} ms, non-2xx {non2xx}, RSS start {rss0 / 1024.0:F0} MiB, end {rss1 / 1024.0:F0} MiB (min {rssMin / 1024.0:F0}, max {rssMax / 1024.0:F0} sampled each second)"));
         return non2xx == 0 ? 0 : 1;
+
+        void Loop(long until, List<double>[]? latencies)
+        {
+            var workers = Enumerable.Range(0, conc).Select(w => Task.Run(async () =>
+            {
+                int i = w;
+                while (Stopwatch.GetTimestamp() < until)
+                {
+                    long s = Stopwatch.GetTimestamp();
+                    using var resp = await http.PostAsync("/v1/score", new StringContent(bodies[i++ % bodies.Length], Encoding.UTF8, "application/json"));
+                    await resp.Content.ReadAsByteArrayAsync();
+                    latencies?[w].Add(Stopwatch.GetElapsedTime(s).TotalMilliseconds);
+                    if ((int)resp.StatusCode / 100 == 2) Interlocked.Increment(ref ok); else Interlocked.Increment(ref non2xx);
+                }
+            })).ToArray();
+            Task.WaitAll(workers);
+        }
     }
 
     private static int Opt(string[] args, string name, int def)
