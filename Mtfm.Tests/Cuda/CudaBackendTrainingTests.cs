@@ -119,12 +119,7 @@ public sealed class CudaBackendTrainingTests
     {
         using var gpu = OpenBackend(kind);
         using var cpu = new CpuBackend(1);
-        var ds = SyntheticGenerator.Generate(SyntheticConfig.Tiny with { Users = 24 });
-        var st = ds.Store;
-        var train = UserLevelAggregator.Aggregate(st, part: SplitPart.Train);
-        var valid = UserLevelAggregator.Aggregate(st, part: SplitPart.Valid);
-        var stats = st.ComputeNumericStats(st.Layout.Schema.Split!.ValidStart);
-        var config = MtfmConfig.Tiny with { DModel = 16, Heads = 2, KvHeads = 1, Experts = 2, ExpertWidth = 8, TowerWidth = 8, EmbeddingDim = 8, TokenizerHidden = 16 };
+        var (st, train, valid, stats, config) = TinyTrainingData();
         var options = new TrainOptions { Epochs = 2, BatchTokens = 100, Seed = 5, Patience = 5 };
         TrainResult Run(IBackend be, out float[][] weights)
         {
@@ -164,12 +159,7 @@ public sealed class CudaBackendTrainingTests
     public void ATrainingResumedFromACudaCheckpointEndsLikeTheUninterruptedRun(string kind)
     {
         using var gpu = OpenBackend(kind);
-        var ds = SyntheticGenerator.Generate(SyntheticConfig.Tiny with { Users = 24 });
-        var st = ds.Store;
-        var train = UserLevelAggregator.Aggregate(st, part: SplitPart.Train);
-        var valid = UserLevelAggregator.Aggregate(st, part: SplitPart.Valid);
-        var stats = st.ComputeNumericStats(st.Layout.Schema.Split!.ValidStart);
-        var config = MtfmConfig.Tiny with { DModel = 16, Heads = 2, KvHeads = 1, Experts = 2, ExpertWidth = 8, TowerWidth = 8, EmbeddingDim = 8, TokenizerHidden = 16 };
+        var (st, train, valid, stats, config) = TinyTrainingData();
         string root = Directory.CreateTempSubdirectory("mtfm-cuda-resume-").FullName;
         try
         {
@@ -204,5 +194,14 @@ public sealed class CudaBackendTrainingTests
                     Assert.True(Math.Abs(w0[i][j] - w1[i][j]) <= tol * (1 + Math.Abs(w0[i][j])), $"parameter {i} element {j}: uninterrupted {w0[i][j]}, resumed from step {at} {w1[i][j]}");
         }
         finally { Directory.Delete(root, recursive: true); }
+    }
+
+    /// <summary>The tiny synthetic log (24 users), its train and validation instances and a very small model config.</summary>
+    private static (EventStore Store, AggregatedInstances Train, AggregatedInstances Valid, NumericStats Stats, MtfmConfig Config) TinyTrainingData()
+    {
+        var st = SyntheticGenerator.Generate(SyntheticConfig.Tiny with { Users = 24 }).Store;
+        var config = MtfmConfig.Tiny with { DModel = 16, Heads = 2, KvHeads = 1, Experts = 2, ExpertWidth = 8, TowerWidth = 8, EmbeddingDim = 8, TokenizerHidden = 16 };
+        return (st, UserLevelAggregator.Aggregate(st, part: SplitPart.Train), UserLevelAggregator.Aggregate(st, part: SplitPart.Valid),
+            st.ComputeNumericStats(st.Layout.Schema.Split!.ValidStart), config);
     }
 }

@@ -9,24 +9,7 @@ namespace Mtfm.Tests.Serving;
 /// <summary>The cached H/R K/V path of the model (spec §6: EncodeContext + ScoreTargets) against its full forward.</summary>
 public sealed class CachedForwardTests(ServingFixture fx) : IClassFixture<ServingFixture>
 {
-    private List<ScoreRequest> Requests(int instances)
-    {
-        var st = fx.Store;
-        var list = new List<ScoreRequest>();
-        for (int i = 0; i < Math.Min(instances, fx.UserWindow.Count); i++)
-        {
-            var ev = fx.UserWindow.Events(i); var seg = fx.UserWindow.Segments(i);
-            var targets = new List<int>();
-            for (int p = 0; p < ev.Length; p++) if (seg[p] == (byte)SegmentKind.Target) targets.Add(ev[p]);
-            foreach (var e in targets)
-            {
-                var r = ServingTestData.RequestFor(st, fx.Behaviour, targets.Where(x => st.SourceOf(x) == st.SourceOf(e)).ToList());
-                r.Time = st.TimeOf(e);
-                list.Add(r);
-            }
-        }
-        return list;
-    }
+    private List<ScoreRequest> Requests(int instances) => ServingTestData.TestWindowRequests(fx, instances);
 
     [Theory]
     [InlineData("hta")]

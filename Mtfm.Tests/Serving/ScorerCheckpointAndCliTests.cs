@@ -15,25 +15,7 @@ public sealed class ScorerCheckpointAndCliTests(ServingFixture fx) : IClassFixtu
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    /// <summary>A few requests of the tiny synthetic test window: every exposure of the first instances, scored at its time with its instance's same-scenario exposures.</summary>
-    private List<ScoreRequest> Requests(int instances)
-    {
-        var st = fx.Store;
-        var list = new List<ScoreRequest>();
-        for (int i = 0; i < Math.Min(instances, fx.UserWindow.Count); i++)
-        {
-            var ev = fx.UserWindow.Events(i); var seg = fx.UserWindow.Segments(i);
-            var targets = new List<int>();
-            for (int p = 0; p < ev.Length; p++) if (seg[p] == (byte)SegmentKind.Target) targets.Add(ev[p]);
-            foreach (var e in targets)
-            {
-                var r = ServingTestData.RequestFor(st, fx.Behaviour, targets.Where(x => st.SourceOf(x) == st.SourceOf(e)).ToList());
-                r.Time = st.TimeOf(e);
-                list.Add(r);
-            }
-        }
-        return list;
-    }
+    private List<ScoreRequest> Requests(int instances) => ServingTestData.TestWindowRequests(fx, instances);
 
     /// <summary>A model whose every parameter (GLN, rab and heads included) is moved off its initial value, saved to model.safetensors in a run directory.</summary>
     private string SavePerturbedModel(out MtfmModel model, CpuBackend backend)

@@ -10,6 +10,26 @@ namespace Mtfm.Tests.Serving;
 /// <summary>Turns events of an <see cref="EventStore"/> back into raw-valued scoring requests.</summary>
 internal static class ServingTestData
 {
+    /// <summary>Requests of the tiny synthetic test window: every exposure of the first <paramref name="instances"/> instances, scored at its time with its instance's same-scenario exposures.</summary>
+    public static List<ScoreRequest> TestWindowRequests(ServingFixture fx, int instances)
+    {
+        var st = fx.Store;
+        var list = new List<ScoreRequest>();
+        for (int i = 0; i < Math.Min(instances, fx.UserWindow.Count); i++)
+        {
+            var ev = fx.UserWindow.Events(i); var seg = fx.UserWindow.Segments(i);
+            var targets = new List<int>();
+            for (int p = 0; p < ev.Length; p++) if (seg[p] == (byte)SegmentKind.Target) targets.Add(ev[p]);
+            foreach (var e in targets)
+            {
+                var r = RequestFor(st, fx.Behaviour, targets.Where(x => st.SourceOf(x) == st.SourceOf(e)).ToList());
+                r.Time = st.TimeOf(e);
+                list.Add(r);
+            }
+        }
+        return list;
+    }
+
     public static JsonElement Json(string text) => JsonDocument.Parse(text).RootElement.Clone();
 
     public static JsonElement Num(double v) => Json(v.ToString("R", CultureInfo.InvariantCulture));
