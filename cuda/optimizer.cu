@@ -13,6 +13,17 @@
 //     (t = rowSteps[row] + 1; bias corrections per row in double, rounded once), the same formulation as the
 //     CPU's RowSparseAdam: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p = p*decay - (lr/bc1) m / (sqrt(v)/sqrt(bc2) + eps).
 //   mtfm_row_steps_increment: rowSteps[rowIds[r]] += 1 (after the update; ids unique).
+//   The non-finite step guard (the trainer's check without host synchronisation):
+//   mtfm_step_guard: one block; partials holds blocksPerSlot sums of squares per slot (one slot per parameter);
+//     scale[1] = norm over all slots (slot sums, then slots, in a fixed order), scale[2] = 1 when the loss or any
+//     slot is not finite (the step is skipped) else 0, scale[3] = the first non-finite slot (-1: none; the loss alone).
+//   mtfm_clip_from_guard: one thread; scale[0] = 0 on a skipped step, else min(1, maxNorm / (norm + 1e-6)) (1 when
+//     maxNorm <= 0). A zero factor marks a skipped step: mtfm_adamw_multi, mtfm_adam_rows_lazy and
+//     mtfm_row_steps_increment then change nothing (parameters, moments and row steps stay as they were).
+//   mtfm_loss_accumulate: one thread; acc[0] += loss unless the step was skipped, acc[1] += skipped, acc[2] = the
+//     current run of consecutive skipped steps, acc[3] = its longest value in this window, acc[4] = the first
+//     non-finite slot of the latest skipped step. mtfm_loss_window_reset: acc[0] = acc[1] = 0, acc[3] = acc[2]
+//     (a run carries into the next window), acc[4] = -1.
 #include "common.cuh"
 
 __device__ __forceinline__ void mtfm_adamw_step(float* p, float* m, float* v, float g, float lr, float beta1,
@@ -31,6 +42,7 @@ MTFM_KERNEL void mtfm_adamw_multi(const mtfm_u64* tensors, const mtfm_i64* offse
                                   const float* gradScale) {
     const mtfm_i64 total = offsets[numTensors];
     const float scale = gradScale ? *gradScale : 1.0f;
+    if (scale == 0.0f) return;  // a step the guard skipped
     for (mtfm_i64 i = (mtfm_i64)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (mtfm_i64)gridDim.x * blockDim.x) {
         int lo = 0, hi = numTensors - 1;  // last k with offsets[k] <= i (skips empty tensors)
@@ -82,6 +94,7 @@ MTFM_KERNEL void mtfm_adam_rows_lazy(float* table, float* m, float* v, const int
                                      const float* gradRows, int numRows, int dim, float lr, float beta1, float beta2,
                                      float eps, float weightDecay, const float* gradScale) {
     const float scale = gradScale ? gradScale[0] : 1.0f;
+    if (scale == 0.0f) return;  // a step the guard skipped
     const mtfm_i64 total = (mtfm_i64)numRows * dim;
     for (mtfm_i64 i = (mtfm_i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (mtfm_i64)gridDim.x * blockDim.x) {
         const mtfm_i64 r = i / dim;
@@ -105,7 +118,68 @@ MTFM_KERNEL void mtfm_adam_rows_lazy(float* table, float* m, float* v, const int
 }
 MTFM_REGISTER_KERNEL(mtfm_adam_rows_lazy)
 
-MTFM_KERNEL void mtfm_row_steps_increment(int* rowSteps, const int* rowIds, int numRows) {
+MTFM_KERNEL void mtfm_row_steps_increment(int* rowSteps, const int* rowIds, int numRows, const float* gradScale) {
+    if (gradScale && gradScale[0] == 0.0f) return;  // a step the guard skipped
     for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < numRows; r += gridDim.x * blockDim.x) rowSteps[rowIds[r]] += 1;
 }
 MTFM_REGISTER_KERNEL(mtfm_row_steps_increment)
+
+MTFM_KERNEL void mtfm_step_guard(float* partials, int numSlots, int blocksPerSlot, const float* loss, float* scale) {
+    for (int slot = threadIdx.x; slot < numSlots; slot += blockDim.x) {
+        float s = 0.0f;
+        for (int b = 0; b < blocksPerSlot; ++b) s += partials[(mtfm_i64)slot * blocksPerSlot + b];
+        partials[(mtfm_i64)slot * blocksPerSlot] = s;  // the slot's sum, read by thread 0 below
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float total = 0.0f;
+        int firstBad = -1;
+        for (int slot = 0; slot < numSlots; ++slot) {
+            const float s = partials[(mtfm_i64)slot * blocksPerSlot];
+            if (firstBad < 0 && !(s <= 3.0e38f)) firstBad = slot;  // NaN or infinite
+            total += s;
+        }
+        const float norm = sqrtf(total);
+        const bool skip = firstBad >= 0 || !(norm <= 3.0e38f) || !(fabsf(loss[0]) <= 3.0e38f);
+        scale[1] = norm;
+        scale[2] = skip ? 1.0f : 0.0f;
+        scale[3] = (float)firstBad;
+    }
+}
+MTFM_REGISTER_KERNEL(mtfm_step_guard)
+
+MTFM_KERNEL void mtfm_clip_from_guard(float* scale, float maxNorm) {
+    if (threadIdx.x != 0 || blockIdx.x != 0) return;
+    float f = 1.0f;
+    if (scale[2] != 0.0f) f = 0.0f;
+    else if (maxNorm > 0.0f) {
+        f = maxNorm / (scale[1] + 1e-6f);
+        if (f >= 1.0f) f = 1.0f;
+    }
+    scale[0] = f;
+}
+MTFM_REGISTER_KERNEL(mtfm_clip_from_guard)
+
+MTFM_KERNEL void mtfm_loss_accumulate(const float* loss, const float* scale, float* acc) {
+    if (threadIdx.x != 0 || blockIdx.x != 0) return;
+    const bool skip = scale[2] != 0.0f;
+    if (skip) {
+        acc[1] += 1.0f;
+        acc[2] += 1.0f;
+        acc[3] = fmaxf(acc[3], acc[2]);
+        acc[4] = scale[3];
+    } else {
+        acc[0] += loss[0];
+        acc[2] = 0.0f;
+    }
+}
+MTFM_REGISTER_KERNEL(mtfm_loss_accumulate)
+
+MTFM_KERNEL void mtfm_loss_window_reset(float* acc) {
+    if (threadIdx.x != 0 || blockIdx.x != 0) return;
+    acc[0] = 0.0f;
+    acc[1] = 0.0f;
+    acc[3] = acc[2];
+    acc[4] = -1.0f;
+}
+MTFM_REGISTER_KERNEL(mtfm_loss_window_reset)

@@ -3,8 +3,13 @@ using Mtfm.Engine.Tensors;
 
 namespace Mtfm.Engine.Training;
 
-/// <summary>The mean training loss over the steps <see cref="FirstStep"/>..<see cref="LastStep"/> (1-based, inclusive).</summary>
-internal readonly record struct LossWindow(long FirstStep, long LastStep, double Mean);
+/// <summary>
+/// The mean training loss over the steps <see cref="FirstStep"/>..<see cref="LastStep"/> (1-based, inclusive) that were
+/// not skipped (NaN when all were). A device that checks for non-finite steps itself (CUDA) also reports the steps it
+/// skipped: how many, the longest run of consecutive skipped steps (a run that started in an earlier window counts
+/// whole), and the parameter index of the first non-finite gradient of the latest skipped step (-1: only the loss).
+/// </summary>
+internal readonly record struct LossWindow(long FirstStep, long LastStep, double Mean, int Skipped = 0, int MaxConsecutiveSkipped = 0, int LastBadParameter = -1);
 
 /// <summary>
 /// How the trainer reads its loss back: every step's loss is added, windows are closed every few steps, and closed

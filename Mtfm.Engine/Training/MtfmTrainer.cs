@@ -148,6 +148,7 @@ internal sealed class MtfmTrainer
                 if (_o.EvaluateEvery > 0 && step % _o.EvaluateEvery == 0 && Validate(step)) break;
                 if (Checkpoints is not null && _o.CheckpointEvery > 0 && step % _o.CheckpointEvery == 0) SaveCheckpoint(epoch, batchIndex);
             }
+            readback.Close(); // no window spans two epochs; a device's skip verdicts are in before validation
             TakeLosses(wait: true, epoch); // outside the steps: may wait for the device
             if (_o.MaxSteps > 0 && step == _o.MaxSteps) break; // a step-limited (throughput) run: no validation of the cut epoch
             if (_o.EvaluateEvery == 0 && Validate(step)) break;
@@ -182,6 +183,18 @@ internal sealed class MtfmTrainer
         {
             while (readback.TryTake(wait, out var w))
             {
+                if (w.Skipped > 0)
+                {
+                    // Steps the device skipped itself (its guard found a non-finite loss or gradient; nothing was updated).
+                    SkippedSteps += w.Skipped;
+                    string where = w.LastBadParameter >= 0 && w.LastBadParameter < _model.Parameters.Count
+                        ? $"first non-finite gradient in parameter '{_model.Parameters[w.LastBadParameter].Name}'" : "non-finite loss";
+                    Log?.Invoke($"steps {w.FirstStep}..{w.LastStep}: {w.Skipped} skipped on the device ({where})");
+                    if (w.MaxConsecutiveSkipped >= _o.MaxConsecutiveNonFiniteSteps)
+                        throw new InvalidOperationException($"training stopped at step {w.LastStep}: {w.MaxConsecutiveSkipped} consecutive steps had a non-finite loss or gradient " +
+                            $"(last: {where}; found by the device's guard, up to one loss window late); lower the learning rate or check the input data for NaN/∞ values.");
+                    if (w.Skipped == w.LastStep - w.FirstStep + 1) continue; // no loss to record
+                }
                 if (!double.IsFinite(w.Mean))
                     throw new InvalidOperationException($"The training loss became {w.Mean} in steps {w.FirstStep}..{w.LastStep}; lower the learning rate.");
                 lossCurve.Add((w.LastStep, w.Mean));

@@ -1,6 +1,4 @@
 using Mtfm.Engine.Tensors;
-
-
 using Mtfm.Engine.Backends;
 using Mtfm.Engine.Backends.Cuda;
 using Mtfm.Engine.Native;
@@ -9,8 +7,9 @@ namespace Mtfm.Engine.Training.Cuda;
 
 /// <summary>
 /// The trainer's loss on a <see cref="CudaBackend"/> without host synchronisation: each step's scalar loss is added into
-/// a one-element device accumulator on the compute stream (an element-wise add kernel); closing a window enqueues an
-/// asynchronous device→host copy of the accumulator into a pinned slot, records an event and re-zeroes the accumulator
+/// a small device accumulator on the compute stream (<c>mtfm_loss_accumulate</c>; with a <see cref="CudaOptimizerStep"/>
+/// guard, a step the guard skipped adds nothing and is counted instead); closing a window enqueues an asynchronous
+/// device→host copy of the accumulator into a pinned slot, records an event and resets the window's fields
 /// (all stream-ordered). The host takes a window once its event has completed (polled with <c>IsEventComplete</c>), or
 /// waits for it explicitly (<c>wait: true</c>, one counted event synchronisation) at an epoch's end. The step count of
 /// a window is kept on the host. Slots are recycled after they are read; the slot list grows only if more windows are
@@ -19,8 +18,11 @@ namespace Mtfm.Engine.Training.Cuda;
 /// </summary>
 internal sealed unsafe class CudaLossReadback : LossReadback
 {
+    private const int AccFloats = 5; // loss sum, skipped, current skip run, longest run, first bad slot of the latest skip
+
     private readonly CudaBackend _backend;
-    private readonly Tensor _sum;
+    private readonly CudaOptimizerStep? _guard;
+    private readonly DeviceBuffer _acc;
     private readonly Queue<(nint Slot, nint Event, long First, long Last, int Steps)> _pending = new();
     private readonly Stack<(nint Slot, nint Event)> _free = new();
     private readonly List<(nint Slot, nint Event)> _all = [];
@@ -28,11 +30,24 @@ internal sealed unsafe class CudaLossReadback : LossReadback
     private int _n;
     private bool _disposed;
 
-    public CudaLossReadback(CudaBackend backend)
+    /// <param name="backend">The backend the losses live on.</param>
+    /// <param name="guard">The optimizer step whose non-finite guard (<see cref="CudaOptimizerStep.Guard"/>) has judged
+    /// each step before its loss is added; null: every loss is added.</param>
+    public CudaLossReadback(CudaBackend backend, CudaOptimizerStep? guard = null)
     {
         ArgumentNullException.ThrowIfNull(backend);
         _backend = backend;
-        _sum = backend.Allocate(DType.Float32, [1], zero: true);
+        _guard = guard;
+        _acc = backend.Pool.Rent(AccFloats * sizeof(float));
+        backend.Driver.MemsetD32Async(_acc.Pointer, 0, AccFloats, backend.Stream);
+        ResetWindow();
+    }
+
+    private void ResetWindow()
+    {
+        var a = new CudaKernelArgs();
+        a.Ptr(_acc.Pointer);
+        _backend.Ops.Launch("optimizer.cu", "mtfm_loss_window_reset", 1, 32, 0, _backend.Stream, ref a);
     }
 
     /// <summary>Pinned slots allocated so far.</summary>
@@ -45,7 +60,15 @@ internal sealed unsafe class CudaLossReadback : LossReadback
     {
         ArgumentNullException.ThrowIfNull(loss);
         if (loss.Length != 1) throw new ArgumentException($"loss must hold one element, its shape is {loss.ShapeString}.", nameof(loss));
-        _backend.Add(_sum, loss, _sum);
+        ulong verdict = 0;
+        if (_guard is not null)
+        {
+            verdict = _guard.GuardVerdict;
+            if (verdict == 0) throw new InvalidOperationException($"step {step}: the optimizer step's guard has not judged this step (call Guard before adding its loss).");
+        }
+        var a = new CudaKernelArgs();
+        a.Ptr(_backend.DevicePointer(loss)); a.Ptr(verdict); a.Ptr(_acc.Pointer);
+        _backend.Ops.Launch("optimizer.cu", "mtfm_loss_accumulate", 1, 32, 0, _backend.Stream, ref a);
         if (_n == 0) _first = step;
         _last = step;
         _n++;
@@ -57,12 +80,12 @@ internal sealed unsafe class CudaLossReadback : LossReadback
         var driver = _backend.Driver;
         if (!_free.TryPop(out var s))
         {
-            s = (driver.AllocatePinned(sizeof(float)), driver.CreateEvent());
+            s = (driver.AllocatePinned(AccFloats * sizeof(float)), driver.CreateEvent());
             _all.Add(s);
         }
-        driver.CopyDeviceToHostAsync((void*)s.Slot, _backend.DevicePointer(_sum), sizeof(float), _backend.Stream);
+        driver.CopyDeviceToHostAsync((void*)s.Slot, _acc.Pointer, AccFloats * sizeof(float), _backend.Stream);
         driver.RecordEvent(s.Event, _backend.Stream);
-        _backend.Fill(_sum, 0f); // stream-ordered after the copy
+        ResetWindow(); // stream-ordered after the copy
         _pending.Enqueue((s.Slot, s.Event, _first, _last, _n)); // the step count stays on the host
         _n = 0;
     }
@@ -78,9 +101,11 @@ internal sealed unsafe class CudaLossReadback : LossReadback
             driver.SynchronizeEvent(p.Event);
         }
         _pending.Dequeue();
-        float sum = *(float*)p.Slot;
+        var acc = new ReadOnlySpan<float>((void*)p.Slot, AccFloats);
+        int skipped = (int)acc[1];
+        window = new LossWindow(p.First, p.Last, skipped < p.Steps ? (double)acc[0] / (p.Steps - skipped) : double.NaN,
+            skipped, (int)acc[3], (int)acc[4]);
         _free.Push((p.Slot, p.Event));
-        window = new LossWindow(p.First, p.Last, (double)sum / p.Steps);
         return true;
     }
 
@@ -95,6 +120,6 @@ internal sealed unsafe class CudaLossReadback : LossReadback
             _backend.Driver.FreePinned(slot);
             _backend.Driver.DestroyEvent(e);
         }
-        _sum.Dispose();
+        _backend.ReturnToPool(_acc);
     }
 }

@@ -24,7 +24,8 @@ internal sealed class CudaOptimizerStep : IOptimizerStep
     private readonly DeviceBuffer?[] _m, _v;
     private readonly DeviceBuffer?[] _rowSteps;
     private readonly long[] _steps;
-    private DeviceBuffer? _scale;
+    private DeviceBuffer? _scale; // [0] clip factor (0: skipped step), [1] norm, [2] skipped, [3] first non-finite parameter
+    private bool _guarded;
 
     public CudaOptimizerStep(CudaBackend backend, IReadOnlyList<Parameter> parameters)
     {
@@ -46,11 +47,60 @@ internal sealed class CudaOptimizerStep : IOptimizerStep
     public long Step(int index) => _steps[index];
 
     /// <summary>
+    /// The non-finite guard of this step, on the device: the gradient norm per parameter and over all of them, and
+    /// whether <paramref name="loss"/> or any gradient is not finite. The next <see cref="Clip"/> turns the verdict into
+    /// the factor the update kernels read: 0 on a skipped step, which then changes no parameter, moment or row step
+    /// count. (The host's dense AdamW step count, which chooses the bias correction, still advances on such a step.)
+    /// The verdict is read back with the step's loss (<see cref="CudaLossReadback"/>).
+    /// </summary>
+    public void Guard(Tensor loss)
+    {
+        ArgumentNullException.ThrowIfNull(loss);
+        int slots = Math.Max(1, _parameters.Count);
+        var partials = _backend.Pool.Rent((long)slots * SumBlocks * sizeof(float));
+        Driver.MemsetD32Async(partials.Pointer, 0, slots * SumBlocks, _backend.Stream);
+        for (int i = 0; i < _parameters.Count; i++)
+        {
+            var p = _parameters[i];
+            var g = p.Grad is { Length: > 0 } dense ? dense : p.SparseGradient is { } sg && sg.Values.Length > 0 ? sg.Values : null;
+            if (g is not null) SumOfSquares(g, partials.At<float>((long)i * SumBlocks));
+        }
+        _scale ??= _backend.Pool.Rent(4 * sizeof(float));
+        var a = new CudaKernelArgs();
+        a.Ptr(partials.Pointer); a.I32(slots); a.I32(SumBlocks); a.Ptr(_backend.DevicePointer(loss)); a.Ptr(_scale.Value.Pointer);
+        _backend.Ops.Launch("optimizer.cu", "mtfm_step_guard", 1, 256, 0, _backend.Stream, ref a);
+        _backend.ReturnToPool(partials);
+        _guarded = true;
+    }
+
+    /// <summary>The device buffer holding this step's guard verdict (0 when <see cref="Guard"/> has not run since the last update).</summary>
+    public ulong GuardVerdict => _guarded ? _scale!.Value.Pointer : 0;
+
+    private void SumOfSquares(Tensor g, ulong partials)
+    {
+        var a = new CudaKernelArgs();
+        a.Ptr(_backend.DevicePointer(g)); a.I64(g.Length); a.Ptr(partials);
+        // launch shape sized to the tensor (unused partial slots stay zero): most gradients are small
+        long n = g.Length;
+        int threads = (int)Math.Clamp((n + 31) / 32 * 32, 32, 256);
+        int blocks = (int)Math.Clamp((n + threads - 1) / threads, 1, SumBlocks);
+        _backend.Ops.Launch("optimizer.cu", "mtfm_sumsq_partials", (uint)blocks, (uint)threads, 0, _backend.Stream, ref a);
+    }
+
+    /// <summary>
     /// Computes the clip factor of the current gradients on the device (applied by the next <see cref="Update"/>);
-    /// <paramref name="maxNorm"/> ≤ 0 disables clipping.
+    /// <paramref name="maxNorm"/> ≤ 0 disables clipping. After <see cref="Guard"/> the factor comes from its norm and
+    /// verdict (0 on a skipped step).
     /// </summary>
     public void Clip(float maxNorm)
     {
+        if (_guarded)
+        {
+            var c = new CudaKernelArgs();
+            c.Ptr(_scale!.Value.Pointer); c.F32(maxNorm);
+            _backend.Ops.Launch("optimizer.cu", "mtfm_clip_from_guard", 1, 32, 0, _backend.Stream, ref c);
+            return;
+        }
         if (maxNorm <= 0)
         {
             if (_scale is { } old) _backend.ReturnToPool(old);
@@ -65,17 +115,8 @@ internal sealed class CudaOptimizerStep : IOptimizerStep
         }
         var partials = _backend.Pool.Rent(Math.Max(1, grads.Count) * SumBlocks * sizeof(float));
         Driver.MemsetD32Async(partials.Pointer, 0, Math.Max(1, grads.Count) * SumBlocks, _backend.Stream);
-        for (int i = 0; i < grads.Count; i++)
-        {
-            var a = new CudaKernelArgs();
-            a.Ptr(_backend.DevicePointer(grads[i])); a.I64(grads[i].Length); a.Ptr(partials.At<float>((long)i * SumBlocks));
-            // launch shape sized to the tensor (unused partial slots stay zero): most gradients are small
-            long n = grads[i].Length;
-            int threads = (int)Math.Clamp((n + 31) / 32 * 32, 32, 256);
-            int blocks = (int)Math.Clamp((n + threads - 1) / threads, 1, SumBlocks);
-            _backend.Ops.Launch("optimizer.cu", "mtfm_sumsq_partials", (uint)blocks, (uint)threads, 0, _backend.Stream, ref a);
-        }
-        _scale ??= _backend.Pool.Rent(2 * sizeof(float));
+        for (int i = 0; i < grads.Count; i++) SumOfSquares(grads[i], partials.At<float>((long)i * SumBlocks));
+        _scale ??= _backend.Pool.Rent(4 * sizeof(float));
         var f = new CudaKernelArgs();
         f.Ptr(partials.Pointer); f.I32(Math.Max(1, grads.Count) * SumBlocks); f.F32(maxNorm); f.Ptr(_scale.Value.Pointer);
         _backend.Ops.Launch("optimizer.cu", "mtfm_clip_scale", 1, 256, 0, _backend.Stream, ref f);
@@ -135,6 +176,7 @@ internal sealed class CudaOptimizerStep : IOptimizerStep
             _backend.ReturnToPool(ob);
         }
         foreach (var p in _parameters) p.ZeroGrad();
+        _guarded = false;
     }
 
     private void SparseUpdate(int i, Parameter p, Autograd.RowSparseGradient sg, float lr, AdamOptions o, ulong scale)
@@ -159,7 +201,7 @@ internal sealed class CudaOptimizerStep : IOptimizerStep
         a.F32(o.Epsilon); a.F32(o.WeightDecay); a.Ptr(scale);
         _backend.Ops.Launch("optimizer.cu", "mtfm_adam_rows_lazy", Grid((long)numRows * dim), 256, 0, _backend.Stream, ref a);
         var s = new CudaKernelArgs();
-        s.Ptr(_rowSteps[i]!.Value.Pointer); s.Ptr(pids); s.I32(numRows);
+        s.Ptr(_rowSteps[i]!.Value.Pointer); s.Ptr(pids); s.I32(numRows); s.Ptr(scale);
         _backend.Ops.Launch("optimizer.cu", "mtfm_row_steps_increment", Grid(numRows), 256, 0, _backend.Stream, ref s);
     }
 

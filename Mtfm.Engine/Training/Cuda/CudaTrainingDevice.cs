@@ -11,8 +11,9 @@ namespace Mtfm.Engine.Training.Cuda;
 /// <summary>
 /// Training on a <see cref="CudaBackend"/> without host synchronisation inside a step: <see cref="CudaOptimizerStep"/>,
 /// losses summed on the device and read back asynchronously (<see cref="CudaLossReadback"/>), the next batch's inputs
-/// uploaded on the copy stream while this step runs (<see cref="CudaBatchPrefetch"/>). A non-finite loss surfaces
-/// through the readback (up to one window late). Checkpoints copy the weights and the optimizer state to the host in the
+/// uploaded on the copy stream while this step runs (<see cref="CudaBatchPrefetch"/>). A step whose loss or a gradient is
+/// not finite is skipped on the device (<see cref="CudaOptimizerStep.Guard"/>) and reported with its loss window, up to
+/// one window late. Checkpoints copy the weights and the optimizer state to the host in the
 /// CPU's form (<see cref="CudaOptimizerStep.ExportState"/>), so a run checkpointed on one device resumes on either.
 /// </summary>
 internal sealed class CudaTrainingDevice(CudaBackend backend, IReadOnlyList<Parameter> parameters) : TrainingDevice
@@ -21,12 +22,18 @@ internal sealed class CudaTrainingDevice(CudaBackend backend, IReadOnlyList<Para
 
     public override IOptimizerStep Step => _step;
 
-    public override LossReadback NewLossReadback() => new CudaLossReadback(backend);
+    public override LossReadback NewLossReadback() => new CudaLossReadback(backend, _step);
 
     public override IEnumerable<StagedBatch> Stage(IEnumerable<JaggedBatch> batches, DataLayout layout, MtfmConfig config) =>
         CudaBatchPrefetch.StageAhead(backend, layout, batches, model: config);
 
-    public override string? NonFinite(Tensor loss) => null;
+    /// <summary>Runs the step's guard on the device (<see cref="CudaOptimizerStep.Guard"/>); the verdict reaches the host
+    /// with the loss window, so this returns null and the trainer learns of skipped steps from the readback.</summary>
+    public override string? NonFinite(Tensor loss)
+    {
+        _step.Guard(loss);
+        return null;
+    }
 
     protected override IReadOnlyList<Parameter> Parameters => parameters;
 
