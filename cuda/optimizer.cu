@@ -20,7 +20,7 @@
 //   mtfm_clip_from_guard: one thread; scale[0] = 0 on a skipped step, else min(1, maxNorm / (norm + 1e-6)) (1 when
 //     maxNorm <= 0). A zero factor marks a skipped step: mtfm_adamw_multi, mtfm_adam_rows_lazy and
 //     mtfm_row_steps_increment then change nothing (parameters, moments and row steps stay as they were).
-//   mtfm_loss_accumulate: one thread; acc[0] += loss unless the step was skipped, acc[1] += skipped, acc[2] = the
+//   mtfm_loss_accumulate: one thread; acc[0] += loss unless the step was skipped (scale may be null: no guard), acc[1] += skipped, acc[2] = the
 //     current run of consecutive skipped steps, acc[3] = its longest value in this window, acc[4] = the first
 //     non-finite slot of the latest skipped step. mtfm_loss_window_reset: acc[0] = acc[1] = 0, acc[3] = acc[2]
 //     (a run carries into the next window), acc[4] = -1.
@@ -162,7 +162,7 @@ MTFM_REGISTER_KERNEL(mtfm_clip_from_guard)
 
 MTFM_KERNEL void mtfm_loss_accumulate(const float* loss, const float* scale, float* acc) {
     if (threadIdx.x != 0 || blockIdx.x != 0) return;
-    const bool skip = scale[2] != 0.0f;
+    const bool skip = scale && scale[2] != 0.0f;  // no guard: every loss counts
     if (skip) {
         acc[1] += 1.0f;
         acc[2] += 1.0f;

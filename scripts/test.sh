@@ -51,3 +51,8 @@ mkdir -p build
 dotnet test Mtfm.sln -c Release 2>&1 | tee build/dotnet-test.log
 grep -E '^(Passed|Failed)!' build/dotnet-test.log | tail -1 | \
   sed -E 's/.*Failed: *([0-9]+), Passed: *([0-9]+), Skipped: *([0-9]+).*/\2 passed, \1 failed, \3 skipped/'
+# A crashed test process can still end in a "Passed!" summary of the tests it finished: never let that pass.
+if grep -qE 'Catastrophic failure|Test Run Aborted|The active test run was aborted' build/dotnet-test.log; then
+  echo "test.sh: the test process crashed or the run was aborted (see build/dotnet-test.log)" >&2
+  exit 1
+fi
