@@ -42,8 +42,31 @@ internal static class FuzzTargets
         _ => throw new ArgumentOutOfRangeException(nameof(target), target, null),
     };
 
+    /// <summary>
+    /// Campaigns only (<c>MTFM_FUZZ_HANG_SECONDS</c>, unset in CI): an input that gets no answer within this many
+    /// seconds is a hang, saved and reported like any failure. CI never times anything.
+    /// </summary>
+    private static readonly int HangSeconds =
+        int.TryParse(Environment.GetEnvironmentVariable("MTFM_FUZZ_HANG_SECONDS"), out int s) && s > 0 ? s : 0;
+
     /// <summary>Runs <paramref name="target"/> on <paramref name="input"/>; throws <see cref="FuzzFailure"/> on undocumented behaviour.</summary>
     public static void Run(string target, byte[] input, bool saveFailures = true)
+    {
+        if (HangSeconds == 0)
+        {
+            RunCore(target, input, saveFailures);
+            return;
+        }
+        var run = Task.Run(() => RunCore(target, input, saveFailures));
+        if (!run.Wait(TimeSpan.FromSeconds(HangSeconds)))
+        {
+            if (saveFailures) Save(target, input);
+            throw new FuzzFailure($"no answer within {HangSeconds} s (a hang) on a {input.Length}-byte input", null);
+        }
+        run.GetAwaiter().GetResult();
+    }
+
+    private static void RunCore(string target, byte[] input, bool saveFailures)
     {
         if (input.Length > MaxInputBytes) input = input[..MaxInputBytes];
         string dir = Path.Combine(Path.GetTempPath(), $"mtfm-fuzz-{Environment.ProcessId}-{Environment.CurrentManagedThreadId}");
