@@ -39,6 +39,7 @@ internal static class ParquetEventReader
     private static async Task<ReadSummary> ReadCore(string path, EventStore store, ReadOptions? options, Position where, CancellationToken ct)
     {
         options ??= new ReadOptions();
+        ParquetFooterCheck.Validate(path); // the decoder can spin forever on a damaged footer (found by fuzzing)
         await using var reader = await ParquetReader.CreateAsync(path, null, ct).ConfigureAwait(false);
         var fields = reader.Schema.GetDataFields();
         var header = fields.Select(f => f.Name).ToArray();
