@@ -30,7 +30,9 @@ internal static class StepQuick
         int warm = int.Parse(Arg(args, "--warmup", "3"), CultureInfo.InvariantCulture);
         int steps = int.Parse(Arg(args, "--steps", "10"), CultureInfo.InvariantCulture);
         bool torchWanted = !args.Contains("--no-torch");
-        var config = MtfmConfig.Preset(preset);
+        // The peer implements the network of MTFM-SPEC without the history-statistics inputs (a data-side addition that
+        // StepBatch does not fill): both sides run the preset with them off, the same math.
+        var config = MtfmConfig.Preset(preset) with { HistoryStatistics = false };
         var layout = new DataLayout(SyntheticGenerator.Schema(SyntheticConfig.Default));
         var batch = StepBatch.Build(layout, inst, lh, lr, lt, seed: 7);
         Console.WriteLine($"step-quick: preset {preset}, {threads} threads, {inst} instances of {lh} H + {lr} R + {lt} T = {batch.TokenCount:N0} tokens " +
