@@ -282,7 +282,7 @@ inline void test_optimizer(Rng& rng) {
     const float lr = 0.01f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, wd = 0.1f;
     launch("mtfm_adam_rows_lazy", dim3(2), dim3(32), 0, dt, dm, dv, (const int*)ds, (const int*)di, (const float*)dg,
            (int)ids.size(), dim, lr, b1, b2, eps, wd, (const float*)dsc);
-    launch("mtfm_row_steps_increment", dim3(1), dim3(32), 0, ds, (const int*)di, (int)ids.size());
+    launch("mtfm_row_steps_increment", dim3(1), dim3(32), 0, ds, (const int*)di, (int)ids.size(), (const float*)dsc);
     for (size_t r = 0; r < ids.size(); ++r) {
         const int row = ids[r];
         const double t = steps[row] + 1.0;
@@ -302,8 +302,39 @@ inline void test_optimizer(Rng& rng) {
     expect_close("adam_rows_lazy m", from_dev(dm, rows * dim), m0, 1e-6f, 1e-7f);
     expect_close("adam_rows_lazy v", from_dev(dv, rows * dim), v0, 1e-6f, 1e-7f);
     expect(from_dev(ds, rows) == steps, "row_steps_increment");
+    // the non-finite guard: slot 1 holds a NaN, so the step is skipped (factor 0) and the row update changes nothing
+    std::vector<float> gp = {1.f, 2.f, 0.f, 0.f, 3.f, NAN, 0.f, 0.f};
+    float *dgp = to_dev(gp), *dgs = to_dev(std::vector<float>(4, 7.f)), *dloss = to_dev(std::vector<float>{0.25f});
+    launch("mtfm_step_guard", dim3(1), dim3(64), 0, dgp, 2, 4, (const float*)dloss, dgs);
+    launch("mtfm_clip_from_guard", dim3(1), dim3(32), 0, dgs, 1.0f);
+    auto verdict = from_dev(dgs, 4);
+    expect(verdict[0] == 0.f && verdict[2] == 1.f && verdict[3] == 1.f && std::isnan(verdict[1]), "step_guard: skipped, first bad slot 1");
+    auto tableBefore = from_dev(dt, rows * dim);
+    auto stepsBefore = from_dev(ds, rows);
+    launch("mtfm_adam_rows_lazy", dim3(2), dim3(32), 0, dt, dm, dv, (const int*)ds, (const int*)di, (const float*)dg,
+           (int)ids.size(), dim, lr, b1, b2, eps, wd, (const float*)dgs);
+    launch("mtfm_row_steps_increment", dim3(1), dim3(32), 0, ds, (const int*)di, (int)ids.size(), (const float*)dgs);
+    expect(from_dev(dt, rows * dim) == tableBefore && from_dev(ds, rows) == stepsBefore, "a skipped step changes no row");
+    // a finite step: the partials are sums of squares, so the norm is sqrt(1+2+3) and the factor min(1, 1/norm)
+    gp[5] = 0.f;
+    float* dgp2 = to_dev(gp);
+    launch("mtfm_step_guard", dim3(1), dim3(64), 0, dgp2, 2, 4, (const float*)dloss, dgs);
+    launch("mtfm_clip_from_guard", dim3(1), dim3(32), 0, dgs, 1.0f);
+    expect_close("step_guard finite", from_dev(dgs, 4), {(float)(1.0 / (std::sqrt(6.0) + 1e-6)), (float)std::sqrt(6.0), 0.f, -1.f}, 1e-6f, 1e-6f);
+    // the loss window: a skipped step, a good one, one without a guard; then a reset keeps the current run
+    float* skipv = to_dev(std::vector<float>{0.f, 0.f, 1.f, 3.f});
+    float* acc = to_dev(std::vector<float>{0.f, 0.f, 0.f, 0.f, -1.f});
+    launch("mtfm_loss_accumulate", dim3(1), dim3(32), 0, (const float*)dloss, (const float*)skipv, acc);
+    launch("mtfm_loss_accumulate", dim3(1), dim3(32), 0, (const float*)dloss, (const float*)skipv, acc);
+    expect_close("loss_accumulate skipped", from_dev(acc, 5), {0.f, 2.f, 2.f, 2.f, 3.f}, 0, 0);
+    launch("mtfm_loss_accumulate", dim3(1), dim3(32), 0, (const float*)dloss, (const float*)dgs, acc);
+    launch("mtfm_loss_accumulate", dim3(1), dim3(32), 0, (const float*)dloss, (const float*)nullptr, acc);
+    expect_close("loss_accumulate counted", from_dev(acc, 5), {0.5f, 2.f, 0.f, 2.f, 3.f}, 0, 0);
+    launch("mtfm_loss_accumulate", dim3(1), dim3(32), 0, (const float*)dloss, (const float*)skipv, acc);
+    launch("mtfm_loss_window_reset", dim3(1), dim3(32), 0, acc);
+    expect_close("loss_window_reset", from_dev(acc, 5), {0.f, 0.f, 1.f, 1.f, -1.f}, 0, 0);
     for (void* p : {(void*)da, (void*)db, (void*)parts, (void*)scale, (void*)dt, (void*)dm, (void*)dv, (void*)dg, (void*)dsc,
-                    (void*)ds, (void*)di})
+                    (void*)ds, (void*)di, (void*)dgp, (void*)dgs, (void*)dloss, (void*)dgp2, (void*)skipv, (void*)acc})
         mtfm_emu_free(p);
 }
 
