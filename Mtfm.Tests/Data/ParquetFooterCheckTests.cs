@@ -1,3 +1,4 @@
+using DuckDB.NET.Data;
 using Mtfm.Engine.Data;
 
 namespace Mtfm.Tests.Data;
@@ -65,5 +66,23 @@ public sealed class ParquetFooterCheckTests : IDisposable
         string c = Path.Combine(_dir, "len.parquet");
         File.WriteAllBytes(c, [.. "PAR1xxxx"u8.ToArray(), .. BitConverter.GetBytes(1000u), .. "PAR1"u8.ToArray()]);
         Assert.Contains("footer length 1000", Problem(c));
+    }
+
+    [Fact]
+    public void FootersOfAnotherWriterPass()
+    {
+        // DuckDB writes its own footers (statistics, key-value metadata, several row groups, nullable and nested-free
+        // columns of many types): the walk must accept every one of them.
+        string path = Path.Combine(_dir, "duck.parquet");
+        using (var con = new DuckDBConnection("DataSource=:memory:"))
+        {
+            con.Open();
+            using var cmd = con.CreateCommand();
+            cmd.CommandText = "COPY (SELECT i AS id, 'u' || (i % 7) AS user_key, i * 0.5 AS price, i % 3 = 0 AS flag, " +
+                "CASE WHEN i % 5 = 0 THEN NULL ELSE i END AS maybe, TIMESTAMP '2024-01-01' + INTERVAL (i) SECOND AS ts " +
+                $"FROM range(5000) t(i)) TO '{path}' (FORMAT PARQUET, ROW_GROUP_SIZE 1000)";
+            cmd.ExecuteNonQuery();
+        }
+        ParquetFooterCheck.Validate(path);
     }
 }
