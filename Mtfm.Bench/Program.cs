@@ -22,6 +22,7 @@ internal static class Program
             return;
         }
         if (args.Length > 0 && args[0] == "serve-latency") { Environment.ExitCode = Serving.ServeLatency.Run(args); return; }
+        if (args.Length > 0 && args[0] == "serve-profile") { Environment.ExitCode = Serving.ServeLatency.Profile(args); return; }
         if (args.Length > 0 && args[0] == "serve-model") { Environment.ExitCode = Serving.ServeLoad.WriteModel(args); return; }
         if (args.Length > 0 && args[0] == "serve-load") { Environment.ExitCode = Serving.ServeLoad.Run(args); return; }
         BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);

@@ -131,6 +131,48 @@ internal static class ServeLatency
         }
     }
 
+    /// <summary>
+    /// `serve-profile [reps] [candidates]`: where one cached call's target forward goes, by backend op (the scorer on a
+    /// <see cref="Step.ProfilingBackend"/> over the CPU backend), mean ms per call.
+    /// </summary>
+    public static int Profile(string[] args)
+    {
+        int reps = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 30;
+        int c = args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 100;
+        string dir = ServeModel.Write(Directory.CreateTempSubdirectory("mtfm-serve-prof-").FullName);
+        try
+        {
+            var prof = new Step.ProfilingBackend(new Mtfm.Engine.Backends.Cpu.CpuBackend(0));
+            using var scorer = Scorer.Load(dir, prof, 256);
+            var schema = ServeModel.Schema();
+            var enc = scorer.Encoder.Encode(ScoreRequest.Parse(ServeModel.Request(schema, c).ToJson()));
+            var model = scorer.Model;
+            int nc = enc.HistoryTokens + enc.RealtimeTokens;
+            using var ctx = model.EncodeContext(enc.Batch, nc);
+            for (int i = 0; i < 5; i++) model.ScoreTargets([(ctx, enc.Batch)], enc.Scenario);
+            prof.Enabled = false;
+            long s0 = Stopwatch.GetTimestamp();
+            for (int i = 0; i < reps; i++) model.ScoreTargets([(ctx, enc.Batch)], enc.Scenario);
+            double quiet = Stopwatch.GetElapsedTime(s0).TotalMilliseconds / reps;
+            prof.Enabled = true;
+            prof.Reset();
+            long s = Stopwatch.GetTimestamp();
+            for (int i = 0; i < reps; i++) model.ScoreTargets([(ctx, enc.Batch)], enc.Scenario);
+            double wall = Stopwatch.GetElapsedTime(s).TotalMilliseconds / reps, tick = 1000.0 / Stopwatch.Frequency / reps;
+            double inOps = prof.Rows.Sum(r => r.Value.Ticks) * tick;
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"target forward, {c} candidates, {nc} context tokens: {wall:F2} ms per call profiled ({quiet:F2} with the profiler off), {inOps:F2} ms in backend ops, {wall - inOps:F2} ms outside"));
+            Console.WriteLine("| op | ms/call | calls/call |");
+            Console.WriteLine("|---|---:|---:|");
+            foreach (var r in prof.Rows.OrderByDescending(r => r.Value.Ticks).Take(25))
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {r.Key} | {r.Value.Ticks * tick:F3} | {r.Value.Calls / (double)reps:F1} |"));
+            return 0;
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
     private static double[] Measure(int reps, Action a)
     {
         var t = new double[reps];
