@@ -11,7 +11,7 @@ public class KillResumeTests
 {
     private const string Args = "train --data synthetic:tiny --epochs 3 --batch-tokens 128 --threads 1 --checkpoint-every 3 --keep-checkpoints 2";
 
-    private static (int Code, string Output) Mtfm(string args, string? killAt)
+    private static (int Code, string Output) Mtfm(string args, string? killAt, string? emulationLibrary)
     {
         string dll = Path.Combine(AppContext.BaseDirectory, "mtfm.dll");
         var psi = new ProcessStartInfo(Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") ?? "dotnet")
@@ -21,6 +21,7 @@ public class KillResumeTests
         psi.ArgumentList.Add(dll);
         foreach (var a in args.Split(' ', StringSplitOptions.RemoveEmptyEntries)) psi.ArgumentList.Add(a);
         psi.Environment["CI"] = "true";
+        if (emulationLibrary is not null) psi.Environment["MTFM_CUDA_EMU_LIB"] = emulationLibrary;
         if (killAt is null) psi.Environment.Remove("MTFM_TEST_KILL_AT");
         else psi.Environment["MTFM_TEST_KILL_AT"] = killAt;
         using var p = Process.Start(psi)!;
@@ -36,14 +37,21 @@ public class KillResumeTests
         return doc.RootElement.GetProperty(property).GetRawText();
     }
 
-    [Fact]
-    public void FiveKillsAndResumesGiveTheUninterruptedRunBitForBit()
+    [Theory]
+    [InlineData("cpu")]
+    [InlineData("cuda-emulated")]
+    public void FiveKillsAndResumesGiveTheUninterruptedRunBitForBit(string device)
     {
+        // On the emulated CUDA device every kernel runs the same way each time, so the bar is the same: bit for bit.
+        string? emu = device == "cuda-emulated" ? global::Mtfm.Tests.Cuda.CudaTestDevice.EmulationLibraryOrSkip() : null;
+        string Args = $"{KillResumeTests.Args} --device {device}";
+        (int Code, string Output) Mtfm(string args, string? killAt) => KillResumeTests.Mtfm(args, killAt, emu);
         string root = Directory.CreateTempSubdirectory("mtfm-kill").FullName;
         try
         {
             var (code, refLog) = Mtfm($"{Args} --out {root} --name ref", null);
             Assert.True(code == 0, refLog);
+            Assert.Contains(device == "cpu" ? "cpu, 1 threads" : "cuda (", refLog); // the run really is on that device
             int total = int.Parse(System.Text.RegularExpressions.Regex.Match(refLog, @"trained (\d+) steps").Groups[1].Value);
             Assert.True(total >= 15, $"only {total} steps: too few for five kill points\n{refLog}");
 
