@@ -84,19 +84,20 @@ public class ServeLatencyBench
     public ScoreResponse Cached() => _cached.Score(ScoreRequest.Parse(_json));
 }
 
-/// <summary>`serve-latency`: p50/p99 of the in-process stages (parse, encode, context encode, target forward) and of whole calls, cached and uncached.</summary>
+/// <summary>`serve-latency [reps] [threads]`: p50/p99 of the in-process stages (parse, encode, context encode, target forward) and of whole calls, cached and uncached.</summary>
 internal static class ServeLatency
 {
     public static int Run(string[] args)
     {
         int reps = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 50;
+        int threads = args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 0;
         string dir = ServeModel.Write(Directory.CreateTempSubdirectory("mtfm-serve-lat-").FullName);
         try
         {
             var schema = ServeModel.Schema();
-            using var cached = Scorer.Load(dir, threads: 0, contextCacheMegabytes: 256);
-            using var uncached = Scorer.Load(dir, threads: 0, contextCacheMegabytes: 0);
-            Console.WriteLine($"small preset, {ServeModel.History} H + {ServeModel.Realtime} R events, {Environment.ProcessorCount} cores, {reps} calls each (ms)");
+            using var cached = Scorer.Load(dir, threads: threads, contextCacheMegabytes: 256);
+            using var uncached = Scorer.Load(dir, threads: threads, contextCacheMegabytes: 0);
+            Console.WriteLine($"small preset, {ServeModel.History} H + {ServeModel.Realtime} R events, {Environment.ProcessorCount} cores, threads {(threads == 0 ? "one per core" : threads)}, {reps} calls each (ms)");
             Console.WriteLine("candidates | uncached p50 | uncached p99 | cached p50 | cached p99 | ratio p50 | context encode p50 | cache lookup+key p50");
             foreach (int c in new[] { 1, 100, 1000 })
             {
