@@ -42,8 +42,6 @@ internal sealed class MtfmTrainer
             Checkpoints.EnsureWritable(); // created now; an unwritable folder fails before any training
         }
         _device = TrainingDevice.For(model.Backend, model.Parameters);
-        if (!_device.SupportsCheckpoints && Checkpoints is not null)
-            throw new ArgumentException($"training checkpoints and resume are not available on the {model.Backend.Name} backend.");
         _step = _device.Step;
     }
 

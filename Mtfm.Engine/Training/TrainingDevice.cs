@@ -48,9 +48,6 @@ internal abstract class TrainingDevice
     /// </summary>
     public abstract string? NonFinite(Tensor loss);
 
-    /// <summary>Whether <see cref="AddState"/> and <see cref="LoadState"/> work here (training checkpoints and resume).</summary>
-    public virtual bool SupportsCheckpoints => true;
-
     private const string GradBuffersTensor = "trainer.grad_buffers";
 
     /// <summary>The parameters this device trains, in checkpoint order.</summary>
@@ -75,7 +72,6 @@ internal abstract class TrainingDevice
     public void AddState(SafetensorsWriter w, float[][]? best)
     {
         ArgumentNullException.ThrowIfNull(w);
-        if (!SupportsCheckpoints) throw new NotSupportedException("this training device has no checkpointable state.");
         var ps = Parameters;
         // Which dense parameters hold a gradient buffer: once a parameter has had a gradient it keeps a zeroed one and
         // is updated every step (Adam moves it by its moments even without a new gradient), so a resume must recreate it.
@@ -100,7 +96,6 @@ internal abstract class TrainingDevice
     public float[][]? LoadState(SafetensorsFile f)
     {
         ArgumentNullException.ThrowIfNull(f);
-        if (!SupportsCheckpoints) throw new NotSupportedException("this training device has no checkpointable state.");
         var ps = Parameters;
         if (!f.Contains(GradBuffersTensor) || f.GetInfo(GradBuffersTensor).ElementCount != ps.Count || f.GetInfo(GradBuffersTensor).DType != SafetensorsDType.I32)
             throw new CheckpointFormatException(f.FilePath, $"tensor '{GradBuffersTensor}' is missing or does not have one entry per parameter ({ps.Count})");

@@ -14,7 +14,7 @@ namespace Mtfm.Engine.Training.Cuda;
 /// uploaded on the copy stream while this step runs (<see cref="CudaBatchPrefetch"/>). A step whose loss or a gradient is
 /// not finite is skipped on the device (<see cref="CudaOptimizerStep.Guard"/>) and reported with its loss window, up to
 /// one window late. Checkpoints copy the weights and the optimizer state to the host in the
-/// CPU's form (<see cref="CudaOptimizerStep.ExportState"/>), so a run checkpointed on one device resumes on either.
+/// CPU's form (<see cref="CudaOptimizerStep.ExportState"/>): one checkpoint format for both devices.
 /// </summary>
 internal sealed class CudaTrainingDevice(CudaBackend backend, IReadOnlyList<Parameter> parameters) : TrainingDevice
 {
