@@ -10,12 +10,24 @@ cd "$(dirname "$0")/.."
 rm -rf gpu-pack && mkdir -p gpu-pack/mtfm gpu-pack/bench.tmp
 dotnet publish Mtfm.Tests -c Release -r linux-x64 --self-contained -o gpu-pack/mtfm >/dev/null
 dotnet publish Mtfm.Bench -c Release -r linux-x64 --self-contained -o gpu-pack/bench.tmp >/dev/null
-# Merge: files both apps have must be identical (same runtime, same engine build); the bench adds its own.
+# Merge: files both apps have must be identical (same runtime, same engine build); the bench adds its own. The one
+# exception: a library DLL both take from different packages (Microsoft.Extensions.* comes with ASP.NET Core to the tests
+# and from ML.NET's older packages to the bench): the copy with the higher FileVersion is kept, since .NET binds a
+# reference to a lower assembly version to a higher one. Anything else that differs, or a DLL without a FileVersion, fails.
+fver() { strings -el "$1" | grep -A1 -x FileVersion | sed -n 2p; }
 (
   cd gpu-pack/bench.tmp
   find . -type f | while read -r f; do
     if [[ -e "../mtfm/$f" ]]; then
-      cmp -s "$f" "../mtfm/$f" || { echo "gpu-pack: $f differs between the Mtfm.Tests and Mtfm.Bench publishes" >&2; exit 1; }
+      cmp -s "$f" "../mtfm/$f" && continue
+      a=$(fver "../mtfm/$f"); b=$(fver "$f")
+      if [[ $f == *.dll && $f != ./Mtfm.* && -n $a && -n $b ]]; then
+        newer=$(printf '%s\n%s\n' "$a" "$b" | sort -V | tail -1)
+        [[ $newer == "$b" && $a != "$b" ]] && cp "$f" "../mtfm/$f"
+        echo "gpu-pack: $f differs (tests $a, bench $b): kept $newer"
+      else
+        echo "gpu-pack: $f differs between the Mtfm.Tests and Mtfm.Bench publishes" >&2; exit 1
+      fi
     else
       mkdir -p "../mtfm/$(dirname "$f")" && cp "$f" "../mtfm/$f"
     fi

@@ -16,20 +16,31 @@ internal static class ReportWriter
         var written = new List<string>();
         var plots = new List<(string title, string file)>();
 
-        if (report.Curves.Train.Count + report.Curves.Validation.Count > 0)
+        string? plotsMissing = null;
+        try
         {
-            string loss = Path.Combine(directory, "loss.png");
-            ReportPlots.LossCurves(report.Curves, loss);
-            written.Add(loss);
-            plots.Add(("Loss curves", "loss.png"));
+            if (report.Curves.Train.Count + report.Curves.Validation.Count > 0)
+            {
+                string loss = Path.Combine(directory, "loss.png");
+                ReportPlots.LossCurves(report.Curves, loss);
+                written.Add(loss);
+                plots.Add(("Loss curves", "loss.png"));
+            }
+            foreach (string task in report.Metrics.Select(m => m.Task).Distinct(StringComparer.Ordinal))
+            {
+                string file = $"auc-{Sanitize(task)}.png";
+                string p = Path.Combine(directory, file);
+                ReportPlots.ScenarioAuc(report.Metrics, task, p);
+                written.Add(p);
+                plots.Add(($"AUC per scenario ({task})", file));
+            }
         }
-        foreach (string task in report.Metrics.Select(m => m.Task).Distinct(StringComparer.Ordinal))
+        catch (Exception e) when (IsMissingNativeRenderer(e))
         {
-            string file = $"auc-{Sanitize(task)}.png";
-            string p = Path.Combine(directory, file);
-            ReportPlots.ScenarioAuc(report.Metrics, task, p);
-            written.Add(p);
-            plots.Add(($"AUC per scenario ({task})", file));
+            // A machine without SkiaSharp's native library (a slimmed deployment, an unusual libc) still gets its
+            // metrics and report: the plots are the one part that needs it.
+            plotsMissing = $"plots not drawn: the plotting library could not load its native renderer ({Innermost(e).Message.Split('\n')[0].Trim()})";
+            Console.Error.WriteLine("warning: " + plotsMissing);
         }
 
         string json = Path.Combine(directory, "metrics.json");
@@ -37,13 +48,13 @@ internal static class ReportWriter
         written.Add(json);
 
         string md = Path.Combine(directory, "report.md");
-        File.WriteAllText(md, Markdown(report, plots));
+        File.WriteAllText(md, Markdown(report, plots, plotsMissing));
         written.Add(md);
         return written;
     }
 
     /// <summary>The report.md text.</summary>
-    internal static string Markdown(RunReport r, IReadOnlyList<(string title, string file)> plots)
+    internal static string Markdown(RunReport r, IReadOnlyList<(string title, string file)> plots, string? plotsMissing = null)
     {
         var ci = CultureInfo.InvariantCulture;
         var sb = new StringBuilder();
@@ -70,9 +81,19 @@ internal static class ReportWriter
             sb.AppendLine();
         }
         sb.AppendLine().AppendLine("n/a: undefined (one class only, or no user with both classes).").AppendLine();
+        if (plotsMissing is not null) sb.Append("Note: ").AppendLine(Escape(plotsMissing)).AppendLine();
         foreach (var (title, file) in plots)
             sb.Append("## ").AppendLine(title).AppendLine().Append("![").Append(title).Append("](").Append(file).AppendLine(")").AppendLine();
         return sb.ToString();
+    }
+
+    /// <summary>True for the failures of a missing native renderer (DllNotFoundException, possibly inside type initialisers).</summary>
+    internal static bool IsMissingNativeRenderer(Exception e) => Innermost(e) is DllNotFoundException or EntryPointNotFoundException;
+
+    private static Exception Innermost(Exception e)
+    {
+        while (e.InnerException is not null) e = e.InnerException;
+        return e;
     }
 
     private static string F(double v) => double.IsFinite(v) ? v.ToString("0.0000", CultureInfo.InvariantCulture) : "n/a";

@@ -113,6 +113,23 @@ public sealed class ReportingTests : IDisposable
     }
 
     [Fact]
+    public void AMissingNativeRendererCostsThePlotsOnlyAndIsNamedInTheReport()
+    {
+        // What ScottPlot throws where libSkiaSharp.so is absent (seen on the lent GPU machine's slimmed test pack).
+        var missing = new TypeInitializationException("ScottPlot.Fonts",
+            new TypeInitializationException("SkiaSharp.SKTypeface", new DllNotFoundException("Unable to load shared library 'libSkiaSharp'")));
+        Assert.True(ReportWriter.IsMissingNativeRenderer(missing));
+        Assert.False(ReportWriter.IsMissingNativeRenderer(new TypeInitializationException("X", new InvalidOperationException("bug"))));
+        Assert.False(ReportWriter.IsMissingNativeRenderer(new IOException("disk full")));
+
+        var report = new RunReport("run", new DateTimeOffset(2026, 12, 4, 0, 0, 0, TimeSpan.Zero), [], Rows(), Curves(), 1, 1);
+        string md = ReportWriter.Markdown(report, [], "plots not drawn: the plotting library could not load its native renderer (libSkiaSharp)");
+        Assert.Contains("Note: plots not drawn: the plotting library could not load its native renderer (libSkiaSharp)", md);
+        Assert.DoesNotContain("![", md);
+        Assert.Contains("| home_feed | ctr | 12,000 |", md);
+    }
+
+    [Fact]
     public void PlainProgressPrintsPeriodicLinesWithRateAndEta()
     {
         var time = new ManualTime();

@@ -57,10 +57,14 @@ public sealed class PublicApiTests
         }
     }
 
+    /// <summary>The source tree: the first folder above the test binaries holding Mtfm.sln, else MTFM_REPO_ROOT (a published
+    /// test build run elsewhere, e.g. on a lent GPU machine by scripts/gpu-check.sh, with the sources beside it).</summary>
     internal static string RepoRoot()
     {
+        string? env = Environment.GetEnvironmentVariable("MTFM_REPO_ROOT");
+        if (!string.IsNullOrEmpty(env) && File.Exists(Path.Combine(env, "Mtfm.sln"))) return Path.GetFullPath(env);
         for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
             if (File.Exists(Path.Combine(d.FullName, "Mtfm.sln"))) return d.FullName;
-        throw new InvalidOperationException($"no Mtfm.sln above {AppContext.BaseDirectory}");
+        throw new InvalidOperationException($"no Mtfm.sln above {AppContext.BaseDirectory} (set MTFM_REPO_ROOT to the source tree)");
     }
 }
