@@ -55,6 +55,7 @@ internal static class TrainCommand
         if (r.Blocks is { } b) config = config with { Blocks = b };
         if (r.TargetLayers is { } k) config = config with { TargetLayersPerBlock = k };
         if (r.HistoryStatistics is { } hs) config = config with { HistoryStatistics = hs };
+        if (r.PopulationStatistics is { } ps) config = config with { PopulationStatistics = ps };
         config.Validate();
         using var model = new MtfmModel(backend, config, layout, r.Seed);
         var trainBatches = new BatchBuilder(data.Train, data.Stats);
@@ -106,6 +107,7 @@ internal static class TrainCommand
         var report = new RunReport($"MTFM run {name}", DateTimeOffset.UtcNow,
         [
             new("data", data.Description), new("preset", r.Preset), new("attention", config.Attention.ToString()), new("layers", shape), new("history statistics", config.HistoryStatistics ? "on" : "off"),
+            new("population statistics", config.PopulationStatistics ? "on" : "off"),
             new("aggregation", r.Aggregation.ToString()), new("scenarios", r.Scenarios), new("epochs", r.Epochs.ToString(ci)),
             new("seed", r.Seed.ToString(ci)), new("device", DeviceText(backend)),
             new("parameters", model.ParameterCount.ToString(ci)), new("forward MFLOP per instance", (flopsPerInstance / 1e6).ToString("F2", ci)),

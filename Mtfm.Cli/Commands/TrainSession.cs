@@ -20,6 +20,8 @@ internal sealed record TrainRequest
     public int? TargetLayers { get; init; }
     /// <summary>--history-statistics: overrides the preset's <see cref="MtfmConfig.HistoryStatistics"/>.</summary>
     public bool? HistoryStatistics { get; init; }
+    /// <summary>--population-statistics: overrides the preset's <see cref="MtfmConfig.PopulationStatistics"/>.</summary>
+    public bool? PopulationStatistics { get; init; }
     /// <summary>A full model configuration that replaces the preset (programmatic callers and tests).</summary>
     public MtfmConfig? Config { get; init; }
     public AttentionMode Attention { get; init; } = AttentionMode.Hta;

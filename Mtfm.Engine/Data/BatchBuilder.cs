@@ -8,6 +8,7 @@ internal sealed class BatchBuilder
     private readonly DataLayout _l;
     private readonly HistoryStatistics _history;
     private readonly StoreFeatures _features;
+    private readonly PopulationStatistics.StoreColumns _population;
 
     /// <summary>Creates a builder; <paramref name="stats"/> are the training statistics of the numeric features.</summary>
     public BatchBuilder(AggregatedInstances instances, NumericStats stats)
@@ -17,7 +18,11 @@ internal sealed class BatchBuilder
         _l = instances.Store.Layout;
         _history = new HistoryStatistics(_l);
         _features = new StoreFeatures(instances.Store);
+        _population = PopulationStatistics.CachedForStore(instances.Store);
     }
+
+    /// <summary>The population statistics of the builder's store (one pass over all of its exposures).</summary>
+    public PopulationStatistics.StoreColumns Population => _population;
 
     /// <summary>
     /// Iterates batches of whole instances: a batch closes when adding the next instance would exceed
@@ -100,7 +105,7 @@ internal sealed class BatchBuilder
             }
             asm.EndInstance();
         }
-        var batch = asm.Build(_features, _stats, _history, st.HasTrueProbabilities);
+        var batch = asm.Build(_features, _stats, _history, st.HasTrueProbabilities, _population);
         var probs = batch.TrueProbabilities;
         for (int j = 0; j < batch.TargetCount; j++)
         {

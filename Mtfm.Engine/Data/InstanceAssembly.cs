@@ -113,7 +113,8 @@ internal sealed class InstanceAssembly
     /// numeric values encoded with <paramref name="stats"/> (transform and presence indicators), T tokens' history
     /// statistics written by <paramref name="history"/> from each instance's visible tokens.
     /// </summary>
-    public JaggedBatch Build(ITokenFeatures features, NumericStats stats, HistoryStatistics history, bool withTrueProbabilities = false)
+    public JaggedBatch Build(ITokenFeatures features, NumericStats stats, HistoryStatistics history, bool withTrueProbabilities = false,
+        IPopulationSource? population = null)
     {
         ArgumentNullException.ThrowIfNull(features);
         ArgumentNullException.ThrowIfNull(stats);
@@ -131,11 +132,13 @@ internal sealed class InstanceAssembly
             var gi = _l.Groups[g];
             int cw = gi.CategoricalTables.Length, nw = gi.NumericWidth;
             int sw = gi.Segment == SegmentKind.Target ? history.Width(gi.Source) : 0;
+            int pw = gi.Segment == SegmentKind.Target && population is not null ? population.Width(gi.Source) : 0;
             blocks[g] = new GroupBlock
             {
                 Rows = groupRows[g], CategoricalWidth = cw, NumericWidth = nw,
                 TokenIndex = new int[groupRows[g]], Categorical = new int[groupRows[g] * cw], Numeric = new float[groupRows[g] * nw],
                 StatisticsWidth = sw, Statistics = new float[groupRows[g] * sw],
+                PopulationWidth = pw, Population = new float[groupRows[g] * pw],
             };
         }
         var tTok = new int[targets]; var tInst = new int[targets]; var tScen = new int[targets];
@@ -149,6 +152,9 @@ internal sealed class InstanceAssembly
             features.Categorical(grp[t], evs[t]).CopyTo(blk.Categorical.AsSpan(r * blk.CategoricalWidth, blk.CategoricalWidth));
             stats.EncodeToken(_l.Groups[grp[t]], features.Numeric(grp[t], evs[t]), blk.Numeric.AsSpan(r * blk.NumericWidth, blk.NumericWidth));
             if (seg[t] != (byte)SegmentKind.Target) continue;
+            if (blk.PopulationWidth > 0)
+                population!.Write(_l.Groups[grp[t]].Source, evs[t], blk.Categorical.AsSpan(r * blk.CategoricalWidth, blk.CategoricalWidth), time[t],
+                    blk.Population.AsSpan(r * blk.PopulationWidth, blk.PopulationWidth));
             tTok[j] = t; tInst[j] = inst; tScen[j] = grp[t] - 2 * nq;
             j++;
         }

@@ -73,4 +73,8 @@ internal sealed class GroupBlock
     public int StatisticsWidth { get; init; }
     /// <summary>Rows × StatisticsWidth history statistics of T tokens (<see cref="HistoryStatistics.Fill"/>).</summary>
     public float[] Statistics { get; init; } = [];
+    /// <summary>Population-statistics columns per row (T groups of a batch built with a source; see <see cref="PopulationStatistics"/>), else 0.</summary>
+    public int PopulationWidth { get; init; }
+    /// <summary>Rows × PopulationWidth cross-user statistics of T tokens.</summary>
+    public float[] Population { get; init; } = [];
 }

@@ -33,6 +33,12 @@ internal static class MtfmCheckpoint
         }
         w.AddFloat32("numeric.mean", stats.Mean, stats.Mean.Length);
         w.AddFloat32("numeric.std", stats.Std, stats.Std.Length);
+        if (model.Config.PopulationStatistics)
+        {
+            var pop = model.Population ?? throw new InvalidOperationException(
+                "the model reads population statistics but has no state to save with it (MtfmModel.Population is null).");
+            PopulationCheckpoint.Write(pop, w);
+        }
         w.SetMetadata(FormatKey, FormatValue);
         w.SetMetadata(ConfigKey, JsonSerializer.Serialize(model.Config, ModelJsonContext.Default.MtfmConfig));
         w.SetMetadata(SchemaKey, model.Layout.Schema.ToJson());
@@ -78,6 +84,7 @@ internal static class MtfmCheckpoint
             var stats = new NumericStats(layout, file.ReadFloat32("numeric.mean"), file.ReadFloat32("numeric.std"));
             if (stats.Mean.Length != schema.Features.Count || stats.Std.Length != schema.Features.Count)
                 throw new CheckpointFormatException(path, $"numeric statistics have {stats.Mean.Length} entries for {schema.Features.Count} features.");
+            if (config.PopulationStatistics) model.Population = PopulationCheckpoint.Read(file, layout, path);
             return (model, stats);
         }
         catch

@@ -73,13 +73,14 @@ internal sealed class BatchInputs
         GroupCategorical = new Tensor[groups][];
         GroupNumeric = new Variable?[groups];
         GroupStatistics = new Variable?[groups];
+        GroupPopulation = new Variable?[groups];
         for (int g = 0; g < groups; g++)
         {
             var b = batch.Blocks[g];
             GroupCategorical[g] = [];
             if (b.Rows == 0) continue;
             GroupTokens[g] = tape.Ids(b.TokenIndex, [b.Rows]);
-            (GroupCategorical[g], GroupNumeric[g], GroupStatistics[g]) = Upload(tape, b);
+            (GroupCategorical[g], GroupNumeric[g], GroupStatistics[g], GroupPopulation[g]) = Upload(tape, b);
         }
 
         int ns = layout.ScenarioCount, tasks = layout.TaskCount;
@@ -113,9 +114,10 @@ internal sealed class BatchInputs
 
     /// <summary>
     /// A group block's tokenizer inputs on <paramref name="tape"/>: per categorical column Int32 [rows] table rows, the
-    /// numeric features [rows, numeric] and the history statistics [rows, statistics] (null when the block has none).
+    /// numeric features [rows, numeric], the history statistics [rows, statistics] and the population statistics
+    /// [rows, population] (each null when the block has none).
     /// </summary>
-    internal static (Tensor[] Categorical, Variable? Numeric, Variable? Statistics) Upload(Tape tape, GroupBlock b)
+    internal static (Tensor[] Categorical, Variable? Numeric, Variable? Statistics, Variable? Population) Upload(Tape tape, GroupBlock b)
     {
         var cats = new Tensor[b.CategoricalWidth];
         var col = new int[b.Rows];
@@ -126,7 +128,8 @@ internal sealed class BatchInputs
         }
         var numeric = b.NumericWidth > 0 ? tape.Input(b.Numeric, [b.Rows, b.NumericWidth]) : null;
         var statistics = b.StatisticsWidth > 0 ? tape.Input(b.Statistics, [b.Rows, b.StatisticsWidth]) : null;
-        return (cats, numeric, statistics);
+        var population = b.PopulationWidth > 0 ? tape.Input(b.Population, [b.Rows, b.PopulationWidth]) : null;
+        return (cats, numeric, statistics, population);
     }
 
     /// <summary>Attention metadata (offsets, kinds, times, T list).</summary>
@@ -152,6 +155,9 @@ internal sealed class BatchInputs
 
     /// <summary>Per group: [rows, statistics] history statistics of T groups (<see cref="HistoryStatistics"/>), or null.</summary>
     public Variable?[] GroupStatistics { get; }
+
+    /// <summary>Per group: [rows, population] population statistics of T groups (<see cref="PopulationStatistics"/>), or null.</summary>
+    public Variable?[] GroupPopulation { get; }
 
     /// <summary>Per scenario: Int32 positions (in the T list) of its exposures, or null.</summary>
     public Tensor?[] ScenarioRows { get; }

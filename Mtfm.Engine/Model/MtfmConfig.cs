@@ -49,6 +49,14 @@ public sealed record MtfmConfig
     /// </summary>
     public bool HistoryStatistics { get; init; } = true;
 
+    /// <summary>
+    /// Whether T tokenizers also read cross-user statistics of the candidate's feature values
+    /// (<see cref="Data.PopulationStatistics"/>: how often anyone was shown and clicked items, categories, … holding the
+    /// candidate's values, before its time). The state is saved with the model for serving. Off unless a preset turns
+    /// it on (checkpoints written before it existed load with it off). See docs/quality.md.
+    /// </summary>
+    public bool PopulationStatistics { get; init; }
+
     /// <summary>Which layers are stacked (HTA, all full, all target).</summary>
     public AttentionMode Attention { get; init; } = AttentionMode.Hta;
 

@@ -16,6 +16,7 @@ internal sealed class MtfmModel : IDisposable
     private readonly Parameter[] _tables;
     private readonly Tokenizer[] _tokenizers;
     private readonly int[] _statisticsWidth; // per group: history-statistics columns its tokenizer reads (0 = none)
+    private readonly int[] _populationWidth; // per group: population-statistics columns its tokenizer reads (0 = none)
     private readonly HstuLayer[] _layers;
     private readonly Parameter _finalGamma, _finalBeta;
     private readonly Dense _experts;
@@ -35,7 +36,9 @@ internal sealed class MtfmModel : IDisposable
         _tables = layout.Tables.Select(t => f.Table("emb." + t.Feature, t.Rows, config.EmbeddingDim)).ToArray();
         var history = new HistoryStatistics(layout);
         _statisticsWidth = layout.Groups.Select(g => config.HistoryStatistics && g.Segment == SegmentKind.Target ? history.Width(g.Source) : 0).ToArray();
-        _tokenizers = layout.Groups.Select(g => new Tokenizer(f, g, config, _statisticsWidth[g.Id])).ToArray();
+        var population = new PopulationStatistics(layout);
+        _populationWidth = layout.Groups.Select(g => config.PopulationStatistics && g.Segment == SegmentKind.Target ? population.Width(g.Source) : 0).ToArray();
+        _tokenizers = layout.Groups.Select(g => new Tokenizer(f, g, config, _statisticsWidth[g.Id], _populationWidth[g.Id])).ToArray();
         int groups = layout.Groups.Count;
         _layers = new HstuLayer[config.Layers];
         for (int l = 0; l < _layers.Length; l++) _layers[l] = new HstuLayer(f, $"layer{l}", config, groups, config.IsFullLayer(l));
@@ -95,7 +98,7 @@ internal sealed class MtfmModel : IDisposable
             var block = batch.Blocks[g];
             if (block.Rows == 0 || (!sequences && Layout.Groups[g].Segment != SegmentKind.Target)) continue;
             parts.Add(_tokenizers[g].Forward(tape, _tables, inp.GroupCategorical[g]!, inp.GroupNumeric[g], flops,
-                _statisticsWidth[g] > 0 ? inp.GroupStatistics[g] : null));
+                _statisticsWidth[g] > 0 ? inp.GroupStatistics[g] : null, PopulationInput(g, inp.GroupPopulation[g])));
             where.Add(sequences ? inp.GroupTokens[g]! : inp.GroupTargetRows(tape, g));
         }
         Variable xt;
@@ -151,9 +154,25 @@ internal sealed class MtfmModel : IDisposable
     /// <summary>Tokens [rows, d_model] of group <paramref name="g"/>'s block, its inputs uploaded on the tape.</summary>
     private Variable Tokenize(Tape tape, int g, GroupBlock block)
     {
-        var (cats, numeric, statistics) = BatchInputs.Upload(tape, block);
-        return _tokenizers[g].Forward(tape, _tables, cats, numeric, null, _statisticsWidth[g] > 0 ? statistics : null);
+        var (cats, numeric, statistics, population) = BatchInputs.Upload(tape, block);
+        return _tokenizers[g].Forward(tape, _tables, cats, numeric, null, _statisticsWidth[g] > 0 ? statistics : null, PopulationInput(g, population));
     }
+
+    /// <summary>The population columns group <paramref name="g"/>'s tokenizer reads (null when it reads none); a batch without them is refused.</summary>
+    private Variable? PopulationInput(int g, Variable? uploaded)
+    {
+        if (_populationWidth[g] == 0) return null;
+        if (uploaded is null || uploaded.Value.Shape[1] != _populationWidth[g])
+            throw new ArgumentException($"group {Layout.Groups[g].Name}: the model reads {_populationWidth[g]} population-statistics columns, the batch has "
+                + (uploaded is null ? "none (built without a population source)" : uploaded.Value.Shape[1].ToString(System.Globalization.CultureInfo.InvariantCulture)) + ".");
+        return uploaded;
+    }
+
+    /// <summary>
+    /// The cross-user statistics state serving reads (<see cref="PopulationStatistics"/>): saved with the model when
+    /// <see cref="MtfmConfig.PopulationStatistics"/> is on, the state at the end of the training log. Null otherwise.
+    /// </summary>
+    public PopulationStatistics? Population { get; internal set; }
 
     /// <summary>
     /// Rows a batched target forward (<see cref="ScoreTargets"/>) is padded to at least by the scorer (zero rows in an

@@ -25,8 +25,12 @@ internal sealed class RequestEncoder
     private readonly HistoryStatistics _history;
     private readonly FeedbackTokens.Plan?[] _feedback;
 
-    public RequestEncoder(DataLayout layout, NumericStats stats)
+    private readonly PopulationStatistics? _population;
+
+    /// <summary>An encoder for <paramref name="layout"/>; candidates read their cross-user columns from <paramref name="population"/> when given.</summary>
+    public RequestEncoder(DataLayout layout, NumericStats stats, PopulationStatistics? population = null)
     {
+        _population = population;
         _l = layout ?? throw new ArgumentNullException(nameof(layout));
         _stats = stats ?? throw new ArgumentNullException(nameof(stats));
         _win = WindowSpec.From(layout.Schema);
@@ -133,7 +137,7 @@ internal sealed class RequestEncoder
         foreach (var i in realtime) asm.AddRealtime(evSeq[i], evTime[i], i);
         for (int c = 0; c < nc; c++) asm.AddTarget(scenario, now, c);
         asm.EndInstance();
-        var batch = asm.Build(new RequestFeatures(2 * nq, cat.Length, num.Length, tCat, tNum, evCat, evNum), _stats, _history); // raw numeric values (NaN = missing) encoded as BatchBuilder does
+        var batch = asm.Build(new RequestFeatures(2 * nq, cat.Length, num.Length, tCat, tNum, evCat, evNum), _stats, _history, population: _population); // raw numeric values (NaN = missing) encoded as BatchBuilder does
         return new EncodedRequest(batch, scenario, nh, nr);
     }
 

@@ -33,7 +33,7 @@ public sealed class Scorer : IDisposable
         _ownsModel = ownsModel;
         _ownedBackend = ownedBackend;
         var l = model.Layout;
-        _encoder = new RequestEncoder(l, stats);
+        _encoder = new RequestEncoder(l, stats, model.Population);
         _scenarioTaskIndex = new int[l.ScenarioCount][];
         _scenarioTasks = new string[l.ScenarioCount][];
         for (int s = 0; s < l.ScenarioCount; s++)

@@ -64,6 +64,9 @@ internal sealed class MtfmTrainer
     public TrainResult Train(AggregatedInstances train, BatchBuilder trainBatches, BatchBuilder valid, Action<TrainProgress>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(train);
+        ArgumentNullException.ThrowIfNull(trainBatches);
+        // The cross-user state serving reads: where the pass over the training log's store ended.
+        if (_model.Config.PopulationStatistics) _model.Population = trainBatches.Population.FinalState;
         long batchesPerEpoch = trainBatches.CountBatches(_o.BatchTokens);
         long total = batchesPerEpoch * _o.Epochs;
         if (_o.MaxSteps > 0) total = Math.Min(total, _o.MaxSteps);

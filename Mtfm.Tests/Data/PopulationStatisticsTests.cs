@@ -1,0 +1,118 @@
+using System.Runtime.InteropServices;
+using Mtfm.Engine.Data;
+using Mtfm.Engine.IO;
+
+namespace Mtfm.Tests.Data;
+
+public class PopulationStatisticsTests
+{
+    private static readonly Lazy<MarketDataset> Small = new(() => MarketGenerator.Generate(MarketConfig.Small));
+
+    /// <summary>
+    /// Every column of every exposure recomputed independently from the raw log: counts and clicks of the exposures of
+    /// the same scenario holding the same value in strictly earlier seconds (first-task label present), decayed sums
+    /// Σ e^(−Δt/1 d), and the smoothed log-odds ratios against the scenario's click rate so far.
+    /// </summary>
+    [Fact]
+    public void ColumnsEqualABruteForceCountOfEarlierSecondsOfTheSameValue()
+    {
+        var st = Small.Value.Store;
+        var cols = PopulationStatistics.ForStore(st);
+        var l = st.Layout;
+        var exposures = Enumerable.Range(0, st.Count).Where(st.IsExposure).ToArray();
+        int checkedCells = 0, sameSecondPeers = 0;
+        for (int i = 0; i < exposures.Length; i += 23) // a spread sample: the brute force is O(n) per exposure
+        {
+            int ev = exposures[i], s = st.SourceOf(ev);
+            long t = st.TimeOf(ev);
+            var earlier = exposures.Where(e => st.SourceOf(e) == s && st.TimeOf(e) < t && st.Label(e, 0) >= 0).ToArray();
+            sameSecondPeers += exposures.Count(e => e != ev && st.SourceOf(e) == s && st.TimeOf(e) == t);
+            double se = earlier.Length, sc = earlier.Sum(e => st.Label(e, 0));
+            double p = (sc + 1) / (se + 2);
+            var got = cols.Of(st.ExposureIndexOf(ev));
+            var rows = st.Categorical(ev).ToArray();
+            Assert.Equal(PopulationStatistics.ColumnsPerFeature * rows.Length, got.Length);
+            for (int a = 0; a < rows.Length; a++)
+            {
+                int v = rows[a], col = a;
+                var same = earlier.Where(e => st.Categorical(e)[col] == v).ToArray();
+                double e0 = same.Length, c0 = same.Sum(e => st.Label(e, 0));
+                double ed = same.Sum(e => Math.Exp(-(t - st.TimeOf(e)) / 86400.0));
+                double cd = same.Where(e => st.Label(e, 0) == 1).Sum(e => Math.Exp(-(t - st.TimeOf(e)) / 86400.0));
+                Assert.Equal(Math.Log(1 + e0) / 4, got[4 * a], tolerance: 1e-5);
+                Assert.Equal(Math.Log(1 + ed) / 4, got[4 * a + 1], tolerance: 1e-4);
+                Assert.Equal(Lor(c0, e0, p), got[4 * a + 2], tolerance: 1e-4);
+                Assert.Equal(Lor(cd, ed, p), got[4 * a + 3], tolerance: 1e-4);
+                checkedCells++;
+            }
+        }
+        Assert.True(checkedCells > 2000, $"{checkedCells} cells");
+        Assert.True(sameSecondPeers > 0, "the sample must hold exposures that share their second (pages), or the strict rule is not exercised");
+
+        static double Lor(double c, double e, double p)
+        {
+            double q = (c + 10 * p) / (e + 10);
+            return Math.Log(q / (1 - q)) - Math.Log(p / (1 - p));
+        }
+    }
+
+    /// <summary>Leak test (issue 9 item 6): flipping every label at or after t leaves every column before t bit-identical, and changes later ones.</summary>
+    [Fact]
+    public void FlippingLabelsFromTimeTLeavesEveryEarlierColumnBitIdentical()
+    {
+        var st = MarketGenerator.Generate(MarketConfig.Small).Store;
+        var before = PopulationStatistics.ForStore(st);
+        long t = CausalStatisticsTests.MedianExposureTime(st);
+        CausalStatisticsTests.FlipLabelsFrom(st, t);
+        var after = PopulationStatistics.ForStore(st);
+        int earlier = 0; bool laterDiffers = false;
+        for (int ev = 0; ev < st.Count; ev++)
+        {
+            if (!st.IsExposure(ev)) continue;
+            int x = st.ExposureIndexOf(ev);
+            bool same = MemoryMarshal.AsBytes(before.Of(x)).SequenceEqual(MemoryMarshal.AsBytes(after.Of(x)));
+            if (st.TimeOf(ev) < t) { Assert.True(same, $"exposure {x} at {st.TimeOf(ev)} < {t} changed"); earlier++; }
+            else laterDiffers |= !same;
+        }
+        Assert.True(earlier > 1000);
+        Assert.True(laterDiffers, "the flip must change later columns (else this test could not fail)");
+    }
+
+    [Fact]
+    public void TheSavedStateReadsBackBitForBitAndBadTensorsAreRefusedByName()
+    {
+        var st = Small.Value.Store;
+        var state = PopulationStatistics.ForStore(st).FinalState;
+        string dir = Directory.CreateTempSubdirectory("mtfm-pop-").FullName;
+        try
+        {
+            var w = new SafetensorsWriter();
+            PopulationCheckpoint.Write(state, w);
+            string path = Path.Combine(dir, "pop.safetensors");
+            w.Save(path);
+            var back = PopulationCheckpoint.Read(SafetensorsFile.Load(path), st.Layout, path);
+            long tEnd = Enumerable.Range(0, st.Count).Max(st.TimeOf) + 1;
+            int compared = 0;
+            for (int ev = 0; ev < st.Count; ev += 7)
+            {
+                if (!st.IsExposure(ev)) continue;
+                int s = st.SourceOf(ev), width = state.Width(s);
+                var a = new float[width]; var b = new float[width];
+                state.Read(s, st.Categorical(ev), tEnd + ev, a);
+                back.Read(s, st.Categorical(ev), tEnd + ev, b);
+                Assert.True(MemoryMarshal.AsBytes(a.AsSpan()).SequenceEqual(MemoryMarshal.AsBytes(b.AsSpan())), $"event {ev}");
+                compared++;
+            }
+            Assert.True(compared > 100);
+
+            var partial = new SafetensorsWriter();
+            partial.AddInt64("population.0.totals", [0, 0], 2);
+            string bad = Path.Combine(dir, "bad.safetensors");
+            partial.Save(bad);
+            var ex = Assert.Throws<CheckpointFormatException>(() => PopulationCheckpoint.Read(SafetensorsFile.Load(bad), st.Layout, bad));
+            Assert.Contains("bad.safetensors", ex.Message);
+            Assert.Contains("'population.0.0' is missing", ex.Message);
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+}
