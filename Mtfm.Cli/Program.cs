@@ -27,7 +27,7 @@ internal static class Program
         var preset = new Option<string>("--preset") { Description = "model: tiny, small, base, or mmoe (the baseline without sequences)", DefaultValueFactory = _ => "tiny" };
         var modelKind = new Option<string>("--model") { Description = "mtfm (default; --preset chooses its size) or lightgbm (gradient-boosted trees on causal statistics, Mtfm.Baselines)", DefaultValueFactory = _ => "mtfm" };
         var blocks = new Option<int?>("--blocks") { Description = "override the preset's number of HTA blocks B" };
-        var populationStats = new Option<string?>("--population-statistics") { Description = "on or off: T tokens also read cross-user counts and click rates of the candidate's feature values, from every earlier exposure of the log (docs/quality.md; default: the preset's)" };
+        var populationStats = new Option<string?>("--population-statistics") { Description = "on or off: T tokens also read cross-user counts and click rates of the candidate's feature values, from every earlier exposure of the log (docs/quality.md; default: on, off for the mmoe preset)" };
         var historyStats = new Option<string?>("--history-statistics") { Description = "on or off: T tokens also read causal counts and shares of the user's visible behaviour (docs/quality.md; default: on, off for the mmoe preset)" };
         var targetLayers = new Option<int?>("--target-layers") { Description = "override the preset's target layers per block K (3 = the paper's 3:1)" };
         var attention = new Option<string>("--attention") { Description = "hta, full or target-only", DefaultValueFactory = _ => "hta" };

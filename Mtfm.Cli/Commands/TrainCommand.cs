@@ -55,10 +55,11 @@ internal static class TrainCommand
         if (r.Blocks is { } b) config = config with { Blocks = b };
         if (r.TargetLayers is { } k) config = config with { TargetLayersPerBlock = k };
         if (r.HistoryStatistics is { } hs) config = config with { HistoryStatistics = hs };
-        if (r.PopulationStatistics is { } ps) config = config with { PopulationStatistics = ps };
+        config = r.PopulationStatistics is { } ps ? config with { PopulationStatistics = ps } : config.WithDefaultPopulationStatistics();
         config.Validate();
         using var model = new MtfmModel(backend, config, layout, r.Seed);
-        var trainBatches = new BatchBuilder(data.Train, data.Stats);
+        bool population = config.PopulationStatistics;
+        var trainBatches = new BatchBuilder(data.Train, data.Stats, population);
         double flopsPerInstance = FlopsPerInstance(model, trainBatches);
         string shape = config.Layers == 0 ? "no transformer layers"
             : config.Attention switch
@@ -86,7 +87,7 @@ internal static class TrainCommand
         var result = TrainingProgress.Run("train", totalExposures, sink =>
         {
             long seen = 0;
-            return trainer.Train(data.Train, trainBatches, new BatchBuilder(data.Valid, data.Stats), p =>
+            return trainer.Train(data.Train, trainBatches, new BatchBuilder(data.Valid, data.Stats, population), p =>
             {
                 seen = (long)(p.ExposuresPerSecond * p.Elapsed.TotalSeconds);
                 sink.Report(Math.Min(seen, totalExposures), p.Loss);
@@ -96,7 +97,7 @@ internal static class TrainCommand
             $"{result.ExposuresPerSecond:N0} exposures/s, {result.InstancesPerSecond:N0} instances/s; best valid CTR GAUC {result.BestValidGauc:F4} at step {result.BestStep}");
 
         var predictions = r.Predictions is null ? null : new PredictionWriter(data.Store);
-        var eval = ModelEvaluation.Evaluate(model, new BatchBuilder(data.Test, data.Stats), options.BatchTokens, predictions);
+        var eval = ModelEvaluation.Evaluate(model, new BatchBuilder(data.Test, data.Stats, population), options.BatchTokens, predictions);
         var rows = MetricRows(layout, eval);
         PrintTable(rows);
         WritePredictions(predictions, r.Predictions);

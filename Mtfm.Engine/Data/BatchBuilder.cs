@@ -8,21 +8,25 @@ internal sealed class BatchBuilder
     private readonly DataLayout _l;
     private readonly HistoryStatistics _history;
     private readonly StoreFeatures _features;
-    private readonly PopulationStatistics.StoreColumns _population;
+    private readonly PopulationStatistics.StoreColumns? _population;
 
-    /// <summary>Creates a builder; <paramref name="stats"/> are the training statistics of the numeric features.</summary>
-    public BatchBuilder(AggregatedInstances instances, NumericStats stats)
+    /// <summary>
+    /// Creates a builder; <paramref name="stats"/> are the training statistics of the numeric features. With
+    /// <paramref name="population"/> T tokens also get their <see cref="PopulationStatistics"/> columns (one pass over the
+    /// store, shared by every builder of that store).
+    /// </summary>
+    public BatchBuilder(AggregatedInstances instances, NumericStats stats, bool population = false)
     {
         _inst = instances ?? throw new ArgumentNullException(nameof(instances));
         _stats = stats ?? throw new ArgumentNullException(nameof(stats));
         _l = instances.Store.Layout;
         _history = new HistoryStatistics(_l);
         _features = new StoreFeatures(instances.Store);
-        _population = PopulationStatistics.CachedForStore(instances.Store);
+        _population = population ? PopulationStatistics.CachedForStore(instances.Store) : null;
     }
 
-    /// <summary>The population statistics of the builder's store (one pass over all of its exposures).</summary>
-    public PopulationStatistics.StoreColumns Population => _population;
+    /// <summary>The population statistics of the builder's store (one pass over all of its exposures), or null when the builder adds none.</summary>
+    public PopulationStatistics.StoreColumns? Population => _population;
 
     /// <summary>
     /// Iterates batches of whole instances: a batch closes when adding the next instance would exceed

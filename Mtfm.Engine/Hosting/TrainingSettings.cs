@@ -28,11 +28,14 @@ public sealed record TrainingSettings
     /// <summary>Seed of the weight initialisation and the batch order: a CPU run is bit-for-bit reproducible for a fixed seed and thread count.</summary>
     public ulong Seed { get; init; } = 1;
 
-    /// <summary>The network configuration these settings name (validated).</summary>
+    /// <summary>
+    /// The network configuration these settings name (validated). A preset with behaviour sequences gets
+    /// <see cref="MtfmConfig.PopulationStatistics"/> turned on, as <c>mtfm train</c> does; a full <see cref="Model"/> is taken as it is.
+    /// </summary>
     /// <exception cref="ArgumentException">An unknown preset or an inconsistent configuration.</exception>
     public MtfmConfig ResolveModel()
     {
-        var c = Model ?? MtfmConfig.Preset(Preset ?? throw new ArgumentException("Preset is null.", nameof(Preset)));
+        var c = Model ?? MtfmConfig.Preset(Preset ?? throw new ArgumentException("Preset is null.", nameof(Preset))).WithDefaultPopulationStatistics();
         c.Validate();
         return c;
     }

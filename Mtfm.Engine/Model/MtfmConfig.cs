@@ -52,10 +52,14 @@ public sealed record MtfmConfig
     /// <summary>
     /// Whether T tokenizers also read cross-user statistics of the candidate's feature values
     /// (<see cref="Data.PopulationStatistics"/>: how often anyone was shown and clicked items, categories, … holding the
-    /// candidate's values, before its time). The state is saved with the model for serving. Off unless a preset turns
-    /// it on (checkpoints written before it existed load with it off). See docs/quality.md.
+    /// candidate's values, before its time). The state is saved with the model for serving. Off in a configuration
+    /// (checkpoints written before it existed load with it off); <c>mtfm train</c> and <c>TrainingSettings</c> turn it
+    /// on for presets with sequences (<see cref="WithDefaultPopulationStatistics"/>). See docs/quality.md.
     /// </summary>
     public bool PopulationStatistics { get; init; }
+
+    /// <summary>This configuration with <see cref="PopulationStatistics"/> on when it has transformer blocks (the training default; the MMoE baseline stays without).</summary>
+    public MtfmConfig WithDefaultPopulationStatistics() => this with { PopulationStatistics = Blocks > 0 };
 
     /// <summary>Which layers are stacked (HTA, all full, all target).</summary>
     public AttentionMode Attention { get; init; } = AttentionMode.Hta;

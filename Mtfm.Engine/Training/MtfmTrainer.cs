@@ -66,7 +66,9 @@ internal sealed class MtfmTrainer
         ArgumentNullException.ThrowIfNull(train);
         ArgumentNullException.ThrowIfNull(trainBatches);
         // The cross-user state serving reads: where the pass over the training log's store ended.
-        if (_model.Config.PopulationStatistics) _model.Population = trainBatches.Population.FinalState;
+        if (_model.Config.PopulationStatistics)
+            _model.Population = (trainBatches.Population ?? throw new ArgumentException(
+                "the model reads population statistics: build its batches with new BatchBuilder(…, population: true).", nameof(trainBatches))).FinalState;
         long batchesPerEpoch = trainBatches.CountBatches(_o.BatchTokens);
         long total = batchesPerEpoch * _o.Epochs;
         if (_o.MaxSteps > 0) total = Math.Min(total, _o.MaxSteps);
