@@ -5,19 +5,26 @@ namespace Mtfm.Engine.Data;
 /// <summary>
 /// Cross-user ("population") statistics of T tokens (docs/quality.md): for every categorical column of a scenario's
 /// exposures (item, category, shop, user, …), how often exposures holding the candidate's value were shown and clicked
-/// by anyone, before the candidate's time. A per-user instance cannot hold this knowledge; a tree model on causal counts
+/// by anyone, in this scenario and in all scenarios together, and how often anyone acted on that value in a behaviour
+/// sequence, before the candidate's time. A per-user instance cannot hold this knowledge; a tree model on causal counts
 /// gets it from one time-ordered pass over the whole log, and so does this class.
 /// <para>
-/// One state, two uses. In training and evaluation, <see cref="ForStore"/> runs the state over the log's exposures in
+/// One state, two uses. In training and evaluation, <see cref="ForStore"/> runs the state over the log's events in
 /// (time, event id) order, second by second, all reads of a second before its observations, so an exposure sees only
-/// exposures of strictly earlier seconds (its own click and those of its page never). In serving, the state reached at
-/// the end of the training log is saved in the checkpoint (IO.PopulationCheckpoint) and read at the request time; a host may add outcomes as they
-/// come (<see cref="Observe"/>). The click is the first task's label; an exposure without it is not counted.
+/// events of strictly earlier seconds (its own click, its page's clicks and same-second behaviours never). In serving,
+/// the state reached at the end of the training log is saved in the checkpoint (IO.PopulationCheckpoint) and read at
+/// the request time; a host may add events as they come (<see cref="Observe"/>, <see cref="ObserveBehaviour"/>). The
+/// click is the first task's label; an exposure without it is not counted.
 /// </para>
-/// Columns per categorical column a of scenario s (4 each), from the counts of a's value v before time t:
-/// L(E_v), L(E_v decayed), and the smoothed log-odds ratios lor(C_v, E_v) and lor(C_v decayed, E_v decayed), with
-/// L(x) = log1p(x)/4, decay e^(−Δt/1 d), lor(c, e) = logit((c + k·p)/(e + k)) − logit(p), k = <see cref="PriorStrength"/>
-/// and p = (C + 1)/(E + 2) the scenario's click rate so far.
+/// Columns per categorical column a (table t) of scenario s (<see cref="ColumnsPerFeature"/> each), from the events
+/// holding a's value v before time t:
+/// <list type="number">
+/// <item>exposures of s: L(E), L(E decayed), lor(C, E), lor(C decayed, E decayed) against p_s, the click rate of s so far;</item>
+/// <item>exposures of every scenario whose column uses table t: the same four against p, the click rate of all scenarios;</item>
+/// <item>behaviour events of every sequence with a column of table t: L(B), L(B decayed).</item>
+/// </list>
+/// L(x) = log1p(x)/4, decay e^(−Δt/1 d), lor(c, e) = logit((c + k·p)/(e + k)) − logit(p), k = <see cref="PriorStrength"/>,
+/// p = (C + 1)/(E + 2).
 /// </summary>
 internal sealed class PopulationStatistics : IPopulationSource
 {
@@ -28,11 +35,15 @@ internal sealed class PopulationStatistics : IPopulationSource
     public const double PriorStrength = 10;
 
     /// <summary>Columns per categorical column.</summary>
-    public const int ColumnsPerFeature = 4;
+    public const int ColumnsPerFeature = 10;
 
     private readonly DataLayout _l;
     private readonly Counts[][] _cols; // per scenario, per categorical column of its exposures
+    private readonly int[][] _colTable; // per scenario, per categorical column: its embedding table
+    private readonly Counts?[] _tableExposures, _tableBehaviours; // per embedding table used by some T column, else null
+    private readonly int[][] _seqTables; // per sequence: its categorical columns' tables
     private readonly double[] _scenExposures, _scenClicks;
+    private double _allExposures, _allClicks;
 
     /// <summary>The counts of one (scenario, categorical column), dense over the column's table rows.</summary>
     internal sealed class Counts(int rows)
@@ -55,11 +66,21 @@ internal sealed class PopulationStatistics : IPopulationSource
         _l = layout ?? throw new ArgumentNullException(nameof(layout));
         int ns = layout.ScenarioCount;
         _cols = new Counts[ns][];
+        _colTable = new int[ns][];
+        _tableExposures = new Counts?[layout.Tables.Count];
+        _tableBehaviours = new Counts?[layout.Tables.Count];
         for (int s = 0; s < ns; s++)
         {
             var tables = layout.Groups[layout.TargetGroup(s)].CategoricalTables;
+            _colTable[s] = tables;
             _cols[s] = tables.Select(t => new Counts(layout.Tables[t].Rows)).ToArray();
+            foreach (int t in tables)
+            {
+                _tableExposures[t] ??= new Counts(layout.Tables[t].Rows);
+                _tableBehaviours[t] ??= new Counts(layout.Tables[t].Rows);
+            }
         }
+        _seqTables = Enumerable.Range(0, layout.SequenceCount).Select(j => layout.Groups[layout.HistoryGroup(j)].CategoricalTables).ToArray();
         _scenExposures = new double[ns];
         _scenClicks = new double[ns];
     }
@@ -80,20 +101,29 @@ internal sealed class PopulationStatistics : IPopulationSource
         if (rows.Length != cols.Length) throw new ArgumentException($"{rows.Length} categorical rows for {cols.Length} columns.", nameof(rows));
         if (dst.Length != ColumnsPerFeature * cols.Length) throw new ArgumentException($"{dst.Length} columns for {ColumnsPerFeature * cols.Length}.", nameof(dst));
         double p = (_scenClicks[scenario] + 1) / (_scenExposures[scenario] + 2);
-        double lp = Logit(p);
+        double pAll = (_allClicks + 1) / (_allExposures + 2);
         for (int a = 0; a < cols.Length; a++)
         {
-            var c = cols[a];
-            int r = rows[a];
-            double e = c.Exposures[r], k = c.Clicks[r];
-            double w = Decay(time, c.Last[r]);
-            double ed = c.DecayedExposures[r] * w, kd = c.DecayedClicks[r] * w;
+            int r = rows[a], t = _colTable[scenario][a];
             var o = dst.Slice(ColumnsPerFeature * a, ColumnsPerFeature);
-            o[0] = L(e);
-            o[1] = L(ed);
-            o[2] = (float)(Logit((k + PriorStrength * p) / (e + PriorStrength)) - lp);
-            o[3] = (float)(Logit((kd + PriorStrength * p) / (ed + PriorStrength)) - lp);
+            ReadExposures(cols[a], r, time, p, o[..4]);
+            ReadExposures(_tableExposures[t]!, r, time, pAll, o.Slice(4, 4));
+            var b = _tableBehaviours[t]!;
+            o[8] = L(b.Exposures[r]);
+            o[9] = L(b.DecayedExposures[r] * Decay(time, b.Last[r]));
         }
+    }
+
+    private static void ReadExposures(Counts c, int r, long time, double p, Span<float> o)
+    {
+        double e = c.Exposures[r], k = c.Clicks[r];
+        double w = Decay(time, c.Last[r]);
+        double ed = c.DecayedExposures[r] * w, kd = c.DecayedClicks[r] * w;
+        double lp = Logit(p);
+        o[0] = L(e);
+        o[1] = L(ed);
+        o[2] = (float)(Logit((k + PriorStrength * p) / (e + PriorStrength)) - lp);
+        o[3] = (float)(Logit((kd + PriorStrength * p) / (ed + PriorStrength)) - lp);
     }
 
     /// <summary>Adds one exposure of <paramref name="scenario"/> at <paramref name="time"/> with its click outcome.</summary>
@@ -104,17 +134,32 @@ internal sealed class PopulationStatistics : IPopulationSource
         double click = clicked ? 1 : 0;
         _scenExposures[scenario] += 1;
         _scenClicks[scenario] += click;
+        _allExposures += 1;
+        _allClicks += click;
         for (int a = 0; a < cols.Length; a++)
         {
-            var c = cols[a];
-            int r = rows[a];
-            double w = Decay(time, c.Last[r]);
-            c.Exposures[r] += 1;
-            c.Clicks[r] += click;
-            c.DecayedExposures[r] = c.DecayedExposures[r] * w + 1;
-            c.DecayedClicks[r] = c.DecayedClicks[r] * w + click;
-            if (time > c.Last[r]) c.Last[r] = time;
+            Add(cols[a], rows[a], time, click);
+            Add(_tableExposures[_colTable[scenario][a]]!, rows[a], time, click);
         }
+    }
+
+    /// <summary>Adds one behaviour event of sequence <paramref name="sequence"/> (its categorical rows in layout order) at <paramref name="time"/>.</summary>
+    public void ObserveBehaviour(int sequence, ReadOnlySpan<int> rows, long time)
+    {
+        var tables = _seqTables[sequence];
+        if (rows.Length != tables.Length) throw new ArgumentException($"{rows.Length} categorical rows for {tables.Length} columns.", nameof(rows));
+        for (int a = 0; a < tables.Length; a++)
+            if (_tableBehaviours[tables[a]] is { } b) Add(b, rows[a], time, 0);
+    }
+
+    private static void Add(Counts c, int r, long time, double click)
+    {
+        double w = Decay(time, c.Last[r]);
+        c.Exposures[r] += 1;
+        c.Clicks[r] += click;
+        c.DecayedExposures[r] = c.DecayedExposures[r] * w + 1;
+        c.DecayedClicks[r] = c.DecayedClicks[r] * w + click;
+        if (time > c.Last[r]) c.Last[r] = time;
     }
 
     /// <summary>
@@ -131,33 +176,35 @@ internal sealed class PopulationStatistics : IPopulationSource
         var evOf = store.ExposureEvent.Items;
         for (int e = 0; e < ne; e++) offsets[e + 1] = offsets[e] + state.Width(store.SourceOf(evOf[e]));
         var values = new float[offsets[ne]];
-        var order = new int[ne];
-        var keys = new long[ne];
-        for (int e = 0; e < ne; e++) { order[e] = e; keys[e] = store.TimeOf(evOf[e]); }
+        int n = store.Count, ns = l.ScenarioCount;
+        var order = new int[n];
+        var keys = new long[n];
+        for (int i = 0; i < n; i++) { order[i] = i; keys[i] = store.TimeOf(i); }
         Array.Sort(keys, order);
-        // Array.Sort is not stable: restore exposure (= event id) order inside equal times.
-        for (int a = 0; a < ne;)
+        // Array.Sort is not stable: restore event-id order inside equal times.
+        for (int a = 0; a < n;)
         {
             int b = a;
-            while (b + 1 < ne && keys[b + 1] == keys[a]) b++;
+            while (b + 1 < n && keys[b + 1] == keys[a]) b++;
             if (b > a) Array.Sort(order, a, b - a + 1);
             a = b + 1;
         }
         var labels = store.Labels.Items;
-        for (int g = 0; g < ne;)
+        for (int g = 0; g < n;)
         {
             int h = g;
-            while (h + 1 < ne && keys[h + 1] == keys[g]) h++;
+            while (h + 1 < n && keys[h + 1] == keys[g]) h++;
             for (int i = g; i <= h; i++)
             {
-                int e = order[i], ev = evOf[e];
-                state.Read(store.SourceOf(ev), store.Categorical(ev), keys[i], values.AsSpan((int)offsets[e], (int)(offsets[e + 1] - offsets[e])));
+                int ev = order[i], e = store.ExposureIndexOf(ev);
+                if (e >= 0) state.Read(store.SourceOf(ev), store.Categorical(ev), keys[i], values.AsSpan((int)offsets[e], (int)(offsets[e + 1] - offsets[e])));
             }
             for (int i = g; i <= h; i++)
             {
-                int e = order[i], ev = evOf[e];
+                int ev = order[i], e = store.ExposureIndexOf(ev), src = store.SourceOf(ev);
+                if (e < 0) { state.ObserveBehaviour(src - ns, store.Categorical(ev), keys[i]); continue; }
                 byte label = tasks > 0 ? labels[e * tasks] : (byte)255;
-                if (label != 255) state.Observe(store.SourceOf(ev), store.Categorical(ev), keys[i], label == 1);
+                if (label != 255) state.Observe(src, store.Categorical(ev), keys[i], label == 1);
             }
             g = h + 1;
         }
@@ -193,6 +240,16 @@ internal sealed class PopulationStatistics : IPopulationSource
 
     /// <summary>The counts of column <paramref name="column"/> of scenario <paramref name="scenario"/> (checkpoint IO).</summary>
     internal Counts Column(int scenario, int column) => _cols[scenario][column];
+
+    /// <summary>The all-scenario exposure counts (<see cref="Counts"/>) and behaviour counts (its Exposures and decayed figures) of table <paramref name="table"/>, or nulls when no T column uses it (checkpoint IO).</summary>
+    internal (Counts? Exposures, Counts? Behaviours) TableCounts(int table) => (_tableExposures[table], _tableBehaviours[table]);
+
+    /// <summary>Counted exposures and clicks of all scenarios (checkpoint IO).</summary>
+    internal (double Exposures, double Clicks) AllTotals
+    {
+        get => (_allExposures, _allClicks);
+        set => (_allExposures, _allClicks) = value;
+    }
 
     /// <summary>Counted exposures and clicks of <paramref name="scenario"/>, the prior's evidence (checkpoint IO).</summary>
     internal (double Exposures, double Clicks) ScenarioTotals(int scenario) => (_scenExposures[scenario], _scenClicks[scenario]);

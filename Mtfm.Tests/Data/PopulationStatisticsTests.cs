@@ -20,34 +20,60 @@ public class PopulationStatisticsTests
         var cols = PopulationStatistics.ForStore(st);
         var l = st.Layout;
         var exposures = Enumerable.Range(0, st.Count).Where(st.IsExposure).ToArray();
-        int checkedCells = 0, sameSecondPeers = 0;
+        var behaviours = Enumerable.Range(0, st.Count).Where(e => !st.IsExposure(e)).ToArray();
+        int ns = l.ScenarioCount, k = PopulationStatistics.ColumnsPerFeature;
+        int checkedCells = 0, sameSecondPeers = 0, behaviourCells = 0;
         for (int i = 0; i < exposures.Length; i += 23) // a spread sample: the brute force is O(n) per exposure
         {
             int ev = exposures[i], s = st.SourceOf(ev);
             long t = st.TimeOf(ev);
-            var earlier = exposures.Where(e => st.SourceOf(e) == s && st.TimeOf(e) < t && st.Label(e, 0) >= 0).ToArray();
+            var earlierAll = exposures.Where(e => st.TimeOf(e) < t && st.Label(e, 0) >= 0).ToArray();
+            var earlier = earlierAll.Where(e => st.SourceOf(e) == s).ToArray();
             sameSecondPeers += exposures.Count(e => e != ev && st.SourceOf(e) == s && st.TimeOf(e) == t);
-            double se = earlier.Length, sc = earlier.Sum(e => st.Label(e, 0));
-            double p = (sc + 1) / (se + 2);
+            double p = (earlier.Sum(e => st.Label(e, 0)) + 1) / (earlier.Length + 2.0);
+            double pAll = (earlierAll.Sum(e => st.Label(e, 0)) + 1) / (earlierAll.Length + 2.0);
             var got = cols.Of(st.ExposureIndexOf(ev));
             var rows = st.Categorical(ev).ToArray();
-            Assert.Equal(PopulationStatistics.ColumnsPerFeature * rows.Length, got.Length);
+            var tables = l.Groups[l.TargetGroup(s)].CategoricalTables;
+            Assert.Equal(k * rows.Length, got.Length);
             for (int a = 0; a < rows.Length; a++)
             {
-                int v = rows[a], col = a;
-                var same = earlier.Where(e => st.Categorical(e)[col] == v).ToArray();
+                int v = rows[a], col = a, table = tables[a];
+                // (1) this scenario's exposures with the value, (2) every scenario's exposures whose column of the same table holds it
+                Check(earlier.Where(e => st.Categorical(e)[col] == v), p, got.Slice(k * a, 4));
+                Check(earlierAll.Where(e => TableRow(e, table) == v), pAll, got.Slice(k * a + 4, 4));
+                // (3) behaviour events (any sequence) whose column of the same table holds it
+                var acted = behaviours.Where(e => st.TimeOf(e) < t && TableRow(e, table) == v).ToArray();
+                Assert.Equal(Math.Log(1 + acted.Length) / 4, got[k * a + 8], tolerance: 1e-5);
+                Assert.Equal(Math.Log(1 + acted.Sum(e => Math.Exp(-(t - st.TimeOf(e)) / 86400.0))) / 4, got[k * a + 9], tolerance: 1e-4);
+                if (acted.Length > 0) behaviourCells++;
+                checkedCells++;
+            }
+
+            void Check(IEnumerable<int> sameValue, double prior, ReadOnlySpan<float> o)
+            {
+                var same = sameValue.ToArray();
                 double e0 = same.Length, c0 = same.Sum(e => st.Label(e, 0));
                 double ed = same.Sum(e => Math.Exp(-(t - st.TimeOf(e)) / 86400.0));
                 double cd = same.Where(e => st.Label(e, 0) == 1).Sum(e => Math.Exp(-(t - st.TimeOf(e)) / 86400.0));
-                Assert.Equal(Math.Log(1 + e0) / 4, got[4 * a], tolerance: 1e-5);
-                Assert.Equal(Math.Log(1 + ed) / 4, got[4 * a + 1], tolerance: 1e-4);
-                Assert.Equal(Lor(c0, e0, p), got[4 * a + 2], tolerance: 1e-4);
-                Assert.Equal(Lor(cd, ed, p), got[4 * a + 3], tolerance: 1e-4);
-                checkedCells++;
+                Assert.Equal(Math.Log(1 + e0) / 4, o[0], tolerance: 1e-5);
+                Assert.Equal(Math.Log(1 + ed) / 4, o[1], tolerance: 1e-4);
+                Assert.Equal(Lor(c0, e0, prior), o[2], tolerance: 1e-4);
+                Assert.Equal(Lor(cd, ed, prior), o[3], tolerance: 1e-4);
             }
         }
         Assert.True(checkedCells > 2000, $"{checkedCells} cells");
+        Assert.True(behaviourCells > 200, $"{behaviourCells} cells with earlier behaviour");
         Assert.True(sameSecondPeers > 0, "the sample must hold exposures that share their second (pages), or the strict rule is not exercised");
+
+        // The row of embedding table `table` in event e's categorical columns, or −1 when e has no column of that table.
+        int TableRow(int e, int table)
+        {
+            int src = st.SourceOf(e);
+            var tabs = src < ns ? l.Groups[l.TargetGroup(src)].CategoricalTables : l.Groups[l.HistoryGroup(src - ns)].CategoricalTables;
+            int c = Array.IndexOf(tabs, table);
+            return c < 0 ? -1 : st.Categorical(e)[c];
+        }
 
         static double Lor(double c, double e, double p)
         {
