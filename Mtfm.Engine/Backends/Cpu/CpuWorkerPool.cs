@@ -16,15 +16,30 @@ internal interface IRangeBody
 /// A fixed pool of worker threads sized to the cores (or to an explicit count). Work is split into one contiguous
 /// chunk per worker, always the same way for the same (count, threads): results that depend on the partition
 /// (reductions) are reproducible for a fixed thread count. Calls are serialised; a body must not call back into the pool.
+/// <para>
+/// Hand-off without a kernel round trip: a loop is published by bumping a generation counter; a worker that finished
+/// its last chunk less than <see cref="SpinMicroseconds"/> ago is still spinning on that counter and starts at once,
+/// only a worker that went to sleep is woken through its semaphore, and the caller spins on the count of chunks still
+/// running instead of blocking. A forward of a small model is hundreds of parallel loops of tens of microseconds each,
+/// where waking a sleeping thread per loop cost more than the second thread gained (BENCHMARKS.md, serving).
+/// </para>
 /// </summary>
 internal sealed class CpuWorkerPool : IDisposable
 {
+    /// <summary>How long an idle worker spins for the next loop before it sleeps.</summary>
+    public const int SpinMicroseconds = 200;
+
+    private static readonly long SpinTicks = System.Diagnostics.Stopwatch.Frequency * SpinMicroseconds / 1_000_000;
+
     private readonly Thread[] _threads;
-    private readonly SemaphoreSlim[] _start;
-    private readonly CountdownEvent _done;
+    private readonly SemaphoreSlim[] _wake;
+    private readonly int[] _sleeping; // per worker (index worker − 1): 1 while it waits on its semaphore
     private readonly object _gate = new();
     private Action<int>? _job;
+    private int _chunks;
     private Exception? _error;
+    private int _generation;
+    private int _running;
     private volatile bool _stopping;
 
     /// <summary>Creates a pool of <paramref name="threads"/> workers (the calling thread is one of them).</summary>
@@ -33,12 +48,12 @@ internal sealed class CpuWorkerPool : IDisposable
         if (threads < 0) throw new ArgumentOutOfRangeException(nameof(threads), threads, "threads must be ≥ 0 (0 = one per core).");
         ThreadCount = threads == 0 ? Environment.ProcessorCount : threads;
         _threads = new Thread[ThreadCount - 1];
-        _start = new SemaphoreSlim[ThreadCount - 1];
-        _done = new CountdownEvent(1);
+        _wake = new SemaphoreSlim[ThreadCount - 1];
+        _sleeping = new int[ThreadCount - 1];
         for (int i = 0; i < _threads.Length; i++)
         {
             int worker = i + 1;
-            _start[i] = new SemaphoreSlim(0);
+            _wake[i] = new SemaphoreSlim(0);
             _threads[i] = new Thread(() => WorkerLoop(worker)) { IsBackground = true, Name = $"mtfm-cpu-{worker}" };
             _threads[i].Start();
         }
@@ -69,35 +84,49 @@ internal sealed class CpuWorkerPool : IDisposable
         {
             _job = w =>
             {
-                if (w >= chunks) return;
                 long s = (long)count * w / chunks, e = (long)count * (w + 1) / chunks;
                 box.Value.Run((int)s, (int)e);
             };
             _error = null;
-            _done.Reset(chunks);
-            for (int i = 1; i < chunks; i++) _start[i - 1].Release();
-            RunChunk(0);
-            _done.Wait();
+            _chunks = chunks;
+            Volatile.Write(ref _running, chunks - 1);
+            Interlocked.Increment(ref _generation); // full fence: the job is visible before the new generation
+            for (int w = 1; w < chunks; w++)
+                if (Volatile.Read(ref _sleeping[w - 1]) == 1) _wake[w - 1].Release();
+            try { _job(0); }
+            catch (Exception ex) { Interlocked.CompareExchange(ref _error, ex, null); }
+            var spin = new SpinWait();
+            while (Volatile.Read(ref _running) != 0) spin.SpinOnce(sleep1Threshold: -1);
             _job = null;
             if (_error is not null) throw new AggregateException("A parallel CPU kernel failed.", _error);
         }
     }
 
-    private void RunChunk(int worker)
-    {
-        try { _job!(worker); }
-        catch (Exception ex) { Interlocked.CompareExchange(ref _error, ex, null); }
-        finally { _done.Signal(); }
-    }
-
     private void WorkerLoop(int worker)
     {
-        var sem = _start[worker - 1];
+        int seen = Volatile.Read(ref _generation);
         while (true)
         {
-            sem.Wait();
+            long deadline = System.Diagnostics.Stopwatch.GetTimestamp() + SpinTicks;
+            int gen;
+            while ((gen = Volatile.Read(ref _generation)) == seen)
+            {
+                if (_stopping) return;
+                if (System.Diagnostics.Stopwatch.GetTimestamp() < deadline) { Thread.SpinWait(30); continue; }
+                // Sleep. The exchange is a full fence: either the caller sees the flag and wakes this worker, or this
+                // worker sees the caller's new generation here (a wake that finds it awake leaves the semaphore at 1,
+                // which only turns the next sleep into one more turn of this loop).
+                Interlocked.Exchange(ref _sleeping[worker - 1], 1);
+                if (Volatile.Read(ref _generation) == seen && !_stopping) _wake[worker - 1].Wait();
+                Interlocked.Exchange(ref _sleeping[worker - 1], 0);
+                deadline = System.Diagnostics.Stopwatch.GetTimestamp() + SpinTicks;
+            }
+            seen = gen;
             if (_stopping) return;
-            RunChunk(worker);
+            if (worker >= Volatile.Read(ref _chunks)) continue; // this loop has fewer chunks than workers
+            try { _job!(worker); }
+            catch (Exception ex) { Interlocked.CompareExchange(ref _error, ex, null); }
+            finally { Interlocked.Decrement(ref _running); }
         }
     }
 
@@ -106,9 +135,8 @@ internal sealed class CpuWorkerPool : IDisposable
     {
         if (_stopping) return;
         _stopping = true;
-        foreach (var s in _start) s.Release();
+        foreach (var s in _wake) s.Release();
         foreach (var t in _threads) t.Join();
-        foreach (var s in _start) s.Dispose();
-        _done.Dispose();
+        foreach (var s in _wake) s.Dispose();
     }
 }
