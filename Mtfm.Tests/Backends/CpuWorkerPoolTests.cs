@@ -1,0 +1,50 @@
+using Mtfm.Engine.Backends.Cpu;
+
+namespace Mtfm.Tests.Backends;
+
+public class CpuWorkerPoolTests
+{
+    private struct Mark(int[] hits, int failAt) : IRangeBody
+    {
+        public void Run(int start, int end)
+        {
+            for (int i = start; i < end; i++)
+            {
+                if (i == failAt) throw new InvalidOperationException($"index {i}");
+                Interlocked.Increment(ref hits[i]);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Thousands of loops back to back (workers still spinning) and after pauses long enough for them to sleep, with
+    /// chunk counts from 1 to more than the workers: every index runs exactly once per loop, a failing chunk surfaces as
+    /// an AggregateException and leaves the pool usable, Dispose ends the workers.
+    /// </summary>
+    [Theory]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void EveryIndexRunsOnceWhetherWorkersSpinOrSleep(int threads)
+    {
+        var pool = new CpuWorkerPool(threads);
+        var rng = new Random(3);
+        for (int loop = 0; loop < 3000; loop++)
+        {
+            int count = rng.Next(1, 64);
+            var hits = new int[count];
+            var body = new Mark(hits, failAt: -1);
+            pool.For(count, rng.Next(1, 8), ref body);
+            Assert.All(hits, h => Assert.Equal(1, h));
+            if (loop % 500 == 499) Thread.Sleep(5); // longer than the spin: the next loop wakes sleeping workers
+        }
+        var failing = new Mark(new int[100], failAt: 99); // in the last chunk, a worker's
+        var ex = Assert.Throws<AggregateException>(() => pool.For(100, 1, ref failing));
+        Assert.Contains("index 99", ex.InnerException!.Message);
+        var again = new int[100];
+        var ok = new Mark(again, failAt: -1);
+        pool.For(100, 1, ref ok);
+        Assert.All(again, h => Assert.Equal(1, h));
+        pool.Dispose();
+        pool.Dispose();
+    }
+}
