@@ -85,15 +85,14 @@ internal sealed class HistoryStatistics
         ArgumentNullException.ThrowIfNull(batch);
         int nq = _l.SequenceCount;
         var ctx = new List<int>();
-        int maxWidth = 1, maxSame = 1;
-        foreach (var pl in _plans)
-            foreach (var sp in pl.Sequences) { maxWidth = Math.Max(maxWidth, SequenceWidth(sp)); maxSame = Math.Max(maxSame, 1 + sp.Same.Length); }
-        var accBuf = new double[maxWidth];
-        var lastBuf = new long[maxSame];
+        // Candidates of one instance at one time see the same tokens: their aggregates are computed once per
+        // (time, scenario, sequence), and each T token only picks the same-value parts of its own values.
+        var groups = new Dictionary<(long Time, int Scenario), Aggregate[]>();
         for (int i = 0; i < batch.InstanceCount; i++)
         {
             int s0 = batch.Offsets[i], e0 = batch.Offsets[i + 1];
             ctx.Clear();
+            groups.Clear();
             for (int t = s0; t < e0; t++) if (batch.Segment[t] != (byte)SegmentKind.Target) ctx.Add(t);
             for (int t = s0; t < e0; t++)
             {
@@ -105,92 +104,134 @@ internal sealed class HistoryStatistics
                 if (tb.StatisticsWidth != plan.Width)
                     throw new ArgumentException($"group {_l.Groups[g].Name} has {tb.StatisticsWidth} statistics columns, the plan {plan.Width}.", nameof(batch));
                 if (plan.Width == 0) continue;
+                long now = batch.Time[t];
+                if (!groups.TryGetValue((now, scenario), out var aggs))
+                {
+                    aggs = new Aggregate[nq];
+                    for (int j = 0; j < nq; j++) aggs[j] = Aggregate.Over(batch, ctx, plan.Sequences[j], _l.HistoryGroup(j), _l.RealtimeGroup(j), now);
+                    groups[(now, scenario)] = aggs;
+                }
                 var outRow = tb.Statistics.AsSpan(batch.RowInGroup[t] * plan.Width, plan.Width);
                 var tCat = tb.Categorical.AsSpan(batch.RowInGroup[t] * tb.CategoricalWidth, tb.CategoricalWidth);
                 int col = 0;
-                long now = batch.Time[t];
                 for (int j = 0; j < nq; j++)
                 {
                     var sp = plan.Sequences[j];
-                    int hg = _l.HistoryGroup(j), rg = _l.RealtimeGroup(j);
-                    int lowOffset = 4 + 4 * sp.Same.Length; // base figures, same-value figures, then per-value shares
                     int width = SequenceWidth(sp);
-                    var o = outRow.Slice(col, width);
-                    var acc = accBuf.AsSpan(0, width);
-                    acc.Clear();
-                    var last = lastBuf.AsSpan(0, 1 + sp.Same.Length);
-                    last.Fill(long.MinValue);
-                    foreach (int k in ctx)
-                    {
-                        int kg = batch.Group[k];
-                        if (kg != hg && kg != rg) continue;
-                        if (batch.Segment[k] == (byte)SegmentKind.Realtime && batch.Time[k] >= now) continue;
-                        var kb = batch.Blocks[kg];
-                        var kCat = kb.Categorical.AsSpan(batch.RowInGroup[k] * kb.CategoricalWidth, kb.CategoricalWidth);
-                        double dt = Math.Max(0, now - batch.Time[k]);
-                        double wh = Math.Exp(-dt / Hour), wd = Math.Exp(-dt / Day);
-                        acc[0] += 1; acc[1] += wh; acc[2] += wd;
-                        last[0] = Math.Max(last[0], batch.Time[k]);
-                        int p = lowOffset;
-                        for (int c = 0; c < sp.LowCard.Length; c++)
-                        {
-                            var (qc, rows) = sp.LowCard[c];
-                            int v = kCat[qc];
-                            acc[p + v] += 1;
-                            p += rows;
-                            for (int a = 0; a < sp.Same.Length; a++, p += rows)
-                                if (kCat[sp.Same[a].SequenceColumn] == tCat[sp.Same[a].TargetColumn]) acc[p + v] += 1;
-                        }
-                        if (sp.Numeric > 0)
-                        {
-                            var kNum = kb.Numeric.AsSpan(batch.RowInGroup[k] * kb.NumericWidth, kb.NumericWidth);
-                            for (int c = 0; c < sp.Numeric; c++)
-                            {
-                                acc[p++] += kNum[c];
-                                for (int a = 0; a < sp.Same.Length; a++, p++)
-                                    if (kCat[sp.Same[a].SequenceColumn] == tCat[sp.Same[a].TargetColumn]) acc[p] += kNum[c];
-                            }
-                        }
-                        for (int a = 0; a < sp.Same.Length; a++)
-                        {
-                            if (kCat[sp.Same[a].SequenceColumn] != tCat[sp.Same[a].TargetColumn]) continue;
-                            int q = 4 + 4 * a;
-                            acc[q] += 1; acc[q + 2] += wd;
-                            last[1 + a] = Math.Max(last[1 + a], batch.Time[k]);
-                        }
-                    }
-                    double n = acc[0];
-                    o[0] = L(n); o[1] = L(acc[1]); o[2] = L(acc[2]); o[3] = Since(now, last[0]);
-                    for (int a = 0; a < sp.Same.Length; a++)
-                    {
-                        int q = 4 + 4 * a;
-                        o[q] = L(acc[q]);
-                        o[q + 1] = (float)(acc[q] / (n + 1));
-                        o[q + 2] = L(acc[q + 2]);
-                        o[q + 3] = Since(now, last[1 + a]);
-                    }
-                    {
-                        int p = lowOffset;
-                        for (int c = 0; c < sp.LowCard.Length; c++)
-                        {
-                            int rows = sp.LowCard[c].Rows;
-                            for (int v = 0; v < rows; v++) o[p + v] = (float)(acc[p + v] / (n + 1));
-                            p += rows;
-                            for (int a = 0; a < sp.Same.Length; a++, p += rows)
-                            {
-                                double m = acc[4 + 4 * a];
-                                for (int v = 0; v < rows; v++) o[p + v] = (float)(acc[p + v] / (m + 1));
-                            }
-                        }
-                        for (int c = 0; c < sp.Numeric; c++)
-                        {
-                            o[p] = (float)(acc[p] / (n + 1)); p++;
-                            for (int a = 0; a < sp.Same.Length; a++, p++) o[p] = (float)(acc[p] / (acc[4 + 4 * a] + 1));
-                        }
-                    }
+                    Write(sp, aggs[j], tCat, now, outRow.Slice(col, width));
                     col += width;
                 }
             }
+        }
+    }
+
+    /// <summary>
+    /// One sequence's sums over the tokens a T token at <c>now</c> sees: the parts that do not depend on the candidate
+    /// (<see cref="Overall"/>) and, per same-value column a, the parts of the tokens holding each value. Every slot of the
+    /// statistics vector belongs to exactly one of them and is summed over its tokens in context order, as a direct
+    /// per-candidate loop would.
+    /// </summary>
+    private sealed class Aggregate(double[] overall, long last, Dictionary<int, (double[] Acc, long Last)>[] same)
+    {
+        public double[] Overall => overall;
+        public long Last => last;
+        public Dictionary<int, (double[] Acc, long Last)>[] Same => same;
+
+        public static Aggregate Over(JaggedBatch batch, List<int> ctx, SequencePlan sp, int hg, int rg, long now)
+        {
+            int width = SequenceWidth(sp), lowOffset = 4 + 4 * sp.Same.Length;
+            var acc = new double[width];
+            long last = long.MinValue;
+            var same = new Dictionary<int, (double[] Acc, long Last)>[sp.Same.Length];
+            for (int a = 0; a < same.Length; a++) same[a] = [];
+            var vec = new double[sp.Same.Length][];
+            foreach (int k in ctx)
+            {
+                int kg = batch.Group[k];
+                if (kg != hg && kg != rg) continue;
+                if (batch.Segment[k] == (byte)SegmentKind.Realtime && batch.Time[k] >= now) continue;
+                var kb = batch.Blocks[kg];
+                var kCat = kb.Categorical.AsSpan(batch.RowInGroup[k] * kb.CategoricalWidth, kb.CategoricalWidth);
+                double dt = Math.Max(0, now - batch.Time[k]);
+                double wh = Math.Exp(-dt / Hour), wd = Math.Exp(-dt / Day);
+                acc[0] += 1; acc[1] += wh; acc[2] += wd;
+                last = Math.Max(last, batch.Time[k]);
+                for (int a = 0; a < sp.Same.Length; a++)
+                {
+                    int v = kCat[sp.Same[a].SequenceColumn];
+                    if (!same[a].TryGetValue(v, out var entry)) entry = (new double[width], long.MinValue);
+                    same[a][v] = (entry.Acc, Math.Max(entry.Last, batch.Time[k]));
+                    vec[a] = entry.Acc;
+                }
+                int p = lowOffset;
+                for (int c = 0; c < sp.LowCard.Length; c++)
+                {
+                    var (qc, rows) = sp.LowCard[c];
+                    int v = kCat[qc];
+                    acc[p + v] += 1;
+                    p += rows;
+                    for (int a = 0; a < sp.Same.Length; a++, p += rows) vec[a][p + v] += 1;
+                }
+                if (sp.Numeric > 0)
+                {
+                    var kNum = kb.Numeric.AsSpan(batch.RowInGroup[k] * kb.NumericWidth, kb.NumericWidth);
+                    for (int c = 0; c < sp.Numeric; c++)
+                    {
+                        acc[p++] += kNum[c];
+                        for (int a = 0; a < sp.Same.Length; a++, p++) vec[a][p] += kNum[c];
+                    }
+                }
+                for (int a = 0; a < sp.Same.Length; a++)
+                {
+                    int q = 4 + 4 * a;
+                    vec[a][q] += 1; vec[a][q + 2] += wd;
+                }
+            }
+            return new Aggregate(acc, last, same);
+        }
+    }
+
+    /// <summary>The statistics of one sequence for a T token with categorical rows <paramref name="tCat"/>.</summary>
+    private static void Write(SequencePlan sp, Aggregate agg, ReadOnlySpan<int> tCat, long now, Span<float> o)
+    {
+        int width = o.Length, lowOffset = 4 + 4 * sp.Same.Length;
+        Span<double> acc = width <= 256 ? stackalloc double[width] : new double[width];
+        agg.Overall.CopyTo(acc);
+        Span<long> last = stackalloc long[1 + sp.Same.Length];
+        last[0] = agg.Last;
+        for (int a = 0; a < sp.Same.Length; a++)
+        {
+            last[1 + a] = long.MinValue;
+            if (!agg.Same[a].TryGetValue(tCat[sp.Same[a].TargetColumn], out var entry)) continue;
+            last[1 + a] = entry.Last;
+            for (int x = 0; x < width; x++) acc[x] += entry.Acc[x]; // disjoint slots: exact
+        }
+        double n = acc[0];
+        o[0] = L(n); o[1] = L(acc[1]); o[2] = L(acc[2]); o[3] = Since(now, last[0]);
+        for (int a = 0; a < sp.Same.Length; a++)
+        {
+            int q = 4 + 4 * a;
+            o[q] = L(acc[q]);
+            o[q + 1] = (float)(acc[q] / (n + 1));
+            o[q + 2] = L(acc[q + 2]);
+            o[q + 3] = Since(now, last[1 + a]);
+        }
+        int p = lowOffset;
+        for (int c = 0; c < sp.LowCard.Length; c++)
+        {
+            int rows = sp.LowCard[c].Rows;
+            for (int v = 0; v < rows; v++) o[p + v] = (float)(acc[p + v] / (n + 1));
+            p += rows;
+            for (int a = 0; a < sp.Same.Length; a++, p += rows)
+            {
+                double m = acc[4 + 4 * a];
+                for (int v = 0; v < rows; v++) o[p + v] = (float)(acc[p + v] / (m + 1));
+            }
+        }
+        for (int c = 0; c < sp.Numeric; c++)
+        {
+            o[p] = (float)(acc[p] / (n + 1)); p++;
+            for (int a = 0; a < sp.Same.Length; a++, p++) o[p] = (float)(acc[p] / (acc[4 + 4 * a] + 1));
         }
     }
 
