@@ -30,14 +30,7 @@ public sealed class CudaScorerTests(ServingFixture fx) : IClassFixture<ServingFi
         using (var cpu = new CpuBackend(1))
         using (var model = new MtfmModel(cpu, MtfmConfig.Tiny with { PopulationStatistics = true }, fx.Store.Layout, seed: 5))
         {
-            var rng = new SplitMix64(9);
-            foreach (var p in model.Parameters)
-            {
-                var host = new float[p.Value.Length];
-                cpu.Download<float>(p.Value, host);
-                for (int i = 0; i < host.Length; i++) host[i] += (float)(0.05 * (rng.NextDouble() - 0.5));
-                cpu.Upload<float>(host, p.Value);
-            }
+            ServingTestData.Perturb(model, 9);
             model.Population = PopulationStatistics.ForStore(fx.Store).FinalState;
             MtfmCheckpoint.Save(file, model, fx.Stats);
         }

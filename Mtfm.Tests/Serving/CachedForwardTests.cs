@@ -28,14 +28,7 @@ public sealed class CachedForwardTests(ServingFixture fx) : IClassFixture<Servin
         };
         using var backend = new CpuBackend(variant == "hta-3-threads" ? 3 : 1);
         using var model = new MtfmModel(backend, config, fx.Store.Layout, seed: 3);
-        var rng = new SplitMix64(9);
-        foreach (var p in model.Parameters)
-        {
-            var host = new float[p.Value.Length];
-            backend.Download<float>(p.Value, host);
-            for (int i = 0; i < host.Length; i++) host[i] += (float)(0.05 * (rng.NextDouble() - 0.5));
-            backend.Upload<float>(host, p.Value);
-        }
+        ServingTestData.Perturb(model, 9);
         var enc = new RequestEncoder(fx.Store.Layout, fx.Stats);
         int n = 0, differ = 0; float maxDiff = 0;
         foreach (var r in Requests(25))

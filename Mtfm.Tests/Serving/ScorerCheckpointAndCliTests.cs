@@ -21,14 +21,7 @@ public sealed class ScorerCheckpointAndCliTests(ServingFixture fx) : IClassFixtu
     private string SavePerturbedModel(out MtfmModel model, CpuBackend backend)
     {
         model = new MtfmModel(backend, MtfmConfig.Tiny, fx.Store.Layout, seed: 11);
-        var rng = new SplitMix64(5);
-        foreach (var p in model.Parameters)
-        {
-            var host = new float[p.Value.Length];
-            backend.Download<float>(p.Value, host);
-            for (int i = 0; i < host.Length; i++) host[i] += (float)(0.05 * (rng.NextDouble() - 0.5));
-            backend.Upload<float>(host, p.Value);
-        }
+        ServingTestData.Perturb(model, 5);
         string run = Path.Combine(_dir, "run");
         Directory.CreateDirectory(run);
         MtfmCheckpoint.Save(Path.Combine(run, "model.safetensors"), model, fx.Stats);

@@ -30,6 +30,19 @@ internal static class ServingTestData
         return list;
     }
 
+    /// <summary>Moves every parameter of <paramref name="model"/> (GLN, rab and heads included) off its initial value by up to ±0.025, from <paramref name="seed"/>.</summary>
+    internal static void Perturb(MtfmModel model, ulong seed)
+    {
+        var rng = new SplitMix64(seed);
+        foreach (var p in model.Parameters)
+        {
+            var host = new float[p.Value.Length];
+            model.Backend.Download<float>(p.Value, host);
+            for (int i = 0; i < host.Length; i++) host[i] += (float)(0.05 * (rng.NextDouble() - 0.5));
+            model.Backend.Upload<float>(host, p.Value);
+        }
+    }
+
     public static JsonElement Json(string text) => JsonDocument.Parse(text).RootElement.Clone();
 
     public static JsonElement Num(double v) => Json(v.ToString("R", CultureInfo.InvariantCulture));
