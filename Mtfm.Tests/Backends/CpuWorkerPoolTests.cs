@@ -47,4 +47,21 @@ public class CpuWorkerPoolTests
         pool.Dispose();
         pool.Dispose();
     }
+
+    /// <summary>
+    /// A worker thread that starts only after the first loop was published still takes its chunk (it once read the
+    /// current generation as "seen" and waited for the next loop while the caller waited for it: a deadlock on a loaded
+    /// machine). The hook holds the worker until the loop is published, so the old code hangs here every time.
+    /// </summary>
+    [Fact]
+    public void AWorkerThatStartsAfterTheFirstLoopStillRunsIt()
+    {
+        CpuWorkerPool? pool = null;
+        pool = new CpuWorkerPool(2, _ => SpinWait.SpinUntil(() => Volatile.Read(ref pool) is { Generation: > 0 }));
+        var hits = new int[64];
+        var body = new Mark(hits, failAt: -1);
+        pool.For(64, 1, ref body);
+        Assert.All(hits, h => Assert.Equal(1, h));
+        pool.Dispose();
+    }
 }

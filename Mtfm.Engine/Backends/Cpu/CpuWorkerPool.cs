@@ -41,10 +41,15 @@ internal sealed class CpuWorkerPool : IDisposable
     private int _generation;
     private int _running;
     private volatile bool _stopping;
+    private readonly Action<int>? _workerStarting;
 
     /// <summary>Creates a pool of <paramref name="threads"/> workers (the calling thread is one of them).</summary>
-    public CpuWorkerPool(int threads = 0)
+    public CpuWorkerPool(int threads = 0) : this(threads, workerStarting: null) { }
+
+    /// <summary>As the public constructor; <paramref name="workerStarting"/> runs first on each worker thread (tests: a worker that starts late).</summary>
+    internal CpuWorkerPool(int threads, Action<int>? workerStarting)
     {
+        _workerStarting = workerStarting;
         if (threads < 0) throw new ArgumentOutOfRangeException(nameof(threads), threads, "threads must be ≥ 0 (0 = one per core).");
         ThreadCount = threads == 0 ? Environment.ProcessorCount : threads;
         _threads = new Thread[ThreadCount - 1];
@@ -102,9 +107,15 @@ internal sealed class CpuWorkerPool : IDisposable
         }
     }
 
+    /// <summary>Loops published so far.</summary>
+    internal int Generation => Volatile.Read(ref _generation);
+
     private void WorkerLoop(int worker)
     {
-        int seen = Volatile.Read(ref _generation);
+        _workerStarting?.Invoke(worker);
+        // Generation 0 is the pool's state before any loop: a worker that starts after the first loop was published
+        // must still take part in it (reading the current generation here deadlocked a loaded test run).
+        int seen = 0;
         while (true)
         {
             long deadline = System.Diagnostics.Stopwatch.GetTimestamp() + SpinTicks;
