@@ -36,9 +36,8 @@ internal sealed class CpuWorkerPool : IDisposable
     private readonly int[] _sleeping; // per worker (index worker − 1): 1 while it waits on its semaphore
     private readonly object _gate = new();
     private Action<int>? _job;
-    private int _chunks;
     private Exception? _error;
-    private int _generation;
+    private long _published; // (generation << 32) | chunks of the latest loop, read and written as one value
     private int _running;
     private volatile bool _stopping;
     private readonly Action<int>? _workerStarting;
@@ -93,9 +92,10 @@ internal sealed class CpuWorkerPool : IDisposable
                 box.Value.Run((int)s, (int)e);
             };
             _error = null;
-            _chunks = chunks;
             Volatile.Write(ref _running, chunks - 1);
-            Interlocked.Increment(ref _generation); // full fence: the job is visible before the new generation
+            // One 64-bit write publishes the generation with its chunk count, so a worker never pairs one loop's
+            // generation with another's count; the exchange is a full fence: the job is visible before it.
+            Interlocked.Exchange(ref _published, ((long)(Generation + 1) << 32) | (uint)chunks);
             for (int w = 1; w < chunks; w++)
                 if (Volatile.Read(ref _sleeping[w - 1]) == 1) _wake[w - 1].Release();
             try { _job(0); }
@@ -108,7 +108,7 @@ internal sealed class CpuWorkerPool : IDisposable
     }
 
     /// <summary>Loops published so far.</summary>
-    internal int Generation => Volatile.Read(ref _generation);
+    internal int Generation => (int)(Volatile.Read(ref _published) >> 32);
 
     private void WorkerLoop(int worker)
     {
@@ -119,8 +119,8 @@ internal sealed class CpuWorkerPool : IDisposable
         while (true)
         {
             long deadline = System.Diagnostics.Stopwatch.GetTimestamp() + SpinTicks;
-            int gen;
-            while ((gen = Volatile.Read(ref _generation)) == seen)
+            long published;
+            while ((int)((published = Volatile.Read(ref _published)) >> 32) == seen)
             {
                 if (_stopping) return;
                 if (System.Diagnostics.Stopwatch.GetTimestamp() < deadline) { Thread.SpinWait(30); continue; }
@@ -128,13 +128,13 @@ internal sealed class CpuWorkerPool : IDisposable
                 // worker sees the caller's new generation here (a wake that finds it awake leaves the semaphore at 1,
                 // which only turns the next sleep into one more turn of this loop).
                 Interlocked.Exchange(ref _sleeping[worker - 1], 1);
-                if (Volatile.Read(ref _generation) == seen && !_stopping) _wake[worker - 1].Wait();
+                if (Generation == seen && !_stopping) _wake[worker - 1].Wait();
                 Interlocked.Exchange(ref _sleeping[worker - 1], 0);
                 deadline = System.Diagnostics.Stopwatch.GetTimestamp() + SpinTicks;
             }
-            seen = gen;
+            seen = (int)(published >> 32);
             if (_stopping) return;
-            if (worker >= Volatile.Read(ref _chunks)) continue; // this loop has fewer chunks than workers
+            if (worker >= (int)published) continue; // this loop has fewer chunks than workers
             try { _job!(worker); }
             catch (Exception ex) { Interlocked.CompareExchange(ref _error, ex, null); }
             finally { Interlocked.Decrement(ref _running); }
