@@ -12,6 +12,8 @@ git clone -q "$root" "$WORK/tests"; git clone -q "$root" "$WORK/load"
 cd "$WORK/tests"
 cmake -S . -B build/native -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build build/native -j "$(nproc)" >/dev/null
 export MTFM_CUDA_EMU_LIB="$WORK/tests/build/native/libmtfm_cuda_emu.so"
+# The clones live elsewhere: point the tests at the shared data beside this checkout (../shared), as CI's clone finds it.
+if [[ -z ${MTFM_SHARED:-} && -d "$root/../shared/data" ]]; then export MTFM_SHARED="$(cd "$root/../shared" && pwd)"; fi
 dotnet build Mtfm.sln -c Release >/dev/null
 ( cd "$WORK/load"; while [ ! -f "$WORK/done" ]; do dotnet build Mtfm.sln -c Release --no-incremental >/dev/null 2>&1 || true; done ) &
 load=$!
