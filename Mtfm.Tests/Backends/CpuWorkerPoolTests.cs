@@ -17,16 +17,19 @@ public class CpuWorkerPoolTests
     }
 
     /// <summary>
-    /// Thousands of loops back to back (workers still spinning) and after pauses long enough for them to sleep, with
-    /// chunk counts from 1 to more than the workers: every index runs exactly once per loop, a failing chunk surfaces as
-    /// an AggregateException and leaves the pool usable, Dispose ends the workers.
+    /// Thousands of loops back to back with chunk counts from 1 to more than the workers, on a pool whose idle workers
+    /// spin (the default) and on one whose workers sleep after every loop (spin 0: each loop wakes them): every index
+    /// runs exactly once per loop, a failing chunk surfaces as an AggregateException and leaves the pool usable,
+    /// Dispose ends the workers.
     /// </summary>
     [Theory]
-    [InlineData(2)]
-    [InlineData(3)]
-    public void EveryIndexRunsOnceWhetherWorkersSpinOrSleep(int threads)
+    [InlineData(2, CpuWorkerPool.SpinMicroseconds)]
+    [InlineData(3, CpuWorkerPool.SpinMicroseconds)]
+    [InlineData(2, 0)]
+    [InlineData(3, 0)]
+    public void EveryIndexRunsOnceWhetherWorkersSpinOrSleep(int threads, int spinMicroseconds)
     {
-        var pool = new CpuWorkerPool(threads);
+        var pool = new CpuWorkerPool(threads, workerStarting: null, spinMicroseconds);
         var rng = new Random(3);
         for (int loop = 0; loop < 3000; loop++)
         {
@@ -35,7 +38,6 @@ public class CpuWorkerPoolTests
             var body = new Mark(hits, failAt: -1);
             pool.For(count, rng.Next(1, 8), ref body);
             Assert.All(hits, h => Assert.Equal(1, h));
-            if (loop % 500 == 499) Thread.Sleep(5); // longer than the spin: the next loop wakes sleeping workers
         }
         var failing = new Mark(new int[100], failAt: 99); // in the last chunk, a worker's
         var ex = Assert.Throws<AggregateException>(() => pool.For(100, 1, ref failing));

@@ -29,7 +29,6 @@ internal sealed class CpuWorkerPool : IDisposable
     /// <summary>How long an idle worker spins for the next loop before it sleeps.</summary>
     public const int SpinMicroseconds = 200;
 
-    private static readonly long SpinTicks = System.Diagnostics.Stopwatch.Frequency * SpinMicroseconds / 1_000_000;
 
     private readonly Thread[] _threads;
     private readonly SemaphoreSlim[] _wake;
@@ -41,14 +40,21 @@ internal sealed class CpuWorkerPool : IDisposable
     private int _running;
     private volatile bool _stopping;
     private readonly Action<int>? _workerStarting;
+    private readonly long _spinTicks;
 
     /// <summary>Creates a pool of <paramref name="threads"/> workers (the calling thread is one of them).</summary>
     public CpuWorkerPool(int threads = 0) : this(threads, workerStarting: null) { }
 
-    /// <summary>As the public constructor; <paramref name="workerStarting"/> runs first on each worker thread (tests: a worker that starts late).</summary>
-    internal CpuWorkerPool(int threads, Action<int>? workerStarting)
+    /// <summary>
+    /// As the public constructor; <paramref name="workerStarting"/> runs first on each worker thread (tests: a worker
+    /// that starts late), and idle workers spin <paramref name="spinMicroseconds"/> before they sleep (tests: 0 = every
+    /// loop wakes a sleeping worker).
+    /// </summary>
+    internal CpuWorkerPool(int threads, Action<int>? workerStarting, int spinMicroseconds = SpinMicroseconds)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(spinMicroseconds);
         _workerStarting = workerStarting;
+        _spinTicks = System.Diagnostics.Stopwatch.Frequency * spinMicroseconds / 1_000_000;
         if (threads < 0) throw new ArgumentOutOfRangeException(nameof(threads), threads, "threads must be ≥ 0 (0 = one per core).");
         ThreadCount = threads == 0 ? Environment.ProcessorCount : threads;
         _threads = new Thread[ThreadCount - 1];
@@ -118,7 +124,7 @@ internal sealed class CpuWorkerPool : IDisposable
         int seen = 0;
         while (true)
         {
-            long deadline = System.Diagnostics.Stopwatch.GetTimestamp() + SpinTicks;
+            long deadline = System.Diagnostics.Stopwatch.GetTimestamp() + _spinTicks;
             long published;
             while ((int)((published = Volatile.Read(ref _published)) >> 32) == seen)
             {
@@ -130,7 +136,7 @@ internal sealed class CpuWorkerPool : IDisposable
                 Interlocked.Exchange(ref _sleeping[worker - 1], 1);
                 if (Generation == seen && !_stopping) _wake[worker - 1].Wait();
                 Interlocked.Exchange(ref _sleeping[worker - 1], 0);
-                deadline = System.Diagnostics.Stopwatch.GetTimestamp() + SpinTicks;
+                deadline = System.Diagnostics.Stopwatch.GetTimestamp() + _spinTicks;
             }
             seen = (int)(published >> 32);
             if (_stopping) return;
