@@ -127,24 +127,36 @@ internal sealed class HistoryStatistics
 
     /// <summary>
     /// One sequence's sums over the tokens a T token at <c>now</c> sees: the parts that do not depend on the candidate
-    /// (<see cref="Overall"/>) and, per same-value column a, the parts of the tokens holding each value. Every slot of the
-    /// statistics vector belongs to exactly one of them and is summed over its tokens in context order, as a direct
-    /// per-candidate loop would.
+    /// (<see cref="Overall"/>) and, per same-value column a, the parts of the tokens holding each value
+    /// (<see cref="TryGetSame"/>, summed on first request: only the values some candidate holds are summed). Every slot
+    /// of the statistics vector belongs to exactly one of them and is summed over its tokens in context order, as a
+    /// direct per-candidate loop would.
     /// </summary>
-    private sealed class Aggregate(double[] overall, long last, Dictionary<int, (double[] Acc, long Last)>[] same)
+    private sealed class Aggregate
     {
-        public double[] Overall => overall;
-        public long Last => last;
-        public Dictionary<int, (double[] Acc, long Last)>[] Same => same;
+        private readonly JaggedBatch _batch;
+        private readonly SequencePlan _sp;
+        private readonly int[] _visible;   // context tokens of the sequence visible at now, in context order
+        private readonly double[] _wd;     // their e^(−Δt/1 d)
+        private readonly Dictionary<int, (double[] Acc, long Last)?>[] _same;
+
+        public double[] Overall { get; }
+        public long Last { get; }
+
+        private Aggregate(JaggedBatch batch, SequencePlan sp, int[] visible, double[] wd, double[] overall, long last)
+        {
+            _batch = batch; _sp = sp; _visible = visible; _wd = wd; Overall = overall; Last = last;
+            _same = new Dictionary<int, (double[] Acc, long Last)?>[sp.Same.Length];
+            for (int a = 0; a < _same.Length; a++) _same[a] = [];
+        }
 
         public static Aggregate Over(JaggedBatch batch, List<int> ctx, SequencePlan sp, int hg, int rg, long now)
         {
             int width = SequenceWidth(sp), lowOffset = 4 + 4 * sp.Same.Length;
             var acc = new double[width];
             long last = long.MinValue;
-            var same = new Dictionary<int, (double[] Acc, long Last)>[sp.Same.Length];
-            for (int a = 0; a < same.Length; a++) same[a] = [];
-            var vec = new double[sp.Same.Length][];
+            var visible = new List<int>(ctx.Count);
+            var wds = new List<double>(ctx.Count);
             foreach (int k in ctx)
             {
                 int kg = batch.Group[k];
@@ -156,38 +168,64 @@ internal sealed class HistoryStatistics
                 double wh = Math.Exp(-dt / Hour), wd = Math.Exp(-dt / Day);
                 acc[0] += 1; acc[1] += wh; acc[2] += wd;
                 last = Math.Max(last, batch.Time[k]);
-                for (int a = 0; a < sp.Same.Length; a++)
-                {
-                    int v = kCat[sp.Same[a].SequenceColumn];
-                    if (!same[a].TryGetValue(v, out var entry)) entry = (new double[width], long.MinValue);
-                    same[a][v] = (entry.Acc, Math.Max(entry.Last, batch.Time[k]));
-                    vec[a] = entry.Acc;
-                }
+                visible.Add(k); wds.Add(wd);
                 int p = lowOffset;
                 for (int c = 0; c < sp.LowCard.Length; c++)
                 {
                     var (qc, rows) = sp.LowCard[c];
-                    int v = kCat[qc];
-                    acc[p + v] += 1;
-                    p += rows;
-                    for (int a = 0; a < sp.Same.Length; a++, p += rows) vec[a][p + v] += 1;
+                    acc[p + kCat[qc]] += 1;
+                    p += rows * (1 + sp.Same.Length);
                 }
                 if (sp.Numeric > 0)
                 {
                     var kNum = kb.Numeric.AsSpan(batch.RowInGroup[k] * kb.NumericWidth, kb.NumericWidth);
-                    for (int c = 0; c < sp.Numeric; c++)
-                    {
-                        acc[p++] += kNum[c];
-                        for (int a = 0; a < sp.Same.Length; a++, p++) vec[a][p] += kNum[c];
-                    }
-                }
-                for (int a = 0; a < sp.Same.Length; a++)
-                {
-                    int q = 4 + 4 * a;
-                    vec[a][q] += 1; vec[a][q + 2] += wd;
+                    for (int c = 0; c < sp.Numeric; c++, p += 1 + sp.Same.Length) acc[p] += kNum[c];
                 }
             }
-            return new Aggregate(acc, last, same);
+            return new Aggregate(batch, sp, visible.ToArray(), wds.ToArray(), acc, last);
+        }
+
+        /// <summary>The same-value part of column <paramref name="a"/> for value <paramref name="v"/>; false when no visible token holds it.</summary>
+        public bool TryGetSame(int a, int v, out (double[] Acc, long Last) entry)
+        {
+            if (!_same[a].TryGetValue(v, out var e))
+            {
+                e = Sum(a, v);
+                _same[a][v] = e;
+            }
+            entry = e.GetValueOrDefault();
+            return e.HasValue;
+        }
+
+        private (double[] Acc, long Last)? Sum(int a, int v)
+        {
+            var sp = _sp;
+            int sameCol = sp.Same[a].SequenceColumn, lowOffset = 4 + 4 * sp.Same.Length, q = 4 + 4 * a;
+            double[]? vec = null;
+            long last = long.MinValue;
+            for (int i = 0; i < _visible.Length; i++)
+            {
+                int k = _visible[i], kg = _batch.Group[k];
+                var kb = _batch.Blocks[kg];
+                var kCat = kb.Categorical.AsSpan(_batch.RowInGroup[k] * kb.CategoricalWidth, kb.CategoricalWidth);
+                if (kCat[sameCol] != v) continue;
+                vec ??= new double[SequenceWidth(sp)];
+                last = Math.Max(last, _batch.Time[k]);
+                int p = lowOffset;
+                for (int c = 0; c < sp.LowCard.Length; c++)
+                {
+                    var (qc, rows) = sp.LowCard[c];
+                    vec[p + rows * (1 + a) + kCat[qc]] += 1;
+                    p += rows * (1 + sp.Same.Length);
+                }
+                if (sp.Numeric > 0)
+                {
+                    var kNum = kb.Numeric.AsSpan(_batch.RowInGroup[k] * kb.NumericWidth, kb.NumericWidth);
+                    for (int c = 0; c < sp.Numeric; c++, p += 1 + sp.Same.Length) vec[p + 1 + a] += kNum[c];
+                }
+                vec[q] += 1; vec[q + 2] += _wd[i];
+            }
+            return vec is null ? null : (vec, last);
         }
     }
 
@@ -202,7 +240,7 @@ internal sealed class HistoryStatistics
         for (int a = 0; a < sp.Same.Length; a++)
         {
             last[1 + a] = long.MinValue;
-            if (!agg.Same[a].TryGetValue(tCat[sp.Same[a].TargetColumn], out var entry)) continue;
+            if (!agg.TryGetSame(a, tCat[sp.Same[a].TargetColumn], out var entry)) continue;
             last[1 + a] = entry.Last;
             for (int x = 0; x < width; x++) acc[x] += entry.Acc[x]; // disjoint slots: exact
         }
