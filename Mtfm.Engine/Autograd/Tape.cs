@@ -127,6 +127,26 @@ internal sealed class Tape : IDisposable
         return input.Grad;
     }
 
+    /// <summary>
+    /// As <see cref="GradFor"/>, for a backward that can WRITE its gradient instead of adding it: when this call
+    /// allocates the buffer (the first gradient to reach a non-parameter <paramref name="input"/>), it is not zeroed and
+    /// <paramref name="overwrite"/> is true, and the caller must then write every element (e.g. a GEMM with beta 0, a
+    /// copy). Otherwise it is <see cref="GradFor"/>'s buffer, to add into. Saves zeroing a buffer that is overwritten.
+    /// </summary>
+    public Tensor? GradForWrite(Variable input, out bool overwrite)
+    {
+        overwrite = false;
+        if (!input.RequiresGrad) return null;
+        if (input is Parameter p) return p.EnsureGrad();
+        if (input.Grad is null)
+        {
+            input.Grad = Scope.Allocate(DType.Float32, input.Value.Shape);
+            _gradsOwned.Add(input);
+            overwrite = true;
+        }
+        return input.Grad;
+    }
+
     /// <summary>Backpropagates from a one-element <paramref name="loss"/> with seed gradient 1 (see the seeded overload).</summary>
     public void Backward(Variable loss, bool releaseActivationGradients = false, bool releaseActivations = false)
     {

@@ -54,7 +54,8 @@ internal static partial class Ops
         {
             for (int p = 0; p < parts.Length; p++)
             {
-                if (parts[p].Value.RowCount == 0 || tape.GradFor(parts[p]) is not { } dp) continue;
+                if (parts[p].Value.RowCount == 0 || tape.GradForWrite(parts[p], out bool overwrite) is not { } dp) continue;
+                if (overwrite) { be.GatherRows(y.Grad!, indices[p], dp, $"indices[{p}]"); continue; }
                 using var tmp = be.Allocate(DType.Float32, dp.Shape);
                 be.GatherRows(y.Grad!, indices[p], tmp, $"indices[{p}]");
                 be.Axpy(1f, tmp, dp);

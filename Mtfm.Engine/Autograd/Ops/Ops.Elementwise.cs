@@ -1,3 +1,5 @@
+using Mtfm.Engine.Tensors;
+
 namespace Mtfm.Engine.Autograd;
 
 internal static partial class Ops
@@ -11,8 +13,8 @@ internal static partial class Ops
         be.Add(a.Value, b.Value, y.Value);
         tape.Record([y], [a, b], () =>
         {
-            if (tape.GradFor(a) is { } da) be.Axpy(1f, y.Grad!, da);
-            if (tape.GradFor(b) is { } db) be.Axpy(1f, y.Grad!, db);
+            AddGrad(tape, a, y.Grad!);
+            AddGrad(tape, b, y.Grad!);
         });
         return y;
     }
@@ -26,8 +28,8 @@ internal static partial class Ops
         be.Mul(a.Value, b.Value, y.Value);
         tape.Record([y], [a, b], () =>
         {
-            if (tape.GradFor(a) is { } da) be.MulAccumulate(y.Grad!, b.Value, da);
-            if (tape.GradFor(b) is { } db) be.MulAccumulate(y.Grad!, a.Value, db);
+            if (tape.GradForWrite(a, out bool wa) is { } da) { if (wa) be.Mul(y.Grad!, b.Value, da); else be.MulAccumulate(y.Grad!, b.Value, da); }
+            if (tape.GradForWrite(b, out bool wb) is { } db) { if (wb) be.Mul(y.Grad!, a.Value, db); else be.MulAccumulate(y.Grad!, a.Value, db); }
         });
         return y;
     }
@@ -40,7 +42,7 @@ internal static partial class Ops
         be.Scale(x.Value, alpha, y.Value);
         tape.Record([y], [x], () =>
         {
-            if (tape.GradFor(x) is { } dx) be.Axpy(alpha, y.Grad!, dx);
+            if (tape.GradForWrite(x, out bool w) is { } dx) { if (w) be.Scale(y.Grad!, alpha, dx); else be.Axpy(alpha, y.Grad!, dx); }
         });
         return y;
     }
@@ -55,7 +57,7 @@ internal static partial class Ops
         be.AddBias(x.Value, bias.Value, y.Value);
         tape.Record([y], [x, bias], () =>
         {
-            if (tape.GradFor(x) is { } dx) be.Axpy(1f, y.Grad!, dx);
+            AddGrad(tape, x, y.Grad!);
             if (tape.GradFor(bias) is { } db) be.SumRows(y.Grad!, db, accumulate: true);
         });
         return y;
@@ -72,5 +74,13 @@ internal static partial class Ops
             if (tape.GradFor(x) is { } dx) be.SiluBackward(x.Value, y.Grad!, dx);
         });
         return y;
+    }
+
+    /// <summary>Adds <paramref name="dy"/> to x's gradient (copies it when it is the first gradient to reach x).</summary>
+    private static void AddGrad(Tape tape, Variable x, Tensor dy)
+    {
+        if (tape.GradForWrite(x, out bool overwrite) is not { } dx) return;
+        if (overwrite) tape.Backend.Copy(dy, dx);
+        else tape.Backend.Axpy(1f, dy, dx);
     }
 }

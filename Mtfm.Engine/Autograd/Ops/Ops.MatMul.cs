@@ -23,15 +23,16 @@ internal static partial class Ops
         tape.Record([c], [a, b], () =>
         {
             var dc = c.Grad!;
-            if (tape.GradFor(a) is { } da)
+            // beta 0 when the gradient is the first to reach the input (its buffer is then not zeroed).
+            if (tape.GradForWrite(a, out bool wa) is { } da)
             {
-                if (!transA) be.Gemm(false, !transB, 1f, dc, b.Value, 1f, da);   // dA = dC·op(B)ᵀ
-                else be.Gemm(transB, true, 1f, b.Value, dc, 1f, da);             // dA = op(B)·dCᵀ
+                if (!transA) be.Gemm(false, !transB, 1f, dc, b.Value, wa ? 0f : 1f, da);   // dA = dC·op(B)ᵀ
+                else be.Gemm(transB, true, 1f, b.Value, dc, wa ? 0f : 1f, da);             // dA = op(B)·dCᵀ
             }
-            if (tape.GradFor(b) is { } db)
+            if (tape.GradForWrite(b, out bool wb) is { } db)
             {
-                if (!transB) be.Gemm(!transA, false, 1f, a.Value, dc, 1f, db);   // dB = op(A)ᵀ·dC
-                else be.Gemm(true, transA, 1f, dc, a.Value, 1f, db);             // dB = dCᵀ·op(A)
+                if (!transB) be.Gemm(!transA, false, 1f, a.Value, dc, wb ? 0f : 1f, db);   // dB = op(A)ᵀ·dC
+                else be.Gemm(true, transA, 1f, dc, a.Value, wb ? 0f : 1f, db);             // dB = dCᵀ·op(A)
             }
         });
         return c;
@@ -53,15 +54,15 @@ internal static partial class Ops
         tape.Record([c], [a, b], () =>
         {
             var dc = c.Grad!;
-            if (tape.GradFor(a) is { } da)
+            if (tape.GradForWrite(a, out bool wa) is { } da)
             {
-                if (!transA) be.BatchedGemm(false, !transB, 1f, dc, b.Value, 1f, da);
-                else be.BatchedGemm(transB, true, 1f, b.Value, dc, 1f, da);
+                if (!transA) be.BatchedGemm(false, !transB, 1f, dc, b.Value, wa ? 0f : 1f, da);
+                else be.BatchedGemm(transB, true, 1f, b.Value, dc, wa ? 0f : 1f, da);
             }
-            if (tape.GradFor(b) is { } db)
+            if (tape.GradForWrite(b, out bool wb) is { } db)
             {
-                if (!transB) be.BatchedGemm(!transA, false, 1f, a.Value, dc, 1f, db);
-                else be.BatchedGemm(true, transA, 1f, dc, a.Value, 1f, db);
+                if (!transB) be.BatchedGemm(!transA, false, 1f, a.Value, dc, wb ? 0f : 1f, db);
+                else be.BatchedGemm(true, transA, 1f, dc, a.Value, wb ? 0f : 1f, db);
             }
         });
         return c;
@@ -88,7 +89,7 @@ internal static partial class Ops
         {
             var dy = y.Grad!;
             if (tape.GradFor(bias) is { } db) be.SumRows(dy, db, accumulate: true);
-            if (tape.GradFor(x) is { } dx) be.Gemm(false, true, 1f, dy, weight.Value, 1f, dx);      // dX = dY·Wᵀ
+            if (tape.GradForWrite(x, out bool wx) is { } dx) be.Gemm(false, true, 1f, dy, weight.Value, wx ? 0f : 1f, dx);      // dX = dY·Wᵀ
             if (tape.GradFor(weight) is { } dw) be.Gemm(true, false, 1f, x.Value, dy, 1f, dw);    // dW = Xᵀ·dY
         });
         return y;

@@ -24,7 +24,8 @@ internal static partial class Ops
         var be = tape.Backend;
         tape.Record([y], [x], () =>
         {
-            if (tape.GradFor(x) is { } dx) be.Axpy(1f, y.Grad!, dx);
+            if (tape.GradForWrite(x, out bool w) is not { } dx) return;
+            if (w) be.Copy(y.Grad!, dx); else be.Axpy(1f, y.Grad!, dx);
         });
         return y;
     }

@@ -37,9 +37,11 @@ internal static partial class Ops
         tape.Record(outs, [x], () =>
         {
             if (tape.GradFor(x) is not { } dx) return;
-            using var dact = be.Allocate(DType.Float32, x.Shape, zero: true);
+            // Every part has a gradient in the usual case: each is copied over its columns, no zeroing needed.
+            bool all = Array.TrueForAll(outs, o => o.Grad is not null);
+            using var dact = be.Allocate(DType.Float32, x.Shape, zero: !all);
             for (int i = 0; i < outs.Length; i++)
-                if (outs[i].Grad is { } d) be.CopyColumns(d, 0, dact, offsets[i], widths[i], accumulate: true);
+                if (outs[i].Grad is { } d) be.CopyColumns(d, 0, dact, offsets[i], widths[i], accumulate: !all);
             be.SiluBackward(x.Value, dact, dx);
         });
         return outs;

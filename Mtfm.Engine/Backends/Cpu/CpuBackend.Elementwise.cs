@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Mtfm.Engine.Tensors;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
@@ -22,6 +23,7 @@ internal sealed unsafe partial class CpuBackend
             for (int blk = start; blk < end; blk++) RunBlock(blk);
         }
 
+        [SkipLocalsInit] // the SiLU-backward scratch blocks are written before they are read
         private void RunBlock(int blk)
         {
             long lo = (long)blk * ElementBlock, hi = Math.Min(N, lo + ElementBlock);

@@ -12,7 +12,7 @@ namespace Mtfm.Engine.Backends.Cpu;
 internal static unsafe partial class GemmMicroKernels
 {
     /// <summary>AVX-512 micro-kernel: a 12×32 block of C held in 24 zmm accumulators.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit] // the edge tile is fully written before it is read
     internal static void Avx512_12x32(int kc, float* pa, float* pb, float* c, int ldc, float alpha, float beta, int mr, int nr)
     {
         Vector512<float> c0_0 = default, c0_1 = default, c1_0 = default, c1_1 = default, c2_0 = default, c2_1 = default, c3_0 = default, c3_1 = default, c4_0 = default, c4_1 = default, c5_0 = default, c5_1 = default, c6_0 = default, c6_1 = default, c7_0 = default, c7_1 = default, c8_0 = default, c8_1 = default, c9_0 = default, c9_1 = default, c10_0 = default, c10_1 = default, c11_0 = default, c11_1 = default;
@@ -148,7 +148,7 @@ internal static unsafe partial class GemmMicroKernels
     }
 
     /// <summary>AVX-512 micro-kernel: a 24×16 block of C held in 24 zmm accumulators.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit] // the edge tile is fully written before it is read
     internal static void Avx512_24x16(int kc, float* pa, float* pb, float* c, int ldc, float alpha, float beta, int mr, int nr)
     {
         Vector512<float> c0_0 = default, c1_0 = default, c2_0 = default, c3_0 = default, c4_0 = default, c5_0 = default, c6_0 = default, c7_0 = default, c8_0 = default, c9_0 = default, c10_0 = default, c11_0 = default, c12_0 = default, c13_0 = default, c14_0 = default, c15_0 = default, c16_0 = default, c17_0 = default, c18_0 = default, c19_0 = default, c20_0 = default, c21_0 = default, c22_0 = default, c23_0 = default;
@@ -295,7 +295,7 @@ internal static unsafe partial class GemmMicroKernels
     }
 
     /// <summary>AVX2+FMA micro-kernel: a 6×16 block of C held in 12 ymm accumulators.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit] // the edge tile is fully written before it is read
     internal static void Avx2_6x16(int kc, float* pa, float* pb, float* c, int ldc, float alpha, float beta, int mr, int nr)
     {
         Vector256<float> c0_0 = default, c0_1 = default, c1_0 = default, c1_1 = default, c2_0 = default, c2_1 = default, c3_0 = default, c3_1 = default, c4_0 = default, c4_1 = default, c5_0 = default, c5_1 = default;

@@ -34,7 +34,7 @@ internal static unsafe partial class GemmMicroKernels
     }
 
     /// <summary>Portable 4×4 micro-kernel (no SIMD): plain multiply-add in k order.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit] // the tile is fully written before it is read
     internal static void Scalar_4x4(int kc, float* pa, float* pb, float* c, int ldc, float alpha, float beta, int mr, int nr)
     {
         float c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
