@@ -81,9 +81,14 @@ internal static class TrainCommand
             CheckpointDirectory = ckptStore.Directory, CheckpointEvery = r.CheckpointEvery, KeepCheckpoints = r.KeepCheckpoints,
             Resume = r.Resume is not null, MaxConsecutiveNonFiniteSteps = r.MaxNonFiniteSteps,
         };
+        long batchesPerEpoch = trainBatches.CountBatches(options.BatchTokens);
+        int epochs = options.ResolveEpochs(batchesPerEpoch);
+        Console.WriteLine(r.Epochs > 0
+            ? $"epochs: {epochs} of {batchesPerEpoch:N0} batches"
+            : $"epochs: {epochs} of {batchesPerEpoch:N0} batches (auto: about {TrainOptions.AutoStepBudget:N0} steps, at most {TrainOptions.MaxAutoEpochs}; --epochs N to choose)");
         var trainer = new MtfmTrainer(model, options) { Log = m => Console.Error.WriteLine(m) };
         TestKillHook.Install(trainer);
-        long totalExposures = data.Train.TargetCount * (long)r.Epochs;
+        long totalExposures = data.Train.TargetCount * (long)epochs;
         var result = TrainingProgress.Run("train", totalExposures, sink =>
         {
             long seen = 0;
@@ -109,7 +114,7 @@ internal static class TrainCommand
         [
             new("data", data.Description), new("preset", r.Preset), new("attention", config.Attention.ToString()), new("layers", shape), new("history statistics", config.HistoryStatistics ? "on" : "off"),
             new("population statistics", config.PopulationStatistics ? "on" : "off"),
-            new("aggregation", r.Aggregation.ToString()), new("scenarios", r.Scenarios), new("epochs", r.Epochs.ToString(ci)),
+            new("aggregation", r.Aggregation.ToString()), new("scenarios", r.Scenarios), new("epochs", r.Epochs > 0 ? epochs.ToString(ci) : $"{epochs} (auto)"),
             new("seed", r.Seed.ToString(ci)), new("device", DeviceText(backend)),
             new("parameters", model.ParameterCount.ToString(ci)), new("forward MFLOP per instance", (flopsPerInstance / 1e6).ToString("F2", ci)),
             new("instances/s", result.InstancesPerSecond.ToString("F1", ci)),

@@ -33,7 +33,7 @@ internal sealed record TrainRequest
     /// declares none and some scenario carries the first task's label.
     /// </summary>
     public bool? Feedback { get; init; }
-    public int Epochs { get; init; } = 7;
+    public int Epochs { get; init; }
     public int BatchTokens { get; init; } = 4096;
     public float LearningRate { get; init; } = 2e-3f;
     public ulong Seed { get; init; } = 1;

@@ -16,8 +16,11 @@ public sealed record TrainingSettings
     /// <summary>A full network configuration that replaces <see cref="Preset"/>; null = the preset.</summary>
     public MtfmConfig? Model { get; init; }
 
-    /// <summary>Passes over the training part (early stopping may end sooner); at least 1.</summary>
-    public int Epochs { get; init; } = 7;
+    /// <summary>
+    /// Passes over the training part (early stopping may end sooner); 0 (the default) = automatic: enough passes for
+    /// about 3,000 optimizer steps, at least 1 and at most 7 (a large log gets fewer passes, a small one 7).
+    /// </summary>
+    public int Epochs { get; init; }
 
     /// <summary>A batch closes before it would exceed this many tokens; at least 1.</summary>
     public int BatchTokens { get; init; } = 4096;

@@ -70,7 +70,8 @@ internal sealed class MtfmTrainer
             _model.Population = (trainBatches.Population ?? throw new ArgumentException(
                 "the model reads population statistics: build its batches with new BatchBuilder(…, population: true).", nameof(trainBatches))).FinalState;
         long batchesPerEpoch = trainBatches.CountBatches(_o.BatchTokens);
-        long total = batchesPerEpoch * _o.Epochs;
+        int epochs = _o.ResolveEpochs(batchesPerEpoch);
+        long total = batchesPerEpoch * epochs;
         if (_o.MaxSteps > 0) total = Math.Min(total, _o.MaxSteps);
         var lrDense = new LearningRateSchedule(_o.LearningRate, _o.LearningRate * 0.05f, (long)(total * _o.WarmupFraction), total);
         var lrEmb = new LearningRateSchedule(_o.EmbeddingLearningRate, _o.EmbeddingLearningRate * 0.05f, (long)(total * _o.WarmupFraction), total);
@@ -103,13 +104,16 @@ internal sealed class MtfmTrainer
         var sw = Stopwatch.StartNew();
         // Loss readback: immediate on the CPU; on CUDA summed on the device and read asynchronously (LossReadback).
         using var readback = _device.NewLossReadback();
-        for (int epoch = firstEpoch; epoch < _o.Epochs && !stopper.Stopped; epoch++)
+        for (int epoch = firstEpoch; epoch < epochs && !stopper.Stopped; epoch++)
         {
             epochsRun = epoch + 1;
             long skip = epoch == firstEpoch ? skipInFirstEpoch : 0;
             long batchIndex = skip;
             IEnumerable<JaggedBatch> batches = trainBatches.Batches(_o.BatchTokens, int.MaxValue, _o.Seed * 1000003UL + (ulong)epoch, skip);
             if (_o.OnlyScenario is { } only) batches = batches.Select(b => { MaskOtherScenarios(b, only); return b; });
+            // The next batch is assembled on a background thread while this step runs (BatchPrefetch): same batches,
+            // same order. Automatic: where a core is left free (a CUDA step, a CPU pool smaller than the machine).
+            if (_o.PrefetchBatches ?? _device.FreeCoreForBatches) batches = BatchPrefetch.Ahead(batches);
             // On CUDA the next batch's inputs are uploaded on the copy stream while this step runs.
             var steps = _device.Stage(batches, _model.Layout, _model.Config);
             foreach (var (batch, staged) in steps)

@@ -3,8 +3,29 @@ namespace Mtfm.Engine.Training;
 /// <summary>Hyper-parameters of <see cref="MtfmTrainer"/>.</summary>
 internal sealed record TrainOptions
 {
-    /// <summary>Passes over the training instances (early stopping may end sooner).</summary>
-    public int Epochs { get; init; } = 7;
+    /// <summary>
+    /// Passes over the training instances (early stopping may end sooner); 0 (the default) = automatic
+    /// (<see cref="ResolveEpochs"/>): as many passes as give <see cref="AutoStepBudget"/> optimizer steps, at least 1
+    /// and at most <see cref="MaxAutoEpochs"/>.
+    /// </summary>
+    public int Epochs { get; init; }
+
+    /// <summary>Optimizer steps automatic epochs aim for (docs/training.md: more passes over a large log stopped paying).</summary>
+    public const long AutoStepBudget = 3000;
+
+    /// <summary>Most passes automatic epochs make (a small log).</summary>
+    public const int MaxAutoEpochs = 7;
+
+    /// <summary>
+    /// The epochs of a run with <paramref name="batchesPerEpoch"/> batches per pass: <see cref="Epochs"/> when set,
+    /// else ⌈<see cref="AutoStepBudget"/> / batches⌉ clamped to [1, <see cref="MaxAutoEpochs"/>].
+    /// </summary>
+    public int ResolveEpochs(long batchesPerEpoch)
+    {
+        if (Epochs > 0) return Epochs;
+        long b = Math.Max(1, batchesPerEpoch);
+        return (int)Math.Clamp((AutoStepBudget + b - 1) / b, 1, MaxAutoEpochs);
+    }
 
     /// <summary>A batch closes before it would exceed this many tokens.</summary>
     public int BatchTokens { get; init; } = 4096;
@@ -57,6 +78,13 @@ internal sealed record TrainOptions
     /// <summary>Consecutive steps with a non-finite loss or gradient (each skipped) after which training stops.</summary>
     public int MaxConsecutiveNonFiniteSteps { get; init; } = 10;
 
+    /// <summary>
+    /// Build the next training batch on a background thread while the current step runs (the batches and their order
+    /// are the same either way); null (the default) = where the step leaves a core free: on CUDA, and on a CPU backend
+    /// with fewer threads than cores (with every core in the step's parallel loops it measured no faster: BENCHMARKS.md).
+    /// </summary>
+    public bool? PrefetchBatches { get; init; }
+
     /// <summary>What a resumed run must share with the run that wrote the checkpoint.</summary>
     internal string Fingerprint() => string.Create(System.Globalization.CultureInfo.InvariantCulture,
         $"epochs={Epochs};batch_tokens={BatchTokens};lr={LearningRate:R};emb_lr={EmbeddingLearningRate:R};warmup={WarmupFraction:R};" +
@@ -66,7 +94,7 @@ internal sealed record TrainOptions
     /// <summary>Throws naming the first bad field.</summary>
     public void Validate()
     {
-        if (Epochs < 1) throw new ArgumentException($"Epochs = {Epochs} must be ≥ 1.", nameof(Epochs));
+        if (Epochs < 0) throw new ArgumentException($"Epochs = {Epochs} must be ≥ 1, or 0 for automatic.", nameof(Epochs));
         if (BatchTokens < 1) throw new ArgumentException($"BatchTokens = {BatchTokens} must be ≥ 1.", nameof(BatchTokens));
         if (!(LearningRate > 0)) throw new ArgumentException($"LearningRate = {LearningRate} must be > 0.", nameof(LearningRate));
         if (!(EmbeddingLearningRate > 0)) throw new ArgumentException($"EmbeddingLearningRate = {EmbeddingLearningRate} must be > 0.", nameof(EmbeddingLearningRate));

@@ -38,6 +38,9 @@ internal abstract class TrainingDevice
     /// <summary>A new loss readback (the caller disposes it).</summary>
     public abstract LossReadback NewLossReadback();
 
+    /// <summary>Whether a step leaves a core free for building the next batch meanwhile (<see cref="TrainOptions.PrefetchBatches"/>).</summary>
+    public abstract bool FreeCoreForBatches { get; }
+
     /// <summary>The batches in order, each with its inputs when the device stages them ahead (null: the forward uploads them).</summary>
     public abstract IEnumerable<StagedBatch> Stage(IEnumerable<JaggedBatch> batches, DataLayout layout, MtfmConfig config);
 
@@ -154,6 +157,8 @@ internal sealed unsafe class CpuTrainingDevice : TrainingDevice
     public override IOptimizerStep Step => _step;
 
     public override LossReadback NewLossReadback() => new HostLossReadback(_cpu);
+
+    public override bool FreeCoreForBatches => _cpu.ThreadCount < Environment.ProcessorCount;
 
     public override IEnumerable<StagedBatch> Stage(IEnumerable<JaggedBatch> batches, DataLayout layout, MtfmConfig config) =>
         batches.Select(b => new StagedBatch(b, null));

@@ -202,7 +202,7 @@ public sealed class HostingApiTests : IDisposable
         var data = EventDataset.Synthetic("tiny");
         Assert.Throws<ArgumentException>(() => EventDataset.Synthetic("huge"));
         Assert.Throws<ArgumentException>(() => TrainedModel.Train(data, new TrainingSettings { Preset = "gigantic" }, cancellationToken: Ct));
-        Assert.Throws<ArgumentException>(() => TrainedModel.Train(data, OneEpoch with { Epochs = 0 }, cancellationToken: Ct));
+        Assert.Throws<ArgumentException>(() => TrainedModel.Train(data, OneEpoch with { Epochs = -1 }, cancellationToken: Ct));
         Assert.Throws<ArgumentOutOfRangeException>(() => ComputeDevice.Cpu(-1));
         Assert.Throws<FileNotFoundException>(() => TrainedModel.Load(Path.Combine(_dir, "nothing-here")));
 

@@ -22,6 +22,9 @@ internal sealed class CudaTrainingDevice(CudaBackend backend, IReadOnlyList<Para
 
     public override IOptimizerStep Step => _step;
 
+    /// <summary>The host only enqueues work during a step: a core is free.</summary>
+    public override bool FreeCoreForBatches => true;
+
     public override LossReadback NewLossReadback() => new CudaLossReadback(backend, _step);
 
     public override IEnumerable<StagedBatch> Stage(IEnumerable<JaggedBatch> batches, DataLayout layout, MtfmConfig config) =>
