@@ -73,7 +73,8 @@ internal static class TrainCommand
 
         var estimate = MemoryEstimate.For(config, layout, model.ParameterCount, r.BatchTokens, checkpoints: true);
         estimate.EnsureFits(maxMemory, onCpu ? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes : 0);
-        Console.WriteLine($"memory: estimated {estimate.Describe()}{(maxMemory > 0 ? $", limit {MemoryEstimate.Format(maxMemory)}" : "")}");
+        Console.WriteLine($"memory: estimated {estimate.Describe()}{(maxMemory > 0 ? $", limit {MemoryEstimate.Format(maxMemory)}" : "")}" +
+            (trainBatches.Population is { } pop ? $"; population statistics columns of every exposure {MemoryEstimate.Format(pop.Bytes)} (data side, not in the estimate)" : ""));
 
         var options = new TrainOptions
         {

@@ -217,6 +217,9 @@ internal sealed class PopulationStatistics : IPopulationSource
         /// <summary>The state after the last exposure of the store.</summary>
         public PopulationStatistics FinalState => finalState;
 
+        /// <summary>Bytes the columns of every exposure hold (data-side memory, not part of <see cref="Training.MemoryEstimate"/>).</summary>
+        public long Bytes => values.LongLength * sizeof(float) + offsets.LongLength * sizeof(long);
+
         /// <summary>The columns of exposure <paramref name="exposure"/>.</summary>
         public ReadOnlySpan<float> Of(int exposure) => values.AsSpan((int)offsets[exposure], (int)(offsets[exposure + 1] - offsets[exposure]));
 
