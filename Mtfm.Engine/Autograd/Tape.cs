@@ -115,17 +115,7 @@ internal sealed class Tape : IDisposable
     /// The gradient buffer of <paramref name="input"/> to ADD into (allocated zeroed on first use), or null when the
     /// input does not require a gradient. Parameter gradients live in the parameter; all others in this tape's scope.
     /// </summary>
-    public Tensor? GradFor(Variable input)
-    {
-        if (!input.RequiresGrad) return null;
-        if (input is Parameter p) return p.EnsureGrad();
-        if (input.Grad is null)
-        {
-            input.Grad = Scope.Allocate(DType.Float32, input.Value.Shape, zero: true);
-            _gradsOwned.Add(input);
-        }
-        return input.Grad;
-    }
+    public Tensor? GradFor(Variable input) => Grad(input, zero: true, out _);
 
     /// <summary>
     /// As <see cref="GradFor"/>, for a backward that can WRITE its gradient instead of adding it: when this call
@@ -133,16 +123,19 @@ internal sealed class Tape : IDisposable
     /// <paramref name="overwrite"/> is true, and the caller must then write every element (e.g. a GEMM with beta 0, a
     /// copy). Otherwise it is <see cref="GradFor"/>'s buffer, to add into. Saves zeroing a buffer that is overwritten.
     /// </summary>
-    public Tensor? GradForWrite(Variable input, out bool overwrite)
+    public Tensor? GradForWrite(Variable input, out bool overwrite) => Grad(input, zero: false, out overwrite);
+
+    /// <summary>The gradient buffer of <paramref name="input"/>; <paramref name="allocated"/> when this call allocated it (zeroed with <paramref name="zero"/>).</summary>
+    private Tensor? Grad(Variable input, bool zero, out bool allocated)
     {
-        overwrite = false;
+        allocated = false;
         if (!input.RequiresGrad) return null;
         if (input is Parameter p) return p.EnsureGrad();
         if (input.Grad is null)
         {
-            input.Grad = Scope.Allocate(DType.Float32, input.Value.Shape);
+            input.Grad = Scope.Allocate(DType.Float32, input.Value.Shape, zero);
             _gradsOwned.Add(input);
-            overwrite = true;
+            allocated = true;
         }
         return input.Grad;
     }

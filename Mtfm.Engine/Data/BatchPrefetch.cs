@@ -34,11 +34,7 @@ internal static partial class BatchPrefetch
             LowerPriority();
             try
             {
-                foreach (var item in source)
-                {
-                    if (stop.IsCancellationRequested) break;
-                    queue.Add(item, stop.Token);
-                }
+                foreach (var item in source) queue.Add(item, stop.Token); // throws once the consumer stopped
             }
             catch (OperationCanceledException) when (stop.IsCancellationRequested) { }
             catch (Exception ex) { error = ExceptionDispatchInfo.Capture(ex); }

@@ -37,7 +37,11 @@ internal sealed class HistoryStatistics
     private readonly DataLayout _l;
     private readonly ScenarioPlan[] _plans;
 
-    private sealed record SequencePlan(int Sequence, (int TargetColumn, int SequenceColumn)[] Same, (int Column, int Rows)[] LowCard, int Numeric);
+    private sealed record SequencePlan(int Sequence, (int TargetColumn, int SequenceColumn)[] Same, (int Column, int Rows)[] LowCard, int Numeric)
+    {
+        /// <summary>Statistics columns of this sequence.</summary>
+        public int Width { get; } = 4 + 4 * Same.Length + LowCard.Sum(x => x.Rows * (1 + Same.Length)) + Numeric * (1 + Same.Length);
+    }
 
     private sealed record ScenarioPlan(SequencePlan[] Sequences, int Width);
 
@@ -67,7 +71,7 @@ internal sealed class HistoryStatistics
                     if (rows <= MaxLowCardinalityRows && !same.Exists(x => x.Item2 == b)) low.Add((b, rows));
                 }
                 seqs[j] = new SequencePlan(j, same.ToArray(), low.ToArray(), layout.Groups[layout.HistoryGroup(j)].NumericFeatures.Length);
-                width += SequenceWidth(seqs[j]);
+                width += seqs[j].Width;
             }
             _plans[s] = new ScenarioPlan(seqs, width);
         }
@@ -117,7 +121,7 @@ internal sealed class HistoryStatistics
                 for (int j = 0; j < nq; j++)
                 {
                     var sp = plan.Sequences[j];
-                    int width = SequenceWidth(sp);
+                    int width = sp.Width;
                     Write(sp, aggs[j], tCat, now, outRow.Slice(col, width));
                     col += width;
                 }
@@ -152,7 +156,7 @@ internal sealed class HistoryStatistics
 
         public static Aggregate Over(JaggedBatch batch, List<int> ctx, SequencePlan sp, int hg, int rg, long now)
         {
-            int width = SequenceWidth(sp), lowOffset = 4 + 4 * sp.Same.Length;
+            int width = sp.Width, lowOffset = 4 + 4 * sp.Same.Length;
             var acc = new double[width];
             long last = long.MinValue;
             var visible = new List<int>(ctx.Count);
@@ -209,7 +213,7 @@ internal sealed class HistoryStatistics
                 var kb = _batch.Blocks[kg];
                 var kCat = kb.Categorical.AsSpan(_batch.RowInGroup[k] * kb.CategoricalWidth, kb.CategoricalWidth);
                 if (kCat[sameCol] != v) continue;
-                vec ??= new double[SequenceWidth(sp)];
+                vec ??= new double[sp.Width];
                 last = Math.Max(last, _batch.Time[k]);
                 int p = lowOffset;
                 for (int c = 0; c < sp.LowCard.Length; c++)
@@ -272,9 +276,6 @@ internal sealed class HistoryStatistics
             for (int a = 0; a < sp.Same.Length; a++, p++) o[p] = (float)(acc[p] / (acc[4 + 4 * a] + 1));
         }
     }
-
-    private static int SequenceWidth(SequencePlan sp) =>
-        4 + 4 * sp.Same.Length + sp.LowCard.Sum(x => x.Rows * (1 + sp.Same.Length)) + sp.Numeric * (1 + sp.Same.Length);
 
     private static float L(double x) => (float)(Math.Log(1 + x) / 4);
 

@@ -21,12 +21,7 @@ internal static partial class Ops
     public static Variable Reshape(this Tape tape, Variable x, params int[] shape)
     {
         var y = tape.Output(x.Value.Reshape(shape));
-        var be = tape.Backend;
-        tape.Record([y], [x], () =>
-        {
-            if (tape.GradForWrite(x, out bool w) is not { } dx) return;
-            if (w) be.Copy(y.Grad!, dx); else be.Axpy(1f, y.Grad!, dx);
-        });
+        tape.Record([y], [x], () => AddGrad(tape, x, y.Grad!));
         return y;
     }
 
