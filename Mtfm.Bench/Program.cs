@@ -16,6 +16,11 @@ internal static class Program
             Environment.ExitCode = Step.StepQuick.Run(args);
             return;
         }
+        if (args.Length > 0 && args[0] == "attn-quick")
+        {
+            Environment.ExitCode = Step.AttentionQuick.Run(args);
+            return;
+        }
         if (args.Length > 0 && args[0] == "cuda-quick")
         {
             Environment.ExitCode = Cuda.CudaQuick.Run(args);

@@ -237,7 +237,7 @@ internal static class StepQuick
     }
 
 #if MTFM_TORCHSHARP
-    private static string? TorchLoads()
+    internal static string? TorchLoads()
     {
         try
         {
@@ -252,19 +252,22 @@ internal static class StepQuick
     }
 #endif
 
-    private static string Arg(string[] args, string name, string dflt)
+    internal static string Arg(string[] args, string name, string dflt)
     {
         int i = Array.IndexOf(args, name);
         return i >= 0 && i + 1 < args.Length ? args[i + 1] : dflt;
     }
 
-    private static double Median(List<double> v)
+    internal static int IntArg(string[] args, string name, int dflt) =>
+        int.Parse(Arg(args, name, dflt.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
+
+    internal static double Median(List<double> v)
     {
         var s = v.OrderBy(x => x).ToList();
         return s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2;
     }
 
-    private static string LoadAverage()
+    internal static string LoadAverage()
     {
         try { return string.Join(" ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3)); }
         catch (IOException) { return "n/a"; }

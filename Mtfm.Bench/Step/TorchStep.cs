@@ -94,11 +94,11 @@ internal sealed class TorchStep : IDisposable
         _tgtGroups = torch.tensor(batch.TargetToken.Select(t => (long)batch.Group[t]).ToArray());
 
         int nb = _c.TimeBuckets;
-        (_maskFull, _bktFull) = Pairs(batch, 0, _len, 0, _len, nb, null);
-        (_maskTgt, _bktTgt) = Pairs(batch, _lhr, _lt, 0, _len, nb, null);
+        (_maskFull, _bktFull) = Pairs(batch, _b, _len, 0, _len, 0, _len, nb, null);
+        (_maskTgt, _bktTgt) = Pairs(batch, _b, _len, _lhr, _lt, 0, _len, nb, null);
         var selfCount = new float[_b * _len];
-        (_maskHR, _bktHR) = Pairs(batch, 0, _lhr, 0, _lhr, nb, null);
-        (_maskTHR, _bktTHR) = Pairs(batch, _lhr, _lt, 0, _lhr, nb, selfCount);
+        (_maskHR, _bktHR) = Pairs(batch, _b, _len, 0, _lhr, 0, _lhr, nb, null);
+        (_maskTHR, _bktTHR) = Pairs(batch, _b, _len, _lhr, _lt, 0, _lhr, nb, selfCount);
         _selfScale = torch.tensor(selfCount.Take(_b * _lt).ToArray(), [_b, 1, _lt]);
 
         int ns = _l.ScenarioCount, tasks = _l.TaskCount, nt = batch.TargetCount;
@@ -126,13 +126,13 @@ internal sealed class TorchStep : IDisposable
     /// [k0, k0+lk) of every instance, by the spec's visibility rule. With <paramref name="selfScale"/> the keys exclude the
     /// query itself (keys are H/R, queries T), n(q) counts it, and selfScale[b·lq + i] receives 1/n(q).
     /// </summary>
-    private (Tensor Mask, Tensor Buckets) Pairs(JaggedBatch batch, int q0, int lq, int k0, int lk, int nb, float[]? selfScale)
+    internal static (Tensor Mask, Tensor Buckets) Pairs(JaggedBatch batch, int instances, int len, int q0, int lq, int k0, int lk, int nb, float[]? selfScale)
     {
-        var mask = new float[(long)_b * lq * lk];
-        var bkt = new long[(long)_b * lq * lk];
-        for (int b = 0; b < _b; b++)
+        var mask = new float[(long)instances * lq * lk];
+        var bkt = new long[(long)instances * lq * lk];
+        for (int b = 0; b < instances; b++)
         {
-            int o = b * _len;
+            int o = b * len;
             for (int i = 0; i < lq; i++)
             {
                 int q = o + q0 + i;
@@ -150,7 +150,7 @@ internal sealed class TorchStep : IDisposable
                 if (selfScale is not null) selfScale[b * lq + i] = 1f / visible;
             }
         }
-        return (torch.tensor(mask, [_b, 1, lq, lk]), torch.tensor(bkt));
+        return (torch.tensor(mask, [instances, 1, lq, lk]), torch.tensor(bkt));
     }
 
     private Tensor P(string name) => _p[name];
@@ -244,7 +244,7 @@ internal sealed class TorchStep : IDisposable
     }
 
     /// <summary>O = (SiLU(α·Q·Kᵀ + rab[bucket]) ⊙ mask/n(q))·V, dense over [Lq, Lk].</summary>
-    private Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor rab, Tensor maskScaled, Tensor buckets, float alpha)
+    internal static Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor rab, Tensor maskScaled, Tensor buckets, float alpha)
     {
         long b = q.shape[0], h = q.shape[1], lq = q.shape[2], lk = k.shape[2];
         var bias = rab.index_select(1, buckets).view(h, b, lq, lk).transpose(0, 1); // [B, h, Lq, Lk]
