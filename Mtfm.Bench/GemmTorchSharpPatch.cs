@@ -18,11 +18,29 @@ internal static class GemmTorchSharpPatch
     /// <summary>Patches every libLibTorchSharp.so under the app folder; returns how many entries were changed.</summary>
     public static int Apply()
     {
+        PassiveOpenMpThreads();
         int changed = 0;
         foreach (var path in Directory.EnumerateFiles(AppContext.BaseDirectory, "libLibTorchSharp.so", SearchOption.AllDirectories))
             changed += PatchFile(path, "GLIBCXX_3.4.32");
         return changed;
     }
+
+    /// <summary>
+    /// LibTorch's OpenMP workers busy-wait after each parallel region by default (<c>OMP_WAIT_POLICY</c> unset): in a
+    /// benchmark that interleaves LibTorch with the engine on the same cores they keep spinning into the engine's
+    /// turn. Measured with <c>attn-quick</c> (2 threads): the engine's attention took 1.8× as long with
+    /// <c>OMP_WAIT_POLICY=ACTIVE</c> as with <c>PASSIVE</c>, LibTorch's own times equal within noise. So the benches
+    /// ask for passive waiting unless the caller set a policy; libgomp reads it when LibTorch is first loaded, which
+    /// is after this call. .NET's <see cref="Environment.SetEnvironmentVariable(string, string)"/> does not reach the
+    /// native environment, hence libc's setenv.
+    /// </summary>
+    private static void PassiveOpenMpThreads()
+    {
+        if (Environment.GetEnvironmentVariable("OMP_WAIT_POLICY") is null) _ = setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", CharSet = System.Runtime.InteropServices.CharSet.Ansi)]
+    private static extern int setenv(string name, string value, int overwrite);
 
     /// <summary>Sets VER_FLG_WEAK on the version need <paramref name="version"/> in an ELF64 little-endian file.</summary>
     public static int PatchFile(string path, string version)
