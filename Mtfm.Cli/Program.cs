@@ -37,6 +37,7 @@ internal static class Program
         var epochs = new Option<int>("--epochs") { Description = "passes over the training data (early stopping may end sooner); 0 = auto: enough for about 3,000 steps, 1 to 7", DefaultValueFactory = _ => 0 };
         var batchTokens = new Option<int>("--batch-tokens") { Description = "tokens per batch", DefaultValueFactory = _ => 4096 };
         var lr = new Option<float>("--lr") { Description = "peak learning rate of dense parameters", DefaultValueFactory = _ => 2e-3f };
+        var weightAverage = new Option<float>("--weight-average") { Description = "largest decay of the moving average of the dense weights that is validated and kept (docs/training.md); 0 = off", DefaultValueFactory = _ => 0.995f };
         var seed = new Option<ulong>("--seed") { Description = "seed of initialisation and batch order", DefaultValueFactory = _ => 1UL };
         var threads = new Option<int>("--threads") { Description = "CPU threads (0 = one per core)", DefaultValueFactory = _ => 0 };
         var device = new Option<string>("--device") { Description = "cpu, cuda (the first GPU), or cuda-emulated (the CUDA kernels on the host emulation named by MTFM_CUDA_EMU_LIB; for tests)", DefaultValueFactory = _ => "cpu" };
@@ -51,7 +52,7 @@ internal static class Program
         var (predictions, predictionColumns) = PredictionOptions();
         var cmd = new Command("train", "Train MTFM (default: the built-in synthetic multi-scenario data, preset tiny, on the CPU).")
         {
-            data, schema, preset, modelKind, blocks, targetLayers, historyStats, populationStats, attention, aggregation, scenarios, feedback, epochs, batchTokens, lr, seed, threads, device, cudaAttention, outDir, name,
+            data, schema, preset, modelKind, blocks, targetLayers, historyStats, populationStats, attention, aggregation, scenarios, feedback, epochs, batchTokens, lr, weightAverage, seed, threads, device, cudaAttention, outDir, name,
             resume, ckptEvery, keepCkpt, maxNonFinite, maxMemory, predictions, predictionColumns,
         };
         cmd.SetAction(p => Guard(() => TrainCommand.Run(new TrainRequest
@@ -95,6 +96,7 @@ internal static class Program
             Epochs = p.GetValue(epochs),
             BatchTokens = p.GetValue(batchTokens),
             LearningRate = p.GetValue(lr),
+            WeightAverageDecay = p.GetValue(weightAverage),
             Seed = p.GetValue(seed),
             Threads = p.GetValue(threads),
             Device = p.GetValue(device)!,

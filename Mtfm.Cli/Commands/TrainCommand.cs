@@ -71,14 +71,15 @@ internal static class TrainCommand
         Console.WriteLine($"model: preset {r.Preset}, attention {config.Attention}, d_model {config.DModel}, {shape}, heads {config.Heads}/{config.KvHeads} kv, " +
             $"{model.ParameterCount:N0} parameters, {flopsPerInstance / 1e6:F1} MFLOP forward per instance, {DeviceText(backend)}");
 
-        var estimate = MemoryEstimate.For(config, layout, model.ParameterCount, r.BatchTokens, checkpoints: true);
+        long averaged = r.WeightAverageDecay > 0 ? model.Parameters.Where(p => !p.SparseGrad).Sum(p => p.Value.Length) : 0;
+        var estimate = MemoryEstimate.For(config, layout, model.ParameterCount, r.BatchTokens, checkpoints: true, averaged);
         estimate.EnsureFits(maxMemory, onCpu ? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes : 0);
         Console.WriteLine($"memory: estimated {estimate.Describe()}{(maxMemory > 0 ? $", limit {MemoryEstimate.Format(maxMemory)}" : "")}" +
             (trainBatches.Population is { } pop ? $"; population statistics columns of every exposure {MemoryEstimate.Format(pop.Bytes)} (data side, not in the estimate)" : ""));
 
         var options = new TrainOptions
         {
-            Epochs = r.Epochs, BatchTokens = r.BatchTokens, LearningRate = r.LearningRate, Seed = r.Seed, OnlyScenario = only,
+            Epochs = r.Epochs, BatchTokens = r.BatchTokens, LearningRate = r.LearningRate, WeightAverageDecay = r.WeightAverageDecay, Seed = r.Seed, OnlyScenario = only,
             CheckpointDirectory = ckptStore.Directory, CheckpointEvery = r.CheckpointEvery, KeepCheckpoints = r.KeepCheckpoints,
             Resume = r.Resume is not null, MaxConsecutiveNonFiniteSteps = r.MaxNonFiniteSteps,
         };

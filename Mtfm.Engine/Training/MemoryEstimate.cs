@@ -6,7 +6,8 @@ namespace Mtfm.Engine.Training;
 /// <summary>
 /// An upper estimate of the memory one training run needs, computed before training allocates anything beyond the
 /// parameters: the parameters, their gradients, the optimizer state (AdamW m and v; row-sparse Adam m, v and per-row
-/// steps), the best-weights snapshot and a checkpoint's serialisation buffer, and the activations of one batch of
+/// steps), the best-weights snapshot and a checkpoint's serialisation buffer, the weight average of the dense parameters
+/// (<see cref="WeightAverage"/>), and the activations of one batch of
 /// <c>batchTokens</c> tokens that the tape keeps for the backward pass (with their gradients).
 /// </summary>
 internal readonly record struct MemoryEstimate(long ParameterBytes, long GradientBytes, long OptimizerBytes, long SnapshotBytes, long ActivationBytes)
@@ -14,11 +15,17 @@ internal readonly record struct MemoryEstimate(long ParameterBytes, long Gradien
     /// <summary>Everything together.</summary>
     public long TotalBytes => ParameterBytes + GradientBytes + OptimizerBytes + SnapshotBytes + ActivationBytes;
 
-    /// <summary>The estimate for a model of <paramref name="parameterCount"/> fp32 parameters and batches of <paramref name="batchTokens"/> tokens.</summary>
-    public static MemoryEstimate For(MtfmConfig config, DataLayout layout, long parameterCount, int batchTokens, bool checkpoints)
+    /// <summary>
+    /// The estimate for a model of <paramref name="parameterCount"/> fp32 parameters, of which
+    /// <paramref name="averagedCount"/> have a weight average (the dense ones when it is on; 0 when off), and batches
+    /// of <paramref name="batchTokens"/> tokens.
+    /// </summary>
+    public static MemoryEstimate For(MtfmConfig config, DataLayout layout, long parameterCount, int batchTokens, bool checkpoints, long averagedCount = 0)
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(layout);
+        ArgumentOutOfRangeException.ThrowIfNegative(averagedCount);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(averagedCount, parameterCount);
         long p = parameterCount * sizeof(float);
         long d = config.DModel;
         int features = layout.Schema.Features.Count;
@@ -31,7 +38,8 @@ internal readonly record struct MemoryEstimate(long ParameterBytes, long Gradien
         long heads = (long)config.Experts * config.ExpertWidth + 2L * config.TowerWidth + config.Experts;
         long perToken = 2 * (tokenizer + config.Layers * perLayer + heads);
         long activations = perToken * batchTokens * sizeof(float);
-        return new MemoryEstimate(p, p, 2 * p + p / 4, checkpoints ? 2 * p : p, activations);
+        long averages = averagedCount * sizeof(float);
+        return new MemoryEstimate(p, p, 2 * p + p / 4, (checkpoints ? 2 * p : p) + averages, activations);
     }
 
     /// <summary>
@@ -49,7 +57,7 @@ internal readonly record struct MemoryEstimate(long ParameterBytes, long Gradien
     /// <summary>The total and its parts, human-readable.</summary>
     public string Describe() =>
         $"{Format(TotalBytes)} (parameters {Format(ParameterBytes)}, gradients {Format(GradientBytes)}, optimizer state {Format(OptimizerBytes)}, " +
-        $"snapshots {Format(SnapshotBytes)}, activations {Format(ActivationBytes)})";
+        $"snapshots and weight averages {Format(SnapshotBytes)}, activations {Format(ActivationBytes)})";
 
     /// <summary>Bytes as KiB/MiB/GiB.</summary>
     public static string Format(long bytes) => bytes switch

@@ -19,8 +19,9 @@ internal sealed record TrainResult(long Steps, int Epochs, double BestValidGauc,
 
 /// <summary>
 /// Trains an <see cref="MtfmModel"/> on the CPU backend: AdamW on dense parameters, row-sparse (lazy) Adam on embedding
-/// tables, linear warm-up then cosine decay, global-norm clipping, early stopping on the validation CTR GAUC with the
-/// best weights restored. Deterministic for a fixed seed and thread count.
+/// tables, linear warm-up then cosine decay, global-norm clipping, an exponential moving average of the dense weights
+/// (<see cref="WeightAverage"/>), early stopping on the validation CTR GAUC of the averaged weights with the best of
+/// them restored. Deterministic for a fixed seed and thread count.
 /// </summary>
 internal sealed class MtfmTrainer
 {
@@ -84,12 +85,14 @@ internal sealed class MtfmTrainer
         long step = 0, exposures = 0, instances = 0, skipInFirstEpoch = 0;
         int epochsRun = 0, firstEpoch = 0, consecutiveBad = 0;
         double? lastGauc = null;
+        // The weight average (TrainOptions.WeightAverageDecay) starts at the initial weights; a resume overwrites it.
+        using var average = _o.WeightAverageDecay > 0 ? new WeightAverage(_model.Backend, _model.Parameters, _o.WeightAverageDecay) : null;
         if (_o.Resume && Checkpoints!.LoadNewestValid(Log) is { } file)
         {
             var c = TrainingCheckpoint.Read(file);
             if (c.OptionsFingerprint != _o.Fingerprint())
                 throw new ArgumentException($"checkpoint '{file.FilePath}' was written with other training options ({c.OptionsFingerprint}); this run has {_o.Fingerprint()}.");
-            best = _device.LoadState(file);
+            best = _device.LoadState(file, average);
             step = c.Step; exposures = c.Exposures; instances = c.Instances;
             firstEpoch = c.Epoch; skipInFirstEpoch = c.BatchInEpoch; epochsRun = c.Epoch;
             consecutiveBad = c.ConsecutiveNonFinite; SkippedSteps = c.SkippedSteps;
@@ -144,6 +147,8 @@ internal sealed class MtfmTrainer
                         throw new InvalidOperationException($"training stopped at step {step + 1}: {consecutiveBad} consecutive steps had a non-finite loss or gradient " +
                             $"(last: {bad}); lower the learning rate or check the input data for NaN/∞ values.");
                 }
+                // A skipped step left the weights as they were; the average still moves (as on a device that skips by itself).
+                average?.Update(step + 1);
                 step++;
                 batchIndex++;
                 exposures += batch.TargetCount;
@@ -163,6 +168,7 @@ internal sealed class MtfmTrainer
         }
         double trainSecs = sw.Elapsed.TotalSeconds;
         if (best is not null) _step.Restore(best);
+        else average?.Swap(); // never validated (a step-limited run): the averaged weights are what training returns
         return new TrainResult(step, epochsRun, stopper.BestValue, stopper.BestStep, trainSecs, exposures / trainSecs,
             instances / trainSecs, lossCurve, validCurve);
 
@@ -173,7 +179,7 @@ internal sealed class MtfmTrainer
             readback.Close();
             TakeLosses(wait: true, epoch);
             var w = new SafetensorsWriter();
-            _device.AddState(w, best);
+            _device.AddState(w, best, average);
             new TrainingCheckpoint
             {
                 Step = step, Epoch = epoch, BatchInEpoch = batchInEpoch, Exposures = exposures, Instances = instances,
@@ -214,6 +220,7 @@ internal sealed class MtfmTrainer
         bool Validate(long atStep)
         {
             sw.Stop(); // validation time does not count as training throughput
+            average?.Swap(); // validate (and keep) the averaged weights
             var eval = ModelEvaluation.Evaluate(_model, valid, _o.BatchTokens);
             // Early stopping watches the CTR GAUC of what is trained: the pooled row, or the one scenario's row.
             int watched = _o.OnlyScenario ?? -1;
@@ -224,6 +231,7 @@ internal sealed class MtfmTrainer
             validCurve.Add((atStep, g, TrainingObjective.FromMetrics(eval.Model, _o.OnlyScenario)));
             var d = stopper.Report(atStep, g);
             if (d.IsNewBest) best = _step.Snapshot();
+            average?.Swap(); // training continues from its own weights
             sw.Start();
             return d.ShouldStop;
         }

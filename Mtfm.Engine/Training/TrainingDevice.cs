@@ -52,15 +52,16 @@ internal abstract class TrainingDevice
     public abstract string? NonFinite(Tensor loss);
 
     private const string GradBuffersTensor = "trainer.grad_buffers";
+    private const string AveragePrefix = "average.";
 
     /// <summary>The parameters this device trains, in checkpoint order.</summary>
     protected abstract IReadOnlyList<Parameter> Parameters { get; }
 
-    /// <summary>The current value of <paramref name="p"/> on the host (may synchronise).</summary>
-    protected abstract ReadOnlySpan<float> HostValue(Parameter p);
+    /// <summary>The current value of fp32 tensor <paramref name="t"/> (a parameter's value or its average) on the host (may synchronise).</summary>
+    protected abstract ReadOnlySpan<float> HostValue(Tensor t);
 
-    /// <summary>Sets the value of <paramref name="p"/> from the host.</summary>
-    protected abstract void SetValue(Parameter p, ReadOnlySpan<float> value);
+    /// <summary>Sets fp32 tensor <paramref name="t"/> from the host.</summary>
+    protected abstract void SetValue(Tensor t, ReadOnlySpan<float> value);
 
     /// <summary>The optimizer state of parameter <paramref name="index"/> on the host: AdamW (dense), row-sparse Adam (embedding tables) or none yet.</summary>
     protected abstract (AdamWState? Dense, RowSparseAdamState? Sparse) OptimizerState(int index);
@@ -69,10 +70,11 @@ internal abstract class TrainingDevice
     protected abstract void SetOptimizerState(int index, AdamWState? dense, RowSparseAdamState? sparse);
 
     /// <summary>
-    /// Adds every parameter's value (and <paramref name="best"/>, when set) and the optimizer state
-    /// (<see cref="OptimizerStateIO"/>'s names; the same file on every device) to <paramref name="w"/>.
+    /// Adds every parameter's value (and <paramref name="best"/>, when set; the weight average of each dense parameter,
+    /// when <paramref name="average"/> is set) and the optimizer state (<see cref="OptimizerStateIO"/>'s names; the
+    /// same file on every device) to <paramref name="w"/>.
     /// </summary>
-    public void AddState(SafetensorsWriter w, float[][]? best)
+    public void AddState(SafetensorsWriter w, float[][]? best, WeightAverage? average = null)
     {
         ArgumentNullException.ThrowIfNull(w);
         var ps = Parameters;
@@ -86,17 +88,21 @@ internal abstract class TrainingDevice
             var p = ps[i];
             var shape = new long[p.Value.Rank];
             for (int d = 0; d < shape.Length; d++) shape[d] = p.Value.Shape[d];
-            w.AddFloat32("param." + p.Name, HostValue(p), shape);
+            w.AddFloat32("param." + p.Name, HostValue(p.Value), shape);
             if (best is not null) w.AddFloat32("best." + p.Name, best[i], shape);
+            if (average?.Average(i) is { } a) w.AddFloat32(AveragePrefix + p.Name, HostValue(a), shape);
             var (dense, sparse) = OptimizerState(i);
             if (dense is not null) OptimizerStateIO.Add(w, p.Name!, dense);
             if (sparse is not null) OptimizerStateIO.Add(w, p.Name!, sparse);
         }
     }
 
-    /// <summary>Restores weights and optimizer state written by <see cref="AddState"/> (on any device); returns the best weights when the file has them.</summary>
+    /// <summary>
+    /// Restores weights, optimizer state and (into <paramref name="average"/>, when set) the weight averages written by
+    /// <see cref="AddState"/> (on any device); returns the best weights when the file has them.
+    /// </summary>
     /// <exception cref="CheckpointFormatException">A tensor is missing or does not fit the model.</exception>
-    public float[][]? LoadState(SafetensorsFile f)
+    public float[][]? LoadState(SafetensorsFile f, WeightAverage? average = null)
     {
         ArgumentNullException.ThrowIfNull(f);
         var ps = Parameters;
@@ -111,8 +117,13 @@ internal abstract class TrainingDevice
             int n = checked((int)p.Value.Length);
             var value = new float[n];
             Read("param." + p.Name, value);
-            SetValue(p, value);
+            SetValue(p.Value, value);
             if (best is not null) { best[i] = new float[n]; Read("best." + p.Name, best[i]); }
+            if (average?.Average(i) is { } a)
+            {
+                Read(AveragePrefix + p.Name, value);
+                SetValue(a, value);
+            }
             p.ZeroGrad();
             if (hasGrad[i] != 0) p.EnsureGrad();
             AdamWState? dense = null;
@@ -183,9 +194,9 @@ internal sealed unsafe class CpuTrainingDevice : TrainingDevice
 
     protected override IReadOnlyList<Parameter> Parameters => _parameters;
 
-    protected override ReadOnlySpan<float> HostValue(Parameter p) => Values(p.Value);
+    protected override ReadOnlySpan<float> HostValue(Tensor t) => Values(t);
 
-    protected override void SetValue(Parameter p, ReadOnlySpan<float> value) => value.CopyTo(Values(p.Value));
+    protected override void SetValue(Tensor t, ReadOnlySpan<float> value) => value.CopyTo(Values(t));
 
     protected override (AdamWState? Dense, RowSparseAdamState? Sparse) OptimizerState(int index)
     {

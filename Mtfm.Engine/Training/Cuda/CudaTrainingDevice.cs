@@ -40,9 +40,9 @@ internal sealed class CudaTrainingDevice(CudaBackend backend, IReadOnlyList<Para
 
     protected override IReadOnlyList<Parameter> Parameters => parameters;
 
-    protected override ReadOnlySpan<float> HostValue(Parameter p) => backend.ToHost<float>(p.Value);
+    protected override ReadOnlySpan<float> HostValue(Tensor t) => backend.ToHost<float>(t);
 
-    protected override void SetValue(Parameter p, ReadOnlySpan<float> value) => backend.Upload(value, p.Value);
+    protected override void SetValue(Tensor t, ReadOnlySpan<float> value) => backend.Upload(value, t);
 
     protected override (AdamWState? Dense, RowSparseAdamState? Sparse) OptimizerState(int index) => _step.ExportState(index);
 
