@@ -40,40 +40,53 @@ internal sealed class HstuLayer
     /// <summary>True for a full-attention layer, false for a target-attention layer.</summary>
     public bool IsFull { get; }
 
-    /// <summary>Xn = GLN(x) and its K, V (every row of <paramref name="x"/>).</summary>
-    private (Variable Xn, Variable K, Variable V) NormKeys(Tape tape, Variable x, Tensor groups)
+    /// <summary>
+    /// The K|V pre-activations of every row of <paramref name="x"/> and, unless <paramref name="queries"/> is false, the
+    /// U|Q pre-activations of the query rows (<paramref name="queryRows"/>; null = every row), from Xn = GLN(x). One
+    /// fused op: Xn is not kept for the backward (<see cref="Ops.GroupNormLinear"/>).
+    /// </summary>
+    private (Variable KvPre, Variable? UqPre) Preactivations(Tape tape, Variable x, Tensor groups, bool queries, Tensor? queryRows)
     {
-        var xn = tape.GroupLayerNorm(x, _gamma, _beta, groups);
-        var kv = tape.SiluSplit(_kv.Forward(tape, xn), _c.KvHeads * _c.Dqk, _c.KvHeads * _c.Dv);
-        return (xn, kv[0], kv[1]);
+        var pre = queries
+            ? tape.GroupNormLinear(x, _gamma, _beta, groups, new NormProjection(_kv.Weight, _kv.Bias), new NormProjection(_uq.Weight, _uq.Bias, queryRows))
+            : tape.GroupNormLinear(x, _gamma, _beta, groups, new NormProjection(_kv.Weight, _kv.Bias));
+        return (pre[0], queries ? pre[1] : null);
     }
 
-    /// <summary>U and Q of the query rows.</summary>
-    private Variable[] Queries(Tape tape, Variable xnRows) => tape.SiluSplit(_uq.Forward(tape, xnRows), _c.Heads * _c.Dv, _c.Heads * _c.Dqk);
+    /// <summary>K, V of every row of <paramref name="x"/> and, unless <paramref name="queries"/> is false, U and Q of every row (the cached serving paths).</summary>
+    private (Variable K, Variable V, Variable[]? Uq) Project(Tape tape, Variable x, Tensor groups, bool queries)
+    {
+        var (kvPre, uqPre) = Preactivations(tape, x, groups, queries, null);
+        var kv = tape.SiluSplit(kvPre, _c.KvHeads * _c.Dqk, _c.KvHeads * _c.Dv);
+        var uq = uqPre is null ? null : tape.SiluSplit(uqPre, _c.Heads * _c.Dv, _c.Heads * _c.Dqk);
+        return (kv[0], kv[1], uq);
+    }
 
-    /// <summary>Y = (LN(O) ⊙ U)·W2 + b2 after attention of the queries <paramref name="uq"/> over <paramref name="k"/>, <paramref name="v"/>.</summary>
-    private Variable Attend(Tape tape, AttentionLayout layout, bool targetQueries, Variable[] uq, Variable k, Variable v)
+    /// <summary>
+    /// x + (LN(O) ⊙ U)·W2 + b2 on every row (<paramref name="rows"/> null) or on the listed rows, after attention of
+    /// the queries <paramref name="uq"/> over <paramref name="k"/>, <paramref name="v"/>.
+    /// </summary>
+    private Variable Attend(Tape tape, AttentionLayout layout, bool targetQueries, Variable[] uq, Variable k, Variable v, Variable x, Tensor? rows)
     {
         var o = tape.HstuAttention(layout, targetQueries, _c.Heads, _c.KvHeads, uq[1], k, v, _rab);
-        return _out.Forward(tape, tape.Mul(tape.LayerNorm(o, null, null), uq[0]));
+        return tape.LinearResidual(x, tape.LayerNormMul(o, uq[0]), _out.Weight, _out.Bias, rows);
     }
 
     public Variable Forward(Tape tape, Variable x, BatchInputs inp, FlopCounter? flops)
     {
         int n = x.Value.RowCount, nt = (int)inp.TargetTokens.Length;
-        var (xn, k, v) = NormKeys(tape, x, inp.TokenGroups);
-        var uq = Queries(tape, IsFull ? xn : tape.GatherRows(xn, inp.TargetTokens));
-        var y = Attend(tape, inp.Attention, !IsFull, uq, k, v);
-        int rows = IsFull ? n : nt;
+        var rows = IsFull ? null : inp.TargetTokens;
+        var (kvPre, uqPre) = Preactivations(tape, x, inp.TokenGroups, queries: true, rows);
         if (flops is not null)
         {
             flops.Dense(n, _kv.MacsPerRow);
-            flops.Dense(rows, _uq.MacsPerRow + _out.MacsPerRow);
+            flops.Dense(IsFull ? n : nt, _uq.MacsPerRow + _out.MacsPerRow);
             flops.Attention(inp.VisiblePairs(!IsFull), _c.Heads, _c.Dqk, _c.Dv);
         }
-        if (IsFull) return tape.Add(x, y);
-        var xt = tape.Add(tape.GatherRows(x, inp.TargetTokens), y);
-        return tape.ScatterRows(x, inp.TargetTokens, xt);
+        // Training's forward: the gated attention keeps only its pre-activations and O (Ops.HstuGatedAttention); the
+        // cached serving paths below run the same arithmetic op by op, since they assemble K and V from cached rows.
+        var z = tape.HstuGatedAttention(inp.Attention, !IsFull, _c.Heads, _c.KvHeads, _c.Dqk, _c.Dv, uqPre!, kvPre, _rab);
+        return tape.LinearResidual(x, z, _out.Weight, _out.Bias, rows);
     }
 
     /// <summary>
@@ -83,9 +96,9 @@ internal sealed class HstuLayer
     /// </summary>
     public Variable EncodeContext(Tape tape, Variable x, Tensor groups, AttentionLayout layout, out Variable k, out Variable v)
     {
-        (var xn, k, v) = NormKeys(tape, x, groups);
+        (k, v, var uq) = Project(tape, x, groups, queries: IsFull);
         if (!IsFull) return x;
-        return tape.Add(x, Attend(tape, layout, false, Queries(tape, xn), k, v));
+        return Attend(tape, layout, false, uq!, k, v, x, null);
     }
 
     /// <summary>
@@ -97,13 +110,12 @@ internal sealed class HstuLayer
     public Variable ForwardTargets(Tape tape, Variable xt, Tensor targetGroups, AttentionLayout layout, int tokens,
         Variable[] contextK, Variable[] contextV, Tensor[] contextRows, Tensor targetRows)
     {
-        var (xn, k, v) = NormKeys(tape, xt, targetGroups);
-        var uq = Queries(tape, xn);
+        var (k, v, uq) = Project(tape, xt, targetGroups, queries: true);
         if (contextK.Length > 0 || tokens != xt.Value.RowCount)
         {
             k = tape.AssembleRows(tokens, [.. contextK, k], [.. contextRows, targetRows]);
             v = tape.AssembleRows(tokens, [.. contextV, v], [.. contextRows, targetRows]);
         }
-        return tape.Add(xt, Attend(tape, layout, true, uq, k, v));
+        return Attend(tape, layout, true, uq!, k, v, xt, null);
     }
 }

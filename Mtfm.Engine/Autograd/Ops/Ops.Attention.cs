@@ -64,3 +64,88 @@ internal static partial class Ops
         return y;
     }
 }
+
+internal static partial class Ops
+{
+    /// <summary>
+    /// The gated attention of an HSTU layer as one op that keeps only its inputs and O: U|Q = SiLU(<paramref name="uqPre"/>)
+    /// split into [h·dv | h·dqk] columns, K|V = SiLU(<paramref name="kvPre"/>) split into [g·dqk | g·dv],
+    /// O = <see cref="HstuAttention"/>(Q, K, V, rab), and the result z = LN(O) ⊙ U. The SiLU outputs and LN(O) live only
+    /// in scratch buffers; the backward recomputes them from the saved pre-activations and O's row statistics (two SiLU
+    /// passes and one normalisation, instead of the step holding U, Q, K, V and LN(O) per layer until its backward).
+    /// Values and gradients are bit-identical to <see cref="SiluSplit"/> (K|V, then U|Q), <see cref="HstuAttention"/>
+    /// and <see cref="LayerNormMul"/> recorded in that order.
+    /// </summary>
+    public static Variable HstuGatedAttention(this Tape tape, AttentionLayout layout, bool targetQueries, int heads, int kvHeads,
+        int dqk, int dv, Variable uqPre, Variable kvPre, Variable rab)
+    {
+        ArgumentNullException.ThrowIfNull(layout);
+        int[] uqWidths = [heads * dv, heads * dqk], kvWidths = [kvHeads * dqk, kvHeads * dv];
+        if (uqPre.Value.Rank != 2 || uqPre.Shape[1] != uqWidths[0] + uqWidths[1])
+            throw new ArgumentException($"uqPre must be [queries, {uqWidths[0] + uqWidths[1]}] (h·dv + h·dqk), its shape is {uqPre.Value.ShapeString}.", nameof(uqPre));
+        if (kvPre.Value.Rank != 2 || kvPre.Shape[1] != kvWidths[0] + kvWidths[1])
+            throw new ArgumentException($"kvPre must be [tokens, {kvWidths[0] + kvWidths[1]}] (g·dqk + g·dv), its shape is {kvPre.Value.ShapeString}.", nameof(kvPre));
+        var be = tape.Backend;
+        int nq = uqPre.Shape[0];
+        var o = tape.Allocate(nq, heads * dv); // kept: LN(O)'s backward reads it
+        var mean = tape.Allocate(nq);
+        var rstd = tape.Allocate(nq);
+        var z = tape.Output(tape.Allocate(nq, heads * dv));
+        using (var parts = new Parts(be, uqPre.Value, uqWidths, kvPre.Value, kvWidths))
+        {
+            be.HstuAttention(layout, targetQueries, heads, kvHeads, parts.Q, parts.K, parts.V, rab.Value, o);
+            using var ln = be.Allocate(DType.Float32, [nq, heads * dv]);
+            be.LayerNorm(o, null, null, null, LayerNormEps, ln, mean, rstd);
+            be.Mul(ln, parts.U, z.Value);
+        }
+        tape.Record([z], [uqPre, kvPre, rab], () =>
+        {
+            var dz = z.Grad!;
+            using var parts = new Parts(be, uqPre.Value, uqWidths, kvPre.Value, kvWidths); // the same values again
+            using var du = be.Allocate(DType.Float32, [nq, heads * dv]);
+            using var dO = be.Allocate(DType.Float32, [nq, heads * dv], zero: true);
+            using (var ln = be.Allocate(DType.Float32, [nq, heads * dv]))
+            using (var dln = be.Allocate(DType.Float32, [nq, heads * dv]))
+            {
+                be.LayerNorm(o, null, null, null, LayerNormEps, ln, mean, rstd);
+                be.Mul(dz, parts.U, dln);
+                be.Mul(dz, ln, du);
+                be.LayerNormBackward(o, mean, rstd, null, null, dln, dO, null, null);
+            }
+            using var dq = be.Allocate(DType.Float32, parts.Q.Shape, zero: true);
+            using var dk = be.Allocate(DType.Float32, parts.K.Shape, zero: true);
+            using var dvv = be.Allocate(DType.Float32, parts.V.Shape, zero: true);
+            be.HstuAttentionBackward(layout, targetQueries, heads, kvHeads, parts.Q, parts.K, parts.V, rab.Value, dO, dq, dk, dvv, tape.GradFor(rab));
+            if (tape.GradFor(uqPre) is { } duq) SiluPartsBackward(be, uqPre.Value, uqWidths, [du, dq], duq);
+            if (tape.GradFor(kvPre) is { } dkv) SiluPartsBackward(be, kvPre.Value, kvWidths, [dk, dvv], dkv);
+        });
+        return z;
+    }
+
+    /// <summary>Scratch U, Q (from U|Q pre-activations) and K, V (from K|V) of <see cref="HstuGatedAttention"/>.</summary>
+    private sealed class Parts : IDisposable
+    {
+        public Parts(IBackend be, Tensor uqPre, int[] uqWidths, Tensor kvPre, int[] kvWidths)
+        {
+            K = be.Allocate(DType.Float32, [kvPre.Shape[0], kvWidths[0]]);
+            V = be.Allocate(DType.Float32, [kvPre.Shape[0], kvWidths[1]]);
+            U = be.Allocate(DType.Float32, [uqPre.Shape[0], uqWidths[0]]);
+            Q = be.Allocate(DType.Float32, [uqPre.Shape[0], uqWidths[1]]);
+            SiluParts(be, kvPre, kvWidths, [K, V]);
+            SiluParts(be, uqPre, uqWidths, [U, Q]);
+        }
+
+        public Tensor U { get; }
+        public Tensor Q { get; }
+        public Tensor K { get; }
+        public Tensor V { get; }
+
+        public void Dispose()
+        {
+            U.Dispose();
+            Q.Dispose();
+            K.Dispose();
+            V.Dispose();
+        }
+    }
+}

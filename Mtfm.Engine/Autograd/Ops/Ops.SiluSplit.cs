@@ -23,27 +23,32 @@ internal static partial class Ops
         var be = tape.Backend;
         var lead = x.Shape[..^1].ToArray();
         var outs = new Variable[widths.Length];
-        var offsets = new int[widths.Length];
-        using (var act = be.Allocate(DType.Float32, x.Shape))
-        {
-            be.Silu(x.Value, act);
-            for (int i = 0, off = 0; i < widths.Length; off += widths[i], i++)
-            {
-                offsets[i] = off;
-                outs[i] = tape.Output(tape.Allocate([.. lead, widths[i]]));
-                be.CopyColumns(act, off, outs[i].Value, 0, widths[i], accumulate: false);
-            }
-        }
+        for (int i = 0; i < widths.Length; i++) outs[i] = tape.Output(tape.Allocate([.. lead, widths[i]]));
+        SiluParts(be, x.Value, widths, Array.ConvertAll(outs, o => o.Value));
         tape.Record(outs, [x], () =>
         {
-            if (tape.GradFor(x) is not { } dx) return;
-            // Every part has a gradient in the usual case: each is copied over its columns, no zeroing needed.
-            bool all = Array.TrueForAll(outs, o => o.Grad is not null);
-            using var dact = be.Allocate(DType.Float32, x.Shape, zero: !all);
-            for (int i = 0; i < outs.Length; i++)
-                if (outs[i].Grad is { } d) be.CopyColumns(d, 0, dact, offsets[i], widths[i], accumulate: !all);
-            be.SiluBackward(x.Value, dact, dx);
+            if (tape.GradFor(x) is { } dx) SiluPartsBackward(be, x.Value, widths, Array.ConvertAll(outs, o => o.Grad), dx);
         });
         return outs;
+    }
+
+    /// <summary>parts[i] = columns [Σ widths[..i], + widths[i]) of SiLU(x); the activation lives only in a scratch buffer.</summary>
+    private static void SiluParts(Backends.IBackend be, Tensor x, int[] widths, Tensor[] parts)
+    {
+        using var act = be.Allocate(DType.Float32, x.Shape);
+        be.Silu(x, act);
+        for (int i = 0, off = 0; i < widths.Length; off += widths[i], i++)
+            be.CopyColumns(act, off, parts[i], 0, widths[i], accumulate: false);
+    }
+
+    /// <summary>The backward of <see cref="SiluParts"/>: ADDS into <paramref name="dx"/> from the parts' gradients (null = none reached that part).</summary>
+    private static void SiluPartsBackward(Backends.IBackend be, Tensor x, int[] widths, Tensor?[] partGrads, Tensor dx)
+    {
+        // Every part has a gradient in the usual case: each is copied over its columns, no zeroing needed.
+        bool all = Array.TrueForAll(partGrads, g => g is not null);
+        using var dact = be.Allocate(DType.Float32, x.Shape, zero: !all);
+        for (int i = 0, off = 0; i < widths.Length; off += widths[i], i++)
+            if (partGrads[i] is { } d) be.CopyColumns(d, 0, dact, off, widths[i], accumulate: !all);
+        be.SiluBackward(x, dact, dx);
     }
 }
