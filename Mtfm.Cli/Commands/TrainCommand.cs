@@ -71,7 +71,7 @@ internal static class TrainCommand
         Console.WriteLine($"model: preset {r.Preset}, attention {config.Attention}, d_model {config.DModel}, {shape}, heads {config.Heads}/{config.KvHeads} kv, " +
             $"{model.ParameterCount:N0} parameters, {flopsPerInstance / 1e6:F1} MFLOP forward per instance, {DeviceText(backend)}");
 
-        long averaged = r.WeightAverageDecay > 0 ? model.Parameters.Where(p => !p.SparseGrad).Sum(p => p.Value.Length) : 0;
+        long averaged = r.WeightAverageDecay > 0 ? WeightAverage.AveragedCount(model.Parameters) : 0;
         var estimate = MemoryEstimate.For(config, layout, model.ParameterCount, r.BatchTokens, checkpoints: true, averaged);
         estimate.EnsureFits(maxMemory, onCpu ? GC.GetGCMemoryInfo().TotalAvailableMemoryBytes : 0);
         Console.WriteLine($"memory: estimated {estimate.Describe()}{(maxMemory > 0 ? $", limit {MemoryEstimate.Format(maxMemory)}" : "")}" +

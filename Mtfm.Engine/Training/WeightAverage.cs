@@ -45,6 +45,9 @@ internal sealed class WeightAverage : IDisposable
     /// <summary>Bytes the averages hold (for <see cref="MemoryEstimate"/>).</summary>
     public long Bytes => _average.Sum(a => a is null ? 0L : a.Length * sizeof(float));
 
+    /// <summary>How many parameter values a weight average of <paramref name="parameters"/> holds (the dense ones; for <see cref="MemoryEstimate"/>).</summary>
+    public static long AveragedCount(IEnumerable<Parameter> parameters) => parameters.Where(p => !p.SparseGrad).Sum(p => p.Value.Length);
+
     /// <summary>The decay applied after the update of 1-based step <paramref name="step"/>.</summary>
     public static float Decay(long step, float maxDecay)
     {

@@ -94,9 +94,7 @@ internal static partial class Ops
         using (var parts = new Parts(be, uqPre.Value, uqWidths, kvPre.Value, kvWidths))
         {
             be.HstuAttention(layout, targetQueries, heads, kvHeads, parts.Q, parts.K, parts.V, rab.Value, o);
-            using var ln = be.Allocate(DType.Float32, [nq, heads * dv]);
-            be.LayerNorm(o, null, null, null, LayerNormEps, ln, mean, rstd);
-            be.Mul(ln, parts.U, z.Value);
+            LayerNormMulForward(be, o, parts.U, mean, rstd, z.Value);
         }
         tape.Record([z], [uqPre, kvPre, rab], () =>
         {
@@ -104,14 +102,7 @@ internal static partial class Ops
             using var parts = new Parts(be, uqPre.Value, uqWidths, kvPre.Value, kvWidths); // the same values again
             using var du = be.Allocate(DType.Float32, [nq, heads * dv]);
             using var dO = be.Allocate(DType.Float32, [nq, heads * dv], zero: true);
-            using (var ln = be.Allocate(DType.Float32, [nq, heads * dv]))
-            using (var dln = be.Allocate(DType.Float32, [nq, heads * dv]))
-            {
-                be.LayerNorm(o, null, null, null, LayerNormEps, ln, mean, rstd);
-                be.Mul(dz, parts.U, dln);
-                be.Mul(dz, ln, du);
-                be.LayerNormBackward(o, mean, rstd, null, null, dln, dO, null, null);
-            }
+            LayerNormMulBackward(be, o, parts.U, mean, rstd, dz, du, writeDu: true, dO);
             using var dq = be.Allocate(DType.Float32, parts.Q.Shape, zero: true);
             using var dk = be.Allocate(DType.Float32, parts.K.Shape, zero: true);
             using var dvv = be.Allocate(DType.Float32, parts.V.Shape, zero: true);

@@ -17,22 +17,35 @@ internal static partial class Ops
         var mean = tape.Allocate(rows);
         var rstd = tape.Allocate(rows);
         var z = tape.Output(tape.Allocate(o.Shape));
-        using (var ln = be.Allocate(DType.Float32, o.Shape))
-        {
-            be.LayerNorm(o.Value, null, null, null, LayerNormEps, ln, mean, rstd);
-            be.Mul(ln, u.Value, z.Value);
-        }
+        LayerNormMulForward(be, o.Value, u.Value, mean, rstd, z.Value);
         tape.Record([z], [o, u], () =>
         {
-            var dz = z.Grad!;
-            using var ln = be.Allocate(DType.Float32, o.Shape);
-            be.LayerNorm(o.Value, null, null, null, LayerNormEps, ln, mean, rstd); // the same values again
-            using var dln = be.Allocate(DType.Float32, o.Shape);
-            be.Mul(dz, u.Value, dln);
-            if (tape.GradForWrite(u, out bool wu) is { } du) { if (wu) be.Mul(dz, ln, du); else be.MulAccumulate(dz, ln, du); }
-            if (tape.GradFor(o) is { } dO) be.LayerNormBackward(o.Value, mean, rstd, null, null, dln, dO, null, null);
+            var du = tape.GradForWrite(u, out bool wu);
+            LayerNormMulBackward(be, o.Value, u.Value, mean, rstd, z.Grad!, du, wu, tape.GradFor(o));
         });
         return z;
+    }
+
+    /// <summary>z = LN(o) ⊙ u with LN(o) in a scratch buffer; writes o's row statistics into <paramref name="mean"/>, <paramref name="rstd"/>.</summary>
+    private static void LayerNormMulForward(Backends.IBackend be, Tensor o, Tensor u, Tensor mean, Tensor rstd, Tensor z)
+    {
+        using var ln = be.Allocate(DType.Float32, o.Shape);
+        be.LayerNorm(o, null, null, null, LayerNormEps, ln, mean, rstd);
+        be.Mul(ln, u, z);
+    }
+
+    /// <summary>
+    /// The backward of <see cref="LayerNormMulForward"/>, LN(o) recomputed: du (null = none) is written
+    /// (<paramref name="writeDu"/>) or added to, dO (null = none) is added to, in the order of Mul's then LayerNorm's backward.
+    /// </summary>
+    private static void LayerNormMulBackward(Backends.IBackend be, Tensor o, Tensor u, Tensor mean, Tensor rstd, Tensor dz, Tensor? du, bool writeDu, Tensor? dO)
+    {
+        using var ln = be.Allocate(DType.Float32, o.Shape);
+        be.LayerNorm(o, null, null, null, LayerNormEps, ln, mean, rstd); // the same values again
+        using var dln = be.Allocate(DType.Float32, o.Shape);
+        be.Mul(dz, u, dln);
+        if (du is not null) { if (writeDu) be.Mul(dz, ln, du); else be.MulAccumulate(dz, ln, du); }
+        if (dO is not null) be.LayerNormBackward(o, mean, rstd, null, null, dln, dO, null, null);
     }
 
     /// <summary>
