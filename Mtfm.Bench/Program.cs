@@ -26,6 +26,7 @@ internal static class Program
             Environment.ExitCode = Cuda.CudaQuick.Run(args);
             return;
         }
+        if (args.Length > 0 && args[0] == "batch-quick") { Environment.ExitCode = BatchQuick.Run(args); return; }
         if (args.Length > 0 && args[0] == "serve-latency") { Environment.ExitCode = Serving.ServeLatency.Run(args); return; }
         if (args.Length > 0 && args[0] == "serve-profile") { Environment.ExitCode = Serving.ServeLatency.Profile(args); return; }
         if (args.Length > 0 && args[0] == "serve-model") { Environment.ExitCode = Serving.ServeLoad.WriteModel(args); return; }

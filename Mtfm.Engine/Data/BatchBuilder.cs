@@ -25,6 +25,12 @@ internal sealed class BatchBuilder
         _population = population ? PopulationStatistics.CachedForStore(instances.Store) : null;
     }
 
+    /// <summary>
+    /// Where set, batches compute their history statistics over the instances in parallel with it (the trainer sets
+    /// the CPU backend's pool while the step leaves it idle during batch building); bit-identical to a serial build.
+    /// </summary>
+    public ParallelRanges? Parallel { get; set; }
+
     /// <summary>The population statistics of the builder's store (one pass over all of its exposures), or null when the builder adds none.</summary>
     public PopulationStatistics.StoreColumns? Population => _population;
 
@@ -109,7 +115,7 @@ internal sealed class BatchBuilder
             }
             asm.EndInstance();
         }
-        var batch = asm.Build(_features, _stats, _history, st.HasTrueProbabilities, _population);
+        var batch = asm.Build(_features, _stats, _history, st.HasTrueProbabilities, _population, Parallel);
         var probs = batch.TrueProbabilities;
         for (int j = 0; j < batch.TargetCount; j++)
         {

@@ -1,4 +1,13 @@
+using System.Numerics.Tensors;
+
 namespace Mtfm.Engine.Data;
+
+/// <summary>
+/// Runs <paramref name="body"/> over [0, <paramref name="count"/>) in disjoint ranges of at least
+/// <paramref name="minChunk"/> indices, possibly in parallel, and returns when every range is done (the CPU backend's
+/// worker pool in training, where the step leaves the cores idle while a batch is built).
+/// </summary>
+internal delegate void ParallelRanges(int count, int minChunk, Action<int, int> body);
 
 /// <summary>
 /// Per-target numeric "history statistics" (docs/quality.md): for every T token, counts and shares computed from the
@@ -84,20 +93,44 @@ internal sealed class HistoryStatistics
     /// Writes the statistics of every T token of <paramref name="batch"/> into its group block's
     /// <see cref="GroupBlock.Statistics"/> (which must hold <see cref="Width"/> columns per row).
     /// </summary>
-    public void Fill(JaggedBatch batch)
+    public void Fill(JaggedBatch batch, ParallelRanges? parallel = null)
     {
         ArgumentNullException.ThrowIfNull(batch);
+        for (int g = 0; g < batch.Blocks.Length; g++)
+        {
+            var gi = _l.Groups[g];
+            if (gi.Segment != SegmentKind.Target || batch.Blocks[g].Rows == 0) continue;
+            if (batch.Blocks[g].StatisticsWidth != _plans[gi.Source].Width)
+                throw new ArgumentException($"group {gi.Name} has {batch.Blocks[g].StatisticsWidth} statistics columns, the plan {_plans[gi.Source].Width}.", nameof(batch));
+        }
+        // Instances are independent (each writes only its own T rows): a parallel fill is bit-identical to a serial one.
+        if (parallel is null || batch.InstanceCount < 2 * MinInstancesPerChunk) FillInstances(batch, 0, batch.InstanceCount);
+        else parallel(batch.InstanceCount, MinInstancesPerChunk, (s, e) => FillInstances(batch, s, e));
+    }
+
+    /// <summary>Fewest instances a parallel chunk of <see cref="Fill"/> takes.</summary>
+    private const int MinInstancesPerChunk = 8;
+
+    private void FillInstances(JaggedBatch batch, int first, int end)
+    {
         int nq = _l.SequenceCount;
-        var ctx = new List<int>();
+        // Per sequence, the instance's context tokens of its H and R groups (in context order): the only tokens any
+        // of its aggregates looks at.
+        var seqTokens = new List<int>[nq];
+        for (int j = 0; j < nq; j++) seqTokens[j] = [];
         // Candidates of one instance at one time see the same tokens: their aggregates are computed once per
         // (time, scenario, sequence), and each T token only picks the same-value parts of its own values.
         var groups = new Dictionary<(long Time, int Scenario), Aggregate[]>();
-        for (int i = 0; i < batch.InstanceCount; i++)
+        for (int i = first; i < end; i++)
         {
             int s0 = batch.Offsets[i], e0 = batch.Offsets[i + 1];
-            ctx.Clear();
             groups.Clear();
-            for (int t = s0; t < e0; t++) if (batch.Segment[t] != (byte)SegmentKind.Target) ctx.Add(t);
+            for (int j = 0; j < nq; j++) seqTokens[j].Clear();
+            for (int t = s0; t < e0; t++)
+            {
+                if (batch.Segment[t] == (byte)SegmentKind.Target) continue;
+                seqTokens[_l.Groups[batch.Group[t]].Source].Add(t);
+            }
             for (int t = s0; t < e0; t++)
             {
                 if (batch.Segment[t] != (byte)SegmentKind.Target) continue;
@@ -105,14 +138,12 @@ internal sealed class HistoryStatistics
                 int scenario = _l.Groups[g].Source;
                 var plan = _plans[scenario];
                 var tb = batch.Blocks[g];
-                if (tb.StatisticsWidth != plan.Width)
-                    throw new ArgumentException($"group {_l.Groups[g].Name} has {tb.StatisticsWidth} statistics columns, the plan {plan.Width}.", nameof(batch));
                 if (plan.Width == 0) continue;
                 long now = batch.Time[t];
                 if (!groups.TryGetValue((now, scenario), out var aggs))
                 {
                     aggs = new Aggregate[nq];
-                    for (int j = 0; j < nq; j++) aggs[j] = Aggregate.Over(batch, ctx, plan.Sequences[j], _l.HistoryGroup(j), _l.RealtimeGroup(j), now);
+                    for (int j = 0; j < nq; j++) aggs[j] = Aggregate.Over(batch, seqTokens[j], plan.Sequences[j], now);
                     groups[(now, scenario)] = aggs;
                 }
                 var outRow = tb.Statistics.AsSpan(batch.RowInGroup[t] * plan.Width, plan.Width);
@@ -142,6 +173,7 @@ internal sealed class HistoryStatistics
         private readonly SequencePlan _sp;
         private readonly int[] _visible;   // context tokens of the sequence visible at now, in context order
         private readonly double[] _wd;     // their e^(−Δt/1 d)
+        private readonly int[]?[] _sameValues; // per same-value column: the visible tokens' values (filled on first use)
         private readonly Dictionary<int, (double[] Acc, long Last)?>[] _same;
 
         public double[] Overall { get; }
@@ -151,34 +183,46 @@ internal sealed class HistoryStatistics
         {
             _batch = batch; _sp = sp; _visible = visible; _wd = wd; Overall = overall; Last = last;
             _same = new Dictionary<int, (double[] Acc, long Last)?>[sp.Same.Length];
+            _sameValues = new int[sp.Same.Length][];
             for (int a = 0; a < _same.Length; a++) _same[a] = [];
         }
 
-        public static Aggregate Over(JaggedBatch batch, List<int> ctx, SequencePlan sp, int hg, int rg, long now)
+        /// <summary>The sums over the tokens of <paramref name="tokens"/> (the sequence's H and R context tokens) visible at <paramref name="now"/>.</summary>
+        public static Aggregate Over(JaggedBatch batch, List<int> tokens, SequencePlan sp, long now)
         {
             int width = sp.Width, lowOffset = 4 + 4 * sp.Same.Length;
             var acc = new double[width];
             long last = long.MinValue;
-            var visible = new List<int>(ctx.Count);
-            var wds = new List<double>(ctx.Count);
-            foreach (int k in ctx)
+            var visible = new int[tokens.Count];
+            int n = 0;
+            foreach (int k in tokens)
+                if (batch.Segment[k] != (byte)SegmentKind.Realtime || batch.Time[k] < now) visible[n++] = k;
+            if (n < visible.Length) Array.Resize(ref visible, n);
+            // The decay weights of all visible tokens at once (vectorised exp; the sums below keep the context order).
+            var wh = new double[n];
+            var wd = new double[n];
+            for (int i = 0; i < n; i++) wh[i] = -Math.Max(0, now - batch.Time[visible[i]]);
+            TensorPrimitives.Divide(wh, Day, wd);
+            TensorPrimitives.Exp(wd, wd);
+            TensorPrimitives.Divide(wh, Hour, wh);
+            TensorPrimitives.Exp(wh, wh);
+            acc[0] = n;
+            for (int i = 0; i < n; i++)
             {
-                int kg = batch.Group[k];
-                if (kg != hg && kg != rg) continue;
-                if (batch.Segment[k] == (byte)SegmentKind.Realtime && batch.Time[k] >= now) continue;
-                var kb = batch.Blocks[kg];
-                var kCat = kb.Categorical.AsSpan(batch.RowInGroup[k] * kb.CategoricalWidth, kb.CategoricalWidth);
-                double dt = Math.Max(0, now - batch.Time[k]);
-                double wh = Math.Exp(-dt / Hour), wd = Math.Exp(-dt / Day);
-                acc[0] += 1; acc[1] += wh; acc[2] += wd;
+                int k = visible[i];
+                var kb = batch.Blocks[batch.Group[k]];
+                acc[1] += wh[i]; acc[2] += wd[i];
                 last = Math.Max(last, batch.Time[k]);
-                visible.Add(k); wds.Add(wd);
                 int p = lowOffset;
-                for (int c = 0; c < sp.LowCard.Length; c++)
+                if (sp.LowCard.Length > 0)
                 {
-                    var (qc, rows) = sp.LowCard[c];
-                    acc[p + kCat[qc]] += 1;
-                    p += rows * (1 + sp.Same.Length);
+                    var kCat = kb.Categorical.AsSpan(batch.RowInGroup[k] * kb.CategoricalWidth, kb.CategoricalWidth);
+                    for (int c = 0; c < sp.LowCard.Length; c++)
+                    {
+                        var (qc, rows) = sp.LowCard[c];
+                        acc[p + kCat[qc]] += 1;
+                        p += rows * (1 + sp.Same.Length);
+                    }
                 }
                 if (sp.Numeric > 0)
                 {
@@ -186,7 +230,7 @@ internal sealed class HistoryStatistics
                     for (int c = 0; c < sp.Numeric; c++, p += 1 + sp.Same.Length) acc[p] += kNum[c];
                 }
             }
-            return new Aggregate(batch, sp, visible.ToArray(), wds.ToArray(), acc, last);
+            return new Aggregate(batch, sp, visible, wd, acc, last);
         }
 
         /// <summary>The same-value part of column <paramref name="a"/> for value <paramref name="v"/>; false when no visible token holds it.</summary>
@@ -204,23 +248,27 @@ internal sealed class HistoryStatistics
         private (double[] Acc, long Last)? Sum(int a, int v)
         {
             var sp = _sp;
-            int sameCol = sp.Same[a].SequenceColumn, lowOffset = 4 + 4 * sp.Same.Length, q = 4 + 4 * a;
+            int lowOffset = 4 + 4 * sp.Same.Length, q = 4 + 4 * a;
+            var values = _sameValues[a] ??= SameValues(sp.Same[a].SequenceColumn);
             double[]? vec = null;
             long last = long.MinValue;
-            for (int i = 0; i < _visible.Length; i++)
+            for (int i = 0; i < values.Length; i++)
             {
-                int k = _visible[i], kg = _batch.Group[k];
-                var kb = _batch.Blocks[kg];
-                var kCat = kb.Categorical.AsSpan(_batch.RowInGroup[k] * kb.CategoricalWidth, kb.CategoricalWidth);
-                if (kCat[sameCol] != v) continue;
+                if (values[i] != v) continue;
+                int k = _visible[i];
+                var kb = _batch.Blocks[_batch.Group[k]];
                 vec ??= new double[sp.Width];
                 last = Math.Max(last, _batch.Time[k]);
                 int p = lowOffset;
-                for (int c = 0; c < sp.LowCard.Length; c++)
+                if (sp.LowCard.Length > 0)
                 {
-                    var (qc, rows) = sp.LowCard[c];
-                    vec[p + rows * (1 + a) + kCat[qc]] += 1;
-                    p += rows * (1 + sp.Same.Length);
+                    var kCat = kb.Categorical.AsSpan(_batch.RowInGroup[k] * kb.CategoricalWidth, kb.CategoricalWidth);
+                    for (int c = 0; c < sp.LowCard.Length; c++)
+                    {
+                        var (qc, rows) = sp.LowCard[c];
+                        vec[p + rows * (1 + a) + kCat[qc]] += 1;
+                        p += rows * (1 + sp.Same.Length);
+                    }
                 }
                 if (sp.Numeric > 0)
                 {
@@ -230,6 +278,19 @@ internal sealed class HistoryStatistics
                 vec[q] += 1; vec[q + 2] += _wd[i];
             }
             return vec is null ? null : (vec, last);
+        }
+
+        /// <summary>Column <paramref name="column"/> (of the sequence's categorical rows) of every visible token.</summary>
+        private int[] SameValues(int column)
+        {
+            var values = new int[_visible.Length];
+            for (int i = 0; i < values.Length; i++)
+            {
+                int k = _visible[i];
+                var kb = _batch.Blocks[_batch.Group[k]];
+                values[i] = kb.Categorical[_batch.RowInGroup[k] * kb.CategoricalWidth + column];
+            }
+            return values;
         }
     }
 

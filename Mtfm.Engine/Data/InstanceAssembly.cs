@@ -111,10 +111,11 @@ internal sealed class InstanceAssembly
     /// <summary>
     /// Builds the batch of the closed instances (with true-probability rows when <paramref name="withTrueProbabilities"/>):
     /// numeric values encoded with <paramref name="stats"/> (transform and presence indicators), T tokens' history
-    /// statistics written by <paramref name="history"/> from each instance's visible tokens.
+    /// statistics written by <paramref name="history"/> from each instance's visible tokens (over the instances in
+    /// parallel with <paramref name="parallel"/>; the same values either way).
     /// </summary>
     public JaggedBatch Build(ITokenFeatures features, NumericStats stats, HistoryStatistics history, bool withTrueProbabilities = false,
-        IPopulationSource? population = null)
+        IPopulationSource? population = null, ParallelRanges? parallel = null)
     {
         ArgumentNullException.ThrowIfNull(features);
         ArgumentNullException.ThrowIfNull(stats);
@@ -166,7 +167,7 @@ internal sealed class InstanceAssembly
             Labels = new float[targets * tasks], LabelMask = new byte[targets * tasks],
             TrueProbabilities = withTrueProbabilities ? new float[targets * tasks] : null,
         };
-        history.Fill(batch);
+        history.Fill(batch, parallel);
         return batch;
     }
 }

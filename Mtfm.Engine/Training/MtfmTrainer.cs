@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Mtfm.Engine.Autograd;
+using Mtfm.Engine.Backends.Cpu;
 using Mtfm.Engine.Data;
 using Mtfm.Engine.Evaluation;
 using Mtfm.Engine.IO;
@@ -66,6 +67,16 @@ internal sealed class MtfmTrainer
     {
         ArgumentNullException.ThrowIfNull(train);
         ArgumentNullException.ThrowIfNull(trainBatches);
+        ArgumentNullException.ThrowIfNull(valid);
+        bool prefetch = _o.PrefetchBatches ?? _device.FreeCoreForBatches;
+        // Without prefetch a batch is built between steps on the training thread while the CPU pool idles: its history
+        // statistics (the largest part of the build) are computed on the pool, bit-identical to a serial build. With
+        // prefetch the build overlaps the step and stays on its own thread.
+        if (!prefetch && _model.Backend is CpuBackend cpu)
+        {
+            trainBatches.Parallel ??= cpu.Pool.For;
+            valid.Parallel ??= cpu.Pool.For;
+        }
         // The cross-user state serving reads: where the pass over the training log's store ended.
         if (_model.Config.PopulationStatistics)
             _model.Population = (trainBatches.Population ?? throw new ArgumentException(
@@ -116,7 +127,7 @@ internal sealed class MtfmTrainer
             if (_o.OnlyScenario is { } only) batches = batches.Select(b => { MaskOtherScenarios(b, only); return b; });
             // The next batch is assembled on a background thread while this step runs (BatchPrefetch): same batches,
             // same order. Automatic: where a core is left free (a CUDA step, a CPU pool smaller than the machine).
-            if (_o.PrefetchBatches ?? _device.FreeCoreForBatches) batches = BatchPrefetch.Ahead(batches);
+            if (prefetch) batches = BatchPrefetch.Ahead(batches);
             // On CUDA the next batch's inputs are uploaded on the copy stream while this step runs.
             var steps = _device.Stage(batches, _model.Layout, _model.Config);
             foreach (var (batch, staged) in steps)

@@ -100,6 +100,39 @@ public class HistoryStatisticsTests
     }
 
     /// <summary>
+    /// The trainer computes a batch's statistics over its instances in parallel on the CPU pool
+    /// (<see cref="BatchBuilder.Parallel"/>): the columns equal the serial fill's bit for bit, on random logs and on
+    /// the synthetic default (feedback tokens, low-cardinality outcomes, pages of exposures at one second), and every
+    /// instance range was handed to the pool (so the test fails if the parallel path is skipped).
+    /// </summary>
+    [Fact]
+    public void AParallelFillEqualsTheSerialFillBitForBit()
+    {
+        using var pool = new Mtfm.Engine.Backends.Cpu.CpuWorkerPool(2);
+        int parallelCalls = 0;
+        ParallelRanges parallel = (n, min, body) => { parallelCalls++; pool.For(n, min, body); };
+        var stores = new List<EventStore>();
+        for (ulong seed = 1; seed <= 5; seed++) stores.Add(AggregatorTests.RandomStore(seed, 600));
+        int wide = 0; // batches with enough instances for two chunks
+        var syn = SyntheticGenerator.Generate(SyntheticConfig.Tiny).Store;
+        stores.Add(FeedbackTokens.Derive(syn, FeedbackTokens.WithClickFeedback(syn.Layout.Schema)));
+        foreach (var st in stores)
+        {
+            var agg = UserLevelAggregator.Aggregate(st);
+            var stats = st.ComputeNumericStats();
+            var all = Enumerable.Range(0, agg.Count).ToArray();
+            var serial = new BatchBuilder(agg, stats).Build(all);
+            var par = new BatchBuilder(agg, stats) { Parallel = parallel }.Build(all);
+            Assert.True(serial.TargetCount > 0);
+            if (serial.InstanceCount >= 16) wide++;
+            for (int g = 0; g < serial.Blocks.Length; g++)
+                Assert.Equal(serial.Blocks[g].Statistics, par.Blocks[g].Statistics);
+        }
+        Assert.True(wide >= 2, $"{wide} batches with ≥ 16 instances");
+        Assert.Equal(wide, parallelCalls);
+    }
+
+    /// <summary>
     /// Per-value shares of a low-cardinality sequence feature (a rating, a feedback outcome): c_v/(n+1) over the
     /// visible tokens and c_{same,v}/(m+1) over those holding the candidate's item; the behaviour at the exposure's own
     /// second (its own outcome) is not counted.

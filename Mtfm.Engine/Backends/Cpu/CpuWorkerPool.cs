@@ -113,6 +113,22 @@ internal sealed class CpuWorkerPool : IDisposable
         }
     }
 
+    /// <summary>
+    /// <see cref="For{TBody}(int, int, ref TBody)"/> with a delegate body (host-side work outside the kernels, such as
+    /// a batch's history statistics).
+    /// </summary>
+    public void For(int count, int minChunk, Action<int, int> body)
+    {
+        ArgumentNullException.ThrowIfNull(body);
+        var b = new DelegateBody(body);
+        For(count, minChunk, ref b);
+    }
+
+    private readonly struct DelegateBody(Action<int, int> body) : IRangeBody
+    {
+        public void Run(int start, int end) => body(start, end);
+    }
+
     /// <summary>Loops published so far.</summary>
     internal int Generation => (int)(Volatile.Read(ref _published) >> 32);
 
