@@ -72,11 +72,19 @@ internal sealed class MtfmTrainer
         // Without prefetch a batch is built between steps on the training thread while the CPU pool idles: its history
         // statistics (the largest part of the build) are computed on the pool, bit-identical to a serial build. With
         // prefetch the build overlaps the step and stays on its own thread.
+        // The builders get their own setting back afterwards (they may outlive this backend's pool).
+        var (trainParallel, validParallel) = (trainBatches.Parallel, valid.Parallel);
         if (!prefetch && _model.Backend is CpuBackend cpu)
         {
             trainBatches.Parallel ??= cpu.Pool.For;
             valid.Parallel ??= cpu.Pool.For;
         }
+        try { return Run(trainBatches, valid, progress, prefetch); }
+        finally { (trainBatches.Parallel, valid.Parallel) = (trainParallel, validParallel); }
+    }
+
+    private TrainResult Run(BatchBuilder trainBatches, BatchBuilder valid, Action<TrainProgress>? progress, bool prefetch)
+    {
         // The cross-user state serving reads: where the pass over the training log's store ended.
         if (_model.Config.PopulationStatistics)
             _model.Population = (trainBatches.Population ?? throw new ArgumentException(

@@ -66,4 +66,22 @@ public class CpuWorkerPoolTests
         Assert.All(hits, h => Assert.Equal(1, h));
         pool.Dispose();
     }
+
+    /// <summary>
+    /// The delegate form covers every index once; after Dispose a loop that would need the (stopped) workers throws
+    /// instead of waiting for them forever, and a loop small enough for the calling thread alone still runs.
+    /// </summary>
+    [Fact]
+    public void DelegateLoopsRunAndADisposedPoolRefusesParallelLoops()
+    {
+        var pool = new CpuWorkerPool(2);
+        var hits = new int[100];
+        pool.For(hits.Length, 1, (s, e) => { for (int i = s; i < e; i++) Interlocked.Increment(ref hits[i]); });
+        Assert.All(hits, h => Assert.Equal(1, h));
+        pool.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => pool.For(hits.Length, 1, (s, e) => { }));
+        int ran = 0;
+        pool.For(4, 4, (s, e) => ran += e - s);
+        Assert.Equal(4, ran);
+    }
 }

@@ -80,8 +80,14 @@ public class BatchPrefetchTests
             using var be = new CpuBackend(2);
             using var model = new MtfmModel(be, config, store.Layout, seed: 3);
             var trainer = new MtfmTrainer(model, new TrainOptions { Epochs = 2, BatchTokens = 128, PrefetchBatches = prefetch });
-            var r = trainer.Train(train, new BatchBuilder(train, stats), new BatchBuilder(valid, stats));
+            var (tb, vb) = (new BatchBuilder(train, stats), new BatchBuilder(valid, stats));
+            bool sawPool = false;
+            trainer.BeforeStep = (_, _) => sawPool |= tb.Parallel is not null;
+            var r = trainer.Train(train, tb, vb);
             Assert.True(r.Steps > 10);
+            Assert.Equal(!prefetch, sawPool); // without prefetch the batches' statistics are filled on the CPU pool
+            Assert.Null(tb.Parallel);         // and the builders get their own setting back after training
+            Assert.Null(vb.Parallel);
             return model.Parameters.Select(p => be.ToHost<float>(p.Value)).ToArray();
         }
 

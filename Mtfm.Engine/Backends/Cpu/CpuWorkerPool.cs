@@ -89,6 +89,7 @@ internal sealed class CpuWorkerPool : IDisposable
             body.Run(0, count);
             return;
         }
+        ObjectDisposedException.ThrowIf(_stopping, this); // its workers are gone: a parallel loop would never finish
         var box = new StrongBox<TBody>(body);
         lock (_gate)
         {
