@@ -121,10 +121,12 @@ internal sealed class HistoryStatistics
         // Candidates of one instance at one time see the same tokens: their aggregates are computed once per
         // (time, scenario, sequence), and each T token only picks the same-value parts of its own values.
         var groups = new Dictionary<(long Time, int Scenario), Aggregate[]>();
+        var scratch = new Scratch();
         for (int i = first; i < end; i++)
         {
             int s0 = batch.Offsets[i], e0 = batch.Offsets[i + 1];
             groups.Clear();
+            scratch.Reset();
             for (int j = 0; j < nq; j++) seqTokens[j].Clear();
             for (int t = s0; t < e0; t++)
             {
@@ -143,7 +145,7 @@ internal sealed class HistoryStatistics
                 if (!groups.TryGetValue((now, scenario), out var aggs))
                 {
                     aggs = new Aggregate[nq];
-                    for (int j = 0; j < nq; j++) aggs[j] = Aggregate.Over(batch, seqTokens[j], plan.Sequences[j], now);
+                    for (int j = 0; j < nq; j++) aggs[j] = Aggregate.Over(batch, seqTokens[j], plan.Sequences[j], now, scratch);
                     groups[(now, scenario)] = aggs;
                 }
                 var outRow = tb.Statistics.AsSpan(batch.RowInGroup[t] * plan.Width, plan.Width);
@@ -171,45 +173,51 @@ internal sealed class HistoryStatistics
     {
         private readonly JaggedBatch _batch;
         private readonly SequencePlan _sp;
-        private readonly int[] _visible;   // context tokens of the sequence visible at now, in context order
-        private readonly double[] _wd;     // their e^(−Δt/1 d)
-        private readonly int[]?[] _sameValues; // per same-value column: the visible tokens' values (filled on first use)
-        private readonly Dictionary<int, (double[] Acc, long Last)?>[] _same;
+        private readonly Scratch _scratch;
+        private readonly int[] _ints;       // _ints[_visible.._visible + _n): context tokens of the sequence visible at now, in context order
+        private readonly double[] _doubles; // _doubles[_wd.._wd + _n): their e^(−Δt/1 d); _doubles[_overall.._overall + width): the overall sums
+        private readonly int _visible, _wd, _overall, _n;
+        private readonly int[] _sameValues; // per same-value column: offset of the visible tokens' values in _scratch, −1 until first use
+        private readonly int[]?[] _sameValueArrays;
 
-        public double[] Overall { get; }
         public long Last { get; }
 
-        private Aggregate(JaggedBatch batch, SequencePlan sp, int[] visible, double[] wd, double[] overall, long last)
+        /// <summary>The overall sums (the parts that do not depend on the candidate).</summary>
+        public ReadOnlySpan<double> Overall => _doubles.AsSpan(_overall, _sp.Width);
+
+        private Aggregate(JaggedBatch batch, SequencePlan sp, Scratch scratch, int[] ints, int visible, int n, double[] doubles, int wd, int overall, long last)
         {
-            _batch = batch; _sp = sp; _visible = visible; _wd = wd; Overall = overall; Last = last;
-            _same = new Dictionary<int, (double[] Acc, long Last)?>[sp.Same.Length];
-            _sameValues = new int[sp.Same.Length][];
-            for (int a = 0; a < _same.Length; a++) _same[a] = [];
+            _batch = batch; _sp = sp; _scratch = scratch; _ints = ints; _visible = visible; _n = n;
+            _doubles = doubles; _wd = wd; _overall = overall; Last = last;
+            _sameValues = new int[sp.Same.Length];
+            _sameValueArrays = new int[sp.Same.Length][];
         }
 
         /// <summary>The sums over the tokens of <paramref name="tokens"/> (the sequence's H and R context tokens) visible at <paramref name="now"/>.</summary>
-        public static Aggregate Over(JaggedBatch batch, List<int> tokens, SequencePlan sp, long now)
+        public static Aggregate Over(JaggedBatch batch, List<int> tokens, SequencePlan sp, long now, Scratch scratch)
         {
             int width = sp.Width, lowOffset = 4 + 4 * sp.Same.Length;
-            var acc = new double[width];
-            long last = long.MinValue;
-            var visible = new int[tokens.Count];
+            var (ints, vis) = scratch.Ints(tokens.Count);
             int n = 0;
             foreach (int k in tokens)
-                if (batch.Segment[k] != (byte)SegmentKind.Realtime || batch.Time[k] < now) visible[n++] = k;
-            if (n < visible.Length) Array.Resize(ref visible, n);
+                if (batch.Segment[k] != (byte)SegmentKind.Realtime || batch.Time[k] < now) ints[vis + n++] = k;
+            var (doubles, wdAt) = scratch.Doubles(n + width);
+            int accAt = wdAt + n;
+            var wd = doubles.AsSpan(wdAt, n);
+            var acc = doubles.AsSpan(accAt, width);
+            acc.Clear();
             // The decay weights of all visible tokens at once (vectorised exp; the sums below keep the context order).
-            var wh = new double[n];
-            var wd = new double[n];
-            for (int i = 0; i < n; i++) wh[i] = -Math.Max(0, now - batch.Time[visible[i]]);
+            var wh = scratch.Temp(n);
+            for (int i = 0; i < n; i++) wh[i] = -Math.Max(0, now - batch.Time[ints[vis + i]]);
             TensorPrimitives.Divide(wh, Day, wd);
             TensorPrimitives.Exp(wd, wd);
             TensorPrimitives.Divide(wh, Hour, wh);
             TensorPrimitives.Exp(wh, wh);
+            long last = long.MinValue;
             acc[0] = n;
             for (int i = 0; i < n; i++)
             {
-                int k = visible[i];
+                int k = ints[vis + i];
                 var kb = batch.Blocks[batch.Group[k]];
                 acc[1] += wh[i]; acc[2] += wd[i];
                 last = Math.Max(last, batch.Time[k]);
@@ -230,34 +238,44 @@ internal sealed class HistoryStatistics
                     for (int c = 0; c < sp.Numeric; c++, p += 1 + sp.Same.Length) acc[p] += kNum[c];
                 }
             }
-            return new Aggregate(batch, sp, visible, wd, acc, last);
+            return new Aggregate(batch, sp, scratch, ints, vis, n, doubles, wdAt, accAt, last);
         }
 
-        /// <summary>The same-value part of column <paramref name="a"/> for value <paramref name="v"/>; false when no visible token holds it.</summary>
-        public bool TryGetSame(int a, int v, out (double[] Acc, long Last) entry)
+        /// <summary>
+        /// The same-value part of column <paramref name="a"/> for value <paramref name="v"/> (summed on first request);
+        /// false when no visible token holds it.
+        /// </summary>
+        public bool TryGetSame(int a, int v, out ReadOnlySpan<double> acc, out long last)
         {
-            if (!_same[a].TryGetValue(v, out var e))
+            if (!_scratch.Same.TryGetValue((this, a, v), out var e))
             {
                 e = Sum(a, v);
-                _same[a][v] = e;
+                _scratch.Same[(this, a, v)] = e;
             }
-            entry = e.GetValueOrDefault();
-            return e.HasValue;
+            last = e.Last;
+            acc = e.Array is null ? default : e.Array.AsSpan(e.Offset, _sp.Width);
+            return e.Array is not null;
         }
 
-        private (double[] Acc, long Last)? Sum(int a, int v)
+        private (double[]? Array, int Offset, long Last) Sum(int a, int v)
         {
             var sp = _sp;
             int lowOffset = 4 + 4 * sp.Same.Length, q = 4 + 4 * a;
-            var values = _sameValues[a] ??= SameValues(sp.Same[a].SequenceColumn);
-            double[]? vec = null;
+            var values = SameValues(a);
+            double[]? arr = null;
+            int off = 0;
             long last = long.MinValue;
             for (int i = 0; i < values.Length; i++)
             {
                 if (values[i] != v) continue;
-                int k = _visible[i];
+                int k = _ints[_visible + i];
                 var kb = _batch.Blocks[_batch.Group[k]];
-                vec ??= new double[sp.Width];
+                if (arr is null)
+                {
+                    (arr, off) = _scratch.Doubles(sp.Width);
+                    arr.AsSpan(off, sp.Width).Clear();
+                }
+                var vec = arr.AsSpan(off, sp.Width);
                 last = Math.Max(last, _batch.Time[k]);
                 int p = lowOffset;
                 if (sp.LowCard.Length > 0)
@@ -275,22 +293,68 @@ internal sealed class HistoryStatistics
                     var kNum = kb.Numeric.AsSpan(_batch.RowInGroup[k] * kb.NumericWidth, kb.NumericWidth);
                     for (int c = 0; c < sp.Numeric; c++, p += 1 + sp.Same.Length) vec[p + 1 + a] += kNum[c];
                 }
-                vec[q] += 1; vec[q + 2] += _wd[i];
+                vec[q] += 1; vec[q + 2] += _doubles[_wd + i];
             }
-            return vec is null ? null : (vec, last);
+            return (arr, off, last);
         }
 
-        /// <summary>Column <paramref name="column"/> (of the sequence's categorical rows) of every visible token.</summary>
-        private int[] SameValues(int column)
+        /// <summary>Same-value column <paramref name="a"/> (of the sequence's categorical rows) of every visible token, read on first use.</summary>
+        private ReadOnlySpan<int> SameValues(int a)
         {
-            var values = new int[_visible.Length];
-            for (int i = 0; i < values.Length; i++)
+            if (_sameValueArrays[a] is { } have) return have.AsSpan(_sameValues[a], _n);
+            int column = _sp.Same[a].SequenceColumn;
+            var (arr, off) = _scratch.Ints(_n);
+            for (int i = 0; i < _n; i++)
             {
-                int k = _visible[i];
+                int k = _ints[_visible + i];
                 var kb = _batch.Blocks[_batch.Group[k]];
-                values[i] = kb.Categorical[_batch.RowInGroup[k] * kb.CategoricalWidth + column];
+                arr[off + i] = kb.Categorical[_batch.RowInGroup[k] * kb.CategoricalWidth + column];
             }
-            return values;
+            _sameValueArrays[a] = arr;
+            _sameValues[a] = off;
+            return arr.AsSpan(off, _n);
+        }
+    }
+
+    /// <summary>
+    /// Per-chunk working memory of <see cref="FillInstances"/>: bump regions that live until the instance ends (an
+    /// aggregate's visible tokens, weights and sums), so an instance's aggregates cost no garbage. A region that no
+    /// longer fits starts a larger array; the earlier ones stay valid for the aggregates that point into them.
+    /// </summary>
+    private sealed class Scratch
+    {
+        private int[] _ints = new int[1024];
+        private double[] _doubles = new double[4096];
+        private double[] _temp = new double[256];
+        private int _intTop, _doubleTop;
+
+        /// <summary>Same-value sums already computed, by (aggregate, column, value); Array null = no visible token holds the value.</summary>
+        public Dictionary<(Aggregate Agg, int Column, int Value), (double[]? Array, int Offset, long Last)> Same { get; } = [];
+
+        /// <summary>Forgets every region (the next instance).</summary>
+        public void Reset() { _intTop = 0; _doubleTop = 0; Same.Clear(); }
+
+        public (int[] Array, int Offset) Ints(int n)
+        {
+            if (_intTop + n > _ints.Length) { _ints = new int[Math.Max(2 * _ints.Length, n)]; _intTop = 0; }
+            int at = _intTop;
+            _intTop += n;
+            return (_ints, at);
+        }
+
+        public (double[] Array, int Offset) Doubles(int n)
+        {
+            if (_doubleTop + n > _doubles.Length) { _doubles = new double[Math.Max(2 * _doubles.Length, n)]; _doubleTop = 0; }
+            int at = _doubleTop;
+            _doubleTop += n;
+            return (_doubles, at);
+        }
+
+        /// <summary>A buffer of <paramref name="n"/> doubles valid until the next call.</summary>
+        public Span<double> Temp(int n)
+        {
+            if (_temp.Length < n) _temp = new double[Math.Max(2 * _temp.Length, n)];
+            return _temp.AsSpan(0, n);
         }
     }
 
@@ -305,9 +369,9 @@ internal sealed class HistoryStatistics
         for (int a = 0; a < sp.Same.Length; a++)
         {
             last[1 + a] = long.MinValue;
-            if (!agg.TryGetSame(a, tCat[sp.Same[a].TargetColumn], out var entry)) continue;
-            last[1 + a] = entry.Last;
-            for (int x = 0; x < width; x++) acc[x] += entry.Acc[x]; // disjoint slots: exact
+            if (!agg.TryGetSame(a, tCat[sp.Same[a].TargetColumn], out var sameAcc, out long sameLast)) continue;
+            last[1 + a] = sameLast;
+            for (int x = 0; x < width; x++) acc[x] += sameAcc[x]; // disjoint slots: exact
         }
         double n = acc[0];
         o[0] = L(n); o[1] = L(acc[1]); o[2] = L(acc[2]); o[3] = Since(now, last[0]);
