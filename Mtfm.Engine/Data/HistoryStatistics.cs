@@ -177,8 +177,7 @@ internal sealed class HistoryStatistics
         private readonly int[] _ints;       // _ints[_visible.._visible + _n): context tokens of the sequence visible at now, in context order
         private readonly double[] _doubles; // _doubles[_wd.._wd + _n): their e^(−Δt/1 d); _doubles[_overall.._overall + width): the overall sums
         private readonly int _visible, _wd, _overall, _n;
-        private readonly int[] _sameValues; // per same-value column: offset of the visible tokens' values in _scratch, −1 until first use
-        private readonly int[]?[] _sameValueArrays;
+        private readonly (int[]? Array, int Offset)[] _sameValues; // per same-value column: where the visible tokens' values are (null until first use)
 
         public long Last { get; }
 
@@ -189,8 +188,7 @@ internal sealed class HistoryStatistics
         {
             _batch = batch; _sp = sp; _scratch = scratch; _ints = ints; _visible = visible; _n = n;
             _doubles = doubles; _wd = wd; _overall = overall; Last = last;
-            _sameValues = new int[sp.Same.Length];
-            _sameValueArrays = new int[sp.Same.Length][];
+            _sameValues = new (int[]?, int)[sp.Same.Length];
         }
 
         /// <summary>The sums over the tokens of <paramref name="tokens"/> (the sequence's H and R context tokens) visible at <paramref name="now"/>.</summary>
@@ -301,7 +299,7 @@ internal sealed class HistoryStatistics
         /// <summary>Same-value column <paramref name="a"/> (of the sequence's categorical rows) of every visible token, read on first use.</summary>
         private ReadOnlySpan<int> SameValues(int a)
         {
-            if (_sameValueArrays[a] is { } have) return have.AsSpan(_sameValues[a], _n);
+            if (_sameValues[a] is ({ } have, int at)) return have.AsSpan(at, _n);
             int column = _sp.Same[a].SequenceColumn;
             var (arr, off) = _scratch.Ints(_n);
             for (int i = 0; i < _n; i++)
@@ -310,8 +308,7 @@ internal sealed class HistoryStatistics
                 var kb = _batch.Blocks[_batch.Group[k]];
                 arr[off + i] = kb.Categorical[_batch.RowInGroup[k] * kb.CategoricalWidth + column];
             }
-            _sameValueArrays[a] = arr;
-            _sameValues[a] = off;
+            _sameValues[a] = (arr, off);
             return arr.AsSpan(off, _n);
         }
     }
