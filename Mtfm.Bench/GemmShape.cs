@@ -16,6 +16,11 @@ public readonly record struct GemmShape(string Name, int M, int N, int K, bool T
         new("square 1024", 1024, 1024, 1024),
         new("skinny 4096x64 * 64x16", 4096, 16, 64),
         new("tower 256x16 * 16x64", 256, 64, 16),
+        new("tiny wgrad (4020x64)^T * 4020x64", 64, 64, 4020, TransA: true),
+        new("tiny wgrad (4020x64)^T * 4020x128", 64, 128, 4020, TransA: true),
+        new("tiny wgrad (1811x64)^T * 1811x64", 64, 64, 1811, TransA: true),
+        new("small wgrad (11264x128)^T * 11264x128", 128, 128, 11264, TransA: true),
+        new("small wgrad (11264x128)^T * 11264x512", 128, 512, 11264, TransA: true),
     ];
 
     /// <inheritdoc/>

@@ -25,6 +25,8 @@ public sealed unsafe class CpuGemmTests : IDisposable
         { 530, 16, 70 },   // narrow C, several MC blocks, parallel
         { 3000, 5, 40 },   // direct dot form (few columns), parallel over rows
         { 2, 5000, 60 },   // direct path with few rows, parallel over column strips
+        { 64, 64, 1100 },  // Aᵀ·B read in place (weight gradient): full tiles, several KC blocks, parallel
+        { 50, 16, 700 },   // in place with the narrow tile and a partial row panel
     };
 
     [Theory]
@@ -128,6 +130,37 @@ public sealed unsafe class CpuGemmTests : IDisposable
                     Assert.True(c0.AsSpan().SequenceEqual(c3), $"{isa} {ta}/{tb}: pool(3) differs from single-threaded");
                 }
             }
+        }
+    }
+
+    [Theory]
+    [InlineData(64, 64, 4020, 0, 0, 0)]
+    [InlineData(37, 45, 600, 3, 5, 2)]   // partial row and column panels, padded strides
+    [InlineData(61, 200, 2050, 0, 7, 0)] // several KC blocks, partial last panels
+    [InlineData(50, 16, 700, 1, 0, 3)]   // the narrow 24×16 tile
+    public void AᵀBReadInPlaceEqualsThePackedAlgorithmBitForBit(int m, int n, int k, int padA, int padB, int padC)
+    {
+        var bl = GemmBlocking.For(GemmIsa.Avx512, n);
+        if (!GemmIsaSupport.IsSupported(GemmIsa.Avx512))
+        {
+            Assert.Skip("AVX-512 is not supported on this CPU: the in-place path exists only for its micro-kernels.");
+        }
+        Assert.True(CpuGemm.InPlace(in bl, transA: true, transB: false, m, n, k), "the size must take the in-place path");
+        Assert.False(CpuGemm.InPlace(in bl, transA: false, transB: false, m, n, k));
+        Assert.False(CpuGemm.InPlace(in bl, transA: true, transB: true, m, n, k));
+        int lda = m + padA, ldb = n + padB, ldc = n + padC;
+        var a = GemmReference.Random(k * lda, 11);
+        var b = GemmReference.Random(k * ldb, 12);
+        foreach (float beta in new[] { 0f, 0.5f })
+        {
+            var packed = GemmReference.Random(m * ldc, 13);
+            var inPlace = (float[])packed.Clone();
+            fixed (float* pa = a, pb = b, pc = packed, pi = inPlace)
+            {
+                CpuGemm.Packed(in bl, true, false, m, n, k, -1.25f, pa, lda, pb, ldb, beta, pc, ldc, inPlace: false);
+                CpuGemm.Packed(in bl, true, false, m, n, k, -1.25f, pa, lda, pb, ldb, beta, pi, ldc);
+            }
+            Assert.True(packed.AsSpan().SequenceEqual(inPlace), $"beta {beta}: the in-place Aᵀ·B differs from the packed one");
         }
     }
 

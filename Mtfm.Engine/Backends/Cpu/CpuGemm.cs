@@ -218,10 +218,23 @@ internal static unsafe class CpuGemm
         }
     }
 
-    /// <summary>The packed, cache-blocked algorithm on one thread.</summary>
+    /// <summary>
+    /// Whether op(A)ᵀ·op(B) with these operands is read in place (Aᵀ and untransposed B already hold each k step as a
+    /// contiguous run): only the partial edge panels are packed. Worth it when C is small against k (weight
+    /// gradients: packing would move as many bytes as the micro-kernel does FMAs).
+    /// </summary>
+    internal static bool InPlace(in GemmBlocking bl, bool transA, bool transB, int m, int n, int k)
+        => bl.StridedKernel != null && transA && !transB && (long)m * n <= 256L * 256 && k >= 4 * Math.Max(m, n);
+
+    /// <summary>The packed, cache-blocked algorithm on one thread (<paramref name="inPlace"/> false: tests pack every operand).</summary>
     internal static void Packed(in GemmBlocking bl, bool transA, bool transB, int m, int n, int k, float alpha,
-        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc, bool inPlace = true)
     {
+        if (inPlace && InPlace(in bl, transA, transB, m, n, k))
+        {
+            InPlaceTN(in bl, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            return;
+        }
         int mr = bl.Mr, nr = bl.Nr;
         int mcMax = Math.Min(bl.Mc, GemmPacking.RoundUp(m, mr));
         int kcMax = Math.Min(bl.Kc, k);
@@ -253,6 +266,53 @@ internal static unsafe class CpuGemm
                         {
                             kernel(kc, pa + (long)ir * kc, pbPanel, cCol + (long)ir * ldc, ldc, alpha, betaBlock,
                                 Math.Min(mr, mc - ir), nrValid);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// <see cref="Packed"/> for Aᵀ·B with both operands read in place: the same blocks, tiles and FMA order (so the same
+    /// bits); only a partial last row panel of A or column panel of B is packed (zero-padded) so no tile reads past m or n.
+    /// </summary>
+    private static void InPlaceTN(in GemmBlocking bl, int m, int n, int k, float alpha,
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+    {
+        int mr = bl.Mr, nr = bl.Nr;
+        int kcMax = Math.Min(bl.Kc, k);
+        var scratch = GemmScratch.Current;
+        float* pa = scratch.PackA((long)mr * kcMax);
+        float* pb = scratch.PackB((long)nr * kcMax);
+        var kernel = bl.StridedKernel;
+        int mFull = m / mr * mr, nFull = n / nr * nr;
+        for (int jc = 0; jc < n; jc += bl.Nc)
+        {
+            int nc = Math.Min(bl.Nc, n - jc);
+            for (int pc = 0; pc < k; pc += bl.Kc)
+            {
+                int kc = Math.Min(bl.Kc, k - pc);
+                float betaBlock = pc == 0 ? beta : 1f;
+                if (nFull < jc + nc) GemmPacking.PackB(false, b + (long)pc * ldb + nFull, ldb, kc, n - nFull, nr, pb);
+                if (mFull < m) GemmPacking.PackA(true, a + (long)pc * lda + mFull, lda, m - mFull, kc, mr, pa);
+                for (int ic = 0; ic < m; ic += bl.Mc)
+                {
+                    int mc = Math.Min(bl.Mc, m - ic);
+                    for (int jr = 0; jr < nc; jr += nr)
+                    {
+                        int j = jc + jr;
+                        bool edgeB = j >= nFull;
+                        float* bp = edgeB ? pb : b + (long)pc * ldb + j;
+                        int sb = edgeB ? nr : ldb;
+                        float* cCol = c + (long)ic * ldc + j;
+                        for (int ir = 0; ir < mc; ir += mr)
+                        {
+                            int i = ic + ir;
+                            bool edgeA = i >= mFull;
+                            float* ap = edgeA ? pa : a + (long)pc * lda + i;
+                            kernel(kc, ap, edgeA ? mr : lda, bp, sb, cCol + (long)ir * ldc, ldc, alpha, betaBlock,
+                                Math.Min(mr, mc - ir), Math.Min(nr, nc - jr));
                         }
                     }
                 }

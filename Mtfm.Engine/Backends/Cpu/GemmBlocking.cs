@@ -24,9 +24,16 @@ internal readonly unsafe struct GemmBlocking
     /// <summary>The micro-kernel: (kc, packedA, packedB, c, ldc, alpha, beta, validRows, validCols).</summary>
     public readonly delegate*<int, float*, float*, float*, int, float, float, int, int, void> Kernel;
 
-    private GemmBlocking(int mr, int nr, int mc, int kc, int nc, delegate*<int, float*, float*, float*, int, float, float, int, int, void> kernel)
+    /// <summary>
+    /// The same micro-kernel with each operand's k-step distance as an argument: (kc, a, sa, b, sb, c, ldc, alpha, beta,
+    /// validRows, validCols); null where the instruction set has none (then every operand is packed).
+    /// </summary>
+    public readonly delegate*<int, float*, int, float*, int, float*, int, float, float, int, int, void> StridedKernel;
+
+    private GemmBlocking(int mr, int nr, int mc, int kc, int nc, delegate*<int, float*, float*, float*, int, float, float, int, int, void> kernel,
+        delegate*<int, float*, int, float*, int, float*, int, float, float, int, int, void> strided = null)
     {
-        Mr = mr; Nr = nr; Mc = mc; Kc = kc; Nc = nc; Kernel = kernel;
+        Mr = mr; Nr = nr; Mc = mc; Kc = kc; Nc = nc; Kernel = kernel; StridedKernel = strided;
     }
 
     /// <summary>
@@ -35,8 +42,8 @@ internal readonly unsafe struct GemmBlocking
     /// </summary>
     public static GemmBlocking For(GemmIsa isa, int n) => isa switch
     {
-        GemmIsa.Avx512 when n <= 16 => new GemmBlocking(24, 16, 240, 512, 1024, &GemmMicroKernels.Avx512_24x16),
-        GemmIsa.Avx512 => new GemmBlocking(12, 32, 240, 512, 1024, &GemmMicroKernels.Avx512_12x32),
+        GemmIsa.Avx512 when n <= 16 => new GemmBlocking(24, 16, 240, 512, 1024, &GemmMicroKernels.Avx512_24x16, &GemmMicroKernels.Avx512_24x16_Strided),
+        GemmIsa.Avx512 => new GemmBlocking(12, 32, 240, 512, 1024, &GemmMicroKernels.Avx512_12x32, &GemmMicroKernels.Avx512_12x32_Strided),
         GemmIsa.Avx2 => new GemmBlocking(6, 16, 144, 256, 2048, &GemmMicroKernels.Avx2_6x16),
         _ => new GemmBlocking(GemmMicroKernels.ScalarMr, GemmMicroKernels.ScalarNr, 128, 256, 1024, &GemmMicroKernels.Scalar_4x4),
     };

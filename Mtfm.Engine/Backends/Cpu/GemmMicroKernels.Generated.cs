@@ -8,6 +8,8 @@ namespace Mtfm.Engine.Backends.Cpu;
 /// <summary>
 /// Register-blocked SGEMM micro-kernels over packed panels: A packed as kc × MR (MR values per k step), B packed as
 /// kc × NR. Each computes acc = Σ_p a[p]·b[p] in k order with FMA, then C = alpha·acc + beta·C (beta = 0: C not read).
+/// The _Strided forms take each operand's k-step distance, so an operand whose k steps are already contiguous runs of
+/// MR (or NR) values (Aᵀ, or B untransposed) is read in place.
 /// </summary>
 internal static unsafe partial class GemmMicroKernels
 {
@@ -58,6 +60,143 @@ internal static unsafe partial class GemmMicroKernels
             c11_1 = Avx512F.FusedMultiplyAdd(a11, b1, c11_1);
             pa += 12;
             pb += 32;
+        }
+        if (mr == 12 && nr == 32)
+        {
+            var va = Vector512.Create(alpha);
+            if (beta == 0f)
+            {
+                Vector512.Store(va * c0_0, c + 0 * (long)ldc + 0);
+                Vector512.Store(va * c0_1, c + 0 * (long)ldc + 16);
+                Vector512.Store(va * c1_0, c + 1 * (long)ldc + 0);
+                Vector512.Store(va * c1_1, c + 1 * (long)ldc + 16);
+                Vector512.Store(va * c2_0, c + 2 * (long)ldc + 0);
+                Vector512.Store(va * c2_1, c + 2 * (long)ldc + 16);
+                Vector512.Store(va * c3_0, c + 3 * (long)ldc + 0);
+                Vector512.Store(va * c3_1, c + 3 * (long)ldc + 16);
+                Vector512.Store(va * c4_0, c + 4 * (long)ldc + 0);
+                Vector512.Store(va * c4_1, c + 4 * (long)ldc + 16);
+                Vector512.Store(va * c5_0, c + 5 * (long)ldc + 0);
+                Vector512.Store(va * c5_1, c + 5 * (long)ldc + 16);
+                Vector512.Store(va * c6_0, c + 6 * (long)ldc + 0);
+                Vector512.Store(va * c6_1, c + 6 * (long)ldc + 16);
+                Vector512.Store(va * c7_0, c + 7 * (long)ldc + 0);
+                Vector512.Store(va * c7_1, c + 7 * (long)ldc + 16);
+                Vector512.Store(va * c8_0, c + 8 * (long)ldc + 0);
+                Vector512.Store(va * c8_1, c + 8 * (long)ldc + 16);
+                Vector512.Store(va * c9_0, c + 9 * (long)ldc + 0);
+                Vector512.Store(va * c9_1, c + 9 * (long)ldc + 16);
+                Vector512.Store(va * c10_0, c + 10 * (long)ldc + 0);
+                Vector512.Store(va * c10_1, c + 10 * (long)ldc + 16);
+                Vector512.Store(va * c11_0, c + 11 * (long)ldc + 0);
+                Vector512.Store(va * c11_1, c + 11 * (long)ldc + 16);
+            }
+            else
+            {
+                var vb = Vector512.Create(beta);
+                Store(va * c0_0, vb, c + 0 * (long)ldc + 0);
+                Store(va * c0_1, vb, c + 0 * (long)ldc + 16);
+                Store(va * c1_0, vb, c + 1 * (long)ldc + 0);
+                Store(va * c1_1, vb, c + 1 * (long)ldc + 16);
+                Store(va * c2_0, vb, c + 2 * (long)ldc + 0);
+                Store(va * c2_1, vb, c + 2 * (long)ldc + 16);
+                Store(va * c3_0, vb, c + 3 * (long)ldc + 0);
+                Store(va * c3_1, vb, c + 3 * (long)ldc + 16);
+                Store(va * c4_0, vb, c + 4 * (long)ldc + 0);
+                Store(va * c4_1, vb, c + 4 * (long)ldc + 16);
+                Store(va * c5_0, vb, c + 5 * (long)ldc + 0);
+                Store(va * c5_1, vb, c + 5 * (long)ldc + 16);
+                Store(va * c6_0, vb, c + 6 * (long)ldc + 0);
+                Store(va * c6_1, vb, c + 6 * (long)ldc + 16);
+                Store(va * c7_0, vb, c + 7 * (long)ldc + 0);
+                Store(va * c7_1, vb, c + 7 * (long)ldc + 16);
+                Store(va * c8_0, vb, c + 8 * (long)ldc + 0);
+                Store(va * c8_1, vb, c + 8 * (long)ldc + 16);
+                Store(va * c9_0, vb, c + 9 * (long)ldc + 0);
+                Store(va * c9_1, vb, c + 9 * (long)ldc + 16);
+                Store(va * c10_0, vb, c + 10 * (long)ldc + 0);
+                Store(va * c10_1, vb, c + 10 * (long)ldc + 16);
+                Store(va * c11_0, vb, c + 11 * (long)ldc + 0);
+                Store(va * c11_1, vb, c + 11 * (long)ldc + 16);
+            }
+            return;
+        }
+        float* t = stackalloc float[384];
+        Vector512.Store(c0_0, t + 0);
+        Vector512.Store(c0_1, t + 16);
+        Vector512.Store(c1_0, t + 32);
+        Vector512.Store(c1_1, t + 48);
+        Vector512.Store(c2_0, t + 64);
+        Vector512.Store(c2_1, t + 80);
+        Vector512.Store(c3_0, t + 96);
+        Vector512.Store(c3_1, t + 112);
+        Vector512.Store(c4_0, t + 128);
+        Vector512.Store(c4_1, t + 144);
+        Vector512.Store(c5_0, t + 160);
+        Vector512.Store(c5_1, t + 176);
+        Vector512.Store(c6_0, t + 192);
+        Vector512.Store(c6_1, t + 208);
+        Vector512.Store(c7_0, t + 224);
+        Vector512.Store(c7_1, t + 240);
+        Vector512.Store(c8_0, t + 256);
+        Vector512.Store(c8_1, t + 272);
+        Vector512.Store(c9_0, t + 288);
+        Vector512.Store(c9_1, t + 304);
+        Vector512.Store(c10_0, t + 320);
+        Vector512.Store(c10_1, t + 336);
+        Vector512.Store(c11_0, t + 352);
+        Vector512.Store(c11_1, t + 368);
+        UpdateEdge(t, 32, c, ldc, alpha, beta, mr, nr);
+    }
+
+    /// <summary>AVX-512 micro-kernel: a 12×32 block of C held in 24 zmm accumulators, A's k steps <paramref name="sa"/> floats apart and B's
+    /// <paramref name="sb"/> (an operand read in place, or a packed panel with sa = 12 / sb = 32); the same FMAs in the same order as <see cref="Avx512_12x32"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit] // the edge tile is fully written before it is read
+    internal static void Avx512_12x32_Strided(int kc, float* pa, int sa, float* pb, int sb, float* c, int ldc, float alpha, float beta, int mr, int nr)
+    {
+        Vector512<float> c0_0 = default, c0_1 = default, c1_0 = default, c1_1 = default, c2_0 = default, c2_1 = default, c3_0 = default, c3_1 = default, c4_0 = default, c4_1 = default, c5_0 = default, c5_1 = default, c6_0 = default, c6_1 = default, c7_0 = default, c7_1 = default, c8_0 = default, c8_1 = default, c9_0 = default, c9_1 = default, c10_0 = default, c10_1 = default, c11_0 = default, c11_1 = default;
+        for (int p = 0; p < kc; p++)
+        {
+            var b0 = Vector512.Load(pb + 0);
+            var b1 = Vector512.Load(pb + 16);
+            var a0 = Vector512.Create(pa[0]);
+            c0_0 = Avx512F.FusedMultiplyAdd(a0, b0, c0_0);
+            c0_1 = Avx512F.FusedMultiplyAdd(a0, b1, c0_1);
+            var a1 = Vector512.Create(pa[1]);
+            c1_0 = Avx512F.FusedMultiplyAdd(a1, b0, c1_0);
+            c1_1 = Avx512F.FusedMultiplyAdd(a1, b1, c1_1);
+            var a2 = Vector512.Create(pa[2]);
+            c2_0 = Avx512F.FusedMultiplyAdd(a2, b0, c2_0);
+            c2_1 = Avx512F.FusedMultiplyAdd(a2, b1, c2_1);
+            var a3 = Vector512.Create(pa[3]);
+            c3_0 = Avx512F.FusedMultiplyAdd(a3, b0, c3_0);
+            c3_1 = Avx512F.FusedMultiplyAdd(a3, b1, c3_1);
+            var a4 = Vector512.Create(pa[4]);
+            c4_0 = Avx512F.FusedMultiplyAdd(a4, b0, c4_0);
+            c4_1 = Avx512F.FusedMultiplyAdd(a4, b1, c4_1);
+            var a5 = Vector512.Create(pa[5]);
+            c5_0 = Avx512F.FusedMultiplyAdd(a5, b0, c5_0);
+            c5_1 = Avx512F.FusedMultiplyAdd(a5, b1, c5_1);
+            var a6 = Vector512.Create(pa[6]);
+            c6_0 = Avx512F.FusedMultiplyAdd(a6, b0, c6_0);
+            c6_1 = Avx512F.FusedMultiplyAdd(a6, b1, c6_1);
+            var a7 = Vector512.Create(pa[7]);
+            c7_0 = Avx512F.FusedMultiplyAdd(a7, b0, c7_0);
+            c7_1 = Avx512F.FusedMultiplyAdd(a7, b1, c7_1);
+            var a8 = Vector512.Create(pa[8]);
+            c8_0 = Avx512F.FusedMultiplyAdd(a8, b0, c8_0);
+            c8_1 = Avx512F.FusedMultiplyAdd(a8, b1, c8_1);
+            var a9 = Vector512.Create(pa[9]);
+            c9_0 = Avx512F.FusedMultiplyAdd(a9, b0, c9_0);
+            c9_1 = Avx512F.FusedMultiplyAdd(a9, b1, c9_1);
+            var a10 = Vector512.Create(pa[10]);
+            c10_0 = Avx512F.FusedMultiplyAdd(a10, b0, c10_0);
+            c10_1 = Avx512F.FusedMultiplyAdd(a10, b1, c10_1);
+            var a11 = Vector512.Create(pa[11]);
+            c11_0 = Avx512F.FusedMultiplyAdd(a11, b0, c11_0);
+            c11_1 = Avx512F.FusedMultiplyAdd(a11, b1, c11_1);
+            pa += sa;
+            pb += sb;
         }
         if (mr == 12 && nr == 32)
         {
@@ -205,6 +344,154 @@ internal static unsafe partial class GemmMicroKernels
             c23_0 = Avx512F.FusedMultiplyAdd(a23, b0, c23_0);
             pa += 24;
             pb += 16;
+        }
+        if (mr == 24 && nr == 16)
+        {
+            var va = Vector512.Create(alpha);
+            if (beta == 0f)
+            {
+                Vector512.Store(va * c0_0, c + 0 * (long)ldc + 0);
+                Vector512.Store(va * c1_0, c + 1 * (long)ldc + 0);
+                Vector512.Store(va * c2_0, c + 2 * (long)ldc + 0);
+                Vector512.Store(va * c3_0, c + 3 * (long)ldc + 0);
+                Vector512.Store(va * c4_0, c + 4 * (long)ldc + 0);
+                Vector512.Store(va * c5_0, c + 5 * (long)ldc + 0);
+                Vector512.Store(va * c6_0, c + 6 * (long)ldc + 0);
+                Vector512.Store(va * c7_0, c + 7 * (long)ldc + 0);
+                Vector512.Store(va * c8_0, c + 8 * (long)ldc + 0);
+                Vector512.Store(va * c9_0, c + 9 * (long)ldc + 0);
+                Vector512.Store(va * c10_0, c + 10 * (long)ldc + 0);
+                Vector512.Store(va * c11_0, c + 11 * (long)ldc + 0);
+                Vector512.Store(va * c12_0, c + 12 * (long)ldc + 0);
+                Vector512.Store(va * c13_0, c + 13 * (long)ldc + 0);
+                Vector512.Store(va * c14_0, c + 14 * (long)ldc + 0);
+                Vector512.Store(va * c15_0, c + 15 * (long)ldc + 0);
+                Vector512.Store(va * c16_0, c + 16 * (long)ldc + 0);
+                Vector512.Store(va * c17_0, c + 17 * (long)ldc + 0);
+                Vector512.Store(va * c18_0, c + 18 * (long)ldc + 0);
+                Vector512.Store(va * c19_0, c + 19 * (long)ldc + 0);
+                Vector512.Store(va * c20_0, c + 20 * (long)ldc + 0);
+                Vector512.Store(va * c21_0, c + 21 * (long)ldc + 0);
+                Vector512.Store(va * c22_0, c + 22 * (long)ldc + 0);
+                Vector512.Store(va * c23_0, c + 23 * (long)ldc + 0);
+            }
+            else
+            {
+                var vb = Vector512.Create(beta);
+                Store(va * c0_0, vb, c + 0 * (long)ldc + 0);
+                Store(va * c1_0, vb, c + 1 * (long)ldc + 0);
+                Store(va * c2_0, vb, c + 2 * (long)ldc + 0);
+                Store(va * c3_0, vb, c + 3 * (long)ldc + 0);
+                Store(va * c4_0, vb, c + 4 * (long)ldc + 0);
+                Store(va * c5_0, vb, c + 5 * (long)ldc + 0);
+                Store(va * c6_0, vb, c + 6 * (long)ldc + 0);
+                Store(va * c7_0, vb, c + 7 * (long)ldc + 0);
+                Store(va * c8_0, vb, c + 8 * (long)ldc + 0);
+                Store(va * c9_0, vb, c + 9 * (long)ldc + 0);
+                Store(va * c10_0, vb, c + 10 * (long)ldc + 0);
+                Store(va * c11_0, vb, c + 11 * (long)ldc + 0);
+                Store(va * c12_0, vb, c + 12 * (long)ldc + 0);
+                Store(va * c13_0, vb, c + 13 * (long)ldc + 0);
+                Store(va * c14_0, vb, c + 14 * (long)ldc + 0);
+                Store(va * c15_0, vb, c + 15 * (long)ldc + 0);
+                Store(va * c16_0, vb, c + 16 * (long)ldc + 0);
+                Store(va * c17_0, vb, c + 17 * (long)ldc + 0);
+                Store(va * c18_0, vb, c + 18 * (long)ldc + 0);
+                Store(va * c19_0, vb, c + 19 * (long)ldc + 0);
+                Store(va * c20_0, vb, c + 20 * (long)ldc + 0);
+                Store(va * c21_0, vb, c + 21 * (long)ldc + 0);
+                Store(va * c22_0, vb, c + 22 * (long)ldc + 0);
+                Store(va * c23_0, vb, c + 23 * (long)ldc + 0);
+            }
+            return;
+        }
+        float* t = stackalloc float[384];
+        Vector512.Store(c0_0, t + 0);
+        Vector512.Store(c1_0, t + 16);
+        Vector512.Store(c2_0, t + 32);
+        Vector512.Store(c3_0, t + 48);
+        Vector512.Store(c4_0, t + 64);
+        Vector512.Store(c5_0, t + 80);
+        Vector512.Store(c6_0, t + 96);
+        Vector512.Store(c7_0, t + 112);
+        Vector512.Store(c8_0, t + 128);
+        Vector512.Store(c9_0, t + 144);
+        Vector512.Store(c10_0, t + 160);
+        Vector512.Store(c11_0, t + 176);
+        Vector512.Store(c12_0, t + 192);
+        Vector512.Store(c13_0, t + 208);
+        Vector512.Store(c14_0, t + 224);
+        Vector512.Store(c15_0, t + 240);
+        Vector512.Store(c16_0, t + 256);
+        Vector512.Store(c17_0, t + 272);
+        Vector512.Store(c18_0, t + 288);
+        Vector512.Store(c19_0, t + 304);
+        Vector512.Store(c20_0, t + 320);
+        Vector512.Store(c21_0, t + 336);
+        Vector512.Store(c22_0, t + 352);
+        Vector512.Store(c23_0, t + 368);
+        UpdateEdge(t, 16, c, ldc, alpha, beta, mr, nr);
+    }
+
+    /// <summary>AVX-512 micro-kernel: a 24×16 block of C held in 24 zmm accumulators, A's k steps <paramref name="sa"/> floats apart and B's
+    /// <paramref name="sb"/> (an operand read in place, or a packed panel with sa = 24 / sb = 16); the same FMAs in the same order as <see cref="Avx512_24x16"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit] // the edge tile is fully written before it is read
+    internal static void Avx512_24x16_Strided(int kc, float* pa, int sa, float* pb, int sb, float* c, int ldc, float alpha, float beta, int mr, int nr)
+    {
+        Vector512<float> c0_0 = default, c1_0 = default, c2_0 = default, c3_0 = default, c4_0 = default, c5_0 = default, c6_0 = default, c7_0 = default, c8_0 = default, c9_0 = default, c10_0 = default, c11_0 = default, c12_0 = default, c13_0 = default, c14_0 = default, c15_0 = default, c16_0 = default, c17_0 = default, c18_0 = default, c19_0 = default, c20_0 = default, c21_0 = default, c22_0 = default, c23_0 = default;
+        for (int p = 0; p < kc; p++)
+        {
+            var b0 = Vector512.Load(pb + 0);
+            var a0 = Vector512.Create(pa[0]);
+            c0_0 = Avx512F.FusedMultiplyAdd(a0, b0, c0_0);
+            var a1 = Vector512.Create(pa[1]);
+            c1_0 = Avx512F.FusedMultiplyAdd(a1, b0, c1_0);
+            var a2 = Vector512.Create(pa[2]);
+            c2_0 = Avx512F.FusedMultiplyAdd(a2, b0, c2_0);
+            var a3 = Vector512.Create(pa[3]);
+            c3_0 = Avx512F.FusedMultiplyAdd(a3, b0, c3_0);
+            var a4 = Vector512.Create(pa[4]);
+            c4_0 = Avx512F.FusedMultiplyAdd(a4, b0, c4_0);
+            var a5 = Vector512.Create(pa[5]);
+            c5_0 = Avx512F.FusedMultiplyAdd(a5, b0, c5_0);
+            var a6 = Vector512.Create(pa[6]);
+            c6_0 = Avx512F.FusedMultiplyAdd(a6, b0, c6_0);
+            var a7 = Vector512.Create(pa[7]);
+            c7_0 = Avx512F.FusedMultiplyAdd(a7, b0, c7_0);
+            var a8 = Vector512.Create(pa[8]);
+            c8_0 = Avx512F.FusedMultiplyAdd(a8, b0, c8_0);
+            var a9 = Vector512.Create(pa[9]);
+            c9_0 = Avx512F.FusedMultiplyAdd(a9, b0, c9_0);
+            var a10 = Vector512.Create(pa[10]);
+            c10_0 = Avx512F.FusedMultiplyAdd(a10, b0, c10_0);
+            var a11 = Vector512.Create(pa[11]);
+            c11_0 = Avx512F.FusedMultiplyAdd(a11, b0, c11_0);
+            var a12 = Vector512.Create(pa[12]);
+            c12_0 = Avx512F.FusedMultiplyAdd(a12, b0, c12_0);
+            var a13 = Vector512.Create(pa[13]);
+            c13_0 = Avx512F.FusedMultiplyAdd(a13, b0, c13_0);
+            var a14 = Vector512.Create(pa[14]);
+            c14_0 = Avx512F.FusedMultiplyAdd(a14, b0, c14_0);
+            var a15 = Vector512.Create(pa[15]);
+            c15_0 = Avx512F.FusedMultiplyAdd(a15, b0, c15_0);
+            var a16 = Vector512.Create(pa[16]);
+            c16_0 = Avx512F.FusedMultiplyAdd(a16, b0, c16_0);
+            var a17 = Vector512.Create(pa[17]);
+            c17_0 = Avx512F.FusedMultiplyAdd(a17, b0, c17_0);
+            var a18 = Vector512.Create(pa[18]);
+            c18_0 = Avx512F.FusedMultiplyAdd(a18, b0, c18_0);
+            var a19 = Vector512.Create(pa[19]);
+            c19_0 = Avx512F.FusedMultiplyAdd(a19, b0, c19_0);
+            var a20 = Vector512.Create(pa[20]);
+            c20_0 = Avx512F.FusedMultiplyAdd(a20, b0, c20_0);
+            var a21 = Vector512.Create(pa[21]);
+            c21_0 = Avx512F.FusedMultiplyAdd(a21, b0, c21_0);
+            var a22 = Vector512.Create(pa[22]);
+            c22_0 = Avx512F.FusedMultiplyAdd(a22, b0, c22_0);
+            var a23 = Vector512.Create(pa[23]);
+            c23_0 = Avx512F.FusedMultiplyAdd(a23, b0, c23_0);
+            pa += sa;
+            pb += sb;
         }
         if (mr == 24 && nr == 16)
         {

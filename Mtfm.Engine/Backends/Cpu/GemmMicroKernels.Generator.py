@@ -1,11 +1,19 @@
 # Generates GemmMicroKernels.Generated.cs (unrolled AVX-512 / AVX2 register-blocked SGEMM micro-kernels).
 # Usage: python3 GemmMicroKernels.Generator.py 12x32,24x16 > GemmMicroKernels.Generated.cs
-def avx512(MR, NR=32):
+def avx512(MR, NR=32, strided=False):
+    # strided: A's k steps are sa floats apart and B's sb (an operand read in place); otherwise packed (MR and NR apart).
     nv = NR//16
     L=[]
-    L.append(f"    /// <summary>AVX-512 micro-kernel: a {MR}×{NR} block of C held in {MR*nv} zmm accumulators.</summary>")
+    if strided:
+        L.append(f"    /// <summary>AVX-512 micro-kernel: a {MR}×{NR} block of C held in {MR*nv} zmm accumulators, A's k steps <paramref name=\"sa\"/> floats apart and B's")
+        L.append(f"    /// <paramref name=\"sb\"/> (an operand read in place, or a packed panel with sa = {MR} / sb = {NR}); the same FMAs in the same order as <see cref=\"Avx512_{MR}x{NR}\"/>.</summary>")
+    else:
+        L.append(f"    /// <summary>AVX-512 micro-kernel: a {MR}×{NR} block of C held in {MR*nv} zmm accumulators.</summary>")
     L.append(f"    [MethodImpl(MethodImplOptions.AggressiveOptimization), SkipLocalsInit] // the edge tile is fully written before it is read")
-    L.append(f"    internal static void Avx512_{MR}x{NR}(int kc, float* pa, float* pb, float* c, int ldc, float alpha, float beta, int mr, int nr)")
+    if strided:
+        L.append(f"    internal static void Avx512_{MR}x{NR}_Strided(int kc, float* pa, int sa, float* pb, int sb, float* c, int ldc, float alpha, float beta, int mr, int nr)")
+    else:
+        L.append(f"    internal static void Avx512_{MR}x{NR}(int kc, float* pa, float* pb, float* c, int ldc, float alpha, float beta, int mr, int nr)")
     L.append("    {")
     accs=[f"c{i}_{v}" for i in range(MR) for v in range(nv)]
     L.append("        Vector512<float> " + ", ".join(a+" = default" for a in accs) + ";")
@@ -17,8 +25,8 @@ def avx512(MR, NR=32):
         L.append(f"            var a{i} = Vector512.Create(pa[{i}]);")
         for v in range(nv):
             L.append(f"            c{i}_{v} = Avx512F.FusedMultiplyAdd(a{i}, b{v}, c{i}_{v});")
-    L.append(f"            pa += {MR};")
-    L.append(f"            pb += {NR};")
+    L.append("            pa += sa;" if strided else f"            pa += {MR};")
+    L.append("            pb += sb;" if strided else f"            pb += {NR};")
     L.append("        }")
     L.append(f"        if (mr == {MR} && nr == {NR})")
     L.append("        {")
@@ -104,11 +112,14 @@ namespace Mtfm.Engine.Backends.Cpu;
 /// <summary>
 /// Register-blocked SGEMM micro-kernels over packed panels: A packed as kc × MR (MR values per k step), B packed as
 /// kc × NR. Each computes acc = Σ_p a[p]·b[p] in k order with FMA, then C = alpha·acc + beta·C (beta = 0: C not read).
+/// The _Strided forms take each operand's k-step distance, so an operand whose k steps are already contiguous runs of
+/// MR (or NR) values (Aᵀ, or B untransposed) is read in place.
 /// </summary>
 internal static unsafe partial class GemmMicroKernels
 {""")
 for mr, nr in mrs:
     print(avx512(mr, nr)); print()
+    print(avx512(mr, nr, strided=True)); print()
 print(avx2(6)); print()
 print("""    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Store(Vector512<float> scaled, Vector512<float> vb, float* c)
