@@ -1,6 +1,7 @@
 // Element-wise kernels (IBackend and the model's fused pieces). fp32 storage and accumulation; 1-D
 // grid-stride loops (any grid, any block) unless noted; outputs may alias inputs element for element.
 //   mtfm_silu_fwd / mtfm_silu_bwd / mtfm_silu_bwd_acc: SiLU and its gradient (the _acc form adds into dx);
+//   mtfm_silu_columns / mtfm_silu_columns_bwd_acc: the same on a column range of row-major matrices (a fused split);
 //   mtfm_bias_add; mtfm_bias_grad (deterministic column sums; a 1-D grid over columns);
 //   mtfm_fill, mtfm_add, mtfm_mul, mtfm_mul_acc, mtfm_scale, mtfm_axpy, mtfm_add_scalar (the backward of a sum).
 #include "common.cuh"
@@ -17,6 +18,28 @@ MTFM_KERNEL void mtfm_silu_bwd(const float* x, const float* dy, float* dx, mtfm_
         dx[i] = dy[i] * mtfm_silu_grad(x[i]);
 }
 MTFM_REGISTER_KERNEL(mtfm_silu_bwd)
+
+// y[r, yCol + c] = silu(x[r, xCol + c]) for r < rows, c < cols (row strides xStride, yStride; y is not x).
+MTFM_KERNEL void mtfm_silu_columns(const float* x, int xStride, int xCol, float* y, int yStride, int yCol, int rows, int cols) {
+    const mtfm_i64 n = (mtfm_i64)rows * cols;
+    for (mtfm_i64 e = (mtfm_i64)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (mtfm_i64)gridDim.x * blockDim.x) {
+        const mtfm_i64 r = e / cols, c = e - r * cols;
+        y[r * yStride + yCol + c] = mtfm_silu(x[r * xStride + xCol + c]);
+    }
+}
+MTFM_REGISTER_KERNEL(mtfm_silu_columns)
+
+// dx[r, dxCol + c] += dy[r, dyCol + c] * silu'(x[r, xCol + c]).
+MTFM_KERNEL void mtfm_silu_columns_bwd_acc(const float* x, int xStride, int xCol, const float* dy, int dyStride, int dyCol,
+                                           float* dx, int dxStride, int dxCol, int rows, int cols) {
+    const mtfm_i64 n = (mtfm_i64)rows * cols;
+    for (mtfm_i64 e = (mtfm_i64)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (mtfm_i64)gridDim.x * blockDim.x) {
+        const mtfm_i64 r = e / cols, c = e - r * cols;
+        float* d = dx + r * dxStride + dxCol + c;
+        *d = fmaf(dy[r * dyStride + dyCol + c], mtfm_silu_grad(x[r * xStride + xCol + c]), *d);
+    }
+}
+MTFM_REGISTER_KERNEL(mtfm_silu_columns_bwd_acc)
 
 // y[r, c] = x[r, c] + bias[c] for a row-major [rows, cols] matrix. y may alias x.
 MTFM_KERNEL void mtfm_bias_add(const float* x, const float* bias, float* y, int rows, int cols) {

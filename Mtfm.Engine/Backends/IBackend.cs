@@ -75,6 +75,15 @@ internal interface IBackend : IDisposable
     /// <summary>dx += dy·σ(x)·(1 + x·(1−σ(x))).</summary>
     void SiluBackward(Tensor x, Tensor dy, Tensor dx);
 
+    /// <summary>
+    /// y[:, yCol..yCol+cols) = SiLU(x[:, xCol..xCol+cols)) for x [n,dx], y [n,dy] (y must not be x): the SiLU of a column
+    /// range written straight into its part, instead of a full SiLU then a split. Each element equals <see cref="Silu"/>'s.
+    /// </summary>
+    void SiluColumns(Tensor x, int xCol, Tensor y, int yCol, int cols);
+
+    /// <summary>dx[:, dxCol..+cols) += dy[:, dyCol..+cols)·SiLU'(x[:, xCol..+cols)): the backward of <see cref="SiluColumns"/>.</summary>
+    void SiluColumnsBackward(Tensor x, int xCol, Tensor dy, int dyCol, Tensor dx, int dxCol, int cols);
+
     // ---------------------------------------------------------------- reductions
 
     /// <summary>y[0] = alpha·Σ x (y has one element).</summary>

@@ -399,6 +399,21 @@ internal static class OpTable
             x.B.GatherRows(src.Rows(2, 20), ids.Rows(30, 10), g);
             return [g];
         });
+        yield return new OpCase("SiluColumns", "[19,11] cols 2..9 -> [19,23] col 9 (other columns untouched)", 1e-5f, 1e-6f, x =>
+        {
+            var a = x.Rand(-4, 4, 19, 11);
+            var b = x.Rand(-1, 1, 19, 23);
+            x.B.SiluColumns(a, 2, b, 9, 7);
+            return [b];
+        });
+        yield return new OpCase("SiluColumnsBackward", "[19,11] cols 2..9, dy [19,23] col 9 -> dx [19,30] col 20, accumulating", 1e-5f, 1e-5f, x =>
+        {
+            var a = x.Rand(-4, 4, 19, 11);
+            var dy = x.Rand(-1, 1, 19, 23);
+            var dx = x.Rand(-1, 1, 19, 30);
+            x.B.SiluColumnsBackward(a, 2, dy, 9, dx, 20, 7);
+            return [dx];
+        });
         foreach (var accumulate in new[] { false, true })
             yield return Exact("CopyColumns", $"[19,11] cols 2..9 -> [19,23] col 9, accumulate={accumulate}", x =>
             {
@@ -656,6 +671,13 @@ internal static class OpTable
                 },
             };
         });
+        yield return new GradCase("SiluColumns", "SiluColumnsBackward", x => new GradProblem
+        {
+            Inputs = [In(x.Rng, -4, 4, 9, 11)],
+            Wrt = [0],
+            Forward = (b, t) => { var y = Out(b, 9, 20); b.SiluColumns(t[0], 2, y, 5, 8); return y; },
+            Backward = (b, t, dy, g) => b.SiluColumnsBackward(t[0], 2, dy, 5, g[0], 2, 8),
+        });
         yield return new GradCase("CopyColumns", "split is the accumulating copy back", x => new GradProblem
         {
             Inputs = [In(x.Rng, -1, 1, 9, 11)],
@@ -756,6 +778,19 @@ internal static class OpTable
             var a = x.Rand(-1, 1, 19, 11);
             var b = x.Rand(-1, 1, 19, 23);
             return () => x.B.CopyColumns(a, 0, b, 20, 7, false);
+        });
+        yield return new ErrorCase("SiluColumns", "columns past x", typeof(ArgumentOutOfRangeException), "xCol", null, x =>
+        {
+            var a = x.Rand(-1, 1, 19, 11);
+            var b = x.Rand(-1, 1, 19, 23);
+            return () => x.B.SiluColumns(a, 6, b, 0, 7);
+        });
+        yield return new ErrorCase("SiluColumnsBackward", "dx with other rows", typeof(ArgumentException), "dx", "rows", x =>
+        {
+            var a = x.Rand(-1, 1, 19, 11);
+            var dy = x.Rand(-1, 1, 19, 7);
+            var dx = x.Rand(-1, 1, 18, 11);
+            return () => x.B.SiluColumnsBackward(a, 0, dy, 0, dx, 0, 7);
         });
         yield return new ErrorCase("Copy", "Int64 -> Int32 out of range", typeof(ArgumentOutOfRangeException), "src", "src[1]", x =>
         {

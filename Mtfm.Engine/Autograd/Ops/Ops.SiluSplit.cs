@@ -5,10 +5,10 @@ namespace Mtfm.Engine.Autograd;
 internal static partial class Ops
 {
     /// <summary>
-    /// <c>Split(Silu(x), widths)</c> as one op that keeps no SiLU output: the activation lives in a scratch buffer only
-    /// while it is split, and the backward gathers the parts' gradients into a scratch buffer before
-    /// <see cref="Backends.IBackend.SiluBackward"/>. Saves one [rows, Σwidths] activation (and its gradient) per use;
-    /// values and gradients are bit-identical to the two-op form.
+    /// <c>Split(Silu(x), widths)</c> as one op that keeps no SiLU output: each part is the SiLU of its column range
+    /// (<see cref="Backends.IBackend.SiluColumns"/>), and the backward adds each part's gradient into its columns of dx
+    /// (<see cref="Backends.IBackend.SiluColumnsBackward"/>): no [rows, Σwidths] activation, gradient or copy. Values and
+    /// gradients are bit-identical to the two-op form.
     /// </summary>
     public static Variable[] SiluSplit(this Tape tape, Variable x, params int[] widths)
     {
@@ -32,23 +32,17 @@ internal static partial class Ops
         return outs;
     }
 
-    /// <summary>parts[i] = columns [Σ widths[..i], + widths[i]) of SiLU(x); the activation lives only in a scratch buffer.</summary>
+    /// <summary>parts[i] = columns [Σ widths[..i], + widths[i]) of SiLU(x), each written straight into its part.</summary>
     private static void SiluParts(Backends.IBackend be, Tensor x, int[] widths, Tensor[] parts)
     {
-        using var act = be.Allocate(DType.Float32, x.Shape);
-        be.Silu(x, act);
         for (int i = 0, off = 0; i < widths.Length; off += widths[i], i++)
-            be.CopyColumns(act, off, parts[i], 0, widths[i], accumulate: false);
+            be.SiluColumns(x, off, parts[i], 0, widths[i]);
     }
 
     /// <summary>The backward of <see cref="SiluParts"/>: ADDS into <paramref name="dx"/> from the parts' gradients (null = none reached that part).</summary>
     private static void SiluPartsBackward(Backends.IBackend be, Tensor x, int[] widths, Tensor?[] partGrads, Tensor dx)
     {
-        // Every part has a gradient in the usual case: each is copied over its columns, no zeroing needed.
-        bool all = Array.TrueForAll(partGrads, g => g is not null);
-        using var dact = be.Allocate(DType.Float32, x.Shape, zero: !all);
         for (int i = 0, off = 0; i < widths.Length; off += widths[i], i++)
-            if (partGrads[i] is { } d) be.CopyColumns(d, 0, dact, off, widths[i], accumulate: !all);
-        be.SiluBackward(x, dact, dx);
+            if (partGrads[i] is { } d) be.SiluColumnsBackward(x, off, d, 0, dx, off, widths[i]);
     }
 }

@@ -23,7 +23,6 @@ internal sealed unsafe partial class CpuBackend
             for (int blk = start; blk < end; blk++) RunBlock(blk);
         }
 
-        [SkipLocalsInit] // the SiLU-backward scratch blocks are written before they are read
         private void RunBlock(int blk)
         {
             long lo = (long)blk * ElementBlock, hi = Math.Min(N, lo + ElementBlock);
@@ -38,26 +37,52 @@ internal sealed unsafe partial class CpuBackend
                 case Ew.Scale: TensorPrimitives.Multiply(a, Alpha, y); break;
                 case Ew.Axpy: TensorPrimitives.MultiplyAdd(a, Alpha, y, y); break;
                 case Ew.AddScalar: TensorPrimitives.Add(y, Alpha, y); break;
-                case Ew.Silu:
-                    TensorPrimitives.Sigmoid(a, y);
-                    TensorPrimitives.Multiply(y, a, y);
-                    break;
-                case Ew.SiluBackward:
-                    {
-                        // dx += dy·s·(1 + x·(1−s)), s = σ(x); a = x, B = dy.
-                        Span<float> s = stackalloc float[ElementBlock];
-                        Span<float> t = stackalloc float[ElementBlock];
-                        s = s[..len];
-                        t = t[..len];
-                        TensorPrimitives.Sigmoid(a, s);
-                        TensorPrimitives.Subtract(1f, s, t);            // 1 − s
-                        TensorPrimitives.MultiplyAdd(a, t, 1f, t);      // 1 + x(1 − s)
-                        TensorPrimitives.Multiply(t, s, t);
-                        TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(B + lo, len), t, y, y);
-                        break;
-                    }
+                case Ew.Silu: CpuSilu.Forward(A + lo, Y + lo, len); break;
+                case Ew.SiluBackward: CpuSilu.BackwardAccumulate(A + lo, B + lo, Y + lo, len); break;
             }
         }
+    }
+
+    /// <summary>SiLU (or its accumulating backward) of a column range, row by row.</summary>
+    private struct SiluColumnsBody : IRangeBody
+    {
+        public float* X, Dy, Y; // each at its first column
+        public int XCols, DyCols, YCols, Cols;
+        public bool Backward;
+
+        public readonly void Run(int start, int end)
+        {
+            for (int r = start; r < end; r++)
+            {
+                if (Backward) CpuSilu.BackwardAccumulate(X + (long)r * XCols, Dy + (long)r * DyCols, Y + (long)r * YCols, Cols);
+                else CpuSilu.Forward(X + (long)r * XCols, Y + (long)r * YCols, Cols);
+            }
+        }
+    }
+
+    /// <inheritdoc />
+    public void SiluColumns(Tensor x, int xCol, Tensor y, int yCol, int cols)
+    {
+        float* px = F(x, nameof(x)), py = F(y, nameof(y));
+        if (px == py) throw new ArgumentException("SiluColumns cannot run in place: y is x.", nameof(y));
+        var (rows, xc) = ColumnRanges.Check(x, nameof(x), xCol, nameof(xCol), cols);
+        var (_, yc) = ColumnRanges.Check(y, nameof(y), yCol, nameof(yCol), cols, rows, $"x {x.ShapeString}");
+        var body = new SiluColumnsBody { X = px + xCol, Y = py + yCol, XCols = xc, YCols = yc, Cols = cols };
+        _pool.For(rows, MinRows(Math.Max(1, cols)), ref body);
+    }
+
+    /// <inheritdoc />
+    public void SiluColumnsBackward(Tensor x, int xCol, Tensor dy, int dyCol, Tensor dx, int dxCol, int cols)
+    {
+        float* px = F(x, nameof(x)), pdy = F(dy, nameof(dy)), pdx = F(dx, nameof(dx));
+        var (rows, xc) = ColumnRanges.Check(x, nameof(x), xCol, nameof(xCol), cols);
+        var (_, dyc) = ColumnRanges.Check(dy, nameof(dy), dyCol, nameof(dyCol), cols, rows, $"x {x.ShapeString}");
+        var (_, dxc) = ColumnRanges.Check(dx, nameof(dx), dxCol, nameof(dxCol), cols, rows, $"x {x.ShapeString}");
+        var body = new SiluColumnsBody
+        {
+            X = px + xCol, Dy = pdy + dyCol, Y = pdx + dxCol, XCols = xc, DyCols = dyc, YCols = dxc, Cols = cols, Backward = true,
+        };
+        _pool.For(rows, MinRows(Math.Max(1, cols)), ref body);
     }
 
     private void RunElementwise(Ew op, float* a, float* b, float* y, float alpha, long n)

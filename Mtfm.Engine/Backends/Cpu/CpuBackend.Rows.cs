@@ -176,12 +176,8 @@ internal sealed unsafe partial class CpuBackend
     public void CopyColumns(Tensor src, int srcCol, Tensor dst, int dstCol, int cols, bool accumulate)
     {
         float* ps = F(src, nameof(src)), pd = F(dst, nameof(dst));
-        var (rows, sc) = Matrix(src);
-        var (drows, dc) = Matrix(dst);
-        if (drows != rows) throw new ArgumentException($"dst {dst.ShapeString} has {drows} rows, src {src.ShapeString} has {rows}.", nameof(dst));
-        if (cols < 0) throw new ArgumentOutOfRangeException(nameof(cols), cols, "cols must be ≥ 0.");
-        if (srcCol < 0 || srcCol + cols > sc) throw new ArgumentOutOfRangeException(nameof(srcCol), srcCol, $"Columns [{srcCol}, {srcCol + cols}) exceed src's {sc} columns.");
-        if (dstCol < 0 || dstCol + cols > dc) throw new ArgumentOutOfRangeException(nameof(dstCol), dstCol, $"Columns [{dstCol}, {dstCol + cols}) exceed dst's {dc} columns.");
+        var (rows, sc) = ColumnRanges.Check(src, nameof(src), srcCol, nameof(srcCol), cols);
+        var (_, dc) = ColumnRanges.Check(dst, nameof(dst), dstCol, nameof(dstCol), cols, rows, $"src {src.ShapeString}");
         var body = new CopyColumnsBody { Src = ps + srcCol, Dst = pd + dstCol, SrcCols = sc, DstCols = dc, Cols = cols, Accumulate = accumulate };
         _pool.For(rows, MinRows(Math.Max(1, cols)), ref body);
     }

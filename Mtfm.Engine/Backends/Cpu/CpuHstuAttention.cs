@@ -466,7 +466,7 @@ internal static unsafe class CpuHstuAttention
             for (int j = 0; j < e; j++) srow[j] = alpha * srow[j] + rabRow[brow[j]];
             var xs = new ReadOnlySpan<float>(srow, e);
             var sig = new Span<float>(_sig, e);
-            TensorPrimitives.Sigmoid(xs, sig);
+            CpuSilu.Sigmoid(srow, _sig, e);
             if (d == null)
             {
                 var ps = new Span<float>(prow, e);

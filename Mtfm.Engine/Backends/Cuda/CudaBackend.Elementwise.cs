@@ -70,6 +70,30 @@ internal sealed unsafe partial class CudaBackend
     }
 
     /// <inheritdoc />
+    public void SiluColumns(Tensor x, int xCol, Tensor y, int yCol, int cols)
+    {
+        ulong px = F(x, nameof(x)), py = F(y, nameof(y));
+        if (px == py) throw new ArgumentException("SiluColumns cannot run in place: y is x.", nameof(y));
+        var (rows, xc) = ColumnRanges.Check(x, nameof(x), xCol, nameof(xCol), cols);
+        var (_, yc) = ColumnRanges.Check(y, nameof(y), yCol, nameof(yCol), cols, rows, $"x {x.ShapeString}");
+        Launch1D("elementwise.cu", "mtfm_silu_columns", (long)rows * cols,
+            (ref CudaKernelArgs a) => { a.Ptr(px); a.I32(xc); a.I32(xCol); a.Ptr(py); a.I32(yc); a.I32(yCol); a.I32(rows); a.I32(cols); });
+    }
+
+    /// <inheritdoc />
+    public void SiluColumnsBackward(Tensor x, int xCol, Tensor dy, int dyCol, Tensor dx, int dxCol, int cols)
+    {
+        ulong px = F(x, nameof(x)), pdy = F(dy, nameof(dy)), pdx = F(dx, nameof(dx));
+        var (rows, xc) = ColumnRanges.Check(x, nameof(x), xCol, nameof(xCol), cols);
+        var (_, dyc) = ColumnRanges.Check(dy, nameof(dy), dyCol, nameof(dyCol), cols, rows, $"x {x.ShapeString}");
+        var (_, dxc) = ColumnRanges.Check(dx, nameof(dx), dxCol, nameof(dxCol), cols, rows, $"x {x.ShapeString}");
+        Launch1D("elementwise.cu", "mtfm_silu_columns_bwd_acc", (long)rows * cols, (ref CudaKernelArgs a) =>
+        {
+            a.Ptr(px); a.I32(xc); a.I32(xCol); a.Ptr(pdy); a.I32(dyc); a.I32(dyCol); a.Ptr(pdx); a.I32(dxc); a.I32(dxCol); a.I32(rows); a.I32(cols);
+        });
+    }
+
+    /// <inheritdoc />
     public void AddScalar(Tensor dy, float alpha, Tensor dx)
     {
         ulong pdy = F(dy, nameof(dy)), pdx = F(dx, nameof(dx));
