@@ -464,17 +464,10 @@ internal static unsafe class CpuHstuAttention
                 return;
             }
             for (int j = 0; j < e; j++) srow[j] = alpha * srow[j] + rabRow[brow[j]];
-            var xs = new ReadOnlySpan<float>(srow, e);
-            var sig = new Span<float>(_sig, e);
-            CpuSilu.Sigmoid(srow, _sig, e);
-            if (d == null)
-            {
-                var ps = new Span<float>(prow, e);
-                TensorPrimitives.Multiply(xs, sig, ps);
-                TensorPrimitives.Multiply(ps, invN, ps);
-            }
+            if (d == null) CpuSilu.SiluScaled(srow, prow, e, invN); // (x·σ(x))·invN: the P the backward recomputes, bit for bit
             else
             {
+                CpuSilu.Sigmoid(srow, _sig, e);
                 float* darow = da + (long)r * _lc;
                 float* drow = d + (long)r * _lc;
                 HstuAttentionMicroKernels.SiluForwardBackward(e, srow, _sig, darow, invN, prow, drow);

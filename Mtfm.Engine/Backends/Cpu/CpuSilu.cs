@@ -12,30 +12,56 @@ namespace Mtfm.Engine.Backends.Cpu;
 /// </summary>
 internal static unsafe class CpuSilu
 {
-    public static void Forward(float* x, float* y, int n)
+    /// <summary>y = SiLU(x) over n values (y must not overlap x).</summary>
+    public static void Forward(float* x, float* y, int n) => Scaled(x, y, n, 1f, silu: true);
+
+    /// <summary>y = SiLU(x)·scale over n values (y must not overlap x): the attention's P = SiLU(S)/n(q) in one pass.</summary>
+    public static void SiluScaled(float* x, float* y, int n, float scale) => Scaled(x, y, n, scale, silu: true);
+
+    /// <summary>σ(x) = 1 / (1 + e^−x) over n values (y must not overlap x; the sigmoid inside <see cref="Forward"/>, same bits).</summary>
+    public static void Sigmoid(float* x, float* y, int n) => Scaled(x, y, n, 1f, silu: false);
+
+    // Out of place, so a tail of a run of at least one vector is the run's last full vector again (the same code on the
+    // same values); only a run shorter than a vector is padded. scale = 1 multiplies exactly.
+    private static void Scaled(float* x, float* y, int n, float scale, bool silu)
     {
-        int i = 0;
         if (Vector512.IsHardwareAccelerated)
         {
-            for (; i <= n - 16; i += 16) Vector512.Store(F(Vector512.Load(x + i)), y + i);
-            if (i < n)
+            var vs = Vector512.Create(scale);
+            if (n < 16)
             {
+                if (n == 0) return;
                 float* t = stackalloc float[16];
-                Pad(x + i, n - i, t, 16);
-                Vector512.Store(F(Vector512.Load(t)), t);
-                Copy(t, y + i, n - i);
+                Pad(x, n, t, 16);
+                Vector512.Store(G(Vector512.Load(t), vs, silu), t);
+                Copy(t, y, n);
+                return;
             }
+            int i = 0;
+            for (; i <= n - 16; i += 16) Vector512.Store(G(Vector512.Load(x + i), vs, silu), y + i);
+            if (i < n) Vector512.Store(G(Vector512.Load(x + n - 16), vs, silu), y + n - 16);
             return;
         }
-        for (; i <= n - 8; i += 8) Vector256.Store(F(Vector256.Load(x + i)), y + i);
-        if (i < n)
+        var ws = Vector256.Create(scale);
+        if (n < 8)
         {
+            if (n == 0) return;
             float* t = stackalloc float[8];
-            Pad(x + i, n - i, t, 8);
-            Vector256.Store(F(Vector256.Load(t)), t);
-            Copy(t, y + i, n - i);
+            Pad(x, n, t, 8);
+            Vector256.Store(G(Vector256.Load(t), ws, silu), t);
+            Copy(t, y, n);
+            return;
         }
+        int k = 0;
+        for (; k <= n - 8; k += 8) Vector256.Store(G(Vector256.Load(x + k), ws, silu), y + k);
+        if (k < n) Vector256.Store(G(Vector256.Load(x + n - 8), ws, silu), y + n - 8);
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> G(Vector512<float> x, Vector512<float> scale, bool silu) => silu ? x * S(x) * scale : S(x);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> G(Vector256<float> x, Vector256<float> scale, bool silu) => silu ? x * S(x) * scale : S(x);
 
     public static void BackwardAccumulate(float* x, float* dy, float* dx, int n)
     {
@@ -63,32 +89,6 @@ internal static unsafe class CpuSilu
             Pad(dx + i, n - i, t + 16, 8);
             Vector256.Store(B(Vector256.Load(t), Vector256.Load(t + 8), Vector256.Load(t + 16)), t);
             Copy(t, dx + i, n - i);
-        }
-    }
-
-    /// <summary>σ(x) = 1 / (1 + e^−x) over n values (the sigmoid inside <see cref="Forward"/>; same bits per element).</summary>
-    public static void Sigmoid(float* x, float* y, int n)
-    {
-        int i = 0;
-        if (Vector512.IsHardwareAccelerated)
-        {
-            for (; i <= n - 16; i += 16) Vector512.Store(S(Vector512.Load(x + i)), y + i);
-            if (i < n)
-            {
-                float* t = stackalloc float[16];
-                Pad(x + i, n - i, t, 16);
-                Vector512.Store(S(Vector512.Load(t)), t);
-                Copy(t, y + i, n - i);
-            }
-            return;
-        }
-        for (; i <= n - 8; i += 8) Vector256.Store(S(Vector256.Load(x + i)), y + i);
-        if (i < n)
-        {
-            float* t = stackalloc float[8];
-            Pad(x + i, n - i, t, 8);
-            Vector256.Store(S(Vector256.Load(t)), t);
-            Copy(t, y + i, n - i);
         }
     }
 
@@ -138,11 +138,6 @@ internal static unsafe class CpuSilu
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> S(Vector256<float> x) => Vector256<float>.One / (Vector256<float>.One + Exp(-x));
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> F(Vector512<float> x) => x * S(x);
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> F(Vector256<float> x) => x * S(x);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<float> B(Vector512<float> x, Vector512<float> dy, Vector512<float> dx)
