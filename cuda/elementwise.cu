@@ -29,14 +29,14 @@ MTFM_KERNEL void mtfm_silu_columns(const float* x, int xStride, int xCol, float*
 }
 MTFM_REGISTER_KERNEL(mtfm_silu_columns)
 
-// dx[r, dxCol + c] += dy[r, dyCol + c] * silu'(x[r, xCol + c]).
+// dx[r, dxCol + c] (+)= dy[r, dyCol + c] * silu'(x[r, xCol + c]) (accumulate == 0: overwritten).
 MTFM_KERNEL void mtfm_silu_columns_bwd_acc(const float* x, int xStride, int xCol, const float* dy, int dyStride, int dyCol,
-                                           float* dx, int dxStride, int dxCol, int rows, int cols) {
+                                           float* dx, int dxStride, int dxCol, int rows, int cols, int accumulate) {
     const mtfm_i64 n = (mtfm_i64)rows * cols;
     for (mtfm_i64 e = (mtfm_i64)blockIdx.x * blockDim.x + threadIdx.x; e < n; e += (mtfm_i64)gridDim.x * blockDim.x) {
         const mtfm_i64 r = e / cols, c = e - r * cols;
         float* d = dx + r * dxStride + dxCol + c;
-        *d = fmaf(dy[r * dyStride + dyCol + c], mtfm_silu_grad(x[r * xStride + xCol + c]), *d);
+        *d = fmaf(dy[r * dyStride + dyCol + c], mtfm_silu_grad(x[r * xStride + xCol + c]), accumulate ? *d : 0.0f);
     }
 }
 MTFM_REGISTER_KERNEL(mtfm_silu_columns_bwd_acc)

@@ -107,7 +107,7 @@ internal sealed class ProfilingBackend(IBackend inner) : IBackend
     public void Silu(Tensor x, Tensor y) { long s = Stopwatch.GetTimestamp(); Inner.Silu(x, y); Add("element-wise", "Silu", s); }
     public void SiluBackward(Tensor x, Tensor dy, Tensor dx) { long s = Stopwatch.GetTimestamp(); Inner.SiluBackward(x, dy, dx); Add("element-wise", "SiluBackward", s); }
     public void SiluColumns(Tensor x, int xCol, Tensor y, int yCol, int cols) { long s = Stopwatch.GetTimestamp(); Inner.SiluColumns(x, xCol, y, yCol, cols); Add("element-wise", "SiluColumns", s); }
-    public void SiluColumnsBackward(Tensor x, int xCol, Tensor dy, int dyCol, Tensor dx, int dxCol, int cols) { long s = Stopwatch.GetTimestamp(); Inner.SiluColumnsBackward(x, xCol, dy, dyCol, dx, dxCol, cols); Add("element-wise", "SiluColumnsBackward", s); }
+    public void SiluColumnsBackward(Tensor x, int xCol, Tensor dy, int dyCol, Tensor dx, int dxCol, int cols, bool accumulate) { long s = Stopwatch.GetTimestamp(); Inner.SiluColumnsBackward(x, xCol, dy, dyCol, dx, dxCol, cols, accumulate); Add("element-wise", "SiluColumnsBackward", s); }
 
     public void SumAll(Tensor x, float alpha, Tensor y) { long s = Stopwatch.GetTimestamp(); Inner.SumAll(x, alpha, y); Add("reduction", "SumAll", s); }
     public void AddScalar(Tensor dy, float alpha, Tensor dx) { long s = Stopwatch.GetTimestamp(); Inner.AddScalar(dy, alpha, dx); Add("reduction", "AddScalar", s); }

@@ -81,8 +81,11 @@ internal interface IBackend : IDisposable
     /// </summary>
     void SiluColumns(Tensor x, int xCol, Tensor y, int yCol, int cols);
 
-    /// <summary>dx[:, dxCol..+cols) += dy[:, dyCol..+cols)·SiLU'(x[:, xCol..+cols)): the backward of <see cref="SiluColumns"/>.</summary>
-    void SiluColumnsBackward(Tensor x, int xCol, Tensor dy, int dyCol, Tensor dx, int dxCol, int cols);
+    /// <summary>
+    /// dx[:, dxCol..+cols) (+)= dy[:, dyCol..+cols)·SiLU'(x[:, xCol..+cols)): the backward of <see cref="SiluColumns"/>;
+    /// without <paramref name="accumulate"/> the columns are overwritten (the same bits as adding into zeros).
+    /// </summary>
+    void SiluColumnsBackward(Tensor x, int xCol, Tensor dy, int dyCol, Tensor dx, int dxCol, int cols, bool accumulate);
 
     // ---------------------------------------------------------------- reductions
 

@@ -26,7 +26,7 @@ public sealed unsafe class CpuSiluTests
         {
             CpuSilu.Forward(px, py, x.Length);
             CpuSilu.Sigmoid(px, ps, x.Length);
-            CpuSilu.BackwardAccumulate(px, pdy, pdx, x.Length);
+            CpuSilu.Backward(px, pdy, pdx, x.Length, accumulate: true);
         }
         for (int i = 0; i < x.Length; i++)
         {
@@ -57,6 +57,24 @@ public sealed unsafe class CpuSiluTests
     }
 
     [Fact]
+    public void AWrittenGradientEqualsOneAddedIntoZerosBitForBit()
+    {
+        foreach (int n in new[] { 5, 16, 37 })
+        {
+            var x = Values(n, 7, 6f);
+            var dy = Values(n, 8, 1f);
+            var added = new float[n];
+            var written = Values(n, 9, 100f); // garbage: every element must be overwritten
+            fixed (float* px = x, pdy = dy, pa = added, pw = written)
+            {
+                CpuSilu.Backward(px, pdy, pa, n, accumulate: true);
+                CpuSilu.Backward(px, pdy, pw, n, accumulate: false);
+            }
+            Assert.True(added.AsSpan().SequenceEqual(written), $"n = {n}");
+        }
+    }
+
+    [Fact]
     public void NaNPropagatesAndLargeInputsSaturate()
     {
         float[] x = [float.NaN, 1000f, -1000f, 0f, 88.5f, -88.5f];
@@ -67,7 +85,7 @@ public sealed unsafe class CpuSiluTests
         fixed (float* px = x, py = y, pdy = dy, pdx = dx)
         {
             CpuSilu.Forward(px, py, x.Length);
-            CpuSilu.BackwardAccumulate(px, pdy, pdx, x.Length);
+            CpuSilu.Backward(px, pdy, pdx, x.Length, accumulate: true);
         }
         Assert.True(float.IsNaN(y[0]));
         Assert.True(float.IsNaN(dx[0]));

@@ -406,14 +406,15 @@ internal static class OpTable
             x.B.SiluColumns(a, 2, b, 9, 7);
             return [b];
         });
-        yield return new OpCase("SiluColumnsBackward", "[19,11] cols 2..9, dy [19,23] col 9 -> dx [19,30] col 20, accumulating", 1e-5f, 1e-5f, x =>
-        {
-            var a = x.Rand(-4, 4, 19, 11);
-            var dy = x.Rand(-1, 1, 19, 23);
-            var dx = x.Rand(-1, 1, 19, 30);
-            x.B.SiluColumnsBackward(a, 2, dy, 9, dx, 20, 7);
-            return [dx];
-        });
+        foreach (var accumulate in new[] { false, true })
+            yield return new OpCase("SiluColumnsBackward", $"[19,11] cols 2..9, dy [19,23] col 9 -> dx [19,30] col 20, accumulate={accumulate}", 1e-5f, 1e-5f, x =>
+            {
+                var a = x.Rand(-4, 4, 19, 11);
+                var dy = x.Rand(-1, 1, 19, 23);
+                var dx = x.Rand(-1, 1, 19, 30);
+                x.B.SiluColumnsBackward(a, 2, dy, 9, dx, 20, 7, accumulate);
+                return [dx];
+            });
         foreach (var accumulate in new[] { false, true })
             yield return Exact("CopyColumns", $"[19,11] cols 2..9 -> [19,23] col 9, accumulate={accumulate}", x =>
             {
@@ -676,7 +677,7 @@ internal static class OpTable
             Inputs = [In(x.Rng, -4, 4, 9, 11)],
             Wrt = [0],
             Forward = (b, t) => { var y = Out(b, 9, 20); b.SiluColumns(t[0], 2, y, 5, 8); return y; },
-            Backward = (b, t, dy, g) => b.SiluColumnsBackward(t[0], 2, dy, 5, g[0], 2, 8),
+            Backward = (b, t, dy, g) => b.SiluColumnsBackward(t[0], 2, dy, 5, g[0], 2, 8, accumulate: true),
         });
         yield return new GradCase("CopyColumns", "split is the accumulating copy back", x => new GradProblem
         {
@@ -790,7 +791,7 @@ internal static class OpTable
             var a = x.Rand(-1, 1, 19, 11);
             var dy = x.Rand(-1, 1, 19, 7);
             var dx = x.Rand(-1, 1, 18, 11);
-            return () => x.B.SiluColumnsBackward(a, 0, dy, 0, dx, 0, 7);
+            return () => x.B.SiluColumnsBackward(a, 0, dy, 0, dx, 0, 7, true);
         });
         yield return new ErrorCase("Copy", "Int64 -> Int32 out of range", typeof(ArgumentOutOfRangeException), "src", "src[1]", x =>
         {

@@ -107,8 +107,8 @@ internal static partial class Ops
             using var dk = be.Allocate(DType.Float32, parts.K.Shape, zero: true);
             using var dvv = be.Allocate(DType.Float32, parts.V.Shape, zero: true);
             be.HstuAttentionBackward(layout, targetQueries, heads, kvHeads, parts.Q, parts.K, parts.V, rab.Value, dO, dq, dk, dvv, tape.GradFor(rab));
-            if (tape.GradFor(uqPre) is { } duq) SiluPartsBackward(be, uqPre.Value, uqWidths, [du, dq], duq);
-            if (tape.GradFor(kvPre) is { } dkv) SiluPartsBackward(be, kvPre.Value, kvWidths, [dk, dvv], dkv);
+            if (tape.GradForWrite(uqPre, out bool owUq) is { } duq) SiluPartsBackward(be, uqPre.Value, uqWidths, [du, dq], duq, owUq);
+            if (tape.GradForWrite(kvPre, out bool owKv) is { } dkv) SiluPartsBackward(be, kvPre.Value, kvWidths, [dk, dvv], dkv, owKv);
         });
         return z;
     }

@@ -27,7 +27,7 @@ internal static partial class Ops
         SiluParts(be, x.Value, widths, Array.ConvertAll(outs, o => o.Value));
         tape.Record(outs, [x], () =>
         {
-            if (tape.GradFor(x) is { } dx) SiluPartsBackward(be, x.Value, widths, Array.ConvertAll(outs, o => o.Grad), dx);
+            if (tape.GradForWrite(x, out bool overwrite) is { } dx) SiluPartsBackward(be, x.Value, widths, Array.ConvertAll(outs, o => o.Grad), dx, overwrite);
         });
         return outs;
     }
@@ -39,10 +39,19 @@ internal static partial class Ops
             be.SiluColumns(x, off, parts[i], 0, widths[i]);
     }
 
-    /// <summary>The backward of <see cref="SiluParts"/>: ADDS into <paramref name="dx"/> from the parts' gradients (null = none reached that part).</summary>
-    private static void SiluPartsBackward(Backends.IBackend be, Tensor x, int[] widths, Tensor?[] partGrads, Tensor dx)
+    /// <summary>
+    /// The backward of <see cref="SiluParts"/>: adds into <paramref name="dx"/> from the parts' gradients (null = none
+    /// reached that part), or writes it when <paramref name="overwrite"/> (a fresh, unzeroed buffer: a part without a
+    /// gradient leaves zeros).
+    /// </summary>
+    private static void SiluPartsBackward(Backends.IBackend be, Tensor x, int[] widths, Tensor?[] partGrads, Tensor dx, bool overwrite)
     {
+        if (overwrite && Array.Exists(partGrads, g => g is null))
+        {
+            be.Fill(dx, 0f);
+            overwrite = false;
+        }
         for (int i = 0, off = 0; i < widths.Length; off += widths[i], i++)
-            if (partGrads[i] is { } d) be.SiluColumnsBackward(x, off, d, 0, dx, off, widths[i]);
+            if (partGrads[i] is { } d) be.SiluColumnsBackward(x, off, d, 0, dx, off, widths[i], accumulate: !overwrite);
     }
 }

@@ -38,7 +38,7 @@ internal sealed unsafe partial class CpuBackend
                 case Ew.Axpy: TensorPrimitives.MultiplyAdd(a, Alpha, y, y); break;
                 case Ew.AddScalar: TensorPrimitives.Add(y, Alpha, y); break;
                 case Ew.Silu: CpuSilu.Forward(A + lo, Y + lo, len); break;
-                case Ew.SiluBackward: CpuSilu.BackwardAccumulate(A + lo, B + lo, Y + lo, len); break;
+                case Ew.SiluBackward: CpuSilu.Backward(A + lo, B + lo, Y + lo, len, accumulate: true); break;
             }
         }
     }
@@ -48,13 +48,13 @@ internal sealed unsafe partial class CpuBackend
     {
         public float* X, Dy, Y; // each at its first column
         public int XCols, DyCols, YCols, Cols;
-        public bool Backward;
+        public bool Backward, Accumulate;
 
         public readonly void Run(int start, int end)
         {
             for (int r = start; r < end; r++)
             {
-                if (Backward) CpuSilu.BackwardAccumulate(X + (long)r * XCols, Dy + (long)r * DyCols, Y + (long)r * YCols, Cols);
+                if (Backward) CpuSilu.Backward(X + (long)r * XCols, Dy + (long)r * DyCols, Y + (long)r * YCols, Cols, Accumulate);
                 else CpuSilu.Forward(X + (long)r * XCols, Y + (long)r * YCols, Cols);
             }
         }
@@ -72,7 +72,7 @@ internal sealed unsafe partial class CpuBackend
     }
 
     /// <inheritdoc />
-    public void SiluColumnsBackward(Tensor x, int xCol, Tensor dy, int dyCol, Tensor dx, int dxCol, int cols)
+    public void SiluColumnsBackward(Tensor x, int xCol, Tensor dy, int dyCol, Tensor dx, int dxCol, int cols, bool accumulate)
     {
         float* px = F(x, nameof(x)), pdy = F(dy, nameof(dy)), pdx = F(dx, nameof(dx));
         var (rows, xc) = ColumnRanges.Check(x, nameof(x), xCol, nameof(xCol), cols);
@@ -81,6 +81,7 @@ internal sealed unsafe partial class CpuBackend
         var body = new SiluColumnsBody
         {
             X = px + xCol, Dy = pdy + dyCol, Y = pdx + dxCol, XCols = xc, DyCols = dyc, YCols = dxc, Cols = cols, Backward = true,
+            Accumulate = accumulate,
         };
         _pool.For(rows, MinRows(Math.Max(1, cols)), ref body);
     }

@@ -63,30 +63,33 @@ internal static unsafe class CpuSilu
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> G(Vector256<float> x, Vector256<float> scale, bool silu) => silu ? x * S(x) * scale : S(x);
 
-    public static void BackwardAccumulate(float* x, float* dy, float* dx, int n)
+    /// <summary>dx (+)= dy·SiLU'(x) over n values (<paramref name="accumulate"/> false: overwritten, the same bits as adding into zeros).</summary>
+    public static void Backward(float* x, float* dy, float* dx, int n, bool accumulate)
     {
         int i = 0;
         if (Vector512.IsHardwareAccelerated)
         {
-            for (; i <= n - 16; i += 16) Vector512.Store(B(Vector512.Load(x + i), Vector512.Load(dy + i), Vector512.Load(dx + i)), dx + i);
+            for (; i <= n - 16; i += 16) Vector512.Store(B(Vector512.Load(x + i), Vector512.Load(dy + i), accumulate ? Vector512.Load(dx + i) : Vector512<float>.Zero), dx + i);
             if (i < n)
             {
                 float* t = stackalloc float[48];
                 Pad(x + i, n - i, t, 16);
                 Pad(dy + i, n - i, t + 16, 16);
-                Pad(dx + i, n - i, t + 32, 16);
+                if (accumulate) Pad(dx + i, n - i, t + 32, 16);
+                else Pad(dx, 0, t + 32, 16);
                 Vector512.Store(B(Vector512.Load(t), Vector512.Load(t + 16), Vector512.Load(t + 32)), t);
                 Copy(t, dx + i, n - i);
             }
             return;
         }
-        for (; i <= n - 8; i += 8) Vector256.Store(B(Vector256.Load(x + i), Vector256.Load(dy + i), Vector256.Load(dx + i)), dx + i);
+        for (; i <= n - 8; i += 8) Vector256.Store(B(Vector256.Load(x + i), Vector256.Load(dy + i), accumulate ? Vector256.Load(dx + i) : Vector256<float>.Zero), dx + i);
         if (i < n)
         {
             float* t = stackalloc float[24];
             Pad(x + i, n - i, t, 8);
             Pad(dy + i, n - i, t + 8, 8);
-            Pad(dx + i, n - i, t + 16, 8);
+            if (accumulate) Pad(dx + i, n - i, t + 16, 8);
+            else Pad(dx, 0, t + 16, 8);
             Vector256.Store(B(Vector256.Load(t), Vector256.Load(t + 8), Vector256.Load(t + 16)), t);
             Copy(t, dx + i, n - i);
         }

@@ -81,15 +81,16 @@ internal sealed unsafe partial class CudaBackend
     }
 
     /// <inheritdoc />
-    public void SiluColumnsBackward(Tensor x, int xCol, Tensor dy, int dyCol, Tensor dx, int dxCol, int cols)
+    public void SiluColumnsBackward(Tensor x, int xCol, Tensor dy, int dyCol, Tensor dx, int dxCol, int cols, bool accumulate)
     {
         ulong px = F(x, nameof(x)), pdy = F(dy, nameof(dy)), pdx = F(dx, nameof(dx));
         var (rows, xc) = ColumnRanges.Check(x, nameof(x), xCol, nameof(xCol), cols);
         var (_, dyc) = ColumnRanges.Check(dy, nameof(dy), dyCol, nameof(dyCol), cols, rows, $"x {x.ShapeString}");
         var (_, dxc) = ColumnRanges.Check(dx, nameof(dx), dxCol, nameof(dxCol), cols, rows, $"x {x.ShapeString}");
+        int acc = accumulate ? 1 : 0;
         Launch1D("elementwise.cu", "mtfm_silu_columns_bwd_acc", (long)rows * cols, (ref CudaKernelArgs a) =>
         {
-            a.Ptr(px); a.I32(xc); a.I32(xCol); a.Ptr(pdy); a.I32(dyc); a.I32(dyCol); a.Ptr(pdx); a.I32(dxc); a.I32(dxCol); a.I32(rows); a.I32(cols);
+            a.Ptr(px); a.I32(xc); a.I32(xCol); a.Ptr(pdy); a.I32(dyc); a.I32(dyCol); a.Ptr(pdx); a.I32(dxc); a.I32(dxCol); a.I32(rows); a.I32(cols); a.I32(acc);
         });
     }
 
