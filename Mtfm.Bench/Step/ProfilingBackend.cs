@@ -136,8 +136,8 @@ internal sealed class ProfilingBackend(IBackend inner) : IBackend
     public void HstuAttention(AttentionLayout layout, bool targetQueries, int heads, int kvHeads, Tensor q, Tensor k, Tensor v, Tensor rab, Tensor o)
     { long s = Stopwatch.GetTimestamp(); Inner.HstuAttention(layout, targetQueries, heads, kvHeads, q, k, v, rab, o); Add("attention fwd", targetQueries ? "HstuAttention fwd target" : "HstuAttention fwd full", s); }
 
-    public void HstuAttentionBackward(AttentionLayout layout, bool targetQueries, int heads, int kvHeads, Tensor q, Tensor k, Tensor v, Tensor rab, Tensor dO, Tensor? dq, Tensor? dk, Tensor? dv, Tensor? drab)
-    { long s = Stopwatch.GetTimestamp(); Inner.HstuAttentionBackward(layout, targetQueries, heads, kvHeads, q, k, v, rab, dO, dq, dk, dv, drab); Add("attention bwd", targetQueries ? "HstuAttention bwd target" : "HstuAttention bwd full", s); }
+    public void HstuAttentionBackward(AttentionLayout layout, bool targetQueries, int heads, int kvHeads, Tensor q, Tensor k, Tensor v, Tensor rab, Tensor dO, Tensor? dq, Tensor? dk, Tensor? dv, Tensor? drab, bool overwrite = false)
+    { long s = Stopwatch.GetTimestamp(); Inner.HstuAttentionBackward(layout, targetQueries, heads, kvHeads, q, k, v, rab, dO, dq, dk, dv, drab, overwrite); Add("attention bwd", targetQueries ? "HstuAttention bwd target" : "HstuAttention bwd full", s); }
 
     /// <summary>Adds an externally timed phase (optimizer, batch building, autograd bookkeeping).</summary>
     public void AddPhase(string category, string key, long ticks)

@@ -175,8 +175,9 @@ internal interface IBackend : IDisposable
 
     /// <summary>
     /// Backward of <see cref="HstuAttention"/>: from dO, ADDS into dq, dk, dv and drab (any of them may be null when not
-    /// needed).
+    /// needed). With <paramref name="overwrite"/>, dq, dk and dv are written instead (every element; their old contents
+    /// are never read, so fresh unzeroed buffers do); drab still accumulates.
     /// </summary>
     void HstuAttentionBackward(AttentionLayout layout, bool targetQueries, int heads, int kvHeads,
-        Tensor q, Tensor k, Tensor v, Tensor rab, Tensor dO, Tensor? dq, Tensor? dk, Tensor? dv, Tensor? drab);
+        Tensor q, Tensor k, Tensor v, Tensor rab, Tensor dO, Tensor? dq, Tensor? dk, Tensor? dv, Tensor? drab, bool overwrite = false);
 }

@@ -445,6 +445,16 @@ internal static class OpTable
                 x.B.HstuAttentionBackward(a.Layout, target, a.H, a.G, a.Q, a.K, a.V, a.Rab, dO, dq, dk, dv, drab);
                 return [dq, dk, dv, drab];
             });
+            yield return new OpCase("HstuAttentionBackward", $"targetQueries={target}, overwriting dq dk dv (garbage before), dv null", 1e-4f, 1e-4f, x =>
+            {
+                var a = AttentionInputs(x, target);
+                var dO = x.Rand(-1, 1, a.Rows, a.H * a.Dv);
+                var dq = x.Rand(1e6f, 2e6f, a.Rows, a.H * a.Dqk);
+                var dk = x.Rand(1e6f, 2e6f, a.N, a.G * a.Dqk);
+                var drab = x.Rand(-1, 1, a.H, a.Layout.RabWidth);
+                x.B.HstuAttentionBackward(a.Layout, target, a.H, a.G, a.Q, a.K, a.V, a.Rab, dO, dq, dk, null, drab, overwrite: true);
+                return [dq, dk, drab];
+            });
             yield return new OpCase("HstuAttentionBackward", $"targetQueries={target}, dk only (others null)", 1e-4f, 1e-5f, x =>
             {
                 var a = AttentionInputs(x, target);
@@ -505,7 +515,7 @@ internal static class OpTable
         return new AttentionLayout([.. offsets], [.. kind], [.. time], nb, 7);
     }
 
-    private static AttentionProblem AttentionInputs(OpContext x, bool target)
+    internal static AttentionProblem AttentionInputs(OpContext x, bool target)
     {
         const int h = 4, g = 2, dqk = 5, dv = 3;
         var layout = x.Own(AttentionLayoutFor(x.Rng, [(3, 5, 2), (0, 1, 1), (6, 0, 3), (2, 9, 0), (1, 3, 4)]));

@@ -69,6 +69,28 @@ public sealed class OpTableTests
         }
     }
 
+    public static TheoryData<string> KindRows() => new(Kinds);
+
+    /// <summary>HstuAttentionBackward with overwrite writes dq, dk, dv over garbage exactly what it adds into zeros.</summary>
+    [Theory]
+    [MemberData(nameof(KindRows))]
+    public void AttentionBackwardOverwriteEqualsAddingIntoZeros(string kind)
+    {
+        using var backend = Open(kind);
+        foreach (bool target in new[] { false, true })
+        {
+            using var x = new OpContext(backend, 17);
+            var a = OpTable.AttentionInputs(x, target);
+            var dO = x.Rand(-1, 1, a.Rows, a.H * a.Dv);
+            var added = new[] { x.Rand(0, 0, a.Rows, a.H * a.Dqk), x.Rand(0, 0, a.N, a.G * a.Dqk), x.Rand(0, 0, a.N, a.G * a.Dv) };
+            var written = new[] { x.Rand(1e6f, 2e6f, a.Rows, a.H * a.Dqk), x.Rand(1e6f, 2e6f, a.N, a.G * a.Dqk), x.Rand(1e6f, 2e6f, a.N, a.G * a.Dv) };
+            backend.HstuAttentionBackward(a.Layout, target, a.H, a.G, a.Q, a.K, a.V, a.Rab, dO, added[0], added[1], added[2], null);
+            backend.HstuAttentionBackward(a.Layout, target, a.H, a.G, a.Q, a.K, a.V, a.Rab, dO, written[0], written[1], written[2], null, overwrite: true);
+            for (int i = 0; i < 3; i++)
+                Assert.Equal(backend.ToHost<float>(added[i]), backend.ToHost<float>(written[i]));
+        }
+    }
+
     [Theory]
     [MemberData(nameof(GradientRows))]
     public void BackwardMatchesFiniteDifferences(string kind, string name)

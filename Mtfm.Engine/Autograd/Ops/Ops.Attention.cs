@@ -103,10 +103,11 @@ internal static partial class Ops
             using var du = be.Allocate(DType.Float32, [nq, heads * dv]);
             using var dO = be.Allocate(DType.Float32, [nq, heads * dv], zero: true);
             LayerNormMulBackward(be, o, parts.U, mean, rstd, dz, du, writeDu: true, dO);
-            using var dq = be.Allocate(DType.Float32, parts.Q.Shape, zero: true);
-            using var dk = be.Allocate(DType.Float32, parts.K.Shape, zero: true);
-            using var dvv = be.Allocate(DType.Float32, parts.V.Shape, zero: true);
-            be.HstuAttentionBackward(layout, targetQueries, heads, kvHeads, parts.Q, parts.K, parts.V, rab.Value, dO, dq, dk, dvv, tape.GradFor(rab));
+            using var dq = be.Allocate(DType.Float32, parts.Q.Shape);
+            using var dk = be.Allocate(DType.Float32, parts.K.Shape);
+            using var dvv = be.Allocate(DType.Float32, parts.V.Shape);
+            be.HstuAttentionBackward(layout, targetQueries, heads, kvHeads, parts.Q, parts.K, parts.V, rab.Value, dO, dq, dk, dvv, tape.GradFor(rab),
+                overwrite: true);
             if (tape.GradForWrite(uqPre, out bool owUq) is { } duq) SiluPartsBackward(be, uqPre.Value, uqWidths, [du, dq], duq, owUq);
             if (tape.GradForWrite(kvPre, out bool owKv) is { } dkv) SiluPartsBackward(be, kvPre.Value, kvWidths, [dk, dvv], dkv, owKv);
         });

@@ -24,15 +24,22 @@ internal sealed unsafe partial class CpuBackend
 
     /// <inheritdoc />
     public void HstuAttentionBackward(AttentionLayout layout, bool targetQueries, int heads, int kvHeads,
-        Tensor q, Tensor k, Tensor v, Tensor rab, Tensor dO, Tensor? dq, Tensor? dk, Tensor? dv, Tensor? drab)
+        Tensor q, Tensor k, Tensor v, Tensor rab, Tensor dO, Tensor? dq, Tensor? dk, Tensor? dv, Tensor? drab, bool overwrite = false)
     {
         ArgumentNullException.ThrowIfNull(layout);
         var (dqkW, dvW) = layout.CheckShapes(targetQueries, heads, kvHeads, q, k, v, rab);
         AttentionLayout.CheckRows(dO, q.RowCount, heads * dvW, nameof(dO));
-        // The kernel overwrites its outputs; this seam accumulates, so compute into temporaries and add.
-        using var tq = Allocate(DType.Float32, q.Shape);
-        using var tk = Allocate(DType.Float32, k.Shape);
-        using var tv = Allocate(DType.Float32, v.Shape);
+        // The kernel overwrites its outputs; this seam accumulates unless told to overwrite, so it computes into
+        // temporaries and adds (and always for drab, and for an output nobody wants).
+        if (overwrite)
+        {
+            if (dq is not null) CheckSameLength(q, dq, nameof(dq));
+            if (dk is not null) CheckSameLength(k, dk, nameof(dk));
+            if (dv is not null) CheckSameLength(v, dv, nameof(dv));
+        }
+        using var tq = overwrite && dq is not null ? null : Allocate(DType.Float32, q.Shape);
+        using var tk = overwrite && dk is not null ? null : Allocate(DType.Float32, k.Shape);
+        using var tv = overwrite && dv is not null ? null : Allocate(DType.Float32, v.Shape);
         using var tr = Allocate(DType.Float32, rab.Shape);
         fixed (int* offsets = layout.Offsets)
         fixed (byte* kind = layout.Kind)
@@ -42,11 +49,11 @@ internal sealed unsafe partial class CpuBackend
             var args = Args(layout, targetQueries, heads, kvHeads, dqkW, dvW, offsets, kind, time, targets);
             CpuHstuAttention.Backward(_pool, args, F(q, nameof(q)), heads * dqkW, F(k, nameof(k)), kvHeads * dqkW,
                 F(v, nameof(v)), kvHeads * dvW, F(rab, nameof(rab)), F(dO, nameof(dO)), heads * dvW,
-                F(tq, "dq"), heads * dqkW, F(tk, "dk"), kvHeads * dqkW, F(tv, "dv"), kvHeads * dvW, F(tr, "drab"));
+                F(tq ?? dq!, "dq"), heads * dqkW, F(tk ?? dk!, "dk"), kvHeads * dqkW, F(tv ?? dv!, "dv"), kvHeads * dvW, F(tr, "drab"));
         }
-        if (dq is not null) Axpy(1f, tq, dq);
-        if (dk is not null) Axpy(1f, tk, dk);
-        if (dv is not null) Axpy(1f, tv, dv);
+        if (dq is not null && tq is not null) Axpy(1f, tq, dq);
+        if (dk is not null && tk is not null) Axpy(1f, tk, dk);
+        if (dv is not null && tv is not null) Axpy(1f, tv, dv);
         if (drab is not null) Axpy(1f, tr, drab);
     }
 

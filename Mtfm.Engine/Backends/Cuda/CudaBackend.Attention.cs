@@ -88,7 +88,7 @@ internal sealed unsafe partial class CudaBackend
 
     /// <inheritdoc />
     public void HstuAttentionBackward(AttentionLayout layout, bool targetQueries, int heads, int kvHeads,
-        Tensor q, Tensor k, Tensor v, Tensor rab, Tensor dO, Tensor? dq, Tensor? dk, Tensor? dv, Tensor? drab)
+        Tensor q, Tensor k, Tensor v, Tensor rab, Tensor dO, Tensor? dq, Tensor? dk, Tensor? dv, Tensor? drab, bool overwrite = false)
     {
         ArgumentNullException.ThrowIfNull(layout);
         var (dqkW, dvW) = layout.CheckShapes(targetQueries, heads, kvHeads, q, k, v, rab);
@@ -100,22 +100,24 @@ internal sealed unsafe partial class CudaBackend
         if (drab is not null) { F(drab, nameof(drab)); CheckSameLength(rab, drab, nameof(drab)); }
         var cache = LayoutCache(layout, out bool temporary);
         var (plan, tiles, keyTiles) = cache.Plan(targetQueries, AttentionBackwardTileSize(dqkW, dvW));
-        // The kernels overwrite dq/dk/dv: compute into scratch and add (this seam accumulates). drab accumulates in place.
-        var tq = Scratch(Math.Max(1, q.Length) * sizeof(float));
-        var tk = Scratch(Math.Max(1, k.Length) * sizeof(float));
-        var tv = Scratch(Math.Max(1, v.Length) * sizeof(float));
+        // The kernels overwrite dq/dk/dv: compute into scratch and add (this seam accumulates), or straight into the
+        // outputs when told to overwrite them. drab accumulates in place.
+        bool sq = !(overwrite && dq is not null), sk = !(overwrite && dk is not null), sv = !(overwrite && dv is not null);
+        DeviceBuffer tq = sq ? Scratch(Math.Max(1, q.Length) * sizeof(float)) : default;
+        DeviceBuffer tk = sk ? Scratch(Math.Max(1, k.Length) * sizeof(float)) : default;
+        DeviceBuffer tv = sv ? Scratch(Math.Max(1, v.Length) * sizeof(float)) : default;
         var counts = Scratch(Math.Max(1, q.RowCount) * sizeof(float));
         int nb2 = layout.RabWidth;
         DeviceBuffer? parts = drab is null ? null : Scratch(Math.Max(1L, (long)plan.NumTiles * heads * nb2) * sizeof(float));
         Ops.HstuAttentionBackward(pq, pk, pv, pr, cache.Kinds, cache.Times, targetQueries ? cache.Targets : 0, tiles, keyTiles, plan,
-            pdo, tq.Pointer, tk.Pointer, tv.Pointer, drab is null ? 0 : Ptr(drab), accumulateRab: true, counts.Pointer,
+            pdo, sq ? tq.Pointer : Ptr(dq!), sk ? tk.Pointer : Ptr(dk!), sv ? tv.Pointer : Ptr(dv!), drab is null ? 0 : Ptr(drab), accumulateRab: true, counts.Pointer,
             parts?.Pointer ?? 0, heads, kvHeads, dqkW, dvW, layout.NumBuckets, layout.UnitSeconds, 1f / MathF.Sqrt(dqkW), _stream);
-        if (dq is not null) AxpyRaw(tq.Pointer, Ptr(dq), q.Length);
-        if (dk is not null) AxpyRaw(tk.Pointer, Ptr(dk), k.Length);
-        if (dv is not null) AxpyRaw(tv.Pointer, Ptr(dv), v.Length);
-        Release(tq);
-        Release(tk);
-        Release(tv);
+        if (dq is not null && sq) AxpyRaw(tq.Pointer, Ptr(dq), q.Length);
+        if (dk is not null && sk) AxpyRaw(tk.Pointer, Ptr(dk), k.Length);
+        if (dv is not null && sv) AxpyRaw(tv.Pointer, Ptr(dv), v.Length);
+        if (sq) Release(tq);
+        if (sk) Release(tk);
+        if (sv) Release(tv);
         Release(counts);
         if (parts is { } p) Release(p);
         if (temporary) cache.Dispose();
