@@ -20,6 +20,9 @@ public readonly record struct GemmShape(string Name, int M, int N, int K, bool T
         new("tiny wgrad (4020x64)^T * 4020x128", 64, 128, 4020, TransA: true),
         new("tiny wgrad (1811x64)^T * 1811x64", 64, 64, 1811, TransA: true),
         new("small wgrad (11264x128)^T * 11264x128", 128, 128, 11264, TransA: true),
+        new("small wgrad (673x128)^T * 673x128", 128, 128, 673, TransA: true),
+        new("tiny wgrad (230x64)^T * 230x64", 64, 64, 230, TransA: true),
+        new("tiny tokenizer 1811x48 * 48x64", 1811, 64, 48),
         new("small wgrad (11264x128)^T * 11264x512", 128, 512, 11264, TransA: true),
     ];
 
