@@ -4,9 +4,10 @@ using System.Runtime.Intrinsics;
 namespace Mtfm.Engine.Backends.Cpu;
 
 /// <summary>
-/// SiLU and its accumulating gradient on contiguous runs: one pass, one vector function per width. A run's tail is
-/// padded into a full vector, so every element goes through the same code wherever it sits and however long its run
-/// is; a whole-tensor SiLU and a column-range SiLU of the same values therefore give the same bits.
+/// SiLU, the sigmoid and SiLU's gradient (added or written) on contiguous runs: one pass, one vector function per
+/// width. A run's tail goes through the same vector code (the last full vector recomputed, or a padded one), so every
+/// element gets the same bits wherever it sits and however long its run is; a whole-tensor SiLU, a column-range SiLU
+/// and the attention's SiLU of the same values agree exactly.
 /// y = x / (1 + e^−x); dx += dy·s·(1 + x·(1 − s)) with s = 1 / (1 + e^−x). e^t is <see cref="Exp(Vector512{float})"/>:
 /// a float polynomial within 2 ulp of e^t, several times cheaper than the runtime's double-precision vector exp.
 /// </summary>
