@@ -106,6 +106,8 @@ internal sealed class ProfilingBackend(IBackend inner) : IBackend
     public void AddBias(Tensor x, Tensor bias, Tensor y) { long s = Stopwatch.GetTimestamp(); Inner.AddBias(x, bias, y); Add("element-wise", "AddBias", s); }
     public void Silu(Tensor x, Tensor y) { long s = Stopwatch.GetTimestamp(); Inner.Silu(x, y); Add("element-wise", "Silu", s); }
     public void SiluBackward(Tensor x, Tensor dy, Tensor dx) { long s = Stopwatch.GetTimestamp(); Inner.SiluBackward(x, dy, dx); Add("element-wise", "SiluBackward", s); }
+    public void LayerNormMul(Tensor o, Tensor u, float eps, Tensor z, Tensor mean, Tensor rstd) { long s = Stopwatch.GetTimestamp(); Inner.LayerNormMul(o, u, eps, z, mean, rstd); Add("LN(O)", "LayerNormMul", s); }
+    public void LayerNormMulBackward(Tensor o, Tensor u, Tensor mean, Tensor rstd, float eps, Tensor dz, Tensor? du, bool accumulateDu, Tensor? dO, bool accumulateDo) { long s = Stopwatch.GetTimestamp(); Inner.LayerNormMulBackward(o, u, mean, rstd, eps, dz, du, accumulateDu, dO, accumulateDo); Add("LN(O)", "LayerNormMulBackward", s); }
     public void SiluColumns(Tensor x, int xCol, Tensor y, int yCol, int cols) { long s = Stopwatch.GetTimestamp(); Inner.SiluColumns(x, xCol, y, yCol, cols); Add("element-wise", "SiluColumns", s); }
     public void SiluColumnsBackward(Tensor x, int xCol, Tensor dy, int dyCol, Tensor dx, int dxCol, int cols, bool accumulate) { long s = Stopwatch.GetTimestamp(); Inner.SiluColumnsBackward(x, xCol, dy, dyCol, dx, dxCol, cols, accumulate); Add("element-wise", "SiluColumnsBackward", s); }
 

@@ -117,6 +117,37 @@ internal interface IBackend : IDisposable
     void LayerNormBackward(Tensor x, Tensor mean, Tensor rstd, Tensor? gamma, Tensor? groupIds, Tensor dy,
         Tensor? dx, Tensor? dgamma, Tensor? dbeta);
 
+    /// <summary>
+    /// z = LN(o) ⊙ u (plain LayerNorm over the last axis, o, u, z [n, w]), writing o's row statistics into mean and rstd.
+    /// The default composes <see cref="LayerNorm"/> and <see cref="Mul"/> through a scratch LN(o); a backend may fuse
+    /// them (the CPU does, with the same bits).
+    /// </summary>
+    void LayerNormMul(Tensor o, Tensor u, float eps, Tensor z, Tensor mean, Tensor rstd)
+    {
+        using var ln = Allocate(DType.Float32, o.Shape);
+        LayerNorm(o, null, null, null, eps, ln, mean, rstd);
+        Mul(ln, u, z);
+    }
+
+    /// <summary>
+    /// Backward of <see cref="LayerNormMul"/> from the saved row statistics: du (null = none) (+)= dz ⊙ LN(o) and dO
+    /// (null = none) (+)= LayerNorm's backward of dz ⊙ u, each added to (accumulate) or written (its old contents never
+    /// read). The default composes LayerNorm, Mul and <see cref="LayerNormBackward"/> (LN(o) recomputed with
+    /// <paramref name="eps"/>); the CPU fuses them per row with the same bits.
+    /// </summary>
+    void LayerNormMulBackward(Tensor o, Tensor u, Tensor mean, Tensor rstd, float eps, Tensor dz,
+        Tensor? du, bool accumulateDu, Tensor? dO, bool accumulateDo)
+    {
+        using var ln = Allocate(DType.Float32, o.Shape);
+        LayerNorm(o, null, null, null, eps, ln, mean, rstd); // the same values again
+        using var dln = Allocate(DType.Float32, o.Shape);
+        Mul(dz, u, dln);
+        if (du is not null) { if (accumulateDu) MulAccumulate(dz, ln, du); else Mul(dz, ln, du); }
+        if (dO is null) return;
+        if (!accumulateDo) Fill(dO, 0f);
+        LayerNormBackward(o, mean, rstd, null, null, dln, dO, null, null);
+    }
+
     // ---------------------------------------------------------------- softmax and loss
 
     /// <summary>Softmax over the feature axis of x [n,d].</summary>

@@ -399,6 +399,31 @@ internal static class OpTable
             x.B.GatherRows(src.Rows(2, 20), ids.Rows(30, 10), g);
             return [g];
         });
+        yield return new OpCase("LayerNormMul", "[45,37]: z, mean, rstd", 1e-4f, 1e-5f, x =>
+        {
+            var o = x.Rand(-2, 2, 45, 37);
+            var u = x.Rand(-1, 1, 45, 37);
+            var z = x.Rand(0, 1, 45, 37);
+            var mean = x.Rand(0, 1, 45);
+            var rstd = x.Rand(0, 1, 45);
+            x.B.LayerNormMul(o, u, 1e-5f, z, mean, rstd);
+            return [z, mean, rstd];
+        });
+        foreach (var accumulate in new[] { false, true })
+            yield return new OpCase("LayerNormMulBackward", $"[45,37]: du, dO, accumulate={accumulate}", 1e-4f, 1e-5f * 45, x =>
+            {
+                var o = x.Rand(-2, 2, 45, 37);
+                var u = x.Rand(-1, 1, 45, 37);
+                var dz = x.Rand(-1, 1, 45, 37);
+                var ln = x.Rand(0, 1, 45, 37);
+                var mean = x.Rand(0, 1, 45);
+                var rstd = x.Rand(0, 1, 45);
+                x.B.LayerNorm(o, null, null, null, 1e-5f, ln, mean, rstd);
+                var du = x.Rand(-1, 1, 45, 37);
+                var dO = x.Rand(-1, 1, 45, 37);
+                x.B.LayerNormMulBackward(o, u, mean, rstd, 1e-5f, dz, du, accumulate, dO, accumulate);
+                return [du, dO];
+            });
         yield return new OpCase("SiluColumns", "[19,11] cols 2..9 -> [19,23] col 9 (other columns untouched)", 1e-5f, 1e-6f, x =>
         {
             var a = x.Rand(-4, 4, 19, 11);
@@ -681,6 +706,27 @@ internal static class OpTable
                     b.ScatterAddRows(dy, index, g[0]);
                 },
             };
+        });
+        yield return new GradCase("LayerNormMul", "LayerNormMulBackward: du, dO", x => new GradProblem
+        {
+            Inputs = [In(x.Rng, -2, 2, 9, 11), In(x.Rng, -1, 1, 9, 11)],
+            Wrt = [0, 1],
+            Forward = (b, t) =>
+            {
+                var z = Out(b, 9, 11);
+                using var mean = Out(b, 9);
+                using var rstd = Out(b, 9);
+                b.LayerNormMul(t[0], t[1], 1e-5f, z, mean, rstd);
+                return z;
+            },
+            Backward = (b, t, dy, g) =>
+            {
+                using var z = Out(b, 9, 11);
+                using var mean = Out(b, 9);
+                using var rstd = Out(b, 9);
+                b.LayerNormMul(t[0], t[1], 1e-5f, z, mean, rstd);
+                b.LayerNormMulBackward(t[0], t[1], mean, rstd, 1e-5f, dy, g[1], true, g[0], true);
+            },
         });
         yield return new GradCase("SiluColumns", "SiluColumnsBackward", x => new GradProblem
         {

@@ -101,8 +101,8 @@ internal static partial class Ops
             var dz = z.Grad!;
             using var parts = new Parts(be, uqPre.Value, uqWidths, kvPre.Value, kvWidths); // the same values again
             using var du = be.Allocate(DType.Float32, [nq, heads * dv]);
-            using var dO = be.Allocate(DType.Float32, [nq, heads * dv], zero: true);
-            LayerNormMulBackward(be, o, parts.U, mean, rstd, dz, du, writeDu: true, dO);
+            using var dO = be.Allocate(DType.Float32, [nq, heads * dv]);
+            LayerNormMulBackward(be, o, parts.U, mean, rstd, dz, du, writeDu: true, dO, writeDo: true);
             using var dq = be.Allocate(DType.Float32, parts.Q.Shape);
             using var dk = be.Allocate(DType.Float32, parts.K.Shape);
             using var dvv = be.Allocate(DType.Float32, parts.V.Shape);

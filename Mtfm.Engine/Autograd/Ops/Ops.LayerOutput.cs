@@ -21,32 +21,23 @@ internal static partial class Ops
         tape.Record([z], [o, u], () =>
         {
             var du = tape.GradForWrite(u, out bool wu);
-            LayerNormMulBackward(be, o.Value, u.Value, mean, rstd, z.Grad!, du, wu, tape.GradFor(o));
+            var dO = tape.GradForWrite(o, out bool wo);
+            LayerNormMulBackward(be, o.Value, u.Value, mean, rstd, z.Grad!, du, wu, dO, wo);
         });
         return z;
     }
 
-    /// <summary>z = LN(o) ⊙ u with LN(o) in a scratch buffer; writes o's row statistics into <paramref name="mean"/>, <paramref name="rstd"/>.</summary>
+    /// <summary>z = LN(o) ⊙ u; writes o's row statistics into <paramref name="mean"/>, <paramref name="rstd"/>.</summary>
     private static void LayerNormMulForward(Backends.IBackend be, Tensor o, Tensor u, Tensor mean, Tensor rstd, Tensor z)
-    {
-        using var ln = be.Allocate(DType.Float32, o.Shape);
-        be.LayerNorm(o, null, null, null, LayerNormEps, ln, mean, rstd);
-        be.Mul(ln, u, z);
-    }
+        => be.LayerNormMul(o, u, LayerNormEps, z, mean, rstd);
 
     /// <summary>
-    /// The backward of <see cref="LayerNormMulForward"/>, LN(o) recomputed: du (null = none) is written
-    /// (<paramref name="writeDu"/>) or added to, dO (null = none) is added to, in the order of Mul's then LayerNorm's backward.
+    /// The backward of <see cref="LayerNormMulForward"/>, LN(o) recomputed: du and dO (null = none) are written
+    /// (<paramref name="writeDu"/>, <paramref name="writeDo"/>) or added to.
     /// </summary>
-    private static void LayerNormMulBackward(Backends.IBackend be, Tensor o, Tensor u, Tensor mean, Tensor rstd, Tensor dz, Tensor? du, bool writeDu, Tensor? dO)
-    {
-        using var ln = be.Allocate(DType.Float32, o.Shape);
-        be.LayerNorm(o, null, null, null, LayerNormEps, ln, mean, rstd); // the same values again
-        using var dln = be.Allocate(DType.Float32, o.Shape);
-        be.Mul(dz, u, dln);
-        if (du is not null) { if (writeDu) be.Mul(dz, ln, du); else be.MulAccumulate(dz, ln, du); }
-        if (dO is not null) be.LayerNormBackward(o, mean, rstd, null, null, dln, dO, null, null);
-    }
+    private static void LayerNormMulBackward(Backends.IBackend be, Tensor o, Tensor u, Tensor mean, Tensor rstd, Tensor dz,
+        Tensor? du, bool writeDu, Tensor? dO, bool writeDo)
+        => be.LayerNormMulBackward(o, u, mean, rstd, LayerNormEps, dz, du, !writeDu, dO, !writeDo);
 
     /// <summary>
     /// The residual output of a layer: y = a·W + b added to x, on every row (<paramref name="rows"/> null: x + y, x and

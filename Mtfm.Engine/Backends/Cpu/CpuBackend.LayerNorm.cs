@@ -130,6 +130,96 @@ internal sealed unsafe partial class CpuBackend
         }
     }
 
+    /// <summary>z = LN(o) ⊙ u per row (or, backward, du and dO from dz), LN(o) only in a row scratch: the same span ops as LayerNorm, Mul and LayerNormBackward.</summary>
+    private struct LayerNormMulBody : IRangeBody
+    {
+        public float* O, U, Mean, Rstd, Z, Dz, Du, Do;
+        public int Cols;
+        public float Eps;
+        public bool Backward, AccumulateDu, AccumulateDo;
+
+        public void Run(int start, int end)
+        {
+            float[] rented = ArrayPool<float>.Shared.Rent(2 * Cols);
+            var xhat = rented.AsSpan(0, Cols);
+            var g = rented.AsSpan(Cols, Cols);
+            for (int i = start; i < end; i++)
+            {
+                var o = new ReadOnlySpan<float>(O + (long)i * Cols, Cols);
+                var u = new ReadOnlySpan<float>(U + (long)i * Cols, Cols);
+                if (!Backward)
+                {
+                    // LayerNormBody's steps, then Mul's.
+                    float mean = TensorPrimitives.Sum(o) / Cols;
+                    TensorPrimitives.Subtract(o, mean, xhat);
+                    float variance = TensorPrimitives.SumOfSquares((ReadOnlySpan<float>)xhat) / Cols;
+                    float rstd = 1f / MathF.Sqrt(variance + Eps);
+                    Mean[i] = mean;
+                    Rstd[i] = rstd;
+                    TensorPrimitives.Multiply(xhat, rstd, xhat);
+                    TensorPrimitives.Multiply(xhat, u, new Span<float>(Z + (long)i * Cols, Cols));
+                    continue;
+                }
+                var dz = new ReadOnlySpan<float>(Dz + (long)i * Cols, Cols);
+                float r = Rstd[i];
+                TensorPrimitives.Subtract(o, Mean[i], xhat);
+                TensorPrimitives.Multiply(xhat, r, xhat);
+                if (Du != null)
+                {
+                    var du = new Span<float>(Du + (long)i * Cols, Cols);
+                    if (AccumulateDu) TensorPrimitives.MultiplyAdd(dz, xhat, du, du);
+                    else TensorPrimitives.Multiply(dz, xhat, du);
+                }
+                if (Do == null) continue;
+                TensorPrimitives.Multiply(dz, u, g);
+                // LayerNormDxBody's steps: dO (+)= rstd·(g − mean(g) − x̂·mean(g·x̂))
+                float meanG = TensorPrimitives.Sum((ReadOnlySpan<float>)g) / Cols;
+                float meanGx = TensorPrimitives.Dot((ReadOnlySpan<float>)g, xhat) / Cols;
+                TensorPrimitives.MultiplyAdd(xhat, -meanGx, g, g);
+                TensorPrimitives.Subtract(g, meanG, g);
+                var dO = new Span<float>(Do + (long)i * Cols, Cols);
+                if (!AccumulateDo) dO.Clear(); // adding into zeros, as LayerNormBackward into a zeroed buffer (−0 stays +0)
+                TensorPrimitives.MultiplyAdd(g, r, dO, dO);
+            }
+            ArrayPool<float>.Shared.Return(rented);
+        }
+    }
+
+    /// <inheritdoc />
+    public void LayerNormMul(Tensor o, Tensor u, float eps, Tensor z, Tensor mean, Tensor rstd)
+    {
+        float* po = F(o, nameof(o)), pu = F(u, nameof(u)), pz = F(z, nameof(z)), pm = F(mean, nameof(mean)), pr = F(rstd, nameof(rstd));
+        var (rows, cols) = Matrix(o);
+        CheckSameLength(o, u, nameof(u));
+        CheckSameLength(o, z, nameof(z));
+        if (mean.Length != rows) throw new ArgumentException($"mean {mean.ShapeString} must hold {rows} elements.", nameof(mean));
+        if (rstd.Length != rows) throw new ArgumentException($"rstd {rstd.ShapeString} must hold {rows} elements.", nameof(rstd));
+        if (!(eps > 0f)) throw new ArgumentOutOfRangeException(nameof(eps), eps, "eps must be > 0.");
+        var body = new LayerNormMulBody { O = po, U = pu, Z = pz, Mean = pm, Rstd = pr, Cols = cols, Eps = eps };
+        _pool.For(rows, MinRows(cols), ref body);
+    }
+
+    /// <inheritdoc />
+    public void LayerNormMulBackward(Tensor o, Tensor u, Tensor mean, Tensor rstd, float eps, Tensor dz,
+        Tensor? du, bool accumulateDu, Tensor? dO, bool accumulateDo)
+    {
+        float* po = F(o, nameof(o)), pu = F(u, nameof(u)), pm = F(mean, nameof(mean)), pr = F(rstd, nameof(rstd)), pdz = F(dz, nameof(dz));
+        var (rows, cols) = Matrix(o);
+        CheckSameLength(o, u, nameof(u));
+        CheckSameLength(o, dz, nameof(dz));
+        if (mean.Length != rows) throw new ArgumentException($"mean {mean.ShapeString} must hold {rows} elements.", nameof(mean));
+        if (rstd.Length != rows) throw new ArgumentException($"rstd {rstd.ShapeString} must hold {rows} elements.", nameof(rstd));
+        if (du is not null) CheckSameLength(o, du, nameof(du));
+        if (dO is not null) CheckSameLength(o, dO, nameof(dO));
+        if (du is null && dO is null) return;
+        var body = new LayerNormMulBody
+        {
+            O = po, U = pu, Mean = pm, Rstd = pr, Dz = pdz, Du = du is null ? null : F(du, nameof(du)), Do = dO is null ? null : F(dO, nameof(dO)),
+            Cols = cols, Eps = eps, Backward = true, AccumulateDu = accumulateDu, AccumulateDo = accumulateDo,
+        };
+        _pool.For(rows, MinRows(cols), ref body);
+    }
+
     /// <summary>A run of at most <see cref="ReduceRowBlock"/> rows of one group (indices into the group-sorted order).</summary>
     private struct GroupBlock
     {
