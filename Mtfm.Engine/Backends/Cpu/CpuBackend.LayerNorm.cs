@@ -118,16 +118,20 @@ internal sealed unsafe partial class CpuBackend
                     TensorPrimitives.Multiply(dy, new ReadOnlySpan<float>(Gamma + grp * Cols, Cols), g);
                 }
                 else dy.CopyTo(g);
-                float meanG = TensorPrimitives.Sum((ReadOnlySpan<float>)g) / Cols;
-                float meanGx = TensorPrimitives.Dot((ReadOnlySpan<float>)g, xhat) / Cols;
-                // dx += rstd·(g − mean(g) − x̂·mean(g·x̂))
-                TensorPrimitives.MultiplyAdd(xhat, -meanGx, g, g);
-                TensorPrimitives.Subtract(g, meanG, g);
-                var dx = new Span<float>(Dx + (long)i * Cols, Cols);
-                TensorPrimitives.MultiplyAdd(g, rstd, dx, dx);
+                AddDx(g, xhat, rstd, new Span<float>(Dx + (long)i * Cols, Cols));
             }
             ArrayPool<float>.Shared.Return(rented);
         }
+    }
+
+    /// <summary>dx += rstd·(g − mean(g) − x̂·mean(g·x̂)) for one row (g, the upstream gradient times gamma, is overwritten).</summary>
+    private static void AddDx(Span<float> g, ReadOnlySpan<float> xhat, float rstd, Span<float> dx)
+    {
+        float meanG = TensorPrimitives.Sum((ReadOnlySpan<float>)g) / g.Length;
+        float meanGx = TensorPrimitives.Dot((ReadOnlySpan<float>)g, xhat) / g.Length;
+        TensorPrimitives.MultiplyAdd(xhat, -meanGx, g, g);
+        TensorPrimitives.Subtract(g, meanG, g);
+        TensorPrimitives.MultiplyAdd(g, rstd, dx, dx);
     }
 
     /// <summary>z = LN(o) ⊙ u per row (or, backward, du and dO from dz), LN(o) only in a row scratch: the same span ops as LayerNorm, Mul and LayerNormBackward.</summary>
@@ -172,14 +176,9 @@ internal sealed unsafe partial class CpuBackend
                 }
                 if (Do == null) continue;
                 TensorPrimitives.Multiply(dz, u, g);
-                // LayerNormDxBody's steps: dO (+)= rstd·(g − mean(g) − x̂·mean(g·x̂))
-                float meanG = TensorPrimitives.Sum((ReadOnlySpan<float>)g) / Cols;
-                float meanGx = TensorPrimitives.Dot((ReadOnlySpan<float>)g, xhat) / Cols;
-                TensorPrimitives.MultiplyAdd(xhat, -meanGx, g, g);
-                TensorPrimitives.Subtract(g, meanG, g);
                 var dO = new Span<float>(Do + (long)i * Cols, Cols);
                 if (!AccumulateDo) dO.Clear(); // adding into zeros, as LayerNormBackward into a zeroed buffer (−0 stays +0)
-                TensorPrimitives.MultiplyAdd(g, r, dO, dO);
+                AddDx(g, xhat, r, dO);
             }
             ArrayPool<float>.Shared.Return(rented);
         }
