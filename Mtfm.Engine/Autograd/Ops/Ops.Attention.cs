@@ -94,7 +94,7 @@ internal static partial class Ops
         using (var parts = new Parts(be, uqPre.Value, uqWidths, kvPre.Value, kvWidths))
         {
             be.HstuAttention(layout, targetQueries, heads, kvHeads, parts.Q, parts.K, parts.V, rab.Value, o);
-            LayerNormMulForward(be, o, parts.U, mean, rstd, z.Value);
+            be.LayerNormMul(o, parts.U, LayerNormEps, z.Value, mean, rstd);
         }
         tape.Record([z], [uqPre, kvPre, rab], () =>
         {
@@ -102,7 +102,7 @@ internal static partial class Ops
             using var parts = new Parts(be, uqPre.Value, uqWidths, kvPre.Value, kvWidths); // the same values again
             using var du = be.Allocate(DType.Float32, [nq, heads * dv]);
             using var dO = be.Allocate(DType.Float32, [nq, heads * dv]);
-            LayerNormMulBackward(be, o, parts.U, mean, rstd, dz, du, writeDu: true, dO, writeDo: true);
+            be.LayerNormMulBackward(o, parts.U, mean, rstd, LayerNormEps, dz, du, accumulateDu: false, dO, accumulateDo: false);
             using var dq = be.Allocate(DType.Float32, parts.Q.Shape);
             using var dk = be.Allocate(DType.Float32, parts.K.Shape);
             using var dvv = be.Allocate(DType.Float32, parts.V.Shape);

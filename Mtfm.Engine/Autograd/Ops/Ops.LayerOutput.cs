@@ -17,27 +17,15 @@ internal static partial class Ops
         var mean = tape.Allocate(rows);
         var rstd = tape.Allocate(rows);
         var z = tape.Output(tape.Allocate(o.Shape));
-        LayerNormMulForward(be, o.Value, u.Value, mean, rstd, z.Value);
+        be.LayerNormMul(o.Value, u.Value, LayerNormEps, z.Value, mean, rstd);
         tape.Record([z], [o, u], () =>
         {
             var du = tape.GradForWrite(u, out bool wu);
             var dO = tape.GradForWrite(o, out bool wo);
-            LayerNormMulBackward(be, o.Value, u.Value, mean, rstd, z.Grad!, du, wu, dO, wo);
+            be.LayerNormMulBackward(o.Value, u.Value, mean, rstd, LayerNormEps, z.Grad!, du, accumulateDu: !wu, dO, accumulateDo: !wo);
         });
         return z;
     }
-
-    /// <summary>z = LN(o) ⊙ u; writes o's row statistics into <paramref name="mean"/>, <paramref name="rstd"/>.</summary>
-    private static void LayerNormMulForward(Backends.IBackend be, Tensor o, Tensor u, Tensor mean, Tensor rstd, Tensor z)
-        => be.LayerNormMul(o, u, LayerNormEps, z, mean, rstd);
-
-    /// <summary>
-    /// The backward of <see cref="LayerNormMulForward"/>, LN(o) recomputed: du and dO (null = none) are written
-    /// (<paramref name="writeDu"/>, <paramref name="writeDo"/>) or added to.
-    /// </summary>
-    private static void LayerNormMulBackward(Backends.IBackend be, Tensor o, Tensor u, Tensor mean, Tensor rstd, Tensor dz,
-        Tensor? du, bool writeDu, Tensor? dO, bool writeDo)
-        => be.LayerNormMulBackward(o, u, mean, rstd, LayerNormEps, dz, du, !writeDu, dO, !writeDo);
 
     /// <summary>
     /// The residual output of a layer: y = a·W + b added to x, on every row (<paramref name="rows"/> null: x + y, x and

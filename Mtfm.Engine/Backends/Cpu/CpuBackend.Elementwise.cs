@@ -43,7 +43,7 @@ internal sealed unsafe partial class CpuBackend
         }
     }
 
-    /// <summary>SiLU (or its accumulating backward) of a column range, row by row.</summary>
+    /// <summary>SiLU (or its backward, added or written) of a column range, row by row.</summary>
     private struct SiluColumnsBody : IRangeBody
     {
         public float* X, Dy, Y; // each at its first column

@@ -274,8 +274,9 @@ internal static unsafe class CpuGemm
     }
 
     /// <summary>
-    /// <see cref="Packed"/> for Aᵀ·B with both operands read in place: the same blocks, tiles and FMA order (so the same
-    /// bits); only a partial last row panel of A or column panel of B is packed (zero-padded) so no tile reads past m or n.
+    /// <see cref="Packed"/> for Aᵀ·B with both operands read in place: the same KC blocks, tiles and FMA order (so the same
+    /// bits; with nothing of A packed, MC blocking has no use); only a partial last row panel of A or column panel of B is
+    /// packed (zero-padded) so no tile reads past m or n.
     /// </summary>
     private static void InPlaceTN(in GemmBlocking bl, int m, int n, int k, float alpha,
         float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
@@ -296,24 +297,18 @@ internal static unsafe class CpuGemm
                 float betaBlock = pc == 0 ? beta : 1f;
                 if (nFull < jc + nc) GemmPacking.PackB(false, b + (long)pc * ldb + nFull, ldb, kc, n - nFull, nr, pb);
                 if (mFull < m) GemmPacking.PackA(true, a + (long)pc * lda + mFull, lda, m - mFull, kc, mr, pa);
-                for (int ic = 0; ic < m; ic += bl.Mc)
+                for (int jr = 0; jr < nc; jr += nr)
                 {
-                    int mc = Math.Min(bl.Mc, m - ic);
-                    for (int jr = 0; jr < nc; jr += nr)
+                    int j = jc + jr;
+                    bool edgeB = j >= nFull;
+                    float* bp = edgeB ? pb : b + (long)pc * ldb + j;
+                    int sb = edgeB ? nr : ldb;
+                    for (int i = 0; i < m; i += mr)
                     {
-                        int j = jc + jr;
-                        bool edgeB = j >= nFull;
-                        float* bp = edgeB ? pb : b + (long)pc * ldb + j;
-                        int sb = edgeB ? nr : ldb;
-                        float* cCol = c + (long)ic * ldc + j;
-                        for (int ir = 0; ir < mc; ir += mr)
-                        {
-                            int i = ic + ir;
-                            bool edgeA = i >= mFull;
-                            float* ap = edgeA ? pa : a + (long)pc * lda + i;
-                            kernel(kc, ap, edgeA ? mr : lda, bp, sb, cCol + (long)ir * ldc, ldc, alpha, betaBlock,
-                                Math.Min(mr, mc - ir), Math.Min(nr, nc - jr));
-                        }
+                        bool edgeA = i >= mFull;
+                        float* ap = edgeA ? pa : a + (long)pc * lda + i;
+                        kernel(kc, ap, edgeA ? mr : lda, bp, sb, c + (long)i * ldc + j, ldc, alpha, betaBlock,
+                            Math.Min(mr, m - i), Math.Min(nr, nc - jr));
                     }
                 }
             }

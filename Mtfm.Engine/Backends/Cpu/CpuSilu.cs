@@ -76,8 +76,7 @@ internal static unsafe class CpuSilu
                 float* t = stackalloc float[48];
                 Pad(x + i, n - i, t, 16);
                 Pad(dy + i, n - i, t + 16, 16);
-                if (accumulate) Pad(dx + i, n - i, t + 32, 16);
-                else Pad(dx, 0, t + 32, 16);
+                if (accumulate) Pad(dx + i, n - i, t + 32, 16); // else t[32..48) stays 0 (stackalloc is zeroed)
                 Vector512.Store(B(Vector512.Load(t), Vector512.Load(t + 16), Vector512.Load(t + 32)), t);
                 Copy(t, dx + i, n - i);
             }
@@ -89,8 +88,7 @@ internal static unsafe class CpuSilu
             float* t = stackalloc float[24];
             Pad(x + i, n - i, t, 8);
             Pad(dy + i, n - i, t + 8, 8);
-            if (accumulate) Pad(dx + i, n - i, t + 16, 8);
-            else Pad(dx, 0, t + 16, 8);
+            if (accumulate) Pad(dx + i, n - i, t + 16, 8); // else t[16..24) stays 0
             Vector256.Store(B(Vector256.Load(t), Vector256.Load(t + 8), Vector256.Load(t + 16)), t);
             Copy(t, dx + i, n - i);
         }
@@ -141,7 +139,6 @@ internal static unsafe class CpuSilu
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> S(Vector256<float> x) => Vector256<float>.One / (Vector256<float>.One + Exp(-x));
-
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<float> B(Vector512<float> x, Vector512<float> dy, Vector512<float> dx)
