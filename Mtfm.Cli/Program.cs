@@ -4,6 +4,7 @@ using Mtfm.Cli.Serving;
 using Mtfm.Engine.Data;
 using Mtfm.Engine.IO;
 using Mtfm.Engine.Model;
+using Mtfm.Engine.Training;
 
 namespace Mtfm.Cli;
 
@@ -37,6 +38,7 @@ internal static class Program
         var epochs = new Option<int>("--epochs") { Description = "passes over the training data (early stopping may end sooner); 0 = auto: enough for about 3,000 steps, 1 to 7", DefaultValueFactory = _ => 0 };
         var batchTokens = new Option<int>("--batch-tokens") { Description = "tokens per batch", DefaultValueFactory = _ => 4096 };
         var lr = new Option<float>("--lr") { Description = "peak learning rate of dense parameters", DefaultValueFactory = _ => 2e-3f };
+        var embeddingLr = new Option<float>("--embedding-lr") { Description = "peak learning rate of the embedding tables (row-sparse Adam; docs/training.md)", DefaultValueFactory = _ => TrainOptions.DefaultEmbeddingLearningRate };
         var weightAverage = new Option<float>("--weight-average") { Description = "largest decay of the moving average of the dense weights that is validated and kept (docs/training.md); 0 = off", DefaultValueFactory = _ => 0.995f };
         var seed = new Option<ulong>("--seed") { Description = "seed of initialisation and batch order", DefaultValueFactory = _ => 1UL };
         var threads = new Option<int>("--threads") { Description = "CPU threads (0 = one per core)", DefaultValueFactory = _ => 0 };
@@ -52,7 +54,7 @@ internal static class Program
         var (predictions, predictionColumns) = PredictionOptions();
         var cmd = new Command("train", "Train MTFM (default: the built-in synthetic multi-scenario data, preset tiny, on the CPU).")
         {
-            data, schema, preset, modelKind, blocks, targetLayers, historyStats, populationStats, attention, aggregation, scenarios, feedback, epochs, batchTokens, lr, weightAverage, seed, threads, device, cudaAttention, outDir, name,
+            data, schema, preset, modelKind, blocks, targetLayers, historyStats, populationStats, attention, aggregation, scenarios, feedback, epochs, batchTokens, lr, embeddingLr, weightAverage, seed, threads, device, cudaAttention, outDir, name,
             resume, ckptEvery, keepCkpt, maxNonFinite, maxMemory, predictions, predictionColumns,
         };
         cmd.SetAction(p => Guard(() => TrainCommand.Run(new TrainRequest
@@ -96,6 +98,7 @@ internal static class Program
             Epochs = p.GetValue(epochs),
             BatchTokens = p.GetValue(batchTokens),
             LearningRate = p.GetValue(lr),
+            EmbeddingLearningRate = p.GetValue(embeddingLr),
             WeightAverageDecay = p.GetValue(weightAverage),
             Seed = p.GetValue(seed),
             Threads = p.GetValue(threads),

@@ -79,7 +79,7 @@ internal static class TrainCommand
 
         var options = new TrainOptions
         {
-            Epochs = r.Epochs, BatchTokens = r.BatchTokens, LearningRate = r.LearningRate, WeightAverageDecay = r.WeightAverageDecay, Seed = r.Seed, OnlyScenario = only,
+            Epochs = r.Epochs, BatchTokens = r.BatchTokens, LearningRate = r.LearningRate, EmbeddingLearningRate = r.EmbeddingLearningRate, WeightAverageDecay = r.WeightAverageDecay, Seed = r.Seed, OnlyScenario = only,
             CheckpointDirectory = ckptStore.Directory, CheckpointEvery = r.CheckpointEvery, KeepCheckpoints = r.KeepCheckpoints,
             Resume = r.Resume is not null, MaxConsecutiveNonFiniteSteps = r.MaxNonFiniteSteps,
         };
@@ -117,6 +117,7 @@ internal static class TrainCommand
             new("data", data.Description), new("preset", r.Preset), new("attention", config.Attention.ToString()), new("layers", shape), new("history statistics", config.HistoryStatistics ? "on" : "off"),
             new("population statistics", config.PopulationStatistics ? "on" : "off"),
             new("aggregation", r.Aggregation.ToString()), new("scenarios", r.Scenarios), new("epochs", r.Epochs > 0 ? epochs.ToString(ci) : $"{epochs} (auto)"),
+            new("learning rate (dense / embeddings)", $"{r.LearningRate.ToString("R", ci)} / {r.EmbeddingLearningRate.ToString("R", ci)}"), new("weight average", r.WeightAverageDecay.ToString("R", ci)),
             new("seed", r.Seed.ToString(ci)), new("device", DeviceText(backend)),
             new("parameters", model.ParameterCount.ToString(ci)), new("forward MFLOP per instance", (flopsPerInstance / 1e6).ToString("F2", ci)),
             new("instances/s", result.InstancesPerSecond.ToString("F1", ci)),

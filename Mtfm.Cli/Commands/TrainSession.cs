@@ -36,6 +36,8 @@ internal sealed record TrainRequest
     public int Epochs { get; init; }
     public int BatchTokens { get; init; } = 4096;
     public float LearningRate { get; init; } = 2e-3f;
+    /// <summary>--embedding-lr: <see cref="TrainOptions.EmbeddingLearningRate"/>.</summary>
+    public float EmbeddingLearningRate { get; init; } = TrainOptions.DefaultEmbeddingLearningRate;
     /// <summary>--weight-average: <see cref="TrainOptions.WeightAverageDecay"/> (0 = off).</summary>
     public float WeightAverageDecay { get; init; } = 0.995f;
     public ulong Seed { get; init; } = 1;

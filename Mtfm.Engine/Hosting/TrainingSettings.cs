@@ -28,6 +28,13 @@ public sealed record TrainingSettings
     /// <summary>Peak learning rate of the dense weights (finite, &gt; 0).</summary>
     public float LearningRate { get; init; } = 2e-3f;
 
+    /// <summary>
+    /// Peak learning rate of the embedding tables (finite, &gt; 0; default 1e-4). Kept well below the dense rate:
+    /// Adam moves a looked-up row by about this much per update however rarely the row is seen, so rare ids would
+    /// otherwise learn mostly noise (docs/training.md).
+    /// </summary>
+    public float EmbeddingLearningRate { get; init; } = Training.TrainOptions.DefaultEmbeddingLearningRate;
+
     /// <summary>Seed of the weight initialisation and the batch order: a CPU run is bit-for-bit reproducible for a fixed seed and thread count.</summary>
     public ulong Seed { get; init; } = 1;
 

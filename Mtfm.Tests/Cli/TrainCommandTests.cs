@@ -2,6 +2,7 @@ using Mtfm.Engine.Native;
 using Mtfm.Tests.Cuda;
 using Mtfm.Cli.Commands;
 using Mtfm.Engine.Model;
+using Mtfm.Engine.Training;
 
 namespace Mtfm.Tests.Cli;
 
@@ -50,6 +51,29 @@ public class TrainCommandTests
             Assert.True(MtfmConfig.Tiny.HistoryStatistics);
             Assert.False(MtfmConfig.Mmoe.HistoryStatistics);
             Assert.Equal(0, EvalCommand.Run(run, new TrainRequest { Data = "synthetic:tiny", Threads = 1 }));
+        }
+        finally
+        {
+            Console.SetOut(stdout);
+            Directory.Delete(dir, true);
+        }
+    }
+
+    /// <summary>--embedding-lr reaches the run (its settings in metrics.json) and a rate that is not positive is refused by name.</summary>
+    [Fact]
+    public void EmbeddingLearningRateIsRecordedAndABadOneRefused()
+    {
+        string dir = Directory.CreateTempSubdirectory("mtfm-run").FullName;
+        var stdout = Console.Out;
+        try
+        {
+            Console.SetOut(new StringWriter());
+            Assert.Equal(0, TrainCommand.Run(new TrainRequest { Data = "synthetic:tiny", Epochs = 1, BatchTokens = 512, OutDir = dir, Name = "e", Threads = 1, EmbeddingLearningRate = 3e-4f }));
+            string metrics = File.ReadAllText(Path.Combine(dir, "e", "metrics.json"));
+            Assert.Contains("0.002 / 0.0003", metrics);
+            var ex = Assert.Throws<ArgumentException>(() => TrainCommand.Run(new TrainRequest { Data = "synthetic:tiny", Epochs = 1, OutDir = dir, Name = "bad", Threads = 1, EmbeddingLearningRate = 0f }));
+            Assert.Contains("EmbeddingLearningRate", ex.Message);
+            Assert.Equal(TrainOptions.DefaultEmbeddingLearningRate, new TrainRequest().EmbeddingLearningRate);
         }
         finally
         {
