@@ -463,7 +463,7 @@ internal static unsafe class CpuHstuAttention
                 if (d != null) for (int j = 0; j < len; j++) d[(long)r * _lc + j] = 0f;
                 return;
             }
-            for (int j = 0; j < e; j++) srow[j] = alpha * srow[j] + rabRow[brow[j]];
+            HstuAttentionMicroKernels.ScaleAddBias(srow, e, alpha, rabRow, _tw, brow);
             if (d == null) CpuSilu.SiluScaled(srow, prow, e, invN); // (x·σ(x))·invN: the P the backward recomputes, bit for bit
             else
             {

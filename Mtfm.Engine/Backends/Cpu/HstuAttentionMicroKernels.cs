@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Mtfm.Engine.Backends.Cpu;
 
@@ -287,6 +288,36 @@ internal static unsafe class HstuAttentionMicroKernels
             p[j] = x * g * invN;
             d[j] = da[j] * g * (1f + x * (1f - g)) * invN;
         }
+    }
+
+    /// <summary>
+    /// s[j] = alpha·s[j] + bias[bucket[j]] for j &lt; n (a multiply, then an add: the same bits on every path). With
+    /// AVX-512 and a table of at most 64 entries the lookup is two two-register permutes and a select per 16 lanes
+    /// instead of a scalar load per element.
+    /// </summary>
+    public static void ScaleAddBias(float* s, int n, float alpha, float* bias, int tableSize, int* bucket)
+    {
+        int j = 0;
+        if (Avx512F.IsSupported && tableSize <= 64 && n >= 16)
+        {
+            float* t = stackalloc float[64];
+            new Span<float>(bias, tableSize).CopyTo(new Span<float>(t, 64));
+            var t0 = Vector512.Load(t);
+            var t1 = Vector512.Load(t + 16);
+            var t2 = Vector512.Load(t + 32);
+            var t3 = Vector512.Load(t + 48);
+            var va = Vector512.Create(alpha);
+            var hi = Vector512.Create(32);
+            for (; j + 16 <= n; j += 16)
+            {
+                var idx = Vector512.Load(bucket + j);
+                var lo = Avx512F.PermuteVar16x32x2(t0, idx, t1);
+                var up = Avx512F.PermuteVar16x32x2(t2, idx, t3);
+                var b = Vector512.ConditionalSelect(Vector512.Equals(idx & hi, hi).AsSingle(), up, lo);
+                (Vector512.Load(s + j) * va + b).Store(s + j);
+            }
+        }
+        for (; j < n; j++) s[j] = alpha * s[j] + bias[bucket[j]];
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
