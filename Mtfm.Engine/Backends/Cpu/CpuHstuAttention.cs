@@ -1,5 +1,6 @@
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace Mtfm.Engine.Backends.Cpu;
 
@@ -471,21 +472,38 @@ internal static unsafe class CpuHstuAttention
                 float* darow = da + (long)r * _lc;
                 float* drow = d + (long)r * _lc;
                 HstuAttentionMicroKernels.SiluForwardBackward(e, srow, _sig, darow, invN, prow, drow);
-                // rab scatter-add: 4 interleaved float partials per bucket break the add dependency chain of runs of
-                // equal buckets; they are folded into the instance's double partial in a fixed order.
+                // rab scatter-add: 4 interleaved float partials per bucket (lane = j mod 4, stored bucket-major at
+                // part[4·bucket + lane]) break the add dependency chain of runs of equal buckets; they are folded into
+                // the instance's double partial in a fixed order. While groups of 4 keys share one bucket, that
+                // bucket's 4 partials stay in one register: each lane still adds its own elements in ascending j.
                 float* part = _rabAcc;
                 int tw = _tw;
                 new Span<float>(part, 4 * tw).Clear();
-                int j = 0;
+                int j = 0, cur = -1;
+                var acc = Vector128<float>.Zero;
                 for (; j + 4 <= e; j += 4)
                 {
-                    part[brow[j]] += drow[j];
-                    part[tw + brow[j + 1]] += drow[j + 1];
-                    part[2 * tw + brow[j + 2]] += drow[j + 2];
-                    part[3 * tw + brow[j + 3]] += drow[j + 3];
+                    int b0 = brow[j];
+                    if (Vector128.IsHardwareAccelerated && Vector128.Load(brow + j) == Vector128.Create(b0))
+                    {
+                        if (b0 != cur)
+                        {
+                            if (cur >= 0) acc.Store(part + 4 * cur);
+                            cur = b0;
+                            acc = Vector128.Load(part + 4 * b0);
+                        }
+                        acc += Vector128.Load(drow + j);
+                        continue;
+                    }
+                    if (cur >= 0) { acc.Store(part + 4 * cur); cur = -1; }
+                    part[4 * b0] += drow[j];
+                    part[4 * brow[j + 1] + 1] += drow[j + 1];
+                    part[4 * brow[j + 2] + 2] += drow[j + 2];
+                    part[4 * brow[j + 3] + 3] += drow[j + 3];
                 }
-                for (; j < e; j++) part[brow[j]] += drow[j];
-                for (int t = 0; t < tw; t++) drab[t] += (double)part[t] + part[tw + t] + part[2 * tw + t] + part[3 * tw + t];
+                if (cur >= 0) acc.Store(part + 4 * cur);
+                for (; j < e; j++) part[4 * brow[j]] += drow[j];
+                for (int t = 0; t < tw; t++) drab[t] += (double)part[4 * t] + part[4 * t + 1] + part[4 * t + 2] + part[4 * t + 3];
                 for (j = e; j < len; j++) drow[j] = 0f;
             }
             for (int j = e; j < len; j++) prow[j] = 0f;
