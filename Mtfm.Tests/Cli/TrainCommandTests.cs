@@ -37,43 +37,38 @@ public class TrainCommandTests
 
     /// <summary>--history-statistics off reaches the saved configuration, and eval rebuilds the narrower tokenizers from it.</summary>
     [Fact]
-    public void HistoryStatisticsOffIsSavedAndReloaded()
+    public void HistoryStatisticsOffIsSavedAndReloaded() => InQuietRunDirectory(dir =>
     {
-        string dir = Directory.CreateTempSubdirectory("mtfm-run").FullName;
-        var stdout = Console.Out;
-        try
-        {
-            Console.SetOut(new StringWriter());
-            Assert.Equal(0, TrainCommand.Run(new TrainRequest { Data = "synthetic:tiny", Epochs = 1, BatchTokens = 512, OutDir = dir, Name = "off", Threads = 1, HistoryStatistics = false }));
-            string run = Path.Combine(dir, "off");
-            var config = System.Text.Json.JsonSerializer.Deserialize(File.ReadAllText(Path.Combine(run, "config.json")), ModelJsonContext.Default.MtfmConfig)!;
-            Assert.False(config.HistoryStatistics);
-            Assert.True(MtfmConfig.Tiny.HistoryStatistics);
-            Assert.False(MtfmConfig.Mmoe.HistoryStatistics);
-            Assert.Equal(0, EvalCommand.Run(run, new TrainRequest { Data = "synthetic:tiny", Threads = 1 }));
-        }
-        finally
-        {
-            Console.SetOut(stdout);
-            Directory.Delete(dir, true);
-        }
-    }
+        Assert.Equal(0, TrainCommand.Run(new TrainRequest { Data = "synthetic:tiny", Epochs = 1, BatchTokens = 512, OutDir = dir, Name = "off", Threads = 1, HistoryStatistics = false }));
+        string run = Path.Combine(dir, "off");
+        var config = System.Text.Json.JsonSerializer.Deserialize(File.ReadAllText(Path.Combine(run, "config.json")), ModelJsonContext.Default.MtfmConfig)!;
+        Assert.False(config.HistoryStatistics);
+        Assert.True(MtfmConfig.Tiny.HistoryStatistics);
+        Assert.False(MtfmConfig.Mmoe.HistoryStatistics);
+        Assert.Equal(0, EvalCommand.Run(run, new TrainRequest { Data = "synthetic:tiny", Threads = 1 }));
+    });
 
     /// <summary>--embedding-lr reaches the run (its settings in metrics.json) and a rate that is not positive is refused by name.</summary>
     [Fact]
-    public void EmbeddingLearningRateIsRecordedAndABadOneRefused()
+    public void EmbeddingLearningRateIsRecordedAndABadOneRefused() => InQuietRunDirectory(dir =>
+    {
+        Assert.Equal(0, TrainCommand.Run(new TrainRequest { Data = "synthetic:tiny", Epochs = 1, BatchTokens = 512, OutDir = dir, Name = "e", Threads = 1, EmbeddingLearningRate = 3e-4f }));
+        string metrics = File.ReadAllText(Path.Combine(dir, "e", "metrics.json"));
+        Assert.Contains("0.002 / 0.0003", metrics);
+        var ex = Assert.Throws<ArgumentException>(() => TrainCommand.Run(new TrainRequest { Data = "synthetic:tiny", Epochs = 1, OutDir = dir, Name = "bad", Threads = 1, EmbeddingLearningRate = 0f }));
+        Assert.Contains("EmbeddingLearningRate", ex.Message);
+        Assert.Equal(TrainOptions.DefaultEmbeddingLearningRate, new TrainRequest().EmbeddingLearningRate);
+    });
+
+    /// <summary>Runs <paramref name="body"/> with a fresh run directory (deleted afterwards) and standard output discarded.</summary>
+    private static void InQuietRunDirectory(Action<string> body)
     {
         string dir = Directory.CreateTempSubdirectory("mtfm-run").FullName;
         var stdout = Console.Out;
         try
         {
             Console.SetOut(new StringWriter());
-            Assert.Equal(0, TrainCommand.Run(new TrainRequest { Data = "synthetic:tiny", Epochs = 1, BatchTokens = 512, OutDir = dir, Name = "e", Threads = 1, EmbeddingLearningRate = 3e-4f }));
-            string metrics = File.ReadAllText(Path.Combine(dir, "e", "metrics.json"));
-            Assert.Contains("0.002 / 0.0003", metrics);
-            var ex = Assert.Throws<ArgumentException>(() => TrainCommand.Run(new TrainRequest { Data = "synthetic:tiny", Epochs = 1, OutDir = dir, Name = "bad", Threads = 1, EmbeddingLearningRate = 0f }));
-            Assert.Contains("EmbeddingLearningRate", ex.Message);
-            Assert.Equal(TrainOptions.DefaultEmbeddingLearningRate, new TrainRequest().EmbeddingLearningRate);
+            body(dir);
         }
         finally
         {
