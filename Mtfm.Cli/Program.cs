@@ -29,6 +29,7 @@ internal static class Program
         var modelKind = new Option<string>("--model") { Description = "mtfm (default; --preset chooses its size) or lightgbm (gradient-boosted trees on causal statistics, Mtfm.Baselines)", DefaultValueFactory = _ => "mtfm" };
         var blocks = new Option<int?>("--blocks") { Description = "override the preset's number of HTA blocks B" };
         var populationStats = new Option<string?>("--population-statistics") { Description = "on or off: T tokens also read cross-user counts and click rates of the candidate's feature values, from every earlier exposure of the log (docs/quality.md; default: on, off for the mmoe preset)" };
+        var scenarioPooling = new Option<string?>("--scenario-pooling") { Description = "on or off: scenarios whose exposures have the same features share one T tokenizer and one gate and tower per task, each with a bias of its own (docs/quality.md; default: on, off for the mmoe preset)" };
         var historyStats = new Option<string?>("--history-statistics") { Description = "on or off: T tokens also read causal counts and shares of the user's visible behaviour (docs/quality.md; default: on, off for the mmoe preset)" };
         var targetLayers = new Option<int?>("--target-layers") { Description = "override the preset's target layers per block K (3 = the paper's 3:1)" };
         var attention = new Option<string>("--attention") { Description = "hta, full or target-only", DefaultValueFactory = _ => "hta" };
@@ -54,7 +55,7 @@ internal static class Program
         var (predictions, predictionColumns) = PredictionOptions();
         var cmd = new Command("train", "Train MTFM (default: the built-in synthetic multi-scenario data, preset tiny, on the CPU).")
         {
-            data, schema, preset, modelKind, blocks, targetLayers, historyStats, populationStats, attention, aggregation, scenarios, feedback, epochs, batchTokens, lr, embeddingLr, weightAverage, seed, threads, device, cudaAttention, outDir, name,
+            data, schema, preset, modelKind, blocks, targetLayers, historyStats, populationStats, scenarioPooling, attention, aggregation, scenarios, feedback, epochs, batchTokens, lr, embeddingLr, weightAverage, seed, threads, device, cudaAttention, outDir, name,
             resume, ckptEvery, keepCkpt, maxNonFinite, maxMemory, predictions, predictionColumns,
         };
         cmd.SetAction(p => Guard(() => TrainCommand.Run(new TrainRequest
@@ -78,6 +79,13 @@ internal static class Program
                 "on" => true,
                 "off" => false,
                 var v => throw new ArgumentException($"--population-statistics {v}: use on or off."),
+            },
+            ScenarioPooling = p.GetValue(scenarioPooling) switch
+            {
+                null => null,
+                "on" => true,
+                "off" => false,
+                var v => throw new ArgumentException($"--scenario-pooling {v}: use on or off."),
             },
             Attention = p.GetValue(attention) switch
             {

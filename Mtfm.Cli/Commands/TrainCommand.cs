@@ -56,6 +56,7 @@ internal static class TrainCommand
         if (r.TargetLayers is { } k) config = config with { TargetLayersPerBlock = k };
         if (r.HistoryStatistics is { } hs) config = config with { HistoryStatistics = hs };
         config = r.PopulationStatistics is { } ps ? config with { PopulationStatistics = ps } : config.WithDefaultPopulationStatistics();
+        config = r.ScenarioPooling is { } sp ? config with { ScenarioPooling = sp } : config.WithDefaultScenarioPooling();
         config.Validate();
         using var model = new MtfmModel(backend, config, layout, r.Seed);
         bool population = config.PopulationStatistics;
@@ -115,7 +116,7 @@ internal static class TrainCommand
         var report = new RunReport($"MTFM run {name}", DateTimeOffset.UtcNow,
         [
             new("data", data.Description), new("preset", r.Preset), new("attention", config.Attention.ToString()), new("layers", shape), new("history statistics", config.HistoryStatistics ? "on" : "off"),
-            new("population statistics", config.PopulationStatistics ? "on" : "off"),
+            new("population statistics", config.PopulationStatistics ? "on" : "off"), new("scenario pooling", PoolingText(model)),
             new("aggregation", r.Aggregation.ToString()), new("scenarios", r.Scenarios), new("epochs", r.Epochs > 0 ? epochs.ToString(ci) : $"{epochs} (auto)"),
             new("learning rate (dense / embeddings)", $"{r.LearningRate.ToString("R", ci)} / {r.EmbeddingLearningRate.ToString("R", ci)}"), new("weight average", r.WeightAverageDecay.ToString("R", ci)),
             new("seed", r.Seed.ToString(ci)), new("device", DeviceText(backend)),
@@ -181,6 +182,17 @@ internal static class TrainCommand
             "bf16" => CudaAttentionPrecision.Bf16,
             _ => throw new ArgumentException($"--cuda-attention {value}: use fp32 or bf16."),
         };
+    }
+
+    /// <summary>The run-settings line of <see cref="MtfmConfig.ScenarioPooling"/>: off, or the pools of two or more scenarios.</summary>
+    internal static string PoolingText(MtfmModel model)
+    {
+        if (!model.Config.ScenarioPooling) return "off";
+        var pool = model.ScenarioPool;
+        var names = model.Layout.Schema.Scenarios;
+        var shared = Enumerable.Range(0, pool.Length).Where(s => pool[s] == s && pool.Count(x => x == s) > 1)
+            .Select(l => "[" + string.Join(", ", Enumerable.Range(0, pool.Length).Where(s => pool[s] == l).Select(s => names[s].Name)) + "]").ToList();
+        return shared.Count == 0 ? "on (no two scenarios with the same features)" : "on: " + string.Join(" ", shared);
     }
 
     internal static string DeviceText(IBackend backend) => backend switch

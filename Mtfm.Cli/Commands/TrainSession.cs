@@ -22,6 +22,8 @@ internal sealed record TrainRequest
     public bool? HistoryStatistics { get; init; }
     /// <summary>--population-statistics: overrides the preset's <see cref="MtfmConfig.PopulationStatistics"/>.</summary>
     public bool? PopulationStatistics { get; init; }
+    /// <summary>--scenario-pooling: overrides the preset's <see cref="MtfmConfig.ScenarioPooling"/>.</summary>
+    public bool? ScenarioPooling { get; init; }
     /// <summary>A full model configuration that replaces the preset (programmatic callers and tests).</summary>
     public MtfmConfig? Config { get; init; }
     public AttentionMode Attention { get; init; } = AttentionMode.Hta;

@@ -40,12 +40,12 @@ public sealed record TrainingSettings
 
     /// <summary>
     /// The network configuration these settings name (validated). A preset with behaviour sequences gets
-    /// <see cref="MtfmConfig.PopulationStatistics"/> turned on, as <c>mtfm train</c> does; a full <see cref="Model"/> is taken as it is.
+    /// <see cref="MtfmConfig.PopulationStatistics"/> and <see cref="MtfmConfig.ScenarioPooling"/> turned on, as <c>mtfm train</c> does; a full <see cref="Model"/> is taken as it is.
     /// </summary>
     /// <exception cref="ArgumentException">An unknown preset or an inconsistent configuration.</exception>
     public MtfmConfig ResolveModel()
     {
-        var c = Model ?? MtfmConfig.Preset(Preset ?? throw new ArgumentException("Preset is null.", nameof(Preset))).WithDefaultPopulationStatistics();
+        var c = Model ?? MtfmConfig.Preset(Preset ?? throw new ArgumentException("Preset is null.", nameof(Preset))).WithDefaultPopulationStatistics().WithDefaultScenarioPooling();
         c.Validate();
         return c;
     }

@@ -61,6 +61,21 @@ public sealed record MtfmConfig
     /// <summary>This configuration with <see cref="PopulationStatistics"/> on when it has transformer blocks (the training default; the MMoE baseline stays without).</summary>
     public MtfmConfig WithDefaultPopulationStatistics() => this with { PopulationStatistics = Blocks > 0 };
 
+    /// <summary>
+    /// Whether scenarios whose T tokens take the same inputs (the same features in the same order, hence the same
+    /// statistics columns) share one T tokenizer and one gate and tower per task, told apart by a hidden-layer bias of
+    /// their own in the shared tokenizer. A small scenario then learns from every scenario of its kind, as a tree
+    /// model with the scenario as a feature does, instead of from its own exposures alone. Scenarios with features of
+    /// their own keep their own tokenizer and heads; with no two alike the network is the same as with it off. Off in a
+    /// configuration (checkpoints written before it existed load with it off); <c>mtfm train</c> and
+    /// <c>TrainingSettings</c> turn it on for presets with sequences (<see cref="WithDefaultScenarioPooling"/>). See
+    /// docs/quality.md.
+    /// </summary>
+    public bool ScenarioPooling { get; init; }
+
+    /// <summary>This configuration with <see cref="ScenarioPooling"/> on when it has transformer blocks (the training default; the MMoE baseline keeps a tokenizer and heads per scenario).</summary>
+    public MtfmConfig WithDefaultScenarioPooling() => this with { ScenarioPooling = Blocks > 0 };
+
     /// <summary>Which layers are stacked (HTA, all full, all target).</summary>
     public AttentionMode Attention { get; init; } = AttentionMode.Hta;
 

@@ -38,28 +38,82 @@ internal sealed class MtfmModel : IDisposable
         _statisticsWidth = layout.Groups.Select(g => config.HistoryStatistics && g.Segment == SegmentKind.Target ? history.Width(g.Source) : 0).ToArray();
         var population = new PopulationStatistics(layout);
         _populationWidth = layout.Groups.Select(g => config.PopulationStatistics && g.Segment == SegmentKind.Target ? population.Width(g.Source) : 0).ToArray();
-        _tokenizers = layout.Groups.Select(g => new Tokenizer(f, g, config, _statisticsWidth[g.Id], _populationWidth[g.Id])).ToArray();
+        int ns = layout.ScenarioCount, nt = layout.TaskCount;
+        ScenarioPool = config.ScenarioPooling ? Pools(layout, _statisticsWidth, _populationWidth) : Enumerable.Range(0, ns).ToArray();
+        var targetGroup = new int[ns];
+        foreach (var g in layout.Groups) if (g.Segment == SegmentKind.Target) targetGroup[g.Source] = g.Id;
+        _tokenizers = new Tokenizer[layout.Groups.Count];
+        foreach (var g in layout.Groups)
+        {
+            int leader = g.Segment == SegmentKind.Target ? ScenarioPool[g.Source] : -1;
+            _tokenizers[g.Id] = leader < 0 || (leader == g.Source && PoolSize(leader) == 1)
+                ? new Tokenizer(f, g, config, _statisticsWidth[g.Id], _populationWidth[g.Id])
+                : leader == g.Source
+                    ? new Tokenizer(f, g, config, _statisticsWidth[g.Id], _populationWidth[g.Id], "tok.T." + PoolName(leader))
+                    : new Tokenizer(f, g, config, _tokenizers[targetGroup[leader]]);
+        }
         int groups = layout.Groups.Count;
         _layers = new HstuLayer[config.Layers];
         for (int l = 0; l < _layers.Length; l++) _layers[l] = new HstuLayer(f, $"layer{l}", config, groups, config.IsFullLayer(l));
         _finalGamma = f.Constant("final_gln.gamma", [groups, config.DModel], 1f);
         _finalBeta = f.Constant("final_gln.beta", [groups, config.DModel], 0f);
         _experts = new Dense(f, "mmoe.experts", config.DModel, config.Experts * config.ExpertWidth);
-        int ns = layout.ScenarioCount, nt = layout.TaskCount;
         _gates = new Dense[ns, nt];
         _towerHidden = new Dense[ns, nt];
         _towerOut = new Dense[ns, nt];
         for (int s = 0; s < ns; s++)
         {
+            int leader = ScenarioPool[s];
             for (int k = 0; k < nt; k++)
             {
-                string n = $"head.{layout.Schema.Scenarios[s].Name}.{layout.Schema.Tasks[k]}";
+                if (leader != s)
+                {
+                    _gates[s, k] = _gates[leader, k];
+                    _towerHidden[s, k] = _towerHidden[leader, k];
+                    _towerOut[s, k] = _towerOut[leader, k];
+                    continue;
+                }
+                string n = $"head.{PoolName(s)}.{layout.Schema.Tasks[k]}";
                 _gates[s, k] = new Dense(f, n + ".gate", config.DModel, config.Experts);
                 _towerHidden[s, k] = new Dense(f, n + ".tower1", config.ExpertWidth, config.TowerWidth);
                 _towerOut[s, k] = new Dense(f, n + ".tower2", config.TowerWidth, 1);
             }
         }
         Parameters = f.All;
+    }
+
+    /// <summary>
+    /// Per scenario, the first scenario of its pool (itself when it has a tokenizer and heads of its own): under
+    /// <see cref="MtfmConfig.ScenarioPooling"/> scenarios whose T groups read the same tables, numeric columns and
+    /// statistics widths share the first one's tokenizer weights, gates and towers.
+    /// </summary>
+    public int[] ScenarioPool { get; }
+
+    private int PoolSize(int leader) => ScenarioPool.Count(x => x == leader);
+
+    /// <summary>A pool's name in parameter names: its scenarios joined by '+' (a lone scenario: its name).</summary>
+    private string PoolName(int leader)
+        => string.Join("+", Enumerable.Range(0, ScenarioPool.Length).Where(s => ScenarioPool[s] == leader).Select(s => Layout.Schema.Scenarios[s].Name));
+
+    private static int[] Pools(DataLayout layout, int[] statisticsWidth, int[] populationWidth)
+    {
+        int ns = layout.ScenarioCount;
+        var groupOf = new TokenGroupInfo[ns];
+        foreach (var g in layout.Groups) if (g.Segment == SegmentKind.Target) groupOf[g.Source] = g;
+        bool Same(TokenGroupInfo a, TokenGroupInfo b)
+            => a.CategoricalTables.AsSpan().SequenceEqual(b.CategoricalTables) && a.NumericFeatures.AsSpan().SequenceEqual(b.NumericFeatures)
+            && a.NumericPresence.AsSpan().SequenceEqual(b.NumericPresence)
+            && statisticsWidth[a.Id] == statisticsWidth[b.Id] && populationWidth[a.Id] == populationWidth[b.Id];
+        var pool = new int[ns];
+        for (int s = 0; s < ns; s++)
+        {
+            pool[s] = s;
+            for (int e = 0; e < s; e++)
+            {
+                if (pool[e] == e && Same(groupOf[e], groupOf[s])) { pool[s] = e; break; }
+            }
+        }
+        return pool;
     }
 
     public IBackend Backend { get; }

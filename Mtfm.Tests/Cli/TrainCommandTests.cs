@@ -60,6 +60,26 @@ public class TrainCommandTests
         Assert.Equal(TrainOptions.DefaultEmbeddingLearningRate, new TrainRequest().EmbeddingLearningRate);
     });
 
+    /// <summary>
+    /// Scenario pooling is on by default and names its pools in the run settings; <c>ScenarioPooling = false</c> is
+    /// saved in the configuration and the model evaluates again from it.
+    /// </summary>
+    [Fact]
+    public void ScenarioPoolingIsOnByDefaultRecordedAndCanBeTurnedOff() => InQuietRunDirectory(dir =>
+    {
+        string log = Path.Combine(dir, "pools.csv"), schema = Path.Combine(dir, "pools.json");
+        File.WriteAllText(log, Model.ScenarioPoolingTests.Log());
+        File.WriteAllText(schema, Model.ScenarioPoolingTests.Schema);
+        MtfmConfig Saved(string run) => System.Text.Json.JsonSerializer.Deserialize(File.ReadAllText(Path.Combine(dir, run, "config.json")), ModelJsonContext.Default.MtfmConfig)!;
+        Assert.Equal(0, TrainCommand.Run(new TrainRequest { Data = log, Schema = schema, Epochs = 1, BatchTokens = 256, OutDir = dir, Name = "on", Threads = 1 }));
+        Assert.True(Saved("on").ScenarioPooling);
+        Assert.Contains("on: [home, search]", File.ReadAllText(Path.Combine(dir, "on", "metrics.json")));
+        Assert.Equal(0, TrainCommand.Run(new TrainRequest { Data = log, Schema = schema, Epochs = 1, BatchTokens = 256, OutDir = dir, Name = "off", Threads = 1, ScenarioPooling = false }));
+        Assert.False(Saved("off").ScenarioPooling);
+        Assert.Equal(0, EvalCommand.Run(Path.Combine(dir, "off"), new TrainRequest { Data = log, Schema = schema, Threads = 1 }));
+        Assert.False(MtfmConfig.Mmoe.WithDefaultScenarioPooling().ScenarioPooling);
+    });
+
     /// <summary>Runs <paramref name="body"/> with a fresh run directory (deleted afterwards) and standard output discarded.</summary>
     private static void InQuietRunDirectory(Action<string> body)
     {
