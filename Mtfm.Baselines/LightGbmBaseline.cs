@@ -31,10 +31,12 @@ internal sealed record LightGbmOptions
 /// <summary>What <see cref="LightGbmBaseline.Train"/> produced.</summary>
 internal sealed class LightGbmResult
 {
-    /// <summary>Predicted probability per (exposure index, task), row-major; NaN where the exposure has no label of the task.</summary>
+    /// <summary>Predicted probability per (exposure index, task), row-major, for every exposure; NaN only for a task whose training windows hold one class (no model).</summary>
     public required float[] Probabilities { get; init; }
     /// <summary>Metrics on the test windows per (scenario, task), then pooled per task (<see cref="MetricAccumulator.ComputeAll"/>).</summary>
     public required IReadOnlyList<ScenarioTaskMetrics> Test { get; init; }
+    /// <summary>Event ids of the test windows' exposures, in log order; their rows of <see cref="Probabilities"/> are at <see cref="EventStore.ExposureIndexOf"/>.</summary>
+    public required int[] TestEvents { get; init; }
     /// <summary>The same metrics for the true probabilities, where the store has them (synthetic data); otherwise null.</summary>
     public IReadOnlyList<ScenarioTaskMetrics>? Bayes { get; init; }
     /// <summary>The feature columns.</summary>
@@ -103,7 +105,7 @@ internal static class LightGbmBaseline
                 {
                     if ((p >= 0 && part[x] != p)) continue;
                     int lb = store.Label(evOf[x], t);
-                    if (lb < 0) continue;
+                    if (lb < 0 && p >= 0) continue; // training and validation rows need the label; scoring (p < 0) takes every exposure
                     rows.Add(new Row { Features = features.AsSpan(x * w, w).ToArray(), Label = lb == 1, Exposure = x });
                 }
                 return rows;
@@ -177,6 +179,7 @@ internal static class LightGbmBaseline
         return new LightGbmResult
         {
             Probabilities = probs,
+            TestEvents = Enumerable.Range(0, nx).Where(x => part[x] == 2).Select(x => evOf[x]).ToArray(),
             Test = acc.ComputeAll(),
             Bayes = bayes?.ComputeAll(),
             FeatureNames = names,

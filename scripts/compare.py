@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""MTFM (tiny, small), MMoE and LightGBM over several seeds on synthetic:market, MovieLens and the default synthetic.
+"""MTFM (tiny, small), MMoE and LightGBM over several seeds on synthetic:market, MovieLens and the default synthetic,
+and on two re-cuts of MovieLens written as CSV logs with a schema (ml-decade, ml-hour: scenarios by the movie's
+release decade or by the hour of the rating; scripts/movielens_recut.py).
 
-Usage: python3 scripts/compare.py [--datasets market,movielens,synthetic] [--models tiny,small,mmoe,lightgbm]
+Usage: python3 scripts/compare.py [--datasets market,movielens,synthetic,ml-decade,ml-hour] [--models tiny,small,mmoe,lightgbm]
                                   [--seeds 1,2,3] [--market synthetic:market] [--movielens DIR] [--epochs N] [--out DIR]
                                   [--report-only]
 MTFM_DLL overrides the mtfm.dll used. Runs `mtfm train` once per (dataset, model, seed) unless runs/<name>/metrics.json exists, then prints one markdown
@@ -42,13 +44,20 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "runs", "compare"))
     ap.add_argument("--report-only", action="store_true", help="print the tables of the runs that exist; run nothing")
     a = ap.parse_args()
-    data = {"market": a.market, "movielens": "movielens:" + os.path.abspath(a.movielens), "synthetic": "synthetic"}
+    data = {"market": [a.market], "movielens": ["movielens:" + os.path.abspath(a.movielens)], "synthetic": ["synthetic"]}
+    for axis in ("decade", "hour"):
+        if f"ml-{axis}" in a.datasets.split(","):
+            recut = os.path.join(a.out, "data")
+            subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "movielens_recut.py"), "--axis", axis,
+                            "--movielens", os.path.abspath(a.movielens), "--out", recut], check=True, stdout=subprocess.DEVNULL)
+            data[f"ml-{axis}"] = ["--data", os.path.join(recut, f"ml-{axis}.csv"), "--schema", os.path.join(recut, f"ml-{axis}.schema.json")]
     seeds = [int(s) for s in a.seeds.split(",")]
     for ds in a.datasets.split(","):
         results = {}
         for model in a.models.split(","):
             for seed in seeds:
-                args = ["--data", data[ds], *model_args(model), "--seed", str(seed)]
+                source = data[ds] if data[ds][0] == "--data" else ["--data", *data[ds]]
+                args = [*source, *model_args(model), "--seed", str(seed)]
                 if a.epochs and model != "lightgbm":
                     args += ["--epochs", str(a.epochs)]
                 tag = ds if ds != "market" else a.market.split(":")[-1]
@@ -59,7 +68,9 @@ def main():
             continue
         any_m = next(iter(results.values()))[0]
         scen = [r["scenario"] for r in any_m["metrics"] if r["task"] == "click"]
-        print(f"\n### {data[ds] if ds != 'movielens' else 'movielens (ml-latest-small)'}: test click AUC / GAUC, mean of seeds")
+        title = {"movielens": "movielens (ml-latest-small)", "ml-decade": "MovieLens re-cut by release decade (CSV + schema)",
+                 "ml-hour": "MovieLens re-cut by hour of the rating (CSV + schema)"}.get(ds, data[ds][0])
+        print(f"\n### {title}: test click AUC / GAUC, mean of seeds")
         print("| model | seeds | " + " | ".join(scen) + " |")
         print("|---|---:|" + "---:|" * len(scen))
         for model, ms in results.items():

@@ -19,6 +19,13 @@ internal static class BaselineCommand
         Console.WriteLine($"trained LightGBM in {result.TrainSeconds:F1} s (features {result.FeatureSeconds:F1} s, {result.FeatureNames.Count} columns)");
         var rows = TrainCommand.MetricRows(layout, new EvaluationResult(result.Test, result.Bayes));
         TrainCommand.PrintTable(rows);
+        if (r.Predictions is not null)
+        {
+            var predictions = new PredictionWriter(store);
+            int tasks = layout.TaskCount;
+            foreach (int ev in result.TestEvents) predictions.Add(ev, result.Probabilities.AsSpan(store.ExposureIndexOf(ev) * tasks, tasks));
+            TrainCommand.WritePredictions(predictions, r.Predictions);
+        }
 
         string name = r.Name ?? $"{DateTime.UtcNow:yyyyMMdd-HHmmss}-lightgbm";
         string dir = Path.Combine(r.OutDir, name);

@@ -53,6 +53,15 @@ internal sealed class PredictionWriter
         }
     }
 
+    /// <summary>Adds one exposure (event id <paramref name="eventId"/>) with its probability per task (e.g. a baseline's scores).</summary>
+    public void Add(int eventId, ReadOnlySpan<float> probabilities)
+    {
+        if (!_store.IsExposure(eventId)) throw new ArgumentException($"event {eventId} is not an exposure of this store", nameof(eventId));
+        if (probabilities.Length != _tasks) throw new ArgumentException($"probabilities has {probabilities.Length} entries, expected {_tasks}", nameof(probabilities));
+        _events.Add(eventId);
+        foreach (float p in probabilities) _probs.Add(p);
+    }
+
     /// <summary>Writes the collected rows to <paramref name="path"/> (<c>.csv</c> or <c>.parquet</c>).</summary>
     public void Write(string path)
     {

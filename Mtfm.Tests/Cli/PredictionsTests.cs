@@ -73,24 +73,7 @@ public sealed class PredictionsTests : IDisposable
         var times = rows.Select(r => long.Parse(r[1], CultureInfo.InvariantCulture)).ToList();
         Assert.All(times, t => Assert.True(t >= store.Layout.Schema.Split!.TestStart));
 
-        // Recompute AUC per (scenario, task) and pooled from the file: equal to metrics.json.
-        using var metrics = JsonDocument.Parse(File.ReadAllText(Path.Combine(_dir, "p", "metrics.json")));
-        int checkedRows = 0;
-        foreach (var m in metrics.RootElement.GetProperty("metrics").EnumerateArray())
-        {
-            string scen = m.GetProperty("scenario").GetString()!, task = m.GetProperty("task").GetString()!;
-            int k = tasks.IndexOf(task);
-            var cells = rows.Where(r => (scen == "(all)" || r[2] == scen) && r[4 + tasks.Count + k].Length > 0)
-                .Select(r => (P: (double)float.Parse(r[4 + k], CultureInfo.InvariantCulture), Y: int.Parse(r[4 + tasks.Count + k], CultureInfo.InvariantCulture)))
-                .ToList();
-            Assert.Equal(m.GetProperty("exposures").GetInt64(), cells.Count);
-            Assert.Equal(m.GetProperty("positives").GetInt64(), cells.Count(c => c.Y == 1));
-            var auc = m.GetProperty("auc");
-            if (auc.ValueKind == JsonValueKind.Null) continue;
-            Assert.True(Math.Abs(auc.GetDouble() - Auc(cells)) < 1e-9, $"{scen}/{task}: metrics.json AUC {auc.GetDouble()} vs recomputed {Auc(cells)}");
-            checkedRows++;
-        }
-        Assert.True(checkedRows >= 4, $"only {checkedRows} metric rows with an AUC");
+        AssertReproducesMetrics(rows, Path.Combine(_dir, "p", "metrics.json"), tasks, keys: 1);
 
         // mtfm eval --predictions x.parquet: the same rows and keys, the reloaded model's probabilities.
         await using var fs = File.OpenRead(predParquet);
@@ -108,6 +91,55 @@ public sealed class PredictionsTests : IDisposable
             Assert.Equal(rows[i][3].Length == 0 ? null : rows[i][3], items[i]); // an empty key cell (coupon has no item_id) is null in Parquet
             Assert.True(Math.Abs(p0[i] - float.Parse(rows[i][4], CultureInfo.InvariantCulture)) < 1e-5, $"row {i}: {p0[i]} vs {rows[i][4]}");
         }
+    }
+
+    /// <summary>Recomputes AUC per (scenario, task) and pooled from the file's rows: equal to metrics.json, with the same exposure and positive counts.</summary>
+    private static void AssertReproducesMetrics(List<string[]> rows, string metricsPath, List<string> tasks, int keys)
+    {
+        using var metrics = JsonDocument.Parse(File.ReadAllText(metricsPath));
+        int checkedRows = 0, p = 3 + keys, y = 3 + keys + tasks.Count;
+        foreach (var m in metrics.RootElement.GetProperty("metrics").EnumerateArray())
+        {
+            string scen = m.GetProperty("scenario").GetString()!, task = m.GetProperty("task").GetString()!;
+            int k = tasks.IndexOf(task);
+            var cells = rows.Where(r => (scen == "(all)" || r[2] == scen) && r[y + k].Length > 0)
+                .Select(r => (P: (double)float.Parse(r[p + k], CultureInfo.InvariantCulture), Y: int.Parse(r[y + k], CultureInfo.InvariantCulture)))
+                .ToList();
+            Assert.Equal(m.GetProperty("exposures").GetInt64(), cells.Count);
+            Assert.Equal(m.GetProperty("positives").GetInt64(), cells.Count(c => c.Y == 1));
+            var auc = m.GetProperty("auc");
+            if (auc.ValueKind == JsonValueKind.Null) continue;
+            Assert.True(Math.Abs(auc.GetDouble() - Auc(cells)) < 1e-9, $"{scen}/{task}: metrics.json AUC {auc.GetDouble()} vs recomputed {Auc(cells)}");
+            checkedRows++;
+        }
+        Assert.True(checkedRows >= 4, $"only {checkedRows} metric rows with an AUC");
+    }
+
+    /// <summary>`mtfm train --model lightgbm --predictions`: the baseline writes the same file, one row per test exposure, a probability for every task.</summary>
+    [Fact]
+    public void LightGbmBaselineWritesPredictionsThatReproduceItsMetrics()
+    {
+        var store = SyntheticGenerator.Generate(SyntheticConfig.Tiny).Store;
+        string csv = Path.Combine(_dir, "events.csv"), schema = Path.Combine(_dir, "schema.json"), pred = Path.Combine(_dir, "lgbm.csv");
+        EventLogWriter.WriteCsv(store, csv);
+        File.WriteAllText(schema, store.Layout.Schema.ToJson());
+        var tasks = store.Layout.Schema.Tasks;
+        var stdout = Console.Out;
+        try
+        {
+            Console.SetOut(new StringWriter());
+            Assert.Equal(0, TrainCommand.Run(new TrainRequest { Data = csv, Schema = schema, Model = "lightgbm", OutDir = _dir, Name = "g", Threads = 1, Predictions = pred }));
+        }
+        finally { Console.SetOut(stdout); }
+        var lines = File.ReadAllLines(pred);
+        Assert.Equal(["user", "time", "scenario", .. tasks.Select(t => "p_" + t), .. tasks.Select(t => "label_" + t)], lines[0].Split(','));
+        var rows = lines.Skip(1).Select(l => l.Split(',')).ToList();
+        var test = UserLevelAggregator.Aggregate(store, AggregationMode.UserWindow, SplitPart.Test, store.SortedByUserTime());
+        Assert.Equal(test.TargetCount, rows.Count);
+        // Every task has a probability on every row, also where the scenario has no such label (coupon: no conversion).
+        Assert.All(rows, r => Assert.All(Enumerable.Range(0, tasks.Count), k => Assert.True(float.IsFinite(float.Parse(r[3 + k], CultureInfo.InvariantCulture)))));
+        Assert.Contains(rows, r => r[3 + 2 * tasks.Count - 1].Length == 0);
+        AssertReproducesMetrics(rows, Path.Combine(_dir, "g", "metrics.json"), tasks, keys: 0);
     }
 
     [Fact]
