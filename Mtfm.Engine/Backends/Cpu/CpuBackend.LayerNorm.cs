@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.Intrinsics;
 using Mtfm.Engine.Tensors;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
@@ -121,6 +122,95 @@ internal sealed unsafe partial class CpuBackend
                 AddDx(g, xhat, rstd, new Span<float>(Dx + (long)i * Cols, Cols));
             }
             ArrayPool<float>.Shared.Return(rented);
+        }
+    }
+
+    /// <summary>
+    /// One row of the LayerNorm backward in two vector sweeps (rows of a multiple of 16 columns): x̂ = (x − mean)·rstd and
+    /// g = dy·gamma (dy without gamma) into the scratch rows, then dx += rstd·(g − mean(g) − x̂·mean(g·x̂)) (when
+    /// <paramref name="dx"/> is given) and the parameter partials dgamma += dy·x̂, dbeta += dy (when given). Every
+    /// element goes through the same multiplies, adds and <see cref="TensorPrimitives"/> reductions as the span ops of
+    /// <see cref="LayerNormDxBody"/>, <see cref="AddDx"/> and <see cref="LayerNormParamPartialBody"/>, so the bits are theirs.
+    /// </summary>
+    private static void FusedRowBackward(float* x, float* dy, float* gamma, float mean, float rstd, int cols,
+        float* xhat, float* g, float* dx, float* dg, float* db)
+    {
+        var vm = Vector512.Create(mean);
+        var vr = Vector512.Create(rstd);
+        for (int j = 0; j < cols; j += 16)
+        {
+            ((Vector512.Load(x + j) - vm) * vr).Store(xhat + j);
+            var d = Vector512.Load(dy + j);
+            (gamma != null ? d * Vector512.Load(gamma + j) : d).Store(g + j);
+        }
+        var vgx = Vector512<float>.Zero;
+        var vg = Vector512<float>.Zero;
+        if (dx != null)
+        {
+            float meanG = TensorPrimitives.Sum(new ReadOnlySpan<float>(g, cols)) / cols;
+            float meanGx = TensorPrimitives.Dot(new ReadOnlySpan<float>(g, cols), new ReadOnlySpan<float>(xhat, cols)) / cols;
+            vgx = Vector512.Create(-meanGx);
+            vg = Vector512.Create(meanG);
+        }
+        for (int j = 0; j < cols; j += 16)
+        {
+            var xh = Vector512.Load(xhat + j);
+            if (dx != null) ((((xh * vgx) + Vector512.Load(g + j)) - vg) * vr + Vector512.Load(dx + j)).Store(dx + j);
+            if (dg != null) ((Vector512.Load(dy + j) * xh) + Vector512.Load(dg + j)).Store(dg + j);
+            if (db != null) (Vector512.Load(db + j) + Vector512.Load(dy + j)).Store(db + j);
+        }
+    }
+
+    /// <summary>Whether <see cref="FusedRowBackward"/> serves rows of <paramref name="cols"/> columns.</summary>
+    private static bool FusedRows(int cols) => Vector512.IsHardwareAccelerated && cols > 0 && cols % 16 == 0;
+
+    /// <summary>dx (row-parallel) through <see cref="FusedRowBackward"/>, without parameter gradients.</summary>
+    private struct LayerNormFusedDxBody : IRangeBody
+    {
+        public float* X, Mean, Rstd, Gamma, Dy, Dx;
+        public void* Groups;
+        public bool Groups64;
+        public int Cols;
+
+        public void Run(int start, int end)
+        {
+            float* scratch = stackalloc float[2 * Cols];
+            for (int i = start; i < end; i++)
+            {
+                float* gam = Gamma == null ? null : Gamma + (Groups == null ? 0 : ReadIndex(Groups, Groups64, i)) * Cols;
+                long o = (long)i * Cols;
+                FusedRowBackward(X + o, Dy + o, gam, Mean[i], Rstd[i], Cols, scratch, scratch + Cols, Dx + o, null, null);
+            }
+        }
+    }
+
+    /// <summary>
+    /// dx and the parameter partials in one pass over the group-sorted blocks (as <see cref="LayerNormParamPartialBody"/>;
+    /// dx rows belong to one block each, so the split does not matter for them).
+    /// </summary>
+    private struct LayerNormFusedBlockBody : IRangeBody
+    {
+        public float* X, Mean, Rstd, Gamma, Dy, Dx, Partial; // Partial: [blocks, 2, Cols] (dgamma, dbeta)
+        public int* Order;
+        public GroupBlock* Blocks;
+        public int Cols;
+
+        public void Run(int start, int end)
+        {
+            float* scratch = stackalloc float[2 * Cols];
+            for (int b = start; b < end; b++)
+            {
+                float* dg = Partial + (long)b * 2 * Cols, db = dg + Cols;
+                new Span<float>(dg, 2 * Cols).Clear();
+                var blk = Blocks[b];
+                float* gam = Gamma + (long)blk.Group * Cols;
+                for (int r = blk.Start; r < blk.Start + blk.Count; r++)
+                {
+                    int i = Order[r];
+                    long o = (long)i * Cols;
+                    FusedRowBackward(X + o, Dy + o, gam, Mean[i], Rstd[i], Cols, scratch, scratch + Cols, Dx == null ? null : Dx + o, dg, db);
+                }
+            }
         }
     }
 
@@ -299,14 +389,29 @@ internal sealed unsafe partial class CpuBackend
         void* pid = CheckGroupIds(groupIds, rows, groups, gamma is not null);
         bool ids64 = groupIds?.DType == DType.Int64;
 
+        float* pdxAll = null;
         if (dx is not null)
         {
-            float* pdx = F(dx, nameof(dx));
+            pdxAll = F(dx, nameof(dx));
             CheckSameLength(x, dx, nameof(dx));
-            var body = new LayerNormDxBody { X = px, Mean = pm, Rstd = pr, Gamma = pg, Dy = pdy, Dx = pdx, Groups = pid, Groups64 = ids64, Cols = cols };
-            _pool.For(rows, MinRows(cols), ref body);
         }
-        if (dgamma is null && dbeta is null) return;
+        bool fused = FusedRows(cols) && cols <= 1024;
+        bool parameters = dgamma is not null || dbeta is not null;
+        if (dx is not null && !(fused && parameters && gamma is not null))
+        {
+            if (fused)
+            {
+                var fbody = new LayerNormFusedDxBody { X = px, Mean = pm, Rstd = pr, Gamma = pg, Dy = pdy, Dx = pdxAll, Groups = pid, Groups64 = ids64, Cols = cols };
+                _pool.For(rows, MinRows(cols), ref fbody);
+            }
+            else
+            {
+                var body = new LayerNormDxBody { X = px, Mean = pm, Rstd = pr, Gamma = pg, Dy = pdy, Dx = pdxAll, Groups = pid, Groups64 = ids64, Cols = cols };
+                _pool.For(rows, MinRows(cols), ref body);
+            }
+            pdxAll = null; // done
+        }
+        if (!parameters) return;
         if (gamma is null) throw new ArgumentException("dgamma/dbeta need gamma (the LayerNorm was not affine).", nameof(gamma));
         float* pdg = dgamma is null ? null : F(dgamma, nameof(dgamma));
         float* pdb = dbeta is null ? null : F(dbeta, nameof(dbeta));
@@ -336,8 +441,17 @@ internal sealed unsafe partial class CpuBackend
         fixed (GroupBlock* pbl = blockArr)
         fixed (float* pp = partial)
         {
-            var pbody = new LayerNormParamPartialBody { X = px, Mean = pm, Rstd = pr, Dy = pdy, Partial = pp, Order = po, Blocks = pbl, Cols = cols };
-            _pool.For(blockArr.Length, 1, ref pbody);
+            if (fused)
+            {
+                // dx (when still to do) and the partials in one pass over the rows.
+                var fbody = new LayerNormFusedBlockBody { X = px, Mean = pm, Rstd = pr, Gamma = pg, Dy = pdy, Dx = pdxAll, Partial = pp, Order = po, Blocks = pbl, Cols = cols };
+                _pool.For(blockArr.Length, 1, ref fbody);
+            }
+            else
+            {
+                var pbody = new LayerNormParamPartialBody { X = px, Mean = pm, Rstd = pr, Dy = pdy, Partial = pp, Order = po, Blocks = pbl, Cols = cols };
+                _pool.For(blockArr.Length, 1, ref pbody);
+            }
             var rbody = new LayerNormParamReduceBody { Partial = pp, DGamma = pdg, DBeta = pdb, GroupFirstBlock = pfb, Cols = cols };
             _pool.For(groups, 1, ref rbody);
         }
