@@ -102,10 +102,15 @@ public sealed class FusedLayerOpsTests : IDisposable
         for (int i = 0; i < e.Count; i++) Assert.Equal(e[i], f[i]);
     }
 
+    /// <summary>
+    /// <paramref name="otherFirst"/>: x's other consumer is recorded before the residual (the residual's backward is then the
+    /// first gradient to reach x and writes it in place) or after it (x's gradient exists already and is added to).
+    /// </summary>
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public void LinearResidualIsBitIdenticalToLinearThenAddOrRowUpdate(bool onRows)
+    [InlineData(false, true)]
+    [InlineData(true, true)]
+    [InlineData(true, false)]
+    public void LinearResidualIsBitIdenticalToLinearThenAddOrRowUpdate(bool onRows, bool otherFirst)
     {
         const int n = 31, k = 7, width = 10;
         var rng = new Random(17);
@@ -123,7 +128,7 @@ public sealed class FusedLayerOpsTests : IDisposable
             using var tape = new Tape(_be);
             var x = tape.Mul(xp, tape.Input(Enumerable.Repeat(1f, n * width).ToArray(), [n, width]));
             var av = tape.Mul(ap, tape.Input(Enumerable.Repeat(1f, m * k).ToArray(), [m, k]));
-            var loss = tape.Sum(tape.Mul(x, tape.Input(other, [n, width]))); // x has another consumer, recorded first
+            Variable? loss = otherFirst ? tape.Sum(tape.Mul(x, tape.Input(other, [n, width]))) : null; // x's other consumer
             Variable output;
             if (fused) output = tape.LinearResidual(x, av, w, b, onRows ? rowIds : null);
             else
@@ -132,6 +137,7 @@ public sealed class FusedLayerOpsTests : IDisposable
                 output = onRows ? tape.ScatterRows(x, rowIds, tape.Add(tape.GatherRows(x, rowIds), y)) : tape.Add(x, y);
             }
             var ov = Read(output.Value);
+            loss ??= tape.Sum(tape.Mul(x, tape.Input(other, [n, width])));
             tape.Backward(tape.Add(loss, tape.Sum(tape.Mul(output, tape.Input(r, [n, width])))));
             return [ov, Read(xp.Grad!), Read(ap.Grad!), Read(w.Grad!), Read(b.Grad!)];
         }

@@ -70,13 +70,24 @@ internal static partial class Ops
                 if (rows is null) AddGrad(tape, x, dOut);
                 else
                 {
-                    // ScatterRows' backward: x gets dOut outside the rows, the updated rows their part of dOut.
-                    if (tape.GradFor(x) is { } dx)
+                    // ScatterRows' backward: x gets dOut outside the rows, the updated rows their part of dOut. When
+                    // this is the first gradient to reach x (the usual case: x's other consumers come earlier in the
+                    // forward), it is written in place: dOut with the rows zeroed, instead of zeroing a buffer, masking
+                    // a copy and adding it (the same values; a −0 of dOut stays −0 instead of becoming +0).
+                    if (tape.GradForWrite(x, out bool fresh) is { } dx)
                     {
-                        using var masked = be.Allocate(DType.Float32, dOut.Shape);
-                        be.Copy(dOut, masked);
-                        be.FillRows(masked, rows, 0f, nameof(rows));
-                        be.Axpy(1f, masked, dx);
+                        if (fresh)
+                        {
+                            be.Copy(dOut, dx);
+                            be.FillRows(dx, rows, 0f, nameof(rows));
+                        }
+                        else
+                        {
+                            using var masked = be.Allocate(DType.Float32, dOut.Shape);
+                            be.Copy(dOut, masked);
+                            be.FillRows(masked, rows, 0f, nameof(rows));
+                            be.Axpy(1f, masked, dx);
+                        }
                     }
                     dyRows = be.Allocate(DType.Float32, [m, width], zero: true);
                     using (var part = be.Allocate(DType.Float32, [m, width]))
