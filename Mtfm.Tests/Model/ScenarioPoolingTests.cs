@@ -22,7 +22,7 @@ public class ScenarioPoolingTests
           "windowSeconds": 1000, "windowOrigin": 0,
           "features": [
             { "name": "user_id", "kind": "id", "cardinality": 40 },
-            { "name": "item_id", "kind": "hashed", "buckets": 31 },
+            { "name": "item_id", "kind": "id", "cardinality": 12 },
             { "name": "price", "kind": "numeric", "transform": "log1p_standardize" },
             { "name": "coupon", "kind": "categorical", "vocabulary": ["a", "b", "c"] }
           ],
@@ -50,21 +50,21 @@ public class ScenarioPoolingTests
                 int item = rng.Next(12);
                 string s = scen[rng.Next(3)];
                 string click = (rng.NextDouble() < 0.2 + 0.05 * (item % 5)) ? "1" : "0";
-                if (rng.NextDouble() < 0.3) csv.Append(CultureInfo.InvariantCulture, $"{u},{ts},click,,i{item},,,,\n");
+                if (rng.NextDouble() < 0.3) csv.Append(CultureInfo.InvariantCulture, $"{u},{ts},click,,{item},,,,\n");
                 else if (s == "promo") csv.Append(CultureInfo.InvariantCulture, $"{u},{ts},promo,,,,{"abc"[item % 3]},{click},\n");
-                else csv.Append(CultureInfo.InvariantCulture, $"{u},{ts},{s},{u},i{item},{1 + item * 3},,{click},{(s == "home" ? click : "")}\n");
+                else csv.Append(CultureInfo.InvariantCulture, $"{u},{ts},{s},{u},{item},{1 + item * 3},,{click},{(s == "home" ? click : "")}\n");
             }
         }
         return csv.ToString();
     }
 
-    private static readonly Lazy<(DataLayout Layout, AggregatedInstances Instances, NumericStats Stats)> Data = new(() =>
+    private static readonly Lazy<(DataLayout Layout, AggregatedInstances Instances, NumericStats Stats, EventStore Store)> Data = new(() =>
     {
         var layout = new DataLayout(DatasetSchema.Parse(Schema));
         var store = new EventStore(layout);
         CsvEventReader.ReadText(Log(), "pools.csv", store);
         var inst = UserLevelAggregator.Aggregate(store, AggregationMode.UserWindow, SplitPart.All, store.SortedByUserTime());
-        return (layout, inst, store.ComputeNumericStats());
+        return (layout, inst, store.ComputeNumericStats(), store);
     });
 
     private static MtfmConfig Config(bool pooling) => MtfmConfig.Tiny with
@@ -175,5 +175,48 @@ public class ScenarioPoolingTests
             }
         }
         finally { Directory.Delete(dir, true); }
+    }
+
+    /// <summary>
+    /// Serving (the full forward, and the cached context + target-only forward) runs the pool's tokenizer and heads with the
+    /// scenario's own bias: for every exposure of the log, a request
+    /// at its time with all of the user's behaviour and the instance's exposures of that scenario as candidates scores
+    /// bit for bit what <see cref="MtfmModel.Score"/> gives on the training batch of its user-window instance.
+    /// </summary>
+    [Theory]
+    [InlineData(0L)]
+    [InlineData(64L << 20)] // the cached path: context encoded once, then the target-only forward
+    public void ServingScoresPooledScenariosBitForBitAsTraining(long contextCacheBytes)
+    {
+        var (layout, inst, stats, st) = Data.Value;
+        using var be = new CpuBackend(1);
+        using var model = new MtfmModel(be, Config(true), layout, seed: 7);
+        Serving.ServingTestData.Perturb(model, 3);
+        using var scorer = new Mtfm.Engine.Serving.Scorer(model, stats, contextCacheBytes);
+        var uw = new BatchBuilder(inst, stats);
+        var behaviour = Serving.ServingTestData.BehaviourByUser(st);
+        int tasks = layout.TaskCount, differ = 0;
+        var perScenario = new int[layout.ScenarioCount];
+        for (int i = 0; i < inst.Count; i++)
+        {
+            var want = model.Score(uw.Build([i]));
+            var events = inst.Events(i); var segs = inst.Segments(i);
+            var targets = new List<int>();
+            for (int p = 0; p < events.Length; p++) if (segs[p] == (byte)SegmentKind.Target) targets.Add(events[p]);
+            for (int j = 0; j < targets.Count; j++)
+            {
+                int e = targets[j];
+                var same = targets.Where(x => st.SourceOf(x) == st.SourceOf(e)).ToList();
+                var request = Serving.ServingTestData.RequestFor(st, behaviour, same);
+                request.Time = st.TimeOf(e);
+                var got = scorer.ScoreProbabilities(request);
+                int pos = same.IndexOf(e);
+                for (int k = 0; k < tasks; k++)
+                    if (BitConverter.SingleToInt32Bits(got[pos * tasks + k]) != BitConverter.SingleToInt32Bits(want[j * tasks + k])) differ++;
+                perScenario[st.SourceOf(e)]++;
+            }
+        }
+        Assert.True(perScenario.All(c => c > 20), $"exposures per scenario: {string.Join(", ", perScenario)}");
+        Assert.Equal(0, differ);
     }
 }
