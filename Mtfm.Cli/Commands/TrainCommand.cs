@@ -71,6 +71,8 @@ internal static class TrainCommand
             };
         Console.WriteLine($"model: preset {r.Preset}, attention {config.Attention}, d_model {config.DModel}, {shape}, heads {config.Heads}/{config.KvHeads} kv, " +
             $"{model.ParameterCount:N0} parameters, {flopsPerInstance / 1e6:F1} MFLOP forward per instance, {DeviceText(backend)}");
+        if (config.ScenarioPooling && model.ScenarioPool.Distinct().Count() < model.ScenarioPool.Length)
+            Console.WriteLine($"scenario pooling {PoolingText(model)} (one tokenizer and one set of heads each; --scenario-pooling off to keep them apart)");
 
         long averaged = r.WeightAverageDecay > 0 ? WeightAverage.AveragedCount(model.Parameters) : 0;
         var estimate = MemoryEstimate.For(config, layout, model.ParameterCount, r.BatchTokens, checkpoints: true, averaged);
