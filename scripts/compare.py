@@ -44,7 +44,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "runs", "compare"))
     ap.add_argument("--report-only", action="store_true", help="print the tables of the runs that exist; run nothing")
     a = ap.parse_args()
-    data = {"market": [a.market], "movielens": ["movielens:" + os.path.abspath(a.movielens)], "synthetic": ["synthetic"]}
+    data = {"market": ["--data", a.market], "movielens": ["--data", "movielens:" + os.path.abspath(a.movielens)], "synthetic": ["--data", "synthetic"]}
     for axis in ("decade", "hour"):
         if f"ml-{axis}" in a.datasets.split(","):
             recut = os.path.join(a.out, "data")
@@ -56,8 +56,7 @@ def main():
         results = {}
         for model in a.models.split(","):
             for seed in seeds:
-                source = data[ds] if data[ds][0] == "--data" else ["--data", *data[ds]]
-                args = [*source, *model_args(model), "--seed", str(seed)]
+                args = [*data[ds], *model_args(model), "--seed", str(seed)]
                 if a.epochs and model != "lightgbm":
                     args += ["--epochs", str(a.epochs)]
                 tag = ds if ds != "market" else a.market.split(":")[-1]
@@ -69,7 +68,7 @@ def main():
         any_m = next(iter(results.values()))[0]
         scen = [r["scenario"] for r in any_m["metrics"] if r["task"] == "click"]
         title = {"movielens": "movielens (ml-latest-small)", "ml-decade": "MovieLens re-cut by release decade (CSV + schema)",
-                 "ml-hour": "MovieLens re-cut by hour of the rating (CSV + schema)"}.get(ds, data[ds][0])
+                 "ml-hour": "MovieLens re-cut by hour of the rating (CSV + schema)"}.get(ds, data[ds][1])
         print(f"\n### {title}: test click AUC / GAUC, mean of seeds")
         print("| model | seeds | " + " | ".join(scen) + " |")
         print("|---|---:|" + "---:|" * len(scen))

@@ -71,7 +71,7 @@ internal static class TrainCommand
             };
         Console.WriteLine($"model: preset {r.Preset}, attention {config.Attention}, d_model {config.DModel}, {shape}, heads {config.Heads}/{config.KvHeads} kv, " +
             $"{model.ParameterCount:N0} parameters, {flopsPerInstance / 1e6:F1} MFLOP forward per instance, {DeviceText(backend)}");
-        if (config.ScenarioPooling && model.ScenarioPool.Distinct().Count() < model.ScenarioPool.Length)
+        if (model.SharedPools.Any())
             Console.WriteLine($"scenario pooling {PoolingText(model)} (one tokenizer and one set of heads each; --scenario-pooling off to keep them apart)");
 
         long averaged = r.WeightAverageDecay > 0 ? WeightAverage.AveragedCount(model.Parameters) : 0;
@@ -190,10 +190,8 @@ internal static class TrainCommand
     internal static string PoolingText(MtfmModel model)
     {
         if (!model.Config.ScenarioPooling) return "off";
-        var pool = model.ScenarioPool;
         var names = model.Layout.Schema.Scenarios;
-        var shared = Enumerable.Range(0, pool.Length).Where(s => pool[s] == s && pool.Count(x => x == s) > 1)
-            .Select(l => "[" + string.Join(", ", Enumerable.Range(0, pool.Length).Where(s => pool[s] == l).Select(s => names[s].Name)) + "]").ToList();
+        var shared = model.SharedPools.Select(p => "[" + string.Join(", ", p.Select(s => names[s].Name)) + "]").ToList();
         return shared.Count == 0 ? "on (no two scenarios with the same features)" : "on: " + string.Join(" ", shared);
     }
 

@@ -40,17 +40,16 @@ internal sealed class MtfmModel : IDisposable
         _populationWidth = layout.Groups.Select(g => config.PopulationStatistics && g.Segment == SegmentKind.Target ? population.Width(g.Source) : 0).ToArray();
         int ns = layout.ScenarioCount, nt = layout.TaskCount;
         ScenarioPool = config.ScenarioPooling ? Pools(layout, _statisticsWidth, _populationWidth) : Enumerable.Range(0, ns).ToArray();
-        var targetGroup = new int[ns];
-        foreach (var g in layout.Groups) if (g.Segment == SegmentKind.Target) targetGroup[g.Source] = g.Id;
+        _poolMembers = Enumerable.Range(0, ns).Select(l => Enumerable.Range(0, ns).Where(s => ScenarioPool[s] == l).ToArray()).ToArray();
         _tokenizers = new Tokenizer[layout.Groups.Count];
         foreach (var g in layout.Groups)
         {
-            int leader = g.Segment == SegmentKind.Target ? ScenarioPool[g.Source] : -1;
-            _tokenizers[g.Id] = leader < 0 || (leader == g.Source && PoolSize(leader) == 1)
-                ? new Tokenizer(f, g, config, _statisticsWidth[g.Id], _populationWidth[g.Id])
-                : leader == g.Source
-                    ? new Tokenizer(f, g, config, _statisticsWidth[g.Id], _populationWidth[g.Id], "tok.T." + PoolName(leader))
-                    : new Tokenizer(f, g, config, _tokenizers[targetGroup[leader]]);
+            bool target = g.Segment == SegmentKind.Target;
+            int leader = target ? ScenarioPool[g.Source] : -1;
+            _tokenizers[g.Id] = target && leader != g.Source
+                ? new Tokenizer(f, g, config, _tokenizers[layout.TargetGroup(leader)])
+                : new Tokenizer(f, g, config, _statisticsWidth[g.Id], _populationWidth[g.Id],
+                    target && _poolMembers[leader].Length > 1 ? "tok.T." + PoolName(leader) : null);
         }
         int groups = layout.Groups.Count;
         _layers = new HstuLayer[config.Layers];
@@ -89,11 +88,13 @@ internal sealed class MtfmModel : IDisposable
     /// </summary>
     public int[] ScenarioPool { get; }
 
-    private int PoolSize(int leader) => ScenarioPool.Count(x => x == leader);
+    private readonly int[][] _poolMembers; // per scenario: the scenarios whose pool it leads (empty unless it leads one)
+
+    /// <summary>The pools of two or more scenarios (scenario indices, the leader first); empty when every scenario has its own tokenizer and heads.</summary>
+    public IEnumerable<int[]> SharedPools => _poolMembers.Where(m => m.Length > 1);
 
     /// <summary>A pool's name in parameter names: its scenarios joined by '+' (a lone scenario: its name).</summary>
-    private string PoolName(int leader)
-        => string.Join("+", Enumerable.Range(0, ScenarioPool.Length).Where(s => ScenarioPool[s] == leader).Select(s => Layout.Schema.Scenarios[s].Name));
+    private string PoolName(int leader) => string.Join("+", _poolMembers[leader].Select(s => Layout.Schema.Scenarios[s].Name));
 
     private static int[] Pools(DataLayout layout, int[] statisticsWidth, int[] populationWidth)
     {

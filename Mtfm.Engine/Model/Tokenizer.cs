@@ -17,6 +17,7 @@ internal sealed class Tokenizer
     private readonly Dense _hidden, _out;
     private readonly Parameter _hiddenBias;
 
+    /// <summary>A tokenizer of its own; <paramref name="name"/> names its weights when they are a pool's (default: the group's own prefix).</summary>
     public Tokenizer(ParameterFactory f, TokenGroupInfo group, MtfmConfig config, int statisticsWidth = 0, int populationWidth = 0, string? name = null)
     {
         _group = group;
@@ -39,10 +40,10 @@ internal sealed class Tokenizer
     }
 
     /// <summary>Parameter-name prefix of a group's own tokenizer, e.g. <c>tok.T.feed</c>.</summary>
-    public static string BaseName(TokenGroupInfo group) => "tok." + group.Name.Replace(':', '.');
+    private static string BaseName(TokenGroupInfo group) => "tok." + group.Name.Replace(':', '.');
 
     /// <summary>Inputs per token: embeddings, numeric values and presence columns, statistics.</summary>
-    public static int InputWidth(TokenGroupInfo group, MtfmConfig config, int statisticsWidth, int populationWidth)
+    private static int InputWidth(TokenGroupInfo group, MtfmConfig config, int statisticsWidth, int populationWidth)
         => group.CategoricalTables.Length * config.EmbeddingDim + group.NumericWidth + statisticsWidth + populationWidth;
 
     /// <summary>Tokens of the group: [rows, d_model].</summary>

@@ -98,11 +98,22 @@ internal sealed unsafe partial class CpuBackend
     {
         public float* X, Mean, Rstd, Gamma, Dy, Dx;
         public void* Groups;
-        public bool Groups64;
+        public bool Groups64, Fused; // Fused: rows through FusedRowBackward (FusedRows(Cols))
         public int Cols;
 
         public void Run(int start, int end)
         {
+            if (Fused)
+            {
+                float* scratch = stackalloc float[2 * Cols];
+                for (int i = start; i < end; i++)
+                {
+                    float* gam = Gamma == null ? null : Gamma + (Groups == null ? 0 : ReadIndex(Groups, Groups64, i)) * Cols;
+                    long o = (long)i * Cols;
+                    FusedRowBackward(X + o, Dy + o, gam, Mean[i], Rstd[i], Cols, scratch, scratch + Cols, Dx + o, null, null);
+                }
+                return;
+            }
             float[] rented = ArrayPool<float>.Shared.Rent(2 * Cols);
             var xhat = rented.AsSpan(0, Cols);
             var g = rented.AsSpan(Cols, Cols);
@@ -130,7 +141,7 @@ internal sealed unsafe partial class CpuBackend
     /// g = dy·gamma (dy without gamma) into the scratch rows, then dx += rstd·(g − mean(g) − x̂·mean(g·x̂)) (when
     /// <paramref name="dx"/> is given) and the parameter partials dgamma += dy·x̂, dbeta += dy (when given). Every
     /// element goes through the same multiplies, adds and <see cref="TensorPrimitives"/> reductions as the span ops of
-    /// <see cref="LayerNormDxBody"/>, <see cref="AddDx"/> and <see cref="LayerNormParamPartialBody"/>, so the bits are theirs.
+    /// the span path of <see cref="LayerNormDxBody"/>, <see cref="AddDx"/> and <see cref="LayerNormParamPartialBody"/>, so the bits are theirs.
     /// </summary>
     private static void FusedRowBackward(float* x, float* dy, float* gamma, float mean, float rstd, int cols,
         float* xhat, float* g, float* dx, float* dg, float* db)
@@ -161,58 +172,8 @@ internal sealed unsafe partial class CpuBackend
         }
     }
 
-    /// <summary>Whether <see cref="FusedRowBackward"/> serves rows of <paramref name="cols"/> columns.</summary>
-    private static bool FusedRows(int cols) => Vector512.IsHardwareAccelerated && cols > 0 && cols % 16 == 0;
-
-    /// <summary>dx (row-parallel) through <see cref="FusedRowBackward"/>, without parameter gradients.</summary>
-    private struct LayerNormFusedDxBody : IRangeBody
-    {
-        public float* X, Mean, Rstd, Gamma, Dy, Dx;
-        public void* Groups;
-        public bool Groups64;
-        public int Cols;
-
-        public void Run(int start, int end)
-        {
-            float* scratch = stackalloc float[2 * Cols];
-            for (int i = start; i < end; i++)
-            {
-                float* gam = Gamma == null ? null : Gamma + (Groups == null ? 0 : ReadIndex(Groups, Groups64, i)) * Cols;
-                long o = (long)i * Cols;
-                FusedRowBackward(X + o, Dy + o, gam, Mean[i], Rstd[i], Cols, scratch, scratch + Cols, Dx + o, null, null);
-            }
-        }
-    }
-
-    /// <summary>
-    /// dx and the parameter partials in one pass over the group-sorted blocks (as <see cref="LayerNormParamPartialBody"/>;
-    /// dx rows belong to one block each, so the split does not matter for them).
-    /// </summary>
-    private struct LayerNormFusedBlockBody : IRangeBody
-    {
-        public float* X, Mean, Rstd, Gamma, Dy, Dx, Partial; // Partial: [blocks, 2, Cols] (dgamma, dbeta)
-        public int* Order;
-        public GroupBlock* Blocks;
-        public int Cols;
-
-        public void Run(int start, int end)
-        {
-            float* scratch = stackalloc float[2 * Cols];
-            for (int b = start; b < end; b++)
-            {
-                float* dg = Partial + (long)b * 2 * Cols, db = dg + Cols;
-                new Span<float>(dg, 2 * Cols).Clear();
-                var blk = Blocks[b];
-                float* gam = Gamma + (long)blk.Group * Cols;
-                for (int r = blk.Start; r < blk.Start + blk.Count; r++)
-                {
-                    int i = Order[r];
-                    long o = (long)i * Cols;
-                    FusedRowBackward(X + o, Dy + o, gam, Mean[i], Rstd[i], Cols, scratch, scratch + Cols, Dx == null ? null : Dx + o, dg, db);
-                }
-            }
-        }
-    }
+    /// <summary>Whether <see cref="FusedRowBackward"/> serves rows of <paramref name="cols"/> columns (its two scratch rows live on the stack).</summary>
+    private static bool FusedRows(int cols) => Vector512.IsHardwareAccelerated && cols > 0 && cols % 16 == 0 && cols <= 1024;
 
     /// <summary>dx += rstd·(g − mean(g) − x̂·mean(g·x̂)) for one row (g, the upstream gradient times gamma, is overwritten).</summary>
     private static void AddDx(Span<float> g, ReadOnlySpan<float> xhat, float rstd, Span<float> dx)
@@ -315,15 +276,40 @@ internal sealed unsafe partial class CpuBackend
         public int Group, Start, Count;
     }
 
+    /// <summary>
+    /// The gamma/beta partials per group block. Fused (<see cref="FusedRows"/>): through <see cref="FusedRowBackward"/>,
+    /// which also adds each row's dx when <see cref="Dx"/> is set (dx rows belong to one block each, so the split does
+    /// not matter for them).
+    /// </summary>
     private struct LayerNormParamPartialBody : IRangeBody
     {
         public float* X, Mean, Rstd, Dy, Partial; // Partial: [blocks, 2, Cols] (dgamma, dbeta)
+        public float* Gamma, Dx; // fused path only
         public int* Order;
         public GroupBlock* Blocks;
         public int Cols;
+        public bool Fused;
 
         public void Run(int start, int end)
         {
+            if (Fused)
+            {
+                float* scratch = stackalloc float[2 * Cols];
+                for (int b = start; b < end; b++)
+                {
+                    float* dg = Partial + (long)b * 2 * Cols, db = dg + Cols;
+                    new Span<float>(dg, 2 * Cols).Clear();
+                    var blk = Blocks[b];
+                    float* gam = Gamma + (long)blk.Group * Cols;
+                    for (int r = blk.Start; r < blk.Start + blk.Count; r++)
+                    {
+                        int i = Order[r];
+                        long o = (long)i * Cols;
+                        FusedRowBackward(X + o, Dy + o, gam, Mean[i], Rstd[i], Cols, scratch, scratch + Cols, Dx == null ? null : Dx + o, dg, db);
+                    }
+                }
+                return;
+            }
             float[] rented = ArrayPool<float>.Shared.Rent(Cols);
             var xhat = rented.AsSpan(0, Cols);
             for (int b = start; b < end; b++)
@@ -389,27 +375,18 @@ internal sealed unsafe partial class CpuBackend
         void* pid = CheckGroupIds(groupIds, rows, groups, gamma is not null);
         bool ids64 = groupIds?.DType == DType.Int64;
 
-        float* pdxAll = null;
+        float* pdx = null;
         if (dx is not null)
         {
-            pdxAll = F(dx, nameof(dx));
+            pdx = F(dx, nameof(dx));
             CheckSameLength(x, dx, nameof(dx));
         }
-        bool fused = FusedRows(cols) && cols <= 1024;
-        bool parameters = dgamma is not null || dbeta is not null;
-        if (dx is not null && !(fused && parameters && gamma is not null))
+        bool fused = FusedRows(cols), parameters = dgamma is not null || dbeta is not null;
+        bool dxWithPartials = fused && parameters && gamma is not null; // dx then runs in the partials' pass below
+        if (dx is not null && !dxWithPartials)
         {
-            if (fused)
-            {
-                var fbody = new LayerNormFusedDxBody { X = px, Mean = pm, Rstd = pr, Gamma = pg, Dy = pdy, Dx = pdxAll, Groups = pid, Groups64 = ids64, Cols = cols };
-                _pool.For(rows, MinRows(cols), ref fbody);
-            }
-            else
-            {
-                var body = new LayerNormDxBody { X = px, Mean = pm, Rstd = pr, Gamma = pg, Dy = pdy, Dx = pdxAll, Groups = pid, Groups64 = ids64, Cols = cols };
-                _pool.For(rows, MinRows(cols), ref body);
-            }
-            pdxAll = null; // done
+            var body = new LayerNormDxBody { X = px, Mean = pm, Rstd = pr, Gamma = pg, Dy = pdy, Dx = pdx, Groups = pid, Groups64 = ids64, Cols = cols, Fused = fused };
+            _pool.For(rows, MinRows(cols), ref body);
         }
         if (!parameters) return;
         if (gamma is null) throw new ArgumentException("dgamma/dbeta need gamma (the LayerNorm was not affine).", nameof(gamma));
@@ -441,17 +418,12 @@ internal sealed unsafe partial class CpuBackend
         fixed (GroupBlock* pbl = blockArr)
         fixed (float* pp = partial)
         {
-            if (fused)
+            var pbody = new LayerNormParamPartialBody
             {
-                // dx (when still to do) and the partials in one pass over the rows.
-                var fbody = new LayerNormFusedBlockBody { X = px, Mean = pm, Rstd = pr, Gamma = pg, Dy = pdy, Dx = pdxAll, Partial = pp, Order = po, Blocks = pbl, Cols = cols };
-                _pool.For(blockArr.Length, 1, ref fbody);
-            }
-            else
-            {
-                var pbody = new LayerNormParamPartialBody { X = px, Mean = pm, Rstd = pr, Dy = pdy, Partial = pp, Order = po, Blocks = pbl, Cols = cols };
-                _pool.For(blockArr.Length, 1, ref pbody);
-            }
+                X = px, Mean = pm, Rstd = pr, Dy = pdy, Partial = pp, Order = po, Blocks = pbl, Cols = cols,
+                Fused = fused, Gamma = pg, Dx = dxWithPartials ? pdx : null,
+            };
+            _pool.For(blockArr.Length, 1, ref pbody);
             var rbody = new LayerNormParamReduceBody { Partial = pp, DGamma = pdg, DBeta = pdb, GroupFirstBlock = pfb, Cols = cols };
             _pool.For(groups, 1, ref rbody);
         }
