@@ -41,6 +41,7 @@ internal static class Program
         var lr = new Option<float>("--lr") { Description = "peak learning rate of dense parameters", DefaultValueFactory = _ => 2e-3f };
         var embeddingLr = new Option<float>("--embedding-lr") { Description = "peak learning rate of the embedding tables (row-sparse Adam; docs/training.md)", DefaultValueFactory = _ => TrainOptions.DefaultEmbeddingLearningRate };
         var weightAverage = new Option<float>("--weight-average") { Description = "largest decay of the moving average of the dense weights that is validated and kept (docs/training.md); 0 = off", DefaultValueFactory = _ => 0.995f };
+        var rankingLoss = new Option<float>("--ranking-loss") { Description = "weight of a within-user ranking term added to the training objective (a pairwise logistic loss on each user's clicked vs not-clicked exposures in a batch; docs/training.md); 0 = off (the default)", DefaultValueFactory = _ => 0f };
         var seed = new Option<ulong>("--seed") { Description = "seed of initialisation and batch order", DefaultValueFactory = _ => 1UL };
         var threads = new Option<int>("--threads") { Description = "CPU threads (0 = one per core)", DefaultValueFactory = _ => 0 };
         var device = new Option<string>("--device") { Description = "cpu, cuda (the first GPU), or cuda-emulated (the CUDA kernels on the host emulation named by MTFM_CUDA_EMU_LIB; for tests)", DefaultValueFactory = _ => "cpu" };
@@ -55,7 +56,7 @@ internal static class Program
         var (predictions, predictionColumns) = PredictionOptions();
         var cmd = new Command("train", "Train MTFM (default: the built-in synthetic multi-scenario data, preset tiny, on the CPU).")
         {
-            data, schema, preset, modelKind, blocks, targetLayers, historyStats, populationStats, scenarioPooling, attention, aggregation, scenarios, feedback, epochs, batchTokens, lr, embeddingLr, weightAverage, seed, threads, device, cudaAttention, outDir, name,
+            data, schema, preset, modelKind, blocks, targetLayers, historyStats, populationStats, scenarioPooling, attention, aggregation, scenarios, feedback, epochs, batchTokens, lr, embeddingLr, weightAverage, rankingLoss, seed, threads, device, cudaAttention, outDir, name,
             resume, ckptEvery, keepCkpt, maxNonFinite, maxMemory, predictions, predictionColumns,
         };
         cmd.SetAction(p => Guard(() => TrainCommand.Run(new TrainRequest
@@ -108,6 +109,7 @@ internal static class Program
             LearningRate = p.GetValue(lr),
             EmbeddingLearningRate = p.GetValue(embeddingLr),
             WeightAverageDecay = p.GetValue(weightAverage),
+            RankingLossWeight = p.GetValue(rankingLoss),
             Seed = p.GetValue(seed),
             Threads = p.GetValue(threads),
             Device = p.GetValue(device)!,

@@ -82,7 +82,8 @@ internal static class TrainCommand
 
         var options = new TrainOptions
         {
-            Epochs = r.Epochs, BatchTokens = r.BatchTokens, LearningRate = r.LearningRate, EmbeddingLearningRate = r.EmbeddingLearningRate, WeightAverageDecay = r.WeightAverageDecay, Seed = r.Seed, OnlyScenario = only,
+            Epochs = r.Epochs, BatchTokens = r.BatchTokens, LearningRate = r.LearningRate, EmbeddingLearningRate = r.EmbeddingLearningRate, WeightAverageDecay = r.WeightAverageDecay,
+            RankingLossWeight = r.RankingLossWeight, Seed = r.Seed, OnlyScenario = only,
             CheckpointDirectory = ckptStore.Directory, CheckpointEvery = r.CheckpointEvery, KeepCheckpoints = r.KeepCheckpoints,
             Resume = r.Resume is not null, MaxConsecutiveNonFiniteSteps = r.MaxNonFiniteSteps,
         };
@@ -91,6 +92,8 @@ internal static class TrainCommand
         Console.WriteLine(r.Epochs > 0
             ? $"epochs: {epochs} of {batchesPerEpoch:N0} batches"
             : $"epochs: {epochs} of {batchesPerEpoch:N0} batches (auto: about {TrainOptions.AutoStepBudget:N0} steps, at most {TrainOptions.MaxAutoEpochs}; --epochs N to choose)");
+        if (options.RankingLossWeight > 0)
+            Console.WriteLine($"objective: BCE per task + {options.RankingLossWeight.ToString("R", System.Globalization.CultureInfo.InvariantCulture)} × within-user ranking (pairs of a user's clicked and not-clicked exposures)");
         var trainer = new MtfmTrainer(model, options) { Log = m => Console.Error.WriteLine(m) };
         TestKillHook.Install(trainer);
         long totalExposures = data.Train.TargetCount * (long)epochs;
@@ -121,6 +124,7 @@ internal static class TrainCommand
             new("population statistics", config.PopulationStatistics ? "on" : "off"), new("scenario pooling", PoolingText(model)),
             new("aggregation", r.Aggregation.ToString()), new("scenarios", r.Scenarios), new("epochs", r.Epochs > 0 ? epochs.ToString(ci) : $"{epochs} (auto)"),
             new("learning rate (dense / embeddings)", $"{r.LearningRate.ToString("R", ci)} / {r.EmbeddingLearningRate.ToString("R", ci)}"), new("weight average", r.WeightAverageDecay.ToString("R", ci)),
+            new("ranking loss", options.RankingLossWeight > 0 ? options.RankingLossWeight.ToString("R", ci) : "off"),
             new("seed", r.Seed.ToString(ci)), new("device", DeviceText(backend)),
             new("parameters", model.ParameterCount.ToString(ci)), new("forward MFLOP per instance", (flopsPerInstance / 1e6).ToString("F2", ci)),
             new("instances/s", result.InstancesPerSecond.ToString("F1", ci)),

@@ -42,6 +42,8 @@ internal sealed record TrainRequest
     public float EmbeddingLearningRate { get; init; } = TrainOptions.DefaultEmbeddingLearningRate;
     /// <summary>--weight-average: <see cref="TrainOptions.WeightAverageDecay"/> (0 = off).</summary>
     public float WeightAverageDecay { get; init; } = 0.995f;
+    /// <summary>--ranking-loss: <see cref="TrainOptions.RankingLossWeight"/> (0 = off, the default).</summary>
+    public float RankingLossWeight { get; init; }
     public ulong Seed { get; init; } = 1;
     public int Threads { get; init; }
     public string Device { get; init; } = "cpu";

@@ -53,7 +53,8 @@ public sealed class TrainedModel : IDisposable
         settings ??= new TrainingSettings();
         device ??= ComputeDevice.Cpu();
         var config = settings.ResolveModel();
-        var options = new TrainOptions { Epochs = settings.Epochs, BatchTokens = settings.BatchTokens, LearningRate = settings.LearningRate, EmbeddingLearningRate = settings.EmbeddingLearningRate, Seed = settings.Seed };
+        var options = new TrainOptions { Epochs = settings.Epochs, BatchTokens = settings.BatchTokens, LearningRate = settings.LearningRate, EmbeddingLearningRate = settings.EmbeddingLearningRate,
+            RankingLossWeight = settings.RankingLossWeight, Seed = settings.Seed };
         options.Validate();
         var train = data.Part(DatasetPart.Train);
         if (train.Count == 0) throw new InvalidOperationException($"{data.Description}: the training part (windows before split.validStart) holds no exposures.");

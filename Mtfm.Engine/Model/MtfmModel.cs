@@ -137,8 +137,10 @@ internal sealed class MtfmModel : IDisposable
     /// <param name="batch">The batch.</param>
     /// <param name="flops">Counts the useful FLOPs when given.</param>
     /// <param name="staged">The batch's inputs uploaded ahead (<see cref="BatchInputs.MarkStaged"/>), or null to upload them now.</param>
-    public MtfmOutput Forward(Tape tape, JaggedBatch batch, FlopCounter? flops = null, BatchInputs? staged = null)
+    /// <param name="rankingWeight">Weight of the within-user ranking term added to <see cref="MtfmOutput.Objective"/> (<see cref="Training.TrainOptions.RankingLossWeight"/>; 0 = none, then the objective is the loss).</param>
+    public MtfmOutput Forward(Tape tape, JaggedBatch batch, FlopCounter? flops = null, BatchInputs? staged = null, float rankingWeight = 0f)
     {
+        if (!(rankingWeight >= 0 && float.IsFinite(rankingWeight))) throw new ArgumentOutOfRangeException(nameof(rankingWeight), rankingWeight, "rankingWeight must be finite and ≥ 0.");
         ArgumentNullException.ThrowIfNull(batch);
         var inp = BatchInputs.For(tape, batch, Layout, Config.TimeBuckets, staged);
         int n = batch.TokenCount, nt = batch.TargetCount, d = Config.DModel;
@@ -191,7 +193,23 @@ internal sealed class MtfmModel : IDisposable
             var lk = tape.BceWithLogits(logits[k], inp.Labels[k], inp.LabelMask[k]);
             loss = loss is null ? lk : tape.Add(loss, lk);
         }
-        return new MtfmOutput(logits, loss!);
+        var objective = loss!;
+        if (rankingWeight > 0)
+            for (int k = 0; k < tasks; k++)
+            {
+                var (pos, neg) = RankingPairs.For(batch, k);
+                if (pos.Length == 0) continue;
+                // softplus(−(z⁺ − z⁻)) per pair = BCE of the logit difference against label 1, mean over the pairs.
+                var column = tape.Reshape(logits[k], nt, 1);
+                var diff = tape.Add(tape.GatherRows(column, tape.Ids(pos, [pos.Length])),
+                    tape.Scale(tape.GatherRows(column, tape.Ids(neg, [neg.Length])), -1f));
+                var ones = new float[pos.Length];
+                Array.Fill(ones, 1f);
+                var target = tape.Input(ones, [pos.Length]).Value;
+                var rank = tape.BceWithLogits(tape.Reshape(diff, pos.Length), target, target);
+                objective = tape.Add(objective, tape.Scale(rank, rankingWeight));
+            }
+        return new MtfmOutput(logits, loss!, objective);
     }
 
     /// <summary>The head of (scenario <paramref name="s"/>, task <paramref name="k"/>): gate, expert mix and tower on rows of z and of the expert outputs; logits [m, 1].</summary>
@@ -417,7 +435,12 @@ internal sealed class MtfmModel : IDisposable
 }
 
 /// <summary>Logits per task ([T tokens] each, in the batch's T order) and the summed loss.</summary>
-internal sealed record MtfmOutput(Variable[] TaskLogits, Variable Loss);
+/// <summary>
+/// What <see cref="MtfmModel.Forward"/> returns: per task the logits [T]; <paramref name="Loss"/>, the sum over tasks of
+/// the mean BCE (the reported training loss, on the validation loss's scale); <paramref name="Objective"/>, what the
+/// step differentiates: the loss plus the weighted within-user ranking terms (the loss itself when the weight is 0).
+/// </summary>
+internal sealed record MtfmOutput(Variable[] TaskLogits, Variable Loss, Variable Objective);
 
 /// <summary>
 /// The H/R part of a request after every layer (<see cref="MtfmModel.EncodeContext"/>): per layer the K and V of its

@@ -13,7 +13,7 @@ namespace Mtfm.Engine.Training;
 internal readonly record struct TrainProgress(int Epoch, long Step, long TotalSteps, double Loss, double ExposuresPerSecond,
     double InstancesPerSecond, TimeSpan Elapsed, TimeSpan Eta, double? ValidGauc);
 
-/// <summary>What a training run did. <c>LossCurve</c> holds the training objective (Σ over tasks of the batch mean BCE) per window of steps; <c>ValidCurve</c>'s ValidLoss is the same objective on the validation part (<see cref="TrainingObjective"/>).</summary>
+/// <summary>What a training run did. <c>LossCurve</c> holds the training loss (Σ over tasks of the batch mean BCE, without the ranking term of <see cref="TrainOptions.RankingLossWeight"/>) per window of steps; <c>ValidCurve</c>'s ValidLoss is the same objective on the validation part (<see cref="TrainingObjective"/>).</summary>
 internal sealed record TrainResult(long Steps, int Epochs, double BestValidGauc, long BestStep, double TrainSeconds,
     double ExposuresPerSecond, double InstancesPerSecond, IReadOnlyList<(long Step, double Loss)> LossCurve,
     IReadOnlyList<(long Step, double ValidGauc, double ValidLoss)> ValidCurve);
@@ -144,10 +144,18 @@ internal sealed class MtfmTrainer
                 string? bad = null;
                 using (var tape = new Tape(_model.Backend))
                 {
-                    var output = _model.Forward(tape, batch, staged: staged);
-                    tape.Backward(output.Loss, releaseActivationGradients: true, releaseActivations: true); // frees activations and their gradients once consumed
-                    bad = _device.NonFinite(output.Loss.Value);
-                    if (bad is null) readback.Add(output.Loss.Value, step + 1);
+                    var output = _model.Forward(tape, batch, staged: staged, rankingWeight: _o.RankingLossWeight);
+                    // The backward frees every op output but the one it starts from: with a ranking term the reported
+                    // loss is an inner node, so its value is copied first (in stream order on CUDA).
+                    var loss = output.Loss.Value;
+                    if (!ReferenceEquals(output.Objective, output.Loss))
+                    {
+                        loss = tape.Allocate(output.Loss.Value.Shape);
+                        _model.Backend.Copy(output.Loss.Value, loss);
+                    }
+                    tape.Backward(output.Objective, releaseActivationGradients: true, releaseActivations: true); // frees activations and their gradients once consumed
+                    bad = _device.NonFinite(output.Objective.Value);
+                    if (bad is null) readback.Add(loss, step + 1);
                 }
                 if (bad is null)
                 {

@@ -80,6 +80,27 @@ public class TrainCommandTests
         Assert.False(MtfmConfig.Mmoe.WithDefaultScenarioPooling().ScenarioPooling);
     });
 
+    [Fact]
+    public void RankingLossIsOffByDefaultAndRecordedWhenOn() => InQuietRunDirectory(dir =>
+    {
+        string log = Path.Combine(dir, "pools.csv"), schema = Path.Combine(dir, "pools.json");
+        File.WriteAllText(log, Model.ScenarioPoolingTests.Log());
+        File.WriteAllText(schema, Model.ScenarioPoolingTests.Schema);
+        string Setting(string run)
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, run, "metrics.json")));
+            return RunSetting(doc.RootElement, "ranking loss");
+        }
+        Assert.Equal(0, TrainCommand.Run(new TrainRequest { Data = log, Schema = schema, Epochs = 1, BatchTokens = 256, OutDir = dir, Name = "off", Threads = 1 }));
+        Assert.Equal("off", Setting("off"));
+        Assert.Equal(0, TrainCommand.Run(new TrainRequest { Data = log, Schema = schema, Epochs = 1, BatchTokens = 256, OutDir = dir, Name = "on", Threads = 1, RankingLossWeight = 0.25f }));
+        Assert.Equal("0.25", Setting("on"));
+    });
+
+    /// <summary>The value of the run setting <paramref name="name"/> in a metrics.json document.</summary>
+    private static string RunSetting(System.Text.Json.JsonElement root, string name) =>
+        root.GetProperty("settings").EnumerateArray().First(e => e.GetProperty("name").GetString() == name).GetProperty("value").GetString()!;
+
     /// <summary>Runs <paramref name="body"/> with a fresh run directory (deleted afterwards) and standard output discarded.</summary>
     private static void InQuietRunDirectory(Action<string> body)
     {
