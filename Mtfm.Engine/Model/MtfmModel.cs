@@ -434,9 +434,8 @@ internal sealed class MtfmModel : IDisposable
     }
 }
 
-/// <summary>Logits per task ([T tokens] each, in the batch's T order) and the summed loss.</summary>
 /// <summary>
-/// What <see cref="MtfmModel.Forward"/> returns: per task the logits [T]; <paramref name="Loss"/>, the sum over tasks of
+/// What <see cref="MtfmModel.Forward"/> returns: per task the logits [T tokens], in the batch's T order; <paramref name="Loss"/>, the sum over tasks of
 /// the mean BCE (the reported training loss, on the validation loss's scale); <paramref name="Objective"/>, what the
 /// step differentiates: the loss plus the weighted within-user ranking terms (the loss itself when the weight is 0).
 /// </summary>
