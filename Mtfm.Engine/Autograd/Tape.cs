@@ -18,6 +18,7 @@ internal sealed class Tape : IDisposable
     private int _noGradDepth;
     private bool _backwardDone;
     private bool _disposed;
+    private bool _handOff; // inside a Backward that frees activation gradients as it goes
 
     private sealed record Node(Variable[] Outputs, Variable[] Inputs, Action Backward);
 
@@ -125,6 +126,24 @@ internal sealed class Tape : IDisposable
     /// </summary>
     public Tensor? GradForWrite(Variable input, out bool overwrite) => Grad(input, zero: false, out overwrite);
 
+    /// <summary>
+    /// Inside a <see cref="Backward(Variable, Tensor, bool, bool)"/> that frees activation gradients as it goes: when
+    /// <paramref name="to"/> (an activation that needs a gradient) has none yet and <paramref name="from"/>'s gradient
+    /// has its shape, that buffer becomes <paramref name="to"/>'s gradient, <paramref name="from"/>'s is set to null,
+    /// and the call returns true: the first gradient to reach <paramref name="to"/> without a copy. The caller must have
+    /// finished reading <paramref name="from"/>'s gradient (its backward would free it right after anyway). Returns
+    /// false, changing nothing, otherwise.
+    /// </summary>
+    public bool TryHandOffGrad(Variable from, Variable to)
+    {
+        if (!_handOff || !to.RequiresGrad || to is Parameter || to.Grad is not null || from is Parameter || ReferenceEquals(from, to)) return false;
+        if (from.Grad is not { } g || g.DType != DType.Float32 || !g.SameShape(to.Value)) return false;
+        to.Grad = g;
+        from.Grad = null;
+        _gradsOwned.Add(to);
+        return true;
+    }
+
     /// <summary>The gradient buffer of <paramref name="input"/>; <paramref name="allocated"/> when this call allocated it (zeroed with <paramref name="zero"/>).</summary>
     private Tensor? Grad(Variable input, bool zero, out bool allocated)
     {
@@ -168,6 +187,7 @@ internal sealed class Tape : IDisposable
         if (!output.RequiresGrad) throw new ArgumentException($"{output} does not require a gradient: nothing recorded leads to it (NoGrad, or no input requires grad).", nameof(output));
         if (seed.Length != output.Value.Length) throw new ArgumentException($"seed {seed.ShapeString} must match the output {output.Value.ShapeString}.", nameof(seed));
         _backwardDone = true;
+        _handOff = releaseActivationGradients;
         Backend.Axpy(1f, seed, GradFor(output)!);
         for (int i = _nodes.Count - 1; i >= 0; i--)
         {

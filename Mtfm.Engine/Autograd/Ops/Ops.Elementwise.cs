@@ -14,7 +14,7 @@ internal static partial class Ops
         tape.Record([y], [a, b], () =>
         {
             AddGrad(tape, a, y.Grad!);
-            AddGrad(tape, b, y.Grad!);
+            AddGradLast(tape, b, y);
         });
         return y;
     }
@@ -57,8 +57,8 @@ internal static partial class Ops
         be.AddBias(x.Value, bias.Value, y.Value);
         tape.Record([y], [x, bias], () =>
         {
-            AddGrad(tape, x, y.Grad!);
             if (tape.GradFor(bias) is { } db) be.SumRows(y.Grad!, db, accumulate: true);
+            AddGradLast(tape, x, y);
         });
         return y;
     }
@@ -74,6 +74,15 @@ internal static partial class Ops
             if (tape.GradFor(x) is { } dx) be.SiluBackward(x.Value, y.Grad!, dx);
         });
         return y;
+    }
+
+    /// <summary>
+    /// Adds y's gradient to x's as the last read of y's gradient in y's backward: when it is the first gradient to reach
+    /// x, x takes y's buffer (<see cref="Tape.TryHandOffGrad"/>) instead of a copy, where the tape allows it.
+    /// </summary>
+    private static void AddGradLast(Tape tape, Variable x, Variable y)
+    {
+        if (!tape.TryHandOffGrad(y, x)) AddGrad(tape, x, y.Grad!);
     }
 
     /// <summary>Adds <paramref name="dy"/> to x's gradient (copies it when it is the first gradient to reach x).</summary>

@@ -67,14 +67,25 @@ internal static partial class Ops
             Tensor? dyRows = null;
             try
             {
-                if (rows is null) AddGrad(tape, x, dOut);
-                else
+                // x's gradient is dOut (outside the updated rows); it is handed over last, after every read of dOut,
+                // so that when it is the first gradient to reach x, x can take dOut's buffer (Tape.TryHandOffGrad).
+                bool xIsA = ReferenceEquals(x, a);
+                if (rows is null && xIsA) AddGrad(tape, x, dOut); // keep x's gradient ahead of a's in the same buffer
+                else if (rows is not null)
                 {
+                    dyRows = be.Allocate(DType.Float32, [m, width], zero: true);
+                    using (var part = be.Allocate(DType.Float32, [m, width]))
+                    {
+                        be.GatherRows(dOut, rows, part, nameof(rows));
+                        be.Axpy(1f, part, dyRows);
+                    }
                     // ScatterRows' backward: x gets dOut outside the rows, the updated rows their part of dOut. When
                     // this is the first gradient to reach x (the usual case: x's other consumers come earlier in the
-                    // forward), it is written in place: dOut with the rows zeroed, instead of zeroing a buffer, masking
-                    // a copy and adding it (the same values; a −0 of dOut stays −0 instead of becoming +0).
-                    if (tape.GradForWrite(x, out bool fresh) is { } dx)
+                    // forward), it is written in place: dOut with the rows zeroed (dOut's own buffer where the tape
+                    // hands it over), instead of zeroing a buffer, masking a copy and adding it (the same values; a −0
+                    // of dOut stays −0 instead of becoming +0).
+                    if (tape.TryHandOffGrad(output, x)) be.FillRows(x.Grad!, rows, 0f, nameof(rows));
+                    else if (tape.GradForWrite(x, out bool fresh) is { } dx)
                     {
                         if (fresh)
                         {
@@ -89,12 +100,6 @@ internal static partial class Ops
                             be.Axpy(1f, masked, dx);
                         }
                     }
-                    dyRows = be.Allocate(DType.Float32, [m, width], zero: true);
-                    using (var part = be.Allocate(DType.Float32, [m, width]))
-                    {
-                        be.GatherRows(dOut, rows, part, nameof(rows));
-                        be.Axpy(1f, part, dyRows);
-                    }
                     // GatherRows' backward: x[rows] gets the updated rows' gradient too.
                     if (tape.GradFor(x) is { } dx2) be.ScatterAddRows(dyRows, rows, dx2, nameof(rows));
                 }
@@ -103,6 +108,7 @@ internal static partial class Ops
                 if (tape.GradFor(bias) is { } db) be.SumRows(dy, db, accumulate: true);
                 if (tape.GradForWrite(a, out bool wa) is { } da) be.Gemm(false, true, 1f, dy, weight.Value, wa ? 0f : 1f, da);
                 if (tape.GradFor(weight) is { } dw) be.Gemm(true, false, 1f, a.Value, dy, 1f, dw);
+                if (rows is null && !xIsA && !tape.TryHandOffGrad(output, x)) AddGrad(tape, x, dOut);
             }
             finally { dyRows?.Dispose(); }
         });
