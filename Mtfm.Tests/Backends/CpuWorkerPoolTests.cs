@@ -68,6 +68,40 @@ public class CpuWorkerPoolTests
     }
 
     /// <summary>
+    /// Chunks are claimed, not assigned: while a worker thread cannot run (here it is held before its loop starts, as
+    /// the OS holds a thread on a machine shared with other work), the caller runs every chunk itself and the loops
+    /// finish without it. With one chunk assigned to each thread the first loop waits for the held worker forever (the
+    /// guard below turns that into a failure instead of a hang).
+    /// </summary>
+    [Fact]
+    public async Task LoopsFinishWhileAWorkerCannotRun()
+    {
+        using var release = new ManualResetEventSlim(false);
+        var pool = new CpuWorkerPool(3, _ => release.Wait());
+        try
+        {
+            var run = Task.Run(() =>
+            {
+                for (int loop = 0; loop < 50; loop++)
+                {
+                    var hits = new int[90];
+                    var body = new Mark(hits, failAt: -1);
+                    pool.For(hits.Length, 1, ref body);
+                    Assert.All(hits, h => Assert.Equal(1, h));
+                }
+            }, TestContext.Current.CancellationToken);
+            var first = await Task.WhenAny(run, Task.Delay(TimeSpan.FromMinutes(2), TestContext.Current.CancellationToken));
+            Assert.True(ReferenceEquals(first, run), "the loops waited for workers that could not run");
+            await run;
+        }
+        finally
+        {
+            release.Set();
+            pool.Dispose();
+        }
+    }
+
+    /// <summary>
     /// The delegate form covers every index once; after Dispose a loop that would need the (stopped) workers throws
     /// instead of waiting for them forever, and a loop small enough for the calling thread alone still runs.
     /// </summary>

@@ -17,6 +17,11 @@ internal interface IRangeBody
 /// chunk per worker, always the same way for the same (count, threads): results that depend on the partition
 /// (reductions) are reproducible for a fixed thread count. Calls are serialised; a body must not call back into the pool.
 /// <para>
+/// Chunks are claimed, not assigned: the caller and the workers take the next unclaimed chunk of the loop until none is
+/// left, so a worker the OS has not scheduled (a machine shared with other work) does not hold the loop up: the caller
+/// runs its chunk too. Which thread runs a chunk never changes what the chunk computes.
+/// </para>
+/// <para>
 /// Hand-off without a kernel round trip: a loop is published by bumping a generation counter; a worker that finished
 /// its last chunk less than <see cref="SpinMicroseconds"/> ago is still spinning on that counter and starts at once,
 /// only a worker that went to sleep is woken through its semaphore, and the caller spins on the count of chunks still
@@ -37,7 +42,8 @@ internal sealed class CpuWorkerPool : IDisposable
     private Action<int>? _job;
     private Exception? _error;
     private long _published; // (generation << 32) | chunks of the latest loop, read and written as one value
-    private int _running;
+    private long _claim;     // (generation << 32) | next unclaimed chunk of that loop
+    private int _running;    // chunks of the current loop not finished yet
     private volatile bool _stopping;
     private readonly Action<int>? _workerStarting;
     private readonly long _spinTicks;
@@ -99,14 +105,15 @@ internal sealed class CpuWorkerPool : IDisposable
                 box.Value.Run((int)s, (int)e);
             };
             _error = null;
-            Volatile.Write(ref _running, chunks - 1);
+            Volatile.Write(ref _running, chunks);
+            int generation = Generation + 1;
+            Volatile.Write(ref _claim, (long)generation << 32); // chunk 0 is next; written before the loop is published
             // One 64-bit write publishes the generation with its chunk count, so a worker never pairs one loop's
             // generation with another's count; the exchange is a full fence: the job is visible before it.
-            Interlocked.Exchange(ref _published, ((long)(Generation + 1) << 32) | (uint)chunks);
+            Interlocked.Exchange(ref _published, ((long)generation << 32) | (uint)chunks);
             for (int w = 1; w < chunks; w++)
                 if (Volatile.Read(ref _sleeping[w - 1]) == 1) _wake[w - 1].Release();
-            try { _job(0); }
-            catch (Exception ex) { Interlocked.CompareExchange(ref _error, ex, null); }
+            RunChunks(generation, chunks);
             var spin = new SpinWait();
             while (Volatile.Read(ref _running) != 0) spin.SpinOnce(sleep1Threshold: -1);
             _job = null;
@@ -128,6 +135,24 @@ internal sealed class CpuWorkerPool : IDisposable
     private readonly struct DelegateBody(Action<int, int> body) : IRangeBody
     {
         public void Run(int start, int end) => body(start, end);
+    }
+
+    /// <summary>
+    /// Claims and runs chunks of loop <paramref name="generation"/> until none is left. The claim word holds the
+    /// generation, so a thread that saw an older loop can never take a chunk of a newer one. The job stays the loop's
+    /// until every claimed chunk has finished (the caller waits for that before it clears it).
+    /// </summary>
+    private void RunChunks(int generation, int chunks)
+    {
+        while (true)
+        {
+            long v = Volatile.Read(ref _claim);
+            if ((int)(v >> 32) != generation || (int)(uint)v >= chunks) return;
+            if (Interlocked.CompareExchange(ref _claim, v + 1, v) != v) continue;
+            try { _job!((int)(uint)v); }
+            catch (Exception ex) { Interlocked.CompareExchange(ref _error, ex, null); }
+            finally { Interlocked.Decrement(ref _running); }
+        }
     }
 
     /// <summary>Loops published so far.</summary>
@@ -157,10 +182,7 @@ internal sealed class CpuWorkerPool : IDisposable
             }
             seen = (int)(published >> 32);
             if (_stopping) return;
-            if (worker >= (int)published) continue; // this loop has fewer chunks than workers
-            try { _job!(worker); }
-            catch (Exception ex) { Interlocked.CompareExchange(ref _error, ex, null); }
-            finally { Interlocked.Decrement(ref _running); }
+            RunChunks(seen, (int)(uint)published);
         }
     }
 
