@@ -24,6 +24,8 @@ public readonly record struct GemmShape(string Name, int M, int N, int K, bool T
         new("tiny wgrad (230x64)^T * 230x64", 64, 64, 230, TransA: true),
         new("tiny tokenizer 1811x48 * 48x64", 1811, 64, 48),
         new("small wgrad (11264x128)^T * 11264x512", 128, 512, 11264, TransA: true),
+        new("small wgrad (11264x128)^T * 11264x64", 128, 64, 11264, TransA: true),
+        new("small fwd 11264x128 * 128x64", 11264, 64, 128),
     ];
 
     /// <inheritdoc/>

@@ -476,9 +476,12 @@ internal static unsafe class CpuHstuAttention
                 // part[4·bucket + lane]) break the add dependency chain of runs of equal buckets; they are folded into
                 // the instance's double partial in a fixed order. While groups of 4 keys share one bucket, that
                 // bucket's 4 partials stay in one register: each lane still adds its own elements in ascending j.
+                // Only the buckets this row holds are cleared and folded: the others would add +0.0 to the double
+                // partial, which never holds −0.0 (it starts at +0.0), so skipping them keeps every bit.
                 float* part = _rabAcc;
-                int tw = _tw;
-                new Span<float>(part, 4 * tw).Clear();
+                var rowBuckets = new ReadOnlySpan<int>(brow, e);
+                int bLo = TensorPrimitives.Min(rowBuckets), bHi = TensorPrimitives.Max(rowBuckets);
+                new Span<float>(part + 4 * bLo, 4 * (bHi - bLo + 1)).Clear();
                 int j = 0, cur = -1;
                 var acc = Vector128<float>.Zero;
                 for (; j + 4 <= e; j += 4)
@@ -503,7 +506,7 @@ internal static unsafe class CpuHstuAttention
                 }
                 if (cur >= 0) acc.Store(part + 4 * cur);
                 for (; j < e; j++) part[4 * brow[j]] += drow[j];
-                for (int t = 0; t < tw; t++) drab[t] += (double)part[4 * t] + part[4 * t + 1] + part[4 * t + 2] + part[4 * t + 3];
+                for (int t = bLo; t <= bHi; t++) drab[t] += (double)part[4 * t] + part[4 * t + 1] + part[4 * t + 2] + part[4 * t + 3];
                 for (j = e; j < len; j++) drow[j] = 0f;
             }
             for (int j = e; j < len; j++) prow[j] = 0f;
