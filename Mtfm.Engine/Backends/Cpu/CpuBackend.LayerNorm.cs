@@ -396,36 +396,51 @@ internal sealed unsafe partial class CpuBackend
         if (dbeta is not null && dbeta.Length != gamma.Length) throw new ArgumentException($"dbeta {dbeta.ShapeString} must have gamma's shape {gamma.ShapeString}.", nameof(dbeta));
 
         // Stable counting sort of rows by group, then fixed blocks of ≤ ReduceRowBlock rows per group: the partition
-        // depends only on the group ids, so the sums are identical for any thread count.
-        var order = new int[rows];
-        var firstBlock = new int[groups + 1];
-        var counts = new int[groups + 1];
-        for (int i = 0; i < rows; i++) counts[(pid == null ? 0 : ReadIndex(pid, ids64, i)) + 1]++;
-        for (int g = 0; g < groups; g++) counts[g + 1] += counts[g];
-        var cursor = (int[])counts.Clone();
-        for (int i = 0; i < rows; i++) order[cursor[pid == null ? 0 : ReadIndex(pid, ids64, i)]++] = i;
-        var blocks = new List<GroupBlock>();
-        for (int g = 0; g < groups; g++)
+        // depends only on the group ids, so the sums are identical for any thread count. Scratch arrays come from the
+        // shared pool (no garbage per call); every element that is read is written first.
+        var pool = ArrayPool<int>.Shared;
+        int maxBlocks = rows / ReduceRowBlock + groups + 1;
+        int[] order = pool.Rent(Math.Max(1, rows)), firstBlock = pool.Rent(groups + 1), counts = pool.Rent(groups + 1), cursor = pool.Rent(groups + 1);
+        var blockArr = ArrayPool<GroupBlock>.Shared.Rent(maxBlocks);
+        float[]? partial = null;
+        try
         {
-            firstBlock[g] = blocks.Count;
-            for (int s = counts[g]; s < counts[g + 1]; s += ReduceRowBlock)
-                blocks.Add(new GroupBlock { Group = g, Start = s, Count = Math.Min(ReduceRowBlock, counts[g + 1] - s) });
-        }
-        firstBlock[groups] = blocks.Count;
-        var blockArr = blocks.ToArray();
-        var partial = GC.AllocateUninitializedArray<float>(Math.Max(1, blockArr.Length * 2 * cols));
-        fixed (int* po = order, pfb = firstBlock)
-        fixed (GroupBlock* pbl = blockArr)
-        fixed (float* pp = partial)
-        {
-            var pbody = new LayerNormParamPartialBody
+            Array.Clear(counts, 0, groups + 1);
+            for (int i = 0; i < rows; i++) counts[(pid == null ? 0 : ReadIndex(pid, ids64, i)) + 1]++;
+            for (int g = 0; g < groups; g++) counts[g + 1] += counts[g];
+            Array.Copy(counts, cursor, groups + 1);
+            for (int i = 0; i < rows; i++) order[cursor[pid == null ? 0 : ReadIndex(pid, ids64, i)]++] = i;
+            int nBlocks = 0;
+            for (int g = 0; g < groups; g++)
             {
-                X = px, Mean = pm, Rstd = pr, Dy = pdy, Partial = pp, Order = po, Blocks = pbl, Cols = cols,
-                Fused = fused, Gamma = pg, Dx = dxWithPartials ? pdx : null,
-            };
-            _pool.For(blockArr.Length, 1, ref pbody);
-            var rbody = new LayerNormParamReduceBody { Partial = pp, DGamma = pdg, DBeta = pdb, GroupFirstBlock = pfb, Cols = cols };
-            _pool.For(groups, 1, ref rbody);
+                firstBlock[g] = nBlocks;
+                for (int s = counts[g]; s < counts[g + 1]; s += ReduceRowBlock)
+                    blockArr[nBlocks++] = new GroupBlock { Group = g, Start = s, Count = Math.Min(ReduceRowBlock, counts[g + 1] - s) };
+            }
+            firstBlock[groups] = nBlocks;
+            partial = ArrayPool<float>.Shared.Rent(Math.Max(1, nBlocks * 2 * cols)); // each block clears its own rows
+            fixed (int* po = order, pfb = firstBlock)
+            fixed (GroupBlock* pbl = blockArr)
+            fixed (float* pp = partial)
+            {
+                var pbody = new LayerNormParamPartialBody
+                {
+                    X = px, Mean = pm, Rstd = pr, Dy = pdy, Partial = pp, Order = po, Blocks = pbl, Cols = cols,
+                    Fused = fused, Gamma = pg, Dx = dxWithPartials ? pdx : null,
+                };
+                _pool.For(nBlocks, 1, ref pbody);
+                var rbody = new LayerNormParamReduceBody { Partial = pp, DGamma = pdg, DBeta = pdb, GroupFirstBlock = pfb, Cols = cols };
+                _pool.For(groups, 1, ref rbody);
+            }
+        }
+        finally
+        {
+            pool.Return(order);
+            pool.Return(firstBlock);
+            pool.Return(counts);
+            pool.Return(cursor);
+            ArrayPool<GroupBlock>.Shared.Return(blockArr);
+            if (partial is not null) ArrayPool<float>.Shared.Return(partial);
         }
     }
 }

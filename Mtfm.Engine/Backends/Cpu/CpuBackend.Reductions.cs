@@ -132,13 +132,17 @@ internal sealed unsafe partial class CpuBackend
     private void ReduceColumns(float* x, int rows, int cols, float* y, bool accumulate)
     {
         int blocks = (rows + ReduceRowBlock - 1) / ReduceRowBlock;
-        var partial = GC.AllocateUninitializedArray<float>(Math.Max(1, blocks * cols));
-        fixed (float* pp = partial)
+        var partial = System.Buffers.ArrayPool<float>.Shared.Rent(Math.Max(1, blocks * cols)); // every block's row is cleared before use
+        try
         {
-            var pbody = new ColumnPartialBody { X = x, Partial = pp, Rows = rows, Cols = cols };
-            _pool.For(blocks, 1, ref pbody);
-            var rbody = new ColumnReduceBody { Partial = pp, Y = y, Blocks = blocks, Cols = cols, Accumulate = accumulate };
-            _pool.For(cols, Math.Max(1, 4096 / Math.Max(1, blocks)), ref rbody);
+            fixed (float* pp = partial)
+            {
+                var pbody = new ColumnPartialBody { X = x, Partial = pp, Rows = rows, Cols = cols };
+                _pool.For(blocks, 1, ref pbody);
+                var rbody = new ColumnReduceBody { Partial = pp, Y = y, Blocks = blocks, Cols = cols, Accumulate = accumulate };
+                _pool.For(cols, Math.Max(1, 4096 / Math.Max(1, blocks)), ref rbody);
+            }
         }
+        finally { System.Buffers.ArrayPool<float>.Shared.Return(partial); }
     }
 }

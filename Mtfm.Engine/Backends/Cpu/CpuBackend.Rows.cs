@@ -1,3 +1,4 @@
+using System.Buffers;
 using Mtfm.Engine.Tensors;
 using TensorPrimitives = System.Numerics.Tensors.TensorPrimitives;
 
@@ -63,13 +64,20 @@ internal sealed unsafe partial class CpuBackend
         float* ps = F(src, nameof(src)), pd = F(dst, nameof(dst));
         CheckRowShapes(src, dst, index, nameof(src), nameof(dst), indexName);
         void* pi = CheckIndex(index, indexName, dst.RowCount, $"{nameof(dst)} has {dst.RowCount} rows", out bool is64);
-        var seen = new long[dst.RowCount];
-        for (long i = 0; i < index.Length; i++)
+        // Distinct targets, checked with a pooled array (no garbage per call): seen[v] = 1 + the position holding v.
+        int n = src.RowCount;
+        int[] seen = ArrayPool<int>.Shared.Rent(Math.Max(1, dst.RowCount));
+        try
         {
-            long v = ReadIndex(pi, is64, i);
-            if (seen[v] != 0) throw new ArgumentException($"{indexName}[{i}] = {v} repeats {indexName}[{seen[v] - 1}]: scattered rows must be distinct.", indexName);
-            seen[v] = i + 1;
+            Array.Clear(seen, 0, dst.RowCount);
+            for (int i = 0; i < n; i++)
+            {
+                long v = ReadIndex(pi, is64, i);
+                if (seen[v] != 0) throw new ArgumentException($"{indexName}[{i}] = {v} repeats {indexName}[{seen[v] - 1}]: scattered rows must be distinct.", indexName);
+                seen[v] = i + 1;
+            }
         }
+        finally { ArrayPool<int>.Shared.Return(seen); }
         int cols = checked((int)src.RowLength);
         var body = new CopyRowsBody { Src = ps, Dst = pd, Index = pi, Is64 = is64, ScatterSide = true, Cols = cols };
         _pool.For(src.RowCount, MinRows(cols), ref body);
@@ -111,29 +119,37 @@ internal sealed unsafe partial class CpuBackend
         int m = src.RowCount, cols = checked((int)src.RowLength);
         if (m == 0) return;
         // Group sources by target (stable sort by target, ascending source order within a target), then each target
-        // row sums its sources in order on one thread: race-free and independent of the thread count.
-        var keys = new long[m];
-        var order = new int[m];
-        for (int i = 0; i < m; i++) { keys[i] = ReadIndex(pi, is64, i); order[i] = i; }
-        Array.Sort(keys, order); // introsort is not stable: restore ascending source order within equal keys below
-        var targets = new List<int>();
-        var starts = new List<int>();
-        for (int s = 0; s < m;)
+        // row sums its sources in order on one thread: race-free and independent of the thread count. The scratch
+        // arrays come from the shared pool (no garbage per call).
+        long[] keys = ArrayPool<long>.Shared.Rent(m);
+        int[] order = ArrayPool<int>.Shared.Rent(m), pt = ArrayPool<int>.Shared.Rent(m), pst = ArrayPool<int>.Shared.Rent(m + 1);
+        try
         {
-            int e = s + 1;
-            while (e < m && keys[e] == keys[s]) e++;
-            Array.Sort(order, s, e - s);
-            targets.Add((int)keys[s]);
-            starts.Add(s);
-            s = e;
+            for (int i = 0; i < m; i++) { keys[i] = ReadIndex(pi, is64, i); order[i] = i; }
+            Array.Sort(keys, order, 0, m); // introsort is not stable: restore ascending source order within equal keys below
+            int distinct = 0;
+            for (int s = 0; s < m;)
+            {
+                int e = s + 1;
+                while (e < m && keys[e] == keys[s]) e++;
+                Array.Sort(order, s, e - s);
+                pt[distinct] = (int)keys[s];
+                pst[distinct++] = s;
+                s = e;
+            }
+            pst[distinct] = m;
+            fixed (int* t = pt, st = pst, o = order)
+            {
+                var body = new ScatterAddBody { Src = ps, Dst = pd, Targets = t, Start = st, Order = o, Cols = cols };
+                _pool.For(distinct, MinRows(cols), ref body);
+            }
         }
-        starts.Add(m);
-        var pt = targets.ToArray();
-        var pst = starts.ToArray();
-        fixed (int* t = pt, st = pst, o = order)
+        finally
         {
-            var body = new ScatterAddBody { Src = ps, Dst = pd, Targets = t, Start = st, Order = o, Cols = cols };
-            _pool.For(pt.Length, MinRows(cols), ref body);
+            ArrayPool<long>.Shared.Return(keys);
+            ArrayPool<int>.Shared.Return(order);
+            ArrayPool<int>.Shared.Return(pt);
+            ArrayPool<int>.Shared.Return(pst);
         }
     }
 
