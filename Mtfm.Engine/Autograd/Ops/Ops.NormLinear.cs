@@ -13,7 +13,7 @@ internal static partial class Ops
     /// <see cref="GatherRows"/> then <see cref="Linear"/>). Xn lives only inside the forward; the backward recomputes
     /// it from x and the saved row statistics (one normalisation pass) instead of the step holding an [n, d] tensor per
     /// layer until its backward. Values and gradients are bit-identical to the unfused ops recorded in the same order
-    /// (projection 0 first).
+    /// (projection 0 first) while the projections on every row are at most 512 wide (see the backward).
     /// </summary>
     public static Variable[] GroupNormLinear(this Tape tape, Variable x, Variable gamma, Variable beta, Tensor groupIds, params NormProjection[] projections)
     {
@@ -60,8 +60,17 @@ internal static partial class Ops
             Tensor? dxn = null; // allocated by the first gradient to reach Xn
             try
             {
-                // In the reverse of the recording order, as the unfused graph's backward runs.
-                for (int j = projections.Length - 1; j >= 0; j--)
+                // Projections on every row first (each in the reverse of the recording order), so the first of them
+                // writes dXn (beta 0) and no [n, d] buffer is zeroed; then those on listed rows scatter-add into it.
+                // Every dXn element is then GEMM + scattered rows instead of (zeros + scattered rows) + GEMM: the
+                // same sum of the same two terms while the GEMM reduces k in one block (k ≤ the CPU GEMM's KC, 512:
+                // every preset's K|V width), so the bits of the unfused graph; two float additions in another order
+                // beyond that.
+                Span<int> order = projections.Length <= 16 ? stackalloc int[projections.Length] : new int[projections.Length];
+                int next = 0;
+                for (int j = projections.Length - 1; j >= 0; j--) if (projections[j].Rows is null) order[next++] = j;
+                for (int j = projections.Length - 1; j >= 0; j--) if (projections[j].Rows is not null) order[next++] = j;
+                foreach (int j in order)
                 {
                     if (ys[j].Grad is not { } dy) continue;
                     var p = projections[j];
@@ -84,7 +93,7 @@ internal static partial class Ops
                             using var rows = Gathered(be, xn, p.Rows);
                             be.Gemm(true, false, 1f, rows, dy, 1f, dw);
                         }
-                        dxn ??= be.Allocate(DType.Float32, [n, d], zero: true);
+                        dxn ??= be.Allocate(DType.Float32, [n, d], zero: true); // no projection on every row reached Xn
                         be.ScatterAddRows(drows, p.Rows, dxn, "rows");
                     }
                 }
