@@ -368,6 +368,16 @@ internal static class OpTable
                 x.B.ScatterAddRows(g, ids, acc);
                 return [acc];
             });
+            // strictly increasing ids (the T-row lists): the CPU backend skips its sort
+            yield return Exact("ScatterAddRows", $"19 increasing rows into [{n},{d}], Int64={int64}", x =>
+            {
+                var idx = Enumerable.Range(0, n).Where(i => i % 3 != 1).Take(19).ToArray();
+                var ids = x.Index(idx, int64);
+                var g = x.Rand(-1, 1, 19, d);
+                var acc = x.Rand(-1, 1, n, d);
+                x.B.ScatterAddRows(g, ids, acc);
+                return [acc];
+            });
             yield return Exact("FillRows", $"[{n},{d}] at {m} ids, Int64={int64}", x =>
             {
                 var acc = x.Rand(-1, 1, n, d);

@@ -125,8 +125,15 @@ internal sealed unsafe partial class CpuBackend
         int[] order = ArrayPool<int>.Shared.Rent(m), pt = ArrayPool<int>.Shared.Rent(m), pst = ArrayPool<int>.Shared.Rent(m + 1);
         try
         {
-            for (int i = 0; i < m; i++) { keys[i] = ReadIndex(pi, is64, i); order[i] = i; }
-            Array.Sort(keys, order, 0, m); // introsort is not stable: restore ascending source order within equal keys below
+            bool increasing = true;
+            for (int i = 0; i < m; i++)
+            {
+                keys[i] = ReadIndex(pi, is64, i);
+                order[i] = i;
+                increasing &= i == 0 || keys[i] > keys[i - 1];
+            }
+            // Strictly increasing targets (the usual T-row lists) are already sorted, one source each: no sort needed.
+            if (!increasing) Array.Sort(keys, order, 0, m); // introsort is not stable: restore ascending source order within equal keys below
             int distinct = 0;
             for (int s = 0; s < m;)
             {
