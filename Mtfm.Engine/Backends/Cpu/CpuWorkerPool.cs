@@ -19,7 +19,7 @@ internal interface IRangeBody
 /// <para>
 /// Chunks are claimed, not assigned: the caller and the workers take the next unclaimed chunk of the loop until none is
 /// left, so a worker the OS has not scheduled (a machine shared with other work) does not hold the loop up: the caller
-/// runs its chunk too. Which thread runs a chunk never changes what the chunk computes.
+/// runs the chunks nobody else has claimed. Which thread runs a chunk never changes what the chunk computes.
 /// </para>
 /// <para>
 /// Hand-off without a kernel round trip: a loop is published by bumping a generation counter; a worker that finished
