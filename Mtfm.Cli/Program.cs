@@ -23,7 +23,7 @@ internal static class Program
 
     private static Command BuildTrain()
     {
-        var data = new Option<string>("--data") { Description = "synthetic (default; synthetic:tiny/default/large, synthetic:market[-small]), movielens:<dir>, or an event log (.csv/.parquet) with --schema", DefaultValueFactory = _ => "synthetic" };
+        var data = new Option<string>("--data") { Description = "synthetic (default; synthetic:tiny/default/large, synthetic:market[-small|-light]), movielens:<dir>, or an event log (.csv/.parquet) with --schema", DefaultValueFactory = _ => "synthetic" };
         var schema = new Option<string?>("--schema") { Description = "dataset schema JSON for --data <events> (docs/data.md; \"missing\": \"allow\" reads empty cells as missing values, \"sourceMapping\" derives the source from several columns)" };
         var preset = new Option<string>("--preset") { Description = "model: tiny, small, base, or mmoe (the baseline without sequences)", DefaultValueFactory = _ => "tiny" };
         var modelKind = new Option<string>("--model") { Description = "mtfm (default; --preset chooses its size) or lightgbm (gradient-boosted trees on causal statistics, Mtfm.Baselines)", DefaultValueFactory = _ => "mtfm" };
@@ -152,7 +152,7 @@ internal static class Program
 
     private static Command BuildData()
     {
-        var data = new Option<string>("--data") { Description = "synthetic[:tiny|default|large|market|market-small], movielens:<dir>, or an event log with --schema", DefaultValueFactory = _ => "synthetic" };
+        var data = new Option<string>("--data") { Description = "synthetic[:tiny|default|large|market|market-small|market-light], movielens:<dir>, or an event log with --schema", DefaultValueFactory = _ => "synthetic" };
         var schema = new Option<string?>("--schema") { Description = "dataset schema JSON for --data <events>" };
         var output = new Option<string>("--out") { Description = "output file (.csv or .parquet for export; .parquet for aggregate)", Required = true };
         var export = new Command("export", "Write a dataset's event log (CSV or Parquet) and its schema JSON.") { data, schema, output };
@@ -163,7 +163,7 @@ internal static class Program
             data, schema, output, mode,
         };
         aggregate.SetAction(p => Guard(() => DataCommand.Aggregate(p.GetValue(data)!, p.GetValue(schema), ParseAggregation(p.GetValue(mode)!), p.GetValue(output)!)));
-        var marketData = new Option<string>("--data") { Description = "synthetic:market or synthetic:market-small", DefaultValueFactory = _ => "synthetic:market" };
+        var marketData = new Option<string>("--data") { Description = "synthetic:market, synthetic:market-small or synthetic:market-light", DefaultValueFactory = _ => "synthetic:market" };
         var truth = new Command("truth", "Print a generated market dataset's Bayes AUC per scenario and the AUC of oracles without user knowledge and without the recency term.") { marketData };
         truth.SetAction(p => Guard(() => DataCommand.Truth(p.GetValue(marketData)!)));
         return new Command("data", "Data pipeline utilities.") { export, aggregate, truth };

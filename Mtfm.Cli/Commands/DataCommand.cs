@@ -38,15 +38,11 @@ internal static class DataCommand
         return 0;
     }
 
-    /// <summary>Generates <c>synthetic:market[-small]</c> and prints its truth report on the train, valid and test windows.</summary>
+    /// <summary>Generates <c>synthetic:market[-small|-light]</c> and prints its truth report on the train, valid and test windows.</summary>
     public static int Truth(string data)
     {
-        var config = data switch
-        {
-            "synthetic:market" => MarketConfig.Default,
-            "synthetic:market-small" => MarketConfig.Small,
-            _ => throw new ArgumentException($"--data {data}: mtfm data truth knows synthetic:market and synthetic:market-small."),
-        };
+        var config = MarketConfig.FromName(data)
+            ?? throw new ArgumentException($"--data {data}: mtfm data truth knows {string.Join(", ", MarketConfig.Names)}.");
         var ds = MarketGenerator.Generate(config);
         Console.Write(ds.Store.Summary());
         foreach (var part in new[] { SplitPart.Train, SplitPart.Valid, SplitPart.Test }) Console.Write(ds.TruthTable(part));

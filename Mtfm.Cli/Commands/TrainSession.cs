@@ -85,9 +85,8 @@ internal sealed class PreparedData
             throw new ArgumentException($"--predictions-columns names columns of an event log; --data {r.Data} is not read from one (export it with `mtfm data export` first).");
         if (r.PredictionColumns.Count > 0 && r.Predictions is null)
             throw new ArgumentException("--predictions-columns needs --predictions <file.csv|file.parquet>.");
-        if (r.Data is "synthetic:market" or "synthetic:market-small")
+        if (MarketConfig.FromName(r.Data) is { } config)
         {
-            var config = r.Data == "synthetic:market" ? MarketConfig.Default : MarketConfig.Small;
             var market = MarketGenerator.Generate(config);
             store = market.Store;
             desc = $"{r.Data} (seed {config.Seed})";
@@ -96,15 +95,15 @@ internal sealed class PreparedData
         else if (r.Data == "synthetic" || r.Data.StartsWith("synthetic:", StringComparison.Ordinal))
         {
             string size = r.Data == "synthetic" ? "default" : r.Data["synthetic:".Length..];
-            var config = size switch
+            var synthetic = size switch
             {
                 "tiny" => SyntheticConfig.Tiny,
                 "default" => SyntheticConfig.Default,
                 "large" => SyntheticConfig.Large,
-                _ => throw new ArgumentException($"--data {r.Data}: the synthetic sizes are tiny, default and large (and synthetic:market, synthetic:market-small)."),
+                _ => throw new ArgumentException($"--data {r.Data}: the synthetic sizes are tiny, default and large (and {string.Join(", ", MarketConfig.Names)})."),
             };
-            store = SyntheticGenerator.Generate(config).Store;
-            desc = $"synthetic ({size}, seed {config.Seed})";
+            store = SyntheticGenerator.Generate(synthetic).Store;
+            desc = $"synthetic ({size}, seed {synthetic.Seed})";
         }
         else if (r.Data.StartsWith("movielens:", StringComparison.Ordinal))
         {

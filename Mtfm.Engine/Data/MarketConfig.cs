@@ -28,4 +28,21 @@ internal sealed record MarketConfig
     public static MarketConfig Default => new();
     /// <summary>Test size (about 1,500 users, 5 days, a few tens of thousands of exposures).</summary>
     public static MarketConfig Small => new() { Users = 1500, Items = 800, Shops = 120, Categories = 12, Days = 5 };
+    /// <summary>
+    /// Light users: 28,000 users with at most 7 sessions each (about 250k exposures, ≈ 9 per user against ≈ 24 in
+    /// <see cref="Default"/>), the regime where a model has little of each user's own history to go on.
+    /// </summary>
+    public static MarketConfig Light => new() { Users = 24_000, MaxSessions = 5 };
+
+    /// <summary>The <c>--data</c> names of the built-in market sizes, in the order the help lists them.</summary>
+    public static IReadOnlyList<string> Names { get; } = ["synthetic:market", "synthetic:market-small", "synthetic:market-light"];
+
+    /// <summary>The configuration a <c>--data</c> name stands for, or null when it names no market size.</summary>
+    public static MarketConfig? FromName(string data) => data switch
+    {
+        "synthetic:market" => Default,
+        "synthetic:market-small" => Small,
+        "synthetic:market-light" => Light,
+        _ => null,
+    };
 }

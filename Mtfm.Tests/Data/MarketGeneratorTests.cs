@@ -87,4 +87,20 @@ public class MarketGeneratorTests
         Assert.True(double.IsNaN(rows.Single(r => r.Scenario == "promo").BayesCtcvrAuc));
         Assert.Contains("no-recency", Small.Value.TruthTable());
     }
+    [Fact]
+    public void DataNamesMapToTheBuiltInSizes()
+    {
+        Assert.Equal(MarketConfig.Default, MarketConfig.FromName("synthetic:market"));
+        Assert.Equal(MarketConfig.Small, MarketConfig.FromName("synthetic:market-small"));
+        var light = MarketConfig.FromName("synthetic:market-light");
+        Assert.Equal(MarketConfig.Light, light);
+        // Light users: more users than the default with fewer sessions each, otherwise the same generator settings.
+        Assert.True(light!.Users > MarketConfig.Default.Users && light.MaxSessions < MarketConfig.Default.MaxSessions);
+        Assert.Equal(MarketConfig.Default with { Users = light.Users, MaxSessions = light.MaxSessions }, light);
+        Assert.Null(MarketConfig.FromName("synthetic:market-tiny"));
+        Assert.Null(MarketConfig.FromName("synthetic"));
+        Assert.Equal(MarketConfig.Names.Count, MarketConfig.Names.Select(MarketConfig.FromName).Count(c => c is not null));
+        var e = Assert.Throws<ArgumentException>(() => Mtfm.Cli.Commands.DataCommand.Truth("synthetic:market-tiny"));
+        foreach (var name in MarketConfig.Names) Assert.Contains(name, e.Message);
+    }
 }
