@@ -26,6 +26,7 @@ public readonly record struct GemmShape(string Name, int M, int N, int K, bool T
         new("small wgrad (11264x128)^T * 11264x512", 128, 512, 11264, TransA: true),
         new("small wgrad (11264x128)^T * 11264x64", 128, 64, 11264, TransA: true),
         new("small fwd 11264x128 * 128x64", 11264, 64, 128),
+        new("small dX 11264x64 * (128x64)^T", 11264, 128, 64, TransB: true),
     ];
 
     /// <inheritdoc/>

@@ -40,6 +40,6 @@ internal sealed unsafe class CpuStorage : TensorStorage
         void* p = _ptr;
         _ptr = null;
         _owner.OnFreed(Bytes);
-        _owner.BlockCache.Return(p, _capacity, _owner.PeakLiveBytes + _owner.PeakLiveBytes / 4);
+        _owner.BlockCache.Return(p, _capacity, CpuBlockCache.KeepLimit(_owner.PeakLiveBytes));
     }
 }
