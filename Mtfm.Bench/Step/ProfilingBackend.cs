@@ -19,6 +19,8 @@ internal sealed class ProfilingBackend(IBackend inner) : IBackend
     {
         public long Ticks;
         public long Calls;
+        /// <summary>The slowest single call (an outlier against Ticks / Calls points at a page fault, a wake-up or a cold operand).</summary>
+        public long MaxTicks;
         public string Category = "";
     }
 
@@ -58,6 +60,7 @@ internal sealed class ProfilingBackend(IBackend inner) : IBackend
         if (!_rows.TryGetValue(key, out var r)) _rows[key] = r = new Row { Category = category };
         r.Ticks += dt;
         r.Calls++;
+        if (dt > r.MaxTicks) r.MaxTicks = dt;
     }
 
     private static string Shape(Tensor t) => t.ShapeString;

@@ -167,21 +167,24 @@ internal static class StepQuick
         Console.WriteLine($"| optimizer (AdamW, row-sparse Adam, zero grads) | {phases[4] * tick:F2} | {100 * phases[4] * tick / stepMs:F1} | |");
         Console.WriteLine();
         Console.WriteLine("GEMMs by shape (m×n×k, op(A)op(B)):");
-        Console.WriteLine("| GEMM | ms/step | calls/step | GFLOP/s |");
-        Console.WriteLine("|---|---:|---:|---:|");
+        double msPerTick = 1000.0 / Stopwatch.Frequency;
+        Console.WriteLine("| GEMM | ms/step | calls/step | GFLOP/s | mean / slowest call, ms |");
+        Console.WriteLine("|---|---:|---:|---:|---:|");
         foreach (var r in rows.Where(r => r.Value.Category.StartsWith("GEMM", StringComparison.Ordinal)).OrderByDescending(r => r.Value.Ticks).Take(24))
         {
             var parts = r.Key.Split(' ')[1].Split('x').Select(long.Parse).ToArray();
             long batchN = r.Key.Contains(" x", StringComparison.Ordinal) ? long.Parse(r.Key[(r.Key.LastIndexOf('x') + 1)..], CultureInfo.InvariantCulture) : 1;
             double ms = r.Value.Ticks * tick, calls = r.Value.Calls / (double)steps;
-            Console.WriteLine($"| {r.Key} | {ms:F2} | {calls:F0} | {2.0 * parts[0] * parts[1] * parts[2] * batchN * calls / ms / 1e6:F1} |");
+            Console.WriteLine($"| {r.Key} | {ms:F2} | {calls:F0} | {2.0 * parts[0] * parts[1] * parts[2] * batchN * calls / ms / 1e6:F1} | " +
+                $"{r.Value.Ticks * msPerTick / r.Value.Calls:F3} / {r.Value.MaxTicks * msPerTick:F3} |");
         }
         Console.WriteLine();
         Console.WriteLine("Other kernels (top 16 by time):");
-        Console.WriteLine("| kernel | ms/step | calls/step |");
-        Console.WriteLine("|---|---:|---:|");
+        Console.WriteLine("| kernel | ms/step | calls/step | mean / slowest call, ms |");
+        Console.WriteLine("|---|---:|---:|---:|");
         foreach (var r in rows.Where(r => !r.Value.Category.StartsWith("GEMM", StringComparison.Ordinal)).OrderByDescending(r => r.Value.Ticks).Take(16))
-            Console.WriteLine($"| {r.Key} | {r.Value.Ticks * tick:F2} | {r.Value.Calls / (double)steps:F0} |");
+            Console.WriteLine($"| {r.Key} | {r.Value.Ticks * tick:F2} | {r.Value.Calls / (double)steps:F0} | " +
+                $"{r.Value.Ticks * msPerTick / r.Value.Calls:F3} / {r.Value.MaxTicks * msPerTick:F3} |");
         Console.WriteLine();
         Console.WriteLine($"Allocations per steady-state step: {backendAllocs / (double)steps:F0} backend tensors ({backendBytes / (double)steps / 1e6:F1} MB), " +
             $"{managed / (double)steps / 1e6:F2} MB managed");
