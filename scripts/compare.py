@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """MTFM (tiny, small), MMoE and LightGBM over several seeds on synthetic:market, MovieLens and the default synthetic,
-and on two re-cuts of MovieLens written as CSV logs with a schema (ml-decade, ml-hour: scenarios by the movie's
-release decade or by the hour of the rating; scripts/movielens_recut.py).
+on two re-cuts of MovieLens written as CSV logs with a schema (ml-decade, ml-hour: scenarios by the movie's
+release decade or by the hour of the rating; scripts/movielens_recut.py), and on an impression-only log with known
+probabilities (impressions: scripts/impressions_log.py, which prints its Bayes AUC).
 
-Usage: python3 scripts/compare.py [--datasets market,movielens,synthetic,ml-decade,ml-hour] [--models tiny,small,mmoe,lightgbm]
+Usage: python3 scripts/compare.py [--datasets market,movielens,synthetic,ml-decade,ml-hour,impressions] [--models tiny,small,mmoe,lightgbm]
                                   [--seeds 1,2,3] [--market synthetic:market] [--movielens DIR] [--epochs N] [--out DIR]
                                   [--report-only]
 MTFM_DLL overrides the mtfm.dll used. Runs `mtfm train` once per (dataset, model, seed) unless runs/<name>/metrics.json exists, then prints one markdown
@@ -51,6 +52,11 @@ def main():
             subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "movielens_recut.py"), "--axis", axis,
                             "--movielens", os.path.abspath(a.movielens), "--out", recut], check=True, stdout=subprocess.DEVNULL)
             data[f"ml-{axis}"] = ["--data", os.path.join(recut, f"ml-{axis}.csv"), "--schema", os.path.join(recut, f"ml-{axis}.schema.json")]
+    if "impressions" in a.datasets.split(","):
+        logs = os.path.join(a.out, "data")
+        if not os.path.exists(os.path.join(logs, "impressions.csv")):
+            subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "impressions_log.py"), "--out", logs], check=True)
+        data["impressions"] = ["--data", os.path.join(logs, "impressions.csv"), "--schema", os.path.join(logs, "impressions.schema.json")]
     seeds = [int(s) for s in a.seeds.split(",")]
     for ds in a.datasets.split(","):
         results = {}
@@ -68,7 +74,8 @@ def main():
         any_m = next(iter(results.values()))[0]
         scen = [r["scenario"] for r in any_m["metrics"] if r["task"] == "click"]
         title = {"movielens": "movielens (ml-latest-small)", "ml-decade": "MovieLens re-cut by release decade (CSV + schema)",
-                 "ml-hour": "MovieLens re-cut by hour of the rating (CSV + schema)"}.get(ds, data[ds][1])
+                 "ml-hour": "MovieLens re-cut by hour of the rating (CSV + schema)",
+                 "impressions": "impression-only log (scripts/impressions_log.py, CSV + schema)"}.get(ds, data[ds][1])
         print(f"\n### {title}: test click AUC / GAUC, mean of seeds")
         print("| model | seeds | " + " | ".join(scen) + " |")
         print("|---|---:|" + "---:|" * len(scen))
