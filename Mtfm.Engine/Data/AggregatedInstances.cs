@@ -18,12 +18,15 @@ internal sealed class AggregatedInstances
     internal GrowBuffer<byte> TokenSegment;
     internal GrowBuffer<short> TokenGroup;
     internal long TargetTokens;
+    /// <summary>Per instance where its older statistics-only events end (<see cref="HistorySelector.MergeOlder"/>); with them, the event ids and sequences.</summary>
+    internal GrowBuffer<int> OlderOffsets, OlderEvent, OlderSequence;
 
     internal AggregatedInstances(EventStore store, AggregationMode mode, int capacity, int tokenCapacity)
     {
         Store = store; Mode = mode;
         User = new(capacity); WindowStart = new(capacity); Offsets = new(capacity + 1); Offsets.Add(0);
         TokenEvent = new(tokenCapacity); TokenSegment = new(tokenCapacity); TokenGroup = new(tokenCapacity);
+        OlderOffsets = new(capacity + 1); OlderOffsets.Add(0); OlderEvent = new(16); OlderSequence = new(16);
     }
 
     /// <summary>Number of instances.</summary>
@@ -44,6 +47,16 @@ internal sealed class AggregatedInstances
     public ReadOnlySpan<byte> Segments(int i) => TokenSegment.Items.AsSpan(Offsets.Items[i], Offsets.Items[i + 1] - Offsets.Items[i]);
     /// <summary>Token groups of instance <paramref name="i"/>'s tokens.</summary>
     public ReadOnlySpan<short> Groups(int i) => TokenGroup.Items.AsSpan(Offsets.Items[i], Offsets.Items[i + 1] - Offsets.Items[i]);
+
+    /// <summary>
+    /// Events of instance <paramref name="i"/> older than its H tokens that only the T tokens' history statistics count
+    /// (<see cref="SequenceSpec.StatisticsCap"/>; empty unless a cap exceeds its sequence's H cap), per sequence in time order.
+    /// </summary>
+    public (ReadOnlyMemory<int> Events, ReadOnlyMemory<int> Sequences) Older(int i)
+    {
+        int s = OlderOffsets.Items[i], e = OlderOffsets.Items[i + 1];
+        return (OlderEvent.Items.AsMemory(s, e - s), OlderSequence.Items.AsMemory(s, e - s));
+    }
 
     /// <summary>One-line summary.</summary>
     public override string ToString() =>

@@ -106,12 +106,18 @@ internal sealed class BatchBuilder
         foreach (var i in instances) tokens += off[i + 1] - off[i];
         var asm = new InstanceAssembly(_l, tokens);
         var evTime = st.Time.Items;
+        var olderOff = _inst.OlderOffsets.Items;
         foreach (var i in instances)
         {
             for (int p = off[i]; p < off[i + 1]; p++)
             {
                 int ev = _inst.TokenEvent.Items[p];
                 asm.Add((SegmentKind)_inst.TokenSegment.Items[p], _inst.TokenGroup.Items[p], evTime[ev], ev);
+            }
+            for (int o = olderOff[i]; o < olderOff[i + 1]; o++)
+            {
+                int ev = _inst.OlderEvent.Items[o];
+                asm.AddOlderHistory(_inst.OlderSequence.Items[o], evTime[ev], ev);
             }
             asm.EndInstance();
         }

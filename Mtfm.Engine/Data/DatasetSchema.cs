@@ -113,6 +113,7 @@ public sealed class DatasetSchema
             if (!sources.Add(sq.Name)) Fail($"source name '{sq.Name}' is used twice");
             foreach (var f in sq.Features) if (!names.Contains(f)) Fail($"sequence '{sq.Name}' uses unknown feature '{f}'");
             if (sq.HistoryCap < 0) Fail($"sequence '{sq.Name}' has historyCap {sq.HistoryCap} < 0");
+            if (sq.StatisticsCap < sq.HistoryCap) Fail($"sequence '{sq.Name}' has statisticsCap {sq.StatisticsCap} < its historyCap {sq.HistoryCap}");
         }
         SourceMapping?.Validate(sources, Fail);
         FeedbackTokens.Validate(this, Fail);
@@ -178,6 +179,15 @@ public sealed class SequenceSpec
     public List<string> Features { get; set; } = [];
     /// <summary>How many of the most recent events before the window enter H (0 = none).</summary>
     public int HistoryCap { get; set; } = 50;
+    /// <summary>
+    /// How many of the most recent events before the window the T tokens' history statistics count (null = <see cref="HistoryCap"/>;
+    /// at least <see cref="HistoryCap"/>): the older ones beyond the H cap are counted but never tokenized, so a long
+    /// past costs no attention.
+    /// </summary>
+    public int? StatisticsCap { get; set; }
+
+    /// <summary>The statistics cap in effect: <see cref="StatisticsCap"/>, or <see cref="HistoryCap"/> when unset.</summary>
+    internal int EffectiveStatisticsCap => StatisticsCap ?? HistoryCap;
 }
 
 /// <summary>
@@ -197,6 +207,8 @@ public sealed class FeedbackSpec
     public List<FeedbackOutcome> Outcomes { get; set; } = [];
     /// <summary>H cap of the feedback sequence.</summary>
     public int HistoryCap { get; set; } = 50;
+    /// <summary>Statistics cap of the feedback sequence (<see cref="SequenceSpec.StatisticsCap"/>; null = <see cref="HistoryCap"/>).</summary>
+    public int? StatisticsCap { get; set; }
 }
 
 /// <summary>One outcome label of a feedback token and when it becomes observable.</summary>

@@ -29,6 +29,7 @@ internal static class FeedbackTokens
             if (string.IsNullOrEmpty(fb.Sequence)) fail($"{at}: sequence is missing");
             if (s.Scenarios.Any(x => x.Name == fb.Sequence)) fail($"{at}: sequence '{fb.Sequence}' is a scenario name");
             if (fb.HistoryCap < 0) fail($"{at}: historyCap {fb.HistoryCap} < 0");
+            if (fb.StatisticsCap < fb.HistoryCap) fail($"{at}: statisticsCap {fb.StatisticsCap} < its historyCap {fb.HistoryCap}");
             var feats = sc.AllFeatures().ToHashSet(StringComparer.Ordinal);
             foreach (var f in fb.Features) if (!feats.Contains(f)) fail($"{at}: feature '{f}' is not a feature of the scenario");
             if (fb.Features.Distinct().Count() != fb.Features.Count) fail($"{at}: features lists a feature twice");
@@ -53,9 +54,9 @@ internal static class FeedbackTokens
             if (fb.Outcomes.Select(o => o.Task).Distinct().Count() != fb.Outcomes.Count) fail($"{at}: outcomes lists a label twice");
             if (byName.TryGetValue(fb.Sequence, out var other))
             {
-                if (!other.Features.SequenceEqual(fb.Features) || other.HistoryCap != fb.HistoryCap
+                if (!other.Features.SequenceEqual(fb.Features) || other.HistoryCap != fb.HistoryCap || other.StatisticsCap != fb.StatisticsCap
                     || !other.Outcomes.Select(o => o.Task).SequenceEqual(fb.Outcomes.Select(o => o.Task)))
-                    fail($"{at}: sequence '{fb.Sequence}' is shared with another scenario whose feedback block has other features, outcomes or historyCap");
+                    fail($"{at}: sequence '{fb.Sequence}' is shared with another scenario whose feedback block has other features, outcomes, historyCap or statisticsCap");
             }
             else byName[fb.Sequence] = fb;
         }
@@ -64,7 +65,7 @@ internal static class FeedbackTokens
             // A compiled (expanded) schema lists the sequence with the outcome feature last; a raw one must not list it.
             var q = s.Sequences.FirstOrDefault(x => x.Name == name);
             if (q is null) continue;
-            if (!q.Features.SequenceEqual(fb.Features.Append(OutcomeFeature(name))) || q.HistoryCap != fb.HistoryCap || !s.Features.Any(f => f.Name == OutcomeFeature(name)))
+            if (!q.Features.SequenceEqual(fb.Features.Append(OutcomeFeature(name))) || q.HistoryCap != fb.HistoryCap || q.StatisticsCap != fb.StatisticsCap || !s.Features.Any(f => f.Name == OutcomeFeature(name)))
                 fail($"feedback sequence '{name}' is also declared in sequences (a feedback block creates its sequence; remove it from sequences)");
         }
     }
@@ -83,7 +84,7 @@ internal static class FeedbackTokens
             if (sc.Feedback is not { } fb || x.Sequences.Any(q => q.Name == fb.Sequence)) continue;
             string of = OutcomeFeature(fb.Sequence);
             x.Features.Add(new FeatureSpec { Name = of, Kind = "categorical", Vocabulary = OutcomeVocabulary(fb.Outcomes.Count), Oov = "error" });
-            x.Sequences.Add(new SequenceSpec { Name = fb.Sequence, Features = [.. fb.Features, of], HistoryCap = fb.HistoryCap });
+            x.Sequences.Add(new SequenceSpec { Name = fb.Sequence, Features = [.. fb.Features, of], HistoryCap = fb.HistoryCap, StatisticsCap = fb.StatisticsCap });
         }
         x.Validate();
         return x;
@@ -102,8 +103,9 @@ internal static class FeedbackTokens
     /// revealing behaviour declared in a schema). When the scenarios share categorical item features, one sequence
     /// <c>feedback</c> (H cap <paramref name="historyCap"/>) takes those and the click outcome; when they share none,
     /// each scenario gets its own sequence <c>feedback_&lt;scenario&gt;</c> with its own categorical item features.
+    /// <paramref name="statisticsCap"/> is the sequences' <see cref="SequenceSpec.StatisticsCap"/> (null = the H cap).
     /// </summary>
-    public static DatasetSchema WithClickFeedback(DatasetSchema schema, int historyCap = 50)
+    public static DatasetSchema WithClickFeedback(DatasetSchema schema, int historyCap = 50, int? statisticsCap = null)
     {
         ArgumentNullException.ThrowIfNull(schema);
         var x = DatasetSchema.Parse(schema.ToJson());
@@ -125,7 +127,7 @@ internal static class FeedbackTokens
             sc.Feedback = new FeedbackSpec
             {
                 Sequence = common.Count > 0 ? shared : Fresh("feedback_" + sc.Name), Features = features,
-                Outcomes = [new FeedbackOutcome { Task = task }], HistoryCap = historyCap,
+                Outcomes = [new FeedbackOutcome { Task = task }], HistoryCap = historyCap, StatisticsCap = statisticsCap,
             };
         }
         x.Validate();

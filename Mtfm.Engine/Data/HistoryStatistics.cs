@@ -93,7 +93,10 @@ internal sealed class HistoryStatistics
     /// Writes the statistics of every T token of <paramref name="batch"/> into its group block's
     /// <see cref="GroupBlock.Statistics"/> (which must hold <see cref="Width"/> columns per row).
     /// </summary>
-    public void Fill(JaggedBatch batch, ParallelRanges? parallel = null)
+    /// <param name="batch">The batch.</param>
+    /// <param name="parallel">Runs the instances in parallel ranges when given (the same values either way).</param>
+    /// <param name="older">Per instance the events older than its H that the statistics also count (<see cref="SequenceSpec.StatisticsCap"/>), or null.</param>
+    public void Fill(JaggedBatch batch, ParallelRanges? parallel = null, OlderHistory? older = null)
     {
         ArgumentNullException.ThrowIfNull(batch);
         for (int g = 0; g < batch.Blocks.Length; g++)
@@ -104,15 +107,20 @@ internal sealed class HistoryStatistics
                 throw new ArgumentException($"group {gi.Name} has {batch.Blocks[g].StatisticsWidth} statistics columns, the plan {_plans[gi.Source].Width}.", nameof(batch));
         }
         // Instances are independent (each writes only its own T rows): a parallel fill is bit-identical to a serial one.
-        if (parallel is null || batch.InstanceCount < 2 * MinInstancesPerChunk) FillInstances(batch, 0, batch.InstanceCount);
-        else parallel(batch.InstanceCount, MinInstancesPerChunk, (s, e) => FillInstances(batch, s, e));
+        if (older is not null && older.Offsets.Length != batch.InstanceCount + 1)
+            throw new ArgumentException($"older history has {older.Offsets.Length - 1} instances, the batch {batch.InstanceCount}.", nameof(older));
+        var ctx = new Context(batch, older);
+        if (parallel is null || batch.InstanceCount < 2 * MinInstancesPerChunk) FillInstances(ctx, 0, batch.InstanceCount);
+        else parallel(batch.InstanceCount, MinInstancesPerChunk, (s, e) => FillInstances(ctx, s, e));
     }
 
     /// <summary>Fewest instances a parallel chunk of <see cref="Fill"/> takes.</summary>
     private const int MinInstancesPerChunk = 8;
 
-    private void FillInstances(JaggedBatch batch, int first, int end)
+    private void FillInstances(Context ctx, int first, int end)
     {
+        var batch = ctx.Batch;
+        var older = ctx.Older;
         int nq = _l.SequenceCount;
         // Per sequence, the instance's context tokens of its H and R groups (in context order): the only tokens any
         // of its aggregates looks at.
@@ -128,6 +136,9 @@ internal sealed class HistoryStatistics
             groups.Clear();
             scratch.Reset();
             for (int j = 0; j < nq; j++) seqTokens[j].Clear();
+            // Older events first (they precede every H token of their sequence), as entries −1 − e.
+            if (older is not null)
+                for (int e = older.Offsets[i]; e < older.Offsets[i + 1]; e++) seqTokens[older.Sequence[e]].Add(-1 - e);
             for (int t = s0; t < e0; t++)
             {
                 if (batch.Segment[t] == (byte)SegmentKind.Target) continue;
@@ -145,7 +156,7 @@ internal sealed class HistoryStatistics
                 if (!groups.TryGetValue((now, scenario), out var aggs))
                 {
                     aggs = new Aggregate[nq];
-                    for (int j = 0; j < nq; j++) aggs[j] = Aggregate.Over(batch, seqTokens[j], plan.Sequences[j], now, scratch);
+                    for (int j = 0; j < nq; j++) aggs[j] = Aggregate.Over(ctx, seqTokens[j], plan.Sequences[j], now, scratch);
                     groups[(now, scenario)] = aggs;
                 }
                 var outRow = tb.Statistics.AsSpan(batch.RowInGroup[t] * plan.Width, plan.Width);
@@ -171,7 +182,7 @@ internal sealed class HistoryStatistics
     /// </summary>
     private sealed class Aggregate
     {
-        private readonly JaggedBatch _batch;
+        private readonly Context _ctx;
         private readonly SequencePlan _sp;
         private readonly Scratch _scratch;
         private readonly int[] _ints;       // _ints[_visible.._visible + _n): context tokens of the sequence visible at now, in context order
@@ -184,21 +195,22 @@ internal sealed class HistoryStatistics
         /// <summary>The overall sums (the parts that do not depend on the candidate).</summary>
         public ReadOnlySpan<double> Overall => _doubles.AsSpan(_overall, _sp.Width);
 
-        private Aggregate(JaggedBatch batch, SequencePlan sp, Scratch scratch, int[] ints, int visible, int n, double[] doubles, int wd, int overall, long last)
+        private Aggregate(Context ctx, SequencePlan sp, Scratch scratch, int[] ints, int visible, int n, double[] doubles, int wd, int overall, long last)
         {
-            _batch = batch; _sp = sp; _scratch = scratch; _ints = ints; _visible = visible; _n = n;
+            _ctx = ctx; _sp = sp; _scratch = scratch; _ints = ints; _visible = visible; _n = n;
             _doubles = doubles; _wd = wd; _overall = overall; Last = last;
             _sameValues = new (int[]?, int)[sp.Same.Length];
         }
 
         /// <summary>The sums over the tokens of <paramref name="tokens"/> (the sequence's H and R context tokens) visible at <paramref name="now"/>.</summary>
-        public static Aggregate Over(JaggedBatch batch, List<int> tokens, SequencePlan sp, long now, Scratch scratch)
+        public static Aggregate Over(Context ctx, List<int> tokens, SequencePlan sp, long now, Scratch scratch)
         {
+            var batch = ctx.Batch;
             int width = sp.Width, lowOffset = 4 + 4 * sp.Same.Length;
             var (ints, vis) = scratch.Ints(tokens.Count);
             int n = 0;
             foreach (int k in tokens)
-                if (batch.Segment[k] != (byte)SegmentKind.Realtime || batch.Time[k] < now) ints[vis + n++] = k;
+                if (k < 0 || batch.Segment[k] != (byte)SegmentKind.Realtime || batch.Time[k] < now) ints[vis + n++] = k;
             var (doubles, wdAt) = scratch.Doubles(n + width);
             int accAt = wdAt + n;
             var wd = doubles.AsSpan(wdAt, n);
@@ -206,7 +218,7 @@ internal sealed class HistoryStatistics
             acc.Clear();
             // The decay weights of all visible tokens at once (vectorised exp; the sums below keep the context order).
             var wh = scratch.Temp(n);
-            for (int i = 0; i < n; i++) wh[i] = -Math.Max(0, now - batch.Time[ints[vis + i]]);
+            for (int i = 0; i < n; i++) wh[i] = -Math.Max(0, now - ctx.Time(ints[vis + i]));
             TensorPrimitives.Divide(wh, Day, wd);
             TensorPrimitives.Exp(wd, wd);
             TensorPrimitives.Divide(wh, Hour, wh);
@@ -216,13 +228,12 @@ internal sealed class HistoryStatistics
             for (int i = 0; i < n; i++)
             {
                 int k = ints[vis + i];
-                var kb = batch.Blocks[batch.Group[k]];
                 acc[1] += wh[i]; acc[2] += wd[i];
-                last = Math.Max(last, batch.Time[k]);
+                last = Math.Max(last, ctx.Time(k));
                 int p = lowOffset;
                 if (sp.LowCard.Length > 0)
                 {
-                    var kCat = kb.Categorical.AsSpan(batch.RowInGroup[k] * kb.CategoricalWidth, kb.CategoricalWidth);
+                    var kCat = ctx.Categorical(k);
                     for (int c = 0; c < sp.LowCard.Length; c++)
                     {
                         var (qc, rows) = sp.LowCard[c];
@@ -232,11 +243,11 @@ internal sealed class HistoryStatistics
                 }
                 if (sp.Numeric > 0)
                 {
-                    var kNum = kb.Numeric.AsSpan(batch.RowInGroup[k] * kb.NumericWidth, kb.NumericWidth);
+                    var kNum = ctx.Numeric(k);
                     for (int c = 0; c < sp.Numeric; c++, p += 1 + sp.Same.Length) acc[p] += kNum[c];
                 }
             }
-            return new Aggregate(batch, sp, scratch, ints, vis, n, doubles, wdAt, accAt, last);
+            return new Aggregate(ctx, sp, scratch, ints, vis, n, doubles, wdAt, accAt, last);
         }
 
         /// <summary>
@@ -267,18 +278,17 @@ internal sealed class HistoryStatistics
             {
                 if (values[i] != v) continue;
                 int k = _ints[_visible + i];
-                var kb = _batch.Blocks[_batch.Group[k]];
                 if (arr is null)
                 {
                     (arr, off) = _scratch.Doubles(sp.Width);
                     arr.AsSpan(off, sp.Width).Clear();
                 }
                 var vec = arr.AsSpan(off, sp.Width);
-                last = Math.Max(last, _batch.Time[k]);
+                last = Math.Max(last, _ctx.Time(k));
                 int p = lowOffset;
                 if (sp.LowCard.Length > 0)
                 {
-                    var kCat = kb.Categorical.AsSpan(_batch.RowInGroup[k] * kb.CategoricalWidth, kb.CategoricalWidth);
+                    var kCat = _ctx.Categorical(k);
                     for (int c = 0; c < sp.LowCard.Length; c++)
                     {
                         var (qc, rows) = sp.LowCard[c];
@@ -288,7 +298,7 @@ internal sealed class HistoryStatistics
                 }
                 if (sp.Numeric > 0)
                 {
-                    var kNum = kb.Numeric.AsSpan(_batch.RowInGroup[k] * kb.NumericWidth, kb.NumericWidth);
+                    var kNum = _ctx.Numeric(k);
                     for (int c = 0; c < sp.Numeric; c++, p += 1 + sp.Same.Length) vec[p + 1 + a] += kNum[c];
                 }
                 vec[q] += 1; vec[q + 2] += _doubles[_wd + i];
@@ -302,14 +312,35 @@ internal sealed class HistoryStatistics
             if (_sameValues[a] is ({ } have, int at)) return have.AsSpan(at, _n);
             int column = _sp.Same[a].SequenceColumn;
             var (arr, off) = _scratch.Ints(_n);
-            for (int i = 0; i < _n; i++)
-            {
-                int k = _ints[_visible + i];
-                var kb = _batch.Blocks[_batch.Group[k]];
-                arr[off + i] = kb.Categorical[_batch.RowInGroup[k] * kb.CategoricalWidth + column];
-            }
+            for (int i = 0; i < _n; i++) arr[off + i] = _ctx.Categorical(_ints[_visible + i])[column];
             _sameValues[a] = (arr, off);
             return arr.AsSpan(off, _n);
+        }
+    }
+
+    /// <summary>
+    /// The context tokens an aggregate reads: k ≥ 0 a token of the batch, k &lt; 0 entry −1 − k of the older history
+    /// (statistics only, always visible: it precedes the window).
+    /// </summary>
+    private readonly struct Context(JaggedBatch batch, OlderHistory? older)
+    {
+        public JaggedBatch Batch { get; } = batch;
+        public OlderHistory? Older { get; } = older;
+
+        public long Time(int k) => k >= 0 ? Batch.Time[k] : Older!.Time[-1 - k];
+
+        public ReadOnlySpan<int> Categorical(int k)
+        {
+            if (k < 0) { int e = -1 - k; return Older!.Categorical.AsSpan(Older.CategoricalAt[e], Older.CategoricalAt[e + 1] - Older.CategoricalAt[e]); }
+            var kb = Batch.Blocks[Batch.Group[k]];
+            return kb.Categorical.AsSpan(Batch.RowInGroup[k] * kb.CategoricalWidth, kb.CategoricalWidth);
+        }
+
+        public ReadOnlySpan<float> Numeric(int k)
+        {
+            if (k < 0) { int e = -1 - k; return Older!.Numeric.AsSpan(Older.NumericAt[e], Older.NumericAt[e + 1] - Older.NumericAt[e]); }
+            var kb = Batch.Blocks[Batch.Group[k]];
+            return kb.Numeric.AsSpan(Batch.RowInGroup[k] * kb.NumericWidth, kb.NumericWidth);
         }
     }
 
@@ -403,4 +434,29 @@ internal sealed class HistoryStatistics
 
     private static float Since(long now, long last) =>
         last == long.MinValue ? 2f : (float)(Math.Log(1 + Math.Max(0, now - last) / 60.0) / 10);
+}
+
+/// <summary>
+/// Events older than an instance's H that only the history statistics count (<see cref="SequenceSpec.StatisticsCap"/>,
+/// <see cref="HistorySelector.MergeOlder"/>), with their features encoded as an H token's; built by
+/// <see cref="InstanceAssembly"/> for training and serving alike.
+/// </summary>
+internal sealed class OlderHistory
+{
+    /// <summary>Per instance i its entries [Offsets[i], Offsets[i + 1]).</summary>
+    public int[] Offsets { get; init; } = [];
+    /// <summary>Per entry its sequence.</summary>
+    public int[] Sequence { get; init; } = [];
+    /// <summary>Per entry its H group.</summary>
+    public int[] Group { get; init; } = [];
+    /// <summary>Per entry its time.</summary>
+    public long[] Time { get; init; } = [];
+    /// <summary>Entry e's categorical rows are Categorical[CategoricalAt[e]..CategoricalAt[e + 1]).</summary>
+    public int[] CategoricalAt { get; init; } = [];
+    /// <summary>Entry e's encoded numeric values are Numeric[NumericAt[e]..NumericAt[e + 1]).</summary>
+    public int[] NumericAt { get; init; } = [];
+    /// <summary>Categorical table rows of every entry.</summary>
+    public int[] Categorical { get; set; } = [];
+    /// <summary>Encoded numeric values (transform and presence, as <see cref="NumericStats.EncodeToken"/> writes) of every entry.</summary>
+    public float[] Numeric { get; set; } = [];
 }

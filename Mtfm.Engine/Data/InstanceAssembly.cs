@@ -16,21 +16,26 @@ internal interface ITokenFeatures
 /// <summary>
 /// H selection (spec §2), the one implementation for training (<see cref="UserLevelAggregator"/>) and serving
 /// (<c>RequestEncoder</c>): per sequence the last <see cref="SequenceSpec.HistoryCap"/> behaviour events pushed
-/// (in time order), merged over sequences by (time, id).
+/// (in time order), merged over sequences by (time, id); and the older events up to
+/// <see cref="SequenceSpec.StatisticsCap"/> that only the history statistics count (<see cref="MergeOlder"/>).
 /// </summary>
 internal sealed class HistorySelector
 {
     private readonly int[][] _rings;
-    private readonly int[] _caps, _head, _count, _cursor;
+    private readonly int[] _caps, _keep, _head, _count, _cursor;
 
     public HistorySelector(DataLayout layout)
     {
         int nq = layout.SequenceCount;
         _caps = layout.Schema.Sequences.Select(q => q.HistoryCap).ToArray();
+        _keep = layout.Schema.Sequences.Select(q => q.EffectiveStatisticsCap).ToArray();
         _rings = new int[nq][];
-        for (int j = 0; j < nq; j++) _rings[j] = new int[Math.Max(1, _caps[j])];
+        for (int j = 0; j < nq; j++) _rings[j] = new int[Math.Max(1, _keep[j])];
         _head = new int[nq]; _count = new int[nq]; _cursor = new int[nq];
     }
+
+    /// <summary>Whether some sequence counts older events in its statistics than its H holds.</summary>
+    public bool HasOlder => !_keep.AsSpan().SequenceEqual(_caps);
 
     /// <summary>Forgets every pushed event (next user / request).</summary>
     public void Clear() { Array.Clear(_head); Array.Clear(_count); }
@@ -38,17 +43,20 @@ internal sealed class HistorySelector
     /// <summary>Pushes behaviour <paramref name="id"/> of sequence <paramref name="sequence"/>; per sequence, pushes come in (time, id) order.</summary>
     public void Push(int sequence, int id)
     {
-        if (_caps[sequence] == 0) return;
+        if (_keep[sequence] == 0) return;
         var ring = _rings[sequence];
         if (_count[sequence] < ring.Length) { ring[(_head[sequence] + _count[sequence]) % ring.Length] = id; _count[sequence]++; }
         else { ring[_head[sequence]] = id; _head[sequence] = (_head[sequence] + 1) % ring.Length; }
     }
 
+    /// <summary>Held events of sequence <paramref name="j"/> older than its H (the first of the ring, in time order).</summary>
+    private int Older(int j) => Math.Max(0, _count[j] - _caps[j]);
+
     /// <summary>Appends the selected H events, merged by (<paramref name="time"/>[id], id), with their sequence.</summary>
     public void Merge(long[] time, ref GrowBuffer<int> ids, ref GrowBuffer<int> sequences)
     {
         int nq = _rings.Length;
-        Array.Clear(_cursor);
+        for (int j = 0; j < nq; j++) _cursor[j] = Older(j);
         while (true)
         {
             int best = -1, bestId = 0;
@@ -62,6 +70,20 @@ internal sealed class HistorySelector
             _cursor[best]++;
             ids.Add(bestId); sequences.Add(best);
         }
+    }
+
+    /// <summary>
+    /// Appends the held events older than each sequence's H (statistics only: at most
+    /// <see cref="SequenceSpec.StatisticsCap"/> − <see cref="SequenceSpec.HistoryCap"/> per sequence), sequence by
+    /// sequence in time order, with their sequence.
+    /// </summary>
+    public void MergeOlder(ref GrowBuffer<int> ids, ref GrowBuffer<int> sequences)
+    {
+        for (int j = 0; j < _rings.Length; j++)
+            for (int c = 0, n = Older(j); c < n; c++)
+            {
+                ids.Add(_rings[j][(_head[j] + c) % _rings[j].Length]); sequences.Add(j);
+            }
     }
 }
 
@@ -80,12 +102,16 @@ internal sealed class InstanceAssembly
     private GrowBuffer<long> _time;
     private GrowBuffer<int> _offsets;
     private int _targets;
+    // Statistics-only older history (HistorySelector.MergeOlder): per entry its sequence, time and source; per instance where its entries end.
+    private GrowBuffer<int> _oSeq, _oSrc, _oOffsets;
+    private GrowBuffer<long> _oTime;
 
     public InstanceAssembly(DataLayout layout, int tokenCapacity = 256)
     {
         _l = layout ?? throw new ArgumentNullException(nameof(layout));
         _seg = new(tokenCapacity); _grp = new(tokenCapacity); _src = new(tokenCapacity); _time = new(tokenCapacity);
         _offsets = new(16); _offsets.Add(0);
+        _oSeq = new(16); _oSrc = new(16); _oTime = new(16); _oOffsets = new(16); _oOffsets.Add(0);
     }
 
     /// <summary>Tokens added so far.</summary>
@@ -105,8 +131,17 @@ internal sealed class InstanceAssembly
     /// <summary>Adds a T token of scenario <paramref name="scenario"/>.</summary>
     public void AddTarget(int scenario, long time, int source) => Add(SegmentKind.Target, _l.TargetGroup(scenario), time, source);
 
+    /// <summary>
+    /// Adds an event of sequence <paramref name="sequence"/> older than the instance's H that only the T tokens' history
+    /// statistics count (never a token); per sequence in time order, before the instance's H tokens of that sequence.
+    /// </summary>
+    public void AddOlderHistory(int sequence, long time, int source)
+    {
+        _oSeq.Add(sequence); _oTime.Add(time); _oSrc.Add(source);
+    }
+
     /// <summary>Closes the current instance.</summary>
-    public void EndInstance() => _offsets.Add(_seg.Count);
+    public void EndInstance() { _offsets.Add(_seg.Count); _oOffsets.Add(_oSeq.Count); }
 
     /// <summary>
     /// Builds the batch of the closed instances (with true-probability rows when <paramref name="withTrueProbabilities"/>):
@@ -167,7 +202,35 @@ internal sealed class InstanceAssembly
             Labels = new float[targets * tasks], LabelMask = new byte[targets * tasks],
             TrueProbabilities = withTrueProbabilities ? new float[targets * tasks] : null,
         };
-        history.Fill(batch, parallel);
+        history.Fill(batch, parallel, BuildOlder(features, stats));
         return batch;
+    }
+
+    /// <summary>The older history's features (encoded as H tokens' are), or null when no instance has any.</summary>
+    private OlderHistory? BuildOlder(ITokenFeatures features, NumericStats stats)
+    {
+        int n = _oSeq.Count;
+        if (n == 0) return null;
+        var o = new OlderHistory
+        {
+            Offsets = _oOffsets.ToArray(), Sequence = _oSeq.ToArray(), Time = _oTime.ToArray(),
+            Group = new int[n], CategoricalAt = new int[n + 1], NumericAt = new int[n + 1],
+        };
+        for (int e = 0; e < n; e++)
+        {
+            var gi = _l.Groups[o.Group[e] = _l.HistoryGroup(o.Sequence[e])];
+            o.CategoricalAt[e + 1] = o.CategoricalAt[e] + gi.CategoricalTables.Length;
+            o.NumericAt[e + 1] = o.NumericAt[e] + gi.NumericWidth;
+        }
+        o.Categorical = new int[o.CategoricalAt[n]];
+        o.Numeric = new float[o.NumericAt[n]];
+        var src = _oSrc.Items;
+        for (int e = 0; e < n; e++)
+        {
+            int g = o.Group[e];
+            features.Categorical(g, src[e]).CopyTo(o.Categorical.AsSpan(o.CategoricalAt[e], o.CategoricalAt[e + 1] - o.CategoricalAt[e]));
+            stats.EncodeToken(_l.Groups[g], features.Numeric(g, src[e]), o.Numeric.AsSpan(o.NumericAt[e], o.NumericAt[e + 1] - o.NumericAt[e]));
+        }
+        return o;
     }
 }

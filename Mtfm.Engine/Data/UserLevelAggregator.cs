@@ -35,6 +35,9 @@ internal static class UserLevelAggregator
         var history = new HistorySelector(l);
         var hBuf = new GrowBuffer<int>(256);
         var hSeq = new GrowBuffer<int>(256);
+        var oBuf = new GrowBuffer<int>(16);
+        var oSeq = new GrowBuffer<int>(16);
+        bool withOlder = history.HasOlder;
         int n = order.Length, i = 0, usersDone = 0;
         while (i < n)
         {
@@ -55,8 +58,17 @@ internal static class UserLevelAggregator
                     // H: per sequence the last historyCap behaviours before the window, merged by (time, event id).
                     hBuf.Clear(); hSeq.Clear();
                     history.Merge(time, ref hBuf, ref hSeq);
+                    // Older events up to the statistics caps: counted by the history statistics, never tokens.
+                    oBuf.Clear(); oSeq.Clear();
+                    if (withOlder) history.MergeOlder(ref oBuf, ref oSeq);
+                    int before = outp.Count;
                     if (mode == AggregationMode.UserWindow) EmitWindow(outp, l, order, source, expo, u, wStart, hBuf.Span, k, kEnd);
                     else EmitPerExposure(outp, l, order, time, source, expo, u, wStart, hBuf.Span, k, kEnd);
+                    for (int inst = before; inst < outp.Count; inst++)
+                    {
+                        for (int o = 0; o < oBuf.Count; o++) { outp.OlderEvent.Add(oBuf.Items[o]); outp.OlderSequence.Add(oSeq.Items[o]); }
+                        outp.OlderOffsets.Add(outp.OlderEvent.Count);
+                    }
                 }
                 // Push this window's behaviour events (history for later windows).
                 for (int m = k; m < kEnd; m++)

@@ -127,7 +127,11 @@ internal sealed class RequestEncoder
         var selector = new HistorySelector(_l);
         foreach (var i in historyCandidates) selector.Push(evSeq[i], i);
         var hIds = new GrowBuffer<int>(historyCandidates.Count); var hSeqs = new GrowBuffer<int>(historyCandidates.Count);
-        selector.Merge(evTime.ToArray(), ref hIds, ref hSeqs);
+        var evTimes = evTime.ToArray();
+        selector.Merge(evTimes, ref hIds, ref hSeqs);
+        // Older events up to the statistics caps (the aggregator's MergeOlder): counted by the history statistics only.
+        var oIds = new GrowBuffer<int>(4); var oSeqs = new GrowBuffer<int>(4);
+        if (selector.HasOlder) selector.MergeOlder(ref oIds, ref oSeqs);
         realtime.Sort(byTime);
 
         // The one-instance batch, through the same assembly as training (BatchBuilder).
@@ -136,6 +140,7 @@ internal sealed class RequestEncoder
         for (int h = 0; h < nh; h++) asm.AddHistory(hSeqs.Items[h], evTime[hIds.Items[h]], hIds.Items[h]);
         foreach (var i in realtime) asm.AddRealtime(evSeq[i], evTime[i], i);
         for (int c = 0; c < nc; c++) asm.AddTarget(scenario, now, c);
+        for (int o = 0; o < oIds.Count; o++) asm.AddOlderHistory(oSeqs.Items[o], evTimes[oIds.Items[o]], oIds.Items[o]);
         asm.EndInstance();
         var batch = asm.Build(new RequestFeatures(2 * nq, cat.Length, num.Length, tCat, tNum, evCat, evNum), _stats, _history, population: _population); // raw numeric values (NaN = missing) encoded as BatchBuilder does
         return new EncodedRequest(batch, scenario, nh, nr);

@@ -17,10 +17,12 @@ public class AggregatorTests
     };
 
     /// <summary>A random log: few users, clustered times (many ties), events in random insertion order.</summary>
-    internal static EventStore RandomStore(ulong seed, int events)
+    internal static EventStore RandomStore(ulong seed, int events, Action<DatasetSchema>? schema = null)
     {
         var rng = new Random((int)seed);
-        var l = new DataLayout(RandomSchema(rng.Next(0, 4), rng.Next(1, 6)));
+        var sc = RandomSchema(rng.Next(0, 4), rng.Next(1, 6));
+        schema?.Invoke(sc);
+        var l = new DataLayout(sc);
         var st = new EventStore(l);
         for (int i = 0; i < events; i++)
         {

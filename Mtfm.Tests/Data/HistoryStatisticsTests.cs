@@ -179,4 +179,52 @@ public class HistoryStatisticsTests
         Assert.Equal([0f, 1 / 3f, 1 / 3f], got[8..11]);
         Assert.Equal([0f, 0f, 1 / 2f], got[11..14]);
     }
+
+    /// <summary>
+    /// A statistics cap counts the older events without tokenizing them: on random logs, every T token's statistics
+    /// with H caps c and statistics caps c + k equal, bit for bit, those of the same log with H caps c + k, while the
+    /// batch holds only the c-capped H tokens. Logs where some instance has older events are required (a fill that
+    /// ignored them would differ there).
+    /// </summary>
+    [Fact]
+    public void AStatisticsCapCountsWhatALongerHistoryWouldWithoutItsTokens()
+    {
+        var extra = new[] { 2, 5 };
+        int instancesWithOlder = 0, targets = 0;
+        for (ulong seed = 1; seed <= 30; seed++)
+        {
+            var capped = AggregatorTests.RandomStore(seed, 200, s => { for (int j = 0; j < 2; j++) s.Sequences[j].StatisticsCap = s.Sequences[j].HistoryCap + extra[j]; });
+            var longer = AggregatorTests.RandomStore(seed, 200, s => { for (int j = 0; j < 2; j++) s.Sequences[j].HistoryCap += extra[j]; });
+            var a = UserLevelAggregator.Aggregate(capped);
+            var b = UserLevelAggregator.Aggregate(longer);
+            Assert.Equal(a.Count, b.Count);
+            var ba = new BatchBuilder(a, capped.ComputeNumericStats()).Build(Enumerable.Range(0, a.Count).ToArray());
+            var bb = new BatchBuilder(b, longer.ComputeNumericStats()).Build(Enumerable.Range(0, b.Count).ToArray());
+            for (int i = 0; i < a.Count; i++)
+            {
+                int older = a.Older(i).Events.Length;
+                if (older > 0) instancesWithOlder++;
+                int hA = a.Segments(i).ToArray().Count(x => x == (byte)SegmentKind.History), hB = b.Segments(i).ToArray().Count(x => x == (byte)SegmentKind.History);
+                Assert.Equal(hB, hA + older);
+                var ta = Targets(ba, i); var tb = Targets(bb, i);
+                Assert.Equal(ta.Count, tb.Count);
+                for (int x = 0; x < ta.Count; x++)
+                {
+                    Assert.Equal(ba.EventId[ta[x]], bb.EventId[tb[x]]);
+                    Assert.True(Row(ba, ta[x]).SequenceEqual(Row(bb, tb[x])), $"seed {seed} instance {i} target {x}");
+                    targets++;
+                }
+            }
+        }
+        Assert.True(instancesWithOlder > 50 && targets > 500, $"{instancesWithOlder} instances with older events, {targets} targets");
+
+        static List<int> Targets(JaggedBatch batch, int i) =>
+            Enumerable.Range(batch.Offsets[i], batch.Offsets[i + 1] - batch.Offsets[i]).Where(t => batch.Segment[t] == (byte)SegmentKind.Target).ToList();
+
+        static ReadOnlySpan<float> Row(JaggedBatch batch, int t)
+        {
+            var blk = batch.Blocks[batch.Group[t]];
+            return blk.Statistics.AsSpan(batch.RowInGroup[t] * blk.StatisticsWidth, blk.StatisticsWidth);
+        }
+    }
 }

@@ -32,13 +32,17 @@ public class ScorerEquivalenceTests(ServingFixture fx) : IClassFixture<ServingFi
     /// request built from the raw log (all of the user's behaviour, in log order, including later windows) encodes to
     /// exactly the batch BatchBuilder makes of the per-exposure instance of that exposure.
     /// </summary>
-    [Fact]
-    public void OneCandidateRequestEncodesToThePerExposureInstance()
+    /// <remarks>With <paramref name="statisticsCaps"/> every sequence's statistics cap is its H cap + 4: the older events
+    /// a request carries enter its T tokens' history statistics exactly as the aggregator's do.</remarks>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void OneCandidateRequestEncodesToThePerExposureInstance(bool statisticsCaps)
     {
-        int checkedInstances = 0;
+        int checkedInstances = 0, withOlder = 0;
         for (ulong seed = 1; seed <= 25; seed++)
         {
-            var st = Data.AggregatorTests.RandomStore(seed, 120);
+            var st = Data.AggregatorTests.RandomStore(seed, 120, statisticsCaps ? s => { foreach (var q in s.Sequences) q.StatisticsCap = q.HistoryCap + 4; } : null);
             var stats = st.ComputeNumericStats();
             var per = UserLevelAggregator.Aggregate(st, AggregationMode.PerExposure);
             var builder = new BatchBuilder(per, stats);
@@ -50,9 +54,11 @@ public class ScorerEquivalenceTests(ServingFixture fx) : IClassFixture<ServingFi
                 var request = ServingTestData.RequestFor(st, behaviour, [ev[^1]]);
                 AssertSameBatch(builder.Build([i]), enc.Encode(request).Batch, $"seed {seed} instance {i}");
                 checkedInstances++;
+                if (per.Older(i).Events.Length > 0) withOlder++;
             }
         }
         Assert.True(checkedInstances > 500, $"{checkedInstances} instances");
+        Assert.True(statisticsCaps ? withOlder > 100 : withOlder == 0, $"{withOlder} instances with older events");
     }
 
     /// <summary>
