@@ -12,7 +12,8 @@ internal delegate void ParallelRanges(int count, int minChunk, Action<int, int> 
 /// <summary>
 /// Per-target numeric "history statistics" (docs/quality.md): for every T token, counts and shares computed from the
 /// H and R tokens of its own instance that the token may see under the spec §4 rule (every H token; an R token only
-/// when strictly earlier). They give the T tokenizer the user-specific evidence a tree model gets from causal count
+/// when strictly earlier), and from the instance's older events that a sequence's <see cref="SequenceSpec.StatisticsCap"/>
+/// keeps beyond its H (<see cref="OlderHistory"/>: counted like H tokens, never tokenized). They give the T tokenizer the user-specific evidence a tree model gets from causal count
 /// features (how often and how recently the user acted, how often on the candidate's own feature values, the spread
 /// of the user's low-cardinality behaviour values such as ratings or feedback outcomes), which a pointwise attention
 /// of one or two layers struggles to sum up on small data.
