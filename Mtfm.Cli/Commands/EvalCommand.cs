@@ -28,8 +28,10 @@ internal static class EvalCommand
         using (model)
         {
             // Feedback tokens follow the model: a model trained with click feedback (--feedback auto/on) gets them again
-            // (auto), one trained without gets none beyond what the schema file declares.
-            var data = PreparedData.Load(r with { Feedback = FeedbackTokens.Declared(model.Layout.Schema) ? null : false }, Console.Out);
+            // (auto, with the statistics cap the model's feedback sequences were trained with), one trained without gets
+            // none beyond what the schema file declares.
+            var trained = model.Layout.Schema.Scenarios.Select(s => s.Feedback).FirstOrDefault(f => f is not null);
+            var data = PreparedData.Load(r with { Feedback = trained is not null ? null : false, FeedbackStatisticsCap = trained?.StatisticsCap ?? 0 }, Console.Out);
             if (data.Store.Layout.Schema.ToJson() != model.Layout.Schema.ToJson())
                 throw new ArgumentException($"The data's schema ({data.Store.Layout.Schema.Name}) differs from the schema the model in '{file}' was trained with ({model.Layout.Schema.Name}).");
             var predictions = r.Predictions is null ? null : new PredictionWriter(data.Store);

@@ -35,6 +35,11 @@ internal sealed record TrainRequest
     /// declares none and some scenario carries the first task's label.
     /// </summary>
     public bool? Feedback { get; init; }
+    /// <summary>
+    /// Statistics cap of the click feedback sequences that --feedback adds (null: <see cref="FeedbackTokens.ClickFeedbackStatisticsCap"/>;
+    /// `mtfm eval` sets the model's own so that its data is derived as in training).
+    /// </summary>
+    public int? FeedbackStatisticsCap { get; init; }
     public int Epochs { get; init; }
     public int BatchTokens { get; init; } = 4096;
     public float LearningRate { get; init; } = 2e-3f;
@@ -127,7 +132,7 @@ internal sealed class PreparedData
         if (r.Feedback == true && declared) throw new ArgumentException("--feedback on: the schema already declares feedback blocks (use --feedback auto or off).");
         if (r.Feedback == true || (r.Feedback is null && !declared && AutoFeedback(r, store.Layout.Schema)))
         {
-            store = FeedbackTokens.Derive(store, FeedbackTokens.WithClickFeedback(store.Layout.Schema));
+            store = FeedbackTokens.Derive(store, FeedbackTokens.WithClickFeedback(store.Layout.Schema, statisticsCap: r.FeedbackStatisticsCap ?? FeedbackTokens.ClickFeedbackStatisticsCap));
             desc += ", click feedback tokens";
         }
         else store = FeedbackTokens.Derive(store);

@@ -98,16 +98,25 @@ internal static class FeedbackTokens
     }
 
     /// <summary>
+    /// Statistics cap of the click feedback sequences <see cref="WithClickFeedback"/> adds by default: the T tokens'
+    /// history statistics count a user's last 400 exposures with their outcomes (the user's running click rates, overall
+    /// and per item value), while attention sees the last 50 (docs/quality.md).
+    /// </summary>
+    public const int ClickFeedbackStatisticsCap = 400;
+
+    /// <summary>
     /// <paramref name="schema"/> with a feedback block on every scenario labelled with the first task (click), observable
     /// at the exposure's time (a click is seen when it happens; later outcomes such as conversions need their delay or
     /// revealing behaviour declared in a schema). When the scenarios share categorical item features, one sequence
     /// <c>feedback</c> (H cap <paramref name="historyCap"/>) takes those and the click outcome; when they share none,
     /// each scenario gets its own sequence <c>feedback_&lt;scenario&gt;</c> with its own categorical item features.
-    /// <paramref name="statisticsCap"/> is the sequences' <see cref="SequenceSpec.StatisticsCap"/> (null = the H cap).
+    /// <paramref name="statisticsCap"/> is the sequences' <see cref="SequenceSpec.StatisticsCap"/> (default
+    /// <see cref="ClickFeedbackStatisticsCap"/>; null or at most the H cap: none, the statistics count the H tokens only).
     /// </summary>
-    public static DatasetSchema WithClickFeedback(DatasetSchema schema, int historyCap = 50, int? statisticsCap = null)
+    public static DatasetSchema WithClickFeedback(DatasetSchema schema, int historyCap = 50, int? statisticsCap = ClickFeedbackStatisticsCap)
     {
         ArgumentNullException.ThrowIfNull(schema);
+        if (statisticsCap <= historyCap) statisticsCap = null; // no older history: the block says nothing (as schemas without the key)
         var x = DatasetSchema.Parse(schema.ToJson());
         string task = x.Tasks[0];
         var labelled = x.Scenarios.Where(sc => sc.Labels.ContainsKey(task)).ToList();
