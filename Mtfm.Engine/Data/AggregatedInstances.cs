@@ -18,15 +18,26 @@ internal sealed class AggregatedInstances
     internal GrowBuffer<byte> TokenSegment;
     internal GrowBuffer<short> TokenGroup;
     internal long TargetTokens;
-    /// <summary>Per instance where its older statistics-only events end (<see cref="HistorySelector.MergeOlder"/>); with them, the event ids and sequences.</summary>
-    internal GrowBuffer<int> OlderOffsets, OlderEvent, OlderSequence;
+    /// <summary>
+    /// Older statistics-only events (<see cref="SequenceSpec.StatisticsCap"/>): per sequence every pushed behaviour
+    /// event id in (user, time, id) order (only sequences whose statistics cap exceeds their H cap), and per instance and
+    /// sequence (flattened, <see cref="Sequences"/> per instance) the start and count of its older events in that pool,
+    /// so that the consecutive windows of a user share one copy.
+    /// </summary>
+    internal GrowBuffer<int>[] OlderPool;
+    internal GrowBuffer<int> OlderStart, OlderCount;
+    /// <summary>Behaviour sequences of the layout.</summary>
+    internal int Sequences { get; }
 
     internal AggregatedInstances(EventStore store, AggregationMode mode, int capacity, int tokenCapacity)
     {
         Store = store; Mode = mode;
         User = new(capacity); WindowStart = new(capacity); Offsets = new(capacity + 1); Offsets.Add(0);
         TokenEvent = new(tokenCapacity); TokenSegment = new(tokenCapacity); TokenGroup = new(tokenCapacity);
-        OlderOffsets = new(capacity + 1); OlderOffsets.Add(0); OlderEvent = new(16); OlderSequence = new(16);
+        Sequences = store.Layout.SequenceCount;
+        OlderPool = new GrowBuffer<int>[Sequences];
+        for (int j = 0; j < Sequences; j++) OlderPool[j] = new(16);
+        OlderStart = new(16); OlderCount = new(16);
     }
 
     /// <summary>Number of instances.</summary>
@@ -50,12 +61,14 @@ internal sealed class AggregatedInstances
 
     /// <summary>
     /// Events of instance <paramref name="i"/> older than its H tokens that only the T tokens' history statistics count
-    /// (<see cref="SequenceSpec.StatisticsCap"/>; empty unless a cap exceeds its sequence's H cap), per sequence in time order.
+    /// (<see cref="SequenceSpec.StatisticsCap"/>; none unless a cap exceeds its sequence's H cap).
     /// </summary>
-    public (ReadOnlyMemory<int> Events, ReadOnlyMemory<int> Sequences) Older(int i)
+    public int OlderCountOf(int i)
     {
-        int s = OlderOffsets.Items[i], e = OlderOffsets.Items[i + 1];
-        return (OlderEvent.Items.AsMemory(s, e - s), OlderSequence.Items.AsMemory(s, e - s));
+        if (OlderCount.Count == 0) return 0;
+        int n = 0;
+        for (int j = 0; j < Sequences; j++) n += OlderCount.Items[i * Sequences + j];
+        return n;
     }
 
     /// <summary>One-line summary.</summary>

@@ -106,7 +106,7 @@ internal sealed class BatchBuilder
         foreach (var i in instances) tokens += off[i + 1] - off[i];
         var asm = new InstanceAssembly(_l, tokens);
         var evTime = st.Time.Items;
-        var olderOff = _inst.OlderOffsets.Items;
+        int nq = _inst.Sequences;
         foreach (var i in instances)
         {
             for (int p = off[i]; p < off[i + 1]; p++)
@@ -114,11 +114,13 @@ internal sealed class BatchBuilder
                 int ev = _inst.TokenEvent.Items[p];
                 asm.Add((SegmentKind)_inst.TokenSegment.Items[p], _inst.TokenGroup.Items[p], evTime[ev], ev);
             }
-            for (int o = olderOff[i]; o < olderOff[i + 1]; o++)
-            {
-                int ev = _inst.OlderEvent.Items[o];
-                asm.AddOlderHistory(_inst.OlderSequence.Items[o], evTime[ev], ev);
-            }
+            if (_inst.OlderCount.Count > 0)
+                for (int j = 0; j < nq; j++)
+                {
+                    int at = _inst.OlderStart.Items[i * nq + j], c = _inst.OlderCount.Items[i * nq + j];
+                    var pool = _inst.OlderPool[j].Items;
+                    for (int o = at; o < at + c; o++) asm.AddOlderHistory(j, evTime[pool[o]], pool[o]);
+                }
             asm.EndInstance();
         }
         var batch = asm.Build(_features, _stats, _history, st.HasTrueProbabilities, _population, Parallel);

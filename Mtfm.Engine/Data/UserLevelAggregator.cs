@@ -35,9 +35,13 @@ internal static class UserLevelAggregator
         var history = new HistorySelector(l);
         var hBuf = new GrowBuffer<int>(256);
         var hSeq = new GrowBuffer<int>(256);
-        var oBuf = new GrowBuffer<int>(16);
-        var oSeq = new GrowBuffer<int>(16);
+        // Older statistics-only events: per sequence whose statistics cap exceeds its H cap, every pushed event goes to
+        // the instances' shared pool; an instance records where its older ones start and how many there are.
         bool withOlder = history.HasOlder;
+        int nqs = l.SequenceCount;
+        var hCap = l.Schema.Sequences.Select(q => q.HistoryCap).ToArray();
+        var extra = l.Schema.Sequences.Select(q => q.EffectiveStatisticsCap - q.HistoryCap).ToArray();
+        var segStart = new int[nqs];
         int n = order.Length, i = 0, usersDone = 0;
         while (i < n)
         {
@@ -45,6 +49,7 @@ internal static class UserLevelAggregator
             int uEnd = i;
             while (uEnd < n && user[order[uEnd]] == u) uEnd++;
             history.Clear();
+            for (int j = 0; j < nqs; j++) segStart[j] = outp.OlderPool[j].Count;
             int k = i;
             while (k < uEnd)
             {
@@ -58,23 +63,29 @@ internal static class UserLevelAggregator
                     // H: per sequence the last historyCap behaviours before the window, merged by (time, event id).
                     hBuf.Clear(); hSeq.Clear();
                     history.Merge(time, ref hBuf, ref hSeq);
-                    // Older events up to the statistics caps: counted by the history statistics, never tokens.
-                    oBuf.Clear(); oSeq.Clear();
-                    if (withOlder) history.MergeOlder(ref oBuf, ref oSeq);
                     int before = outp.Count;
                     if (mode == AggregationMode.UserWindow) EmitWindow(outp, l, order, source, expo, u, wStart, hBuf.Span, k, kEnd);
                     else EmitPerExposure(outp, l, order, time, source, expo, u, wStart, hBuf.Span, k, kEnd);
-                    for (int inst = before; inst < outp.Count; inst++)
-                    {
-                        for (int o = 0; o < oBuf.Count; o++) { outp.OlderEvent.Add(oBuf.Items[o]); outp.OlderSequence.Add(oSeq.Items[o]); }
-                        outp.OlderOffsets.Add(outp.OlderEvent.Count);
-                    }
+                    // Older events up to the statistics caps (what HistorySelector.MergeOlder selects): the pushes
+                    // before the last H cap of them, at most statistics cap − H cap.
+                    if (withOlder)
+                        for (int inst = before; inst < outp.Count; inst++)
+                            for (int j = 0; j < nqs; j++)
+                            {
+                                int pushed = outp.OlderPool[j].Count - segStart[j];
+                                int c = Math.Min(extra[j], Math.Max(0, pushed - hCap[j]));
+                                outp.OlderStart.Add(segStart[j] + pushed - hCap[j] - c); outp.OlderCount.Add(c);
+                            }
                 }
                 // Push this window's behaviour events (history for later windows).
                 for (int m = k; m < kEnd; m++)
                 {
                     int ev = order[m];
-                    if (expo[ev] < 0) history.Push(source[ev] - ns, ev);
+                    if (expo[ev] < 0)
+                    {
+                        history.Push(source[ev] - ns, ev);
+                        if (extra[source[ev] - ns] > 0) outp.OlderPool[source[ev] - ns].Add(ev);
+                    }
                 }
                 k = kEnd;
             }

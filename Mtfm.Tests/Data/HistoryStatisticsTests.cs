@@ -202,7 +202,7 @@ public class HistoryStatisticsTests
             var bb = new BatchBuilder(b, longer.ComputeNumericStats()).Build(Enumerable.Range(0, b.Count).ToArray());
             for (int i = 0; i < a.Count; i++)
             {
-                int older = a.Older(i).Events.Length;
+                int older = a.OlderCountOf(i);
                 if (older > 0) instancesWithOlder++;
                 int hA = a.Segments(i).ToArray().Count(x => x == (byte)SegmentKind.History), hB = b.Segments(i).ToArray().Count(x => x == (byte)SegmentKind.History);
                 Assert.Equal(hB, hA + older);
