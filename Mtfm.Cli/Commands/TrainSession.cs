@@ -37,7 +37,8 @@ internal sealed record TrainRequest
     public bool? Feedback { get; init; }
     /// <summary>
     /// Statistics cap of the click feedback sequences that --feedback adds (null: <see cref="FeedbackTokens.ClickFeedbackStatisticsCap"/>;
-    /// `mtfm eval` sets the model's own so that its data is derived as in training).
+    /// at most their H cap, e.g. 0: none). `mtfm eval` sets the model's own (0 for a model without one) so that its data
+    /// is derived as in training.
     /// </summary>
     public int? FeedbackStatisticsCap { get; init; }
     public int Epochs { get; init; }

@@ -13,8 +13,8 @@ internal delegate void ParallelRanges(int count, int minChunk, Action<int, int> 
 /// Per-target numeric "history statistics" (docs/quality.md): for every T token, counts and shares computed from the
 /// H and R tokens of its own instance that the token may see under the spec §4 rule (every H token; an R token only
 /// when strictly earlier), and from the instance's older events that a sequence's <see cref="SequenceSpec.StatisticsCap"/>
-/// keeps beyond its H (<see cref="OlderHistory"/>: counted like H tokens, never tokenized). They give the T tokenizer the user-specific evidence a tree model gets from causal count
-/// features (how often and how recently the user acted, how often on the candidate's own feature values, the spread
+/// keeps beyond its H (<see cref="OlderHistory"/>: counted like H tokens, never tokenized). They give the T tokenizer
+/// the user-specific evidence a tree model gets from causal count features (how often and how recently the user acted, how often on the candidate's own feature values, the spread
 /// of the user's low-cardinality behaviour values such as ratings or feedback outcomes), which a pointwise attention
 /// of one or two layers struggles to sum up on small data.
 /// <para>
@@ -448,8 +448,6 @@ internal sealed class OlderHistory
     public int[] Offsets { get; init; } = [];
     /// <summary>Per entry its sequence.</summary>
     public int[] Sequence { get; init; } = [];
-    /// <summary>Per entry its H group.</summary>
-    public int[] Group { get; init; } = [];
     /// <summary>Per entry its time.</summary>
     public long[] Time { get; init; } = [];
     /// <summary>Entry e's categorical rows are Categorical[CategoricalAt[e]..CategoricalAt[e + 1]).</summary>
@@ -457,7 +455,7 @@ internal sealed class OlderHistory
     /// <summary>Entry e's encoded numeric values are Numeric[NumericAt[e]..NumericAt[e + 1]).</summary>
     public int[] NumericAt { get; init; } = [];
     /// <summary>Categorical table rows of every entry.</summary>
-    public int[] Categorical { get; set; } = [];
+    public int[] Categorical { get; init; } = [];
     /// <summary>Encoded numeric values (transform and presence, as <see cref="NumericStats.EncodeToken"/> writes) of every entry.</summary>
-    public float[] Numeric { get; set; } = [];
+    public float[] Numeric { get; init; } = [];
 }

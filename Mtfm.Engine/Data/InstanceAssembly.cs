@@ -211,26 +211,28 @@ internal sealed class InstanceAssembly
     {
         int n = _oSeq.Count;
         if (n == 0) return null;
-        var o = new OlderHistory
-        {
-            Offsets = _oOffsets.ToArray(), Sequence = _oSeq.ToArray(), Time = _oTime.ToArray(),
-            Group = new int[n], CategoricalAt = new int[n + 1], NumericAt = new int[n + 1],
-        };
+        var seq = _oSeq.ToArray();
+        var catAt = new int[n + 1];
+        var numAt = new int[n + 1];
         for (int e = 0; e < n; e++)
         {
-            var gi = _l.Groups[o.Group[e] = _l.HistoryGroup(o.Sequence[e])];
-            o.CategoricalAt[e + 1] = o.CategoricalAt[e] + gi.CategoricalTables.Length;
-            o.NumericAt[e + 1] = o.NumericAt[e] + gi.NumericWidth;
+            var gi = _l.Groups[_l.HistoryGroup(seq[e])];
+            catAt[e + 1] = catAt[e] + gi.CategoricalTables.Length;
+            numAt[e + 1] = numAt[e] + gi.NumericWidth;
         }
-        o.Categorical = new int[o.CategoricalAt[n]];
-        o.Numeric = new float[o.NumericAt[n]];
+        var cat = new int[catAt[n]];
+        var num = new float[numAt[n]];
         var src = _oSrc.Items;
         for (int e = 0; e < n; e++)
         {
-            int g = o.Group[e];
-            features.Categorical(g, src[e]).CopyTo(o.Categorical.AsSpan(o.CategoricalAt[e], o.CategoricalAt[e + 1] - o.CategoricalAt[e]));
-            stats.EncodeToken(_l.Groups[g], features.Numeric(g, src[e]), o.Numeric.AsSpan(o.NumericAt[e], o.NumericAt[e + 1] - o.NumericAt[e]));
+            int g = _l.HistoryGroup(seq[e]);
+            features.Categorical(g, src[e]).CopyTo(cat.AsSpan(catAt[e], catAt[e + 1] - catAt[e]));
+            stats.EncodeToken(_l.Groups[g], features.Numeric(g, src[e]), num.AsSpan(numAt[e], numAt[e + 1] - numAt[e]));
         }
-        return o;
+        return new OlderHistory
+        {
+            Offsets = _oOffsets.ToArray(), Sequence = seq, Time = _oTime.ToArray(),
+            CategoricalAt = catAt, NumericAt = numAt, Categorical = cat, Numeric = num,
+        };
     }
 }
