@@ -27,11 +27,9 @@ internal static class EvalCommand
         var (model, stats) = MtfmCheckpoint.Load(file, backend);
         using (model)
         {
-            // Feedback tokens follow the model: a model trained with click feedback (--feedback auto/on) gets them again
-            // (auto, with the statistics cap the model's feedback sequences were trained with), one trained without gets
-            // none beyond what the schema file declares.
-            var trained = model.Layout.Schema.Scenarios.Select(s => s.Feedback).FirstOrDefault(f => f is not null);
-            var data = PreparedData.Load(r with { Feedback = trained is not null ? null : false, FeedbackStatisticsCap = trained?.StatisticsCap ?? 0 }, Console.Out);
+            // Feedback tokens follow the model: a data schema without feedback blocks of its own takes the blocks the model
+            // was trained with (whichever rule and statistics cap --feedback used then), one trained without gets none.
+            var data = PreparedData.Load(r with { FeedbackOf = model.Layout.Schema }, Console.Out);
             if (data.Store.Layout.Schema.ToJson() != model.Layout.Schema.ToJson())
                 throw new ArgumentException($"The data's schema ({data.Store.Layout.Schema.Name}) differs from the schema the model in '{file}' was trained with ({model.Layout.Schema.Name}).");
             var predictions = r.Predictions is null ? null : new PredictionWriter(data.Store);

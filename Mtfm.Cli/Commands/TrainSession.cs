@@ -41,6 +41,12 @@ internal sealed record TrainRequest
     /// is derived as in training.
     /// </summary>
     public int? FeedbackStatisticsCap { get; init; }
+    /// <summary>
+    /// The schema a model was trained with (`mtfm eval`): when set, a data schema without feedback blocks of its own
+    /// takes that model's blocks (<see cref="FeedbackTokens.WithFeedbackOf"/>), so the data is derived as in the model's
+    /// training whatever rule or cap added them then; <see cref="Feedback"/> and <see cref="FeedbackStatisticsCap"/> are ignored.
+    /// </summary>
+    public DatasetSchema? FeedbackOf { get; init; }
     public int Epochs { get; init; }
     public int BatchTokens { get; init; } = 4096;
     public float LearningRate { get; init; } = 2e-3f;
@@ -130,6 +136,13 @@ internal sealed class PreparedData
             desc = $"{r.Data} with schema {r.Schema}";
         }
         bool declared = FeedbackTokens.Declared(store.Layout.Schema);
+        if (r.FeedbackOf is { } model)
+        {
+            bool copy = !declared && FeedbackTokens.Declared(model);
+            store = copy ? FeedbackTokens.Derive(store, FeedbackTokens.WithFeedbackOf(store.Layout.Schema, model)) : FeedbackTokens.Derive(store);
+            if (copy) desc += ", the model's feedback tokens";
+            return store;
+        }
         if (r.Feedback == true && declared) throw new ArgumentException("--feedback on: the schema already declares feedback blocks (use --feedback auto or off).");
         if (r.Feedback == true || (r.Feedback is null && !declared && AutoFeedback(r, store.Layout.Schema)))
         {

@@ -24,6 +24,7 @@ internal sealed class DataLayout
     internal readonly int[] FeatureTable;            // feature index -> table id, or -1 for numeric
     internal readonly int[] MissingRow;              // feature index -> table row of a missing value, or -1 (numeric, or missing: error)
     internal readonly bool[] AllowMissing;           // feature index -> missing: allow
+    internal readonly int[] AbsentRow;               // feature index -> table row of "absent from this token's scenario" (a feedback token), or -1
     internal readonly int[][] SourceCat;             // source -> feature indices of categorical columns
     internal readonly int[][] SourceNum;             // source -> feature indices of numeric columns
     internal readonly int[][] ScenarioTaskLabel;     // scenario -> per task 1 if labelled
@@ -40,6 +41,8 @@ internal sealed class DataLayout
         FeatureTable = new int[nf];
         MissingRow = new int[nf];
         AllowMissing = new bool[nf];
+        AbsentRow = new int[nf];
+        var absent = FeedbackTokens.AbsentFeatures(schema);
         _vocab = new Dictionary<string, int>[nf];
         var tables = new List<EmbeddingTableInfo>();
         var idx = new Dictionary<string, int>(StringComparer.Ordinal);
@@ -55,10 +58,12 @@ internal sealed class DataLayout
                 _ => -1,
             };
             AllowMissing[i] = schema.AllowsMissing(i);
-            MissingRow[i] = -1;
+            MissingRow[i] = AbsentRow[i] = -1;
             if (rows < 0) { FeatureTable[i] = -1; continue; }
-            // missing: allow adds one row after the table's own rows for the missing value.
+            // missing: allow adds one row after the table's own rows for the missing value; a feature that a feedback
+            // sequence carries and one of its scenarios lacks, one more for the tokens of that scenario.
             if (AllowMissing[i]) MissingRow[i] = rows++;
+            if (absent.Contains(f.Name)) AbsentRow[i] = rows++;
             FeatureTable[i] = tables.Count;
             tables.Add(new EmbeddingTableInfo(tables.Count, f.Name, rows));
             if (f.Kind == "categorical")

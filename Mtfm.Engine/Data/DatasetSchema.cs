@@ -201,7 +201,10 @@ public sealed class FeedbackSpec
 {
     /// <summary>Name of the feedback sequence.</summary>
     public string Sequence { get; set; } = "";
-    /// <summary>Features of the scenario the token takes.</summary>
+    /// <summary>
+    /// Features the token takes: the scenario's own, or a categorical feature that another scenario sharing the sequence
+    /// has (this scenario's tokens then hold that table's absent row).
+    /// </summary>
     public List<string> Features { get; set; } = [];
     /// <summary>The labels that become outcome embeddings, with when each becomes observable.</summary>
     public List<FeedbackOutcome> Outcomes { get; set; } = [];

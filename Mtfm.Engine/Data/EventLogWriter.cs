@@ -11,7 +11,7 @@ internal static class EventLogWriter
     private static string RawCat(DataLayout l, int feature, int row)
     {
         var f = l.Schema.Features[feature];
-        if (row == l.MissingRow[feature]) return ""; // a missing value (missing: allow) is an empty cell
+        if (row == l.MissingRow[feature] || row == l.AbsentRow[feature]) return ""; // a missing value (missing: allow), or a feature a feedback token's scenario lacks
         return f.Kind switch
         {
             "categorical" => row == 0 ? "<oov>" : f.Vocabulary![row - 1],

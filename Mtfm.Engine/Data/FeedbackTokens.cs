@@ -31,7 +31,16 @@ internal static class FeedbackTokens
             if (fb.HistoryCap < 0) fail($"{at}: historyCap {fb.HistoryCap} < 0");
             if (fb.StatisticsCap < fb.HistoryCap) fail($"{at}: statisticsCap {fb.StatisticsCap} < its historyCap {fb.HistoryCap}");
             var feats = sc.AllFeatures().ToHashSet(StringComparer.Ordinal);
-            foreach (var f in fb.Features) if (!feats.Contains(f)) fail($"{at}: feature '{f}' is not a feature of the scenario");
+            foreach (var f in fb.Features)
+            {
+                if (feats.Contains(f)) continue;
+                // A feature the scenario lacks: its tokens take the table's absent row, so it must be categorical and carried by another scenario of the sequence.
+                var spec = s.Features.FirstOrDefault(x => x.Name == f);
+                if (spec is null) fail($"{at}: feature '{f}' is not a feature of the schema");
+                else if (spec.Kind == "numeric") fail($"{at}: feature '{f}' is numeric and not a feature of the scenario (only categorical features may be absent from a scenario's tokens)");
+                else if (!s.Scenarios.Any(o => o.Feedback?.Sequence == fb.Sequence && o.AllFeatures().Contains(f)))
+                    fail($"{at}: feature '{f}' is a feature of no scenario whose feedback uses sequence '{fb.Sequence}'");
+            }
             if (fb.Features.Distinct().Count() != fb.Features.Count) fail($"{at}: features lists a feature twice");
             if (fb.Outcomes.Count == 0) fail($"{at}: outcomes is empty (name at least one label)");
             if (fb.Outcomes.Count > 4) fail($"{at}: {fb.Outcomes.Count} outcomes (at most 4)");
@@ -71,6 +80,19 @@ internal static class FeedbackTokens
     }
 
     /// <summary>
+    /// Names of the features that some scenario's feedback tokens carry without the scenario having them (its tokens
+    /// hold the table's absent row, <see cref="DataLayout.AbsentRow"/>).
+    /// </summary>
+    internal static HashSet<string> AbsentFeatures(DatasetSchema schema)
+    {
+        var absent = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var sc in schema.Scenarios)
+            if (sc.Feedback is { } fb)
+                foreach (var f in fb.Features.Except(sc.AllFeatures(), StringComparer.Ordinal)) absent.Add(f);
+        return absent;
+    }
+
+    /// <summary>
     /// The schema with each feedback sequence and its outcome feature added (what the feedback store is compiled from);
     /// the schema itself when no scenario declares feedback or it is already expanded.
     /// </summary>
@@ -107,9 +129,12 @@ internal static class FeedbackTokens
     /// <summary>
     /// <paramref name="schema"/> with a feedback block on every scenario labelled with the first task (click), observable
     /// at the exposure's time (a click is seen when it happens; later outcomes such as conversions need their delay or
-    /// revealing behaviour declared in a schema). When the scenarios share categorical item features, one sequence
-    /// <c>feedback</c> (H cap <paramref name="historyCap"/>) takes those and the click outcome; when they share none,
-    /// each scenario gets its own sequence <c>feedback_&lt;scenario&gt;</c> with its own categorical item features.
+    /// revealing behaviour declared in a schema). Scenarios that share a categorical item feature, directly or through
+    /// others, share one sequence; its tokens carry every categorical item feature of those scenarios and the click
+    /// outcome, and a scenario's tokens hold the absent row for the features it lacks (so one scenario with features of
+    /// its own never takes the item away from the others' tokens). When all clicked scenarios are connected that is one
+    /// sequence <c>feedback</c> (H cap <paramref name="historyCap"/>); otherwise each connected group gets a sequence
+    /// <c>feedback_&lt;first scenario of the group&gt;</c>.
     /// <paramref name="statisticsCap"/> is the sequences' <see cref="SequenceSpec.StatisticsCap"/> (default
     /// <see cref="ClickFeedbackStatisticsCap"/>; null or at most the H cap: none, the statistics count the H tokens only).
     /// </summary>
@@ -122,23 +147,54 @@ internal static class FeedbackTokens
         var labelled = x.Scenarios.Where(sc => sc.Labels.ContainsKey(task)).ToList();
         if (labelled.Count == 0) throw new ArgumentException($"--feedback: no scenario has a '{task}' label");
         var categorical = x.Features.Where(f => f.Kind != "numeric").Select(f => f.Name).ToHashSet(StringComparer.Ordinal);
-        var common = labelled[0].ItemFeatures.Where(f => categorical.Contains(f) && labelled.All(sc => sc.ItemFeatures.Contains(f))).ToList();
+        // Connected groups: a scenario joins every group it shares a categorical item feature with (merging them).
+        var groups = new List<(List<string> Features, List<ScenarioSpec> Members)>();
+        foreach (var sc in labelled)
+        {
+            var own = sc.ItemFeatures.Where(categorical.Contains).ToList();
+            var joined = groups.Where(g => g.Features.Intersect(own).Any()).ToList();
+            var group = joined.Count > 0 ? joined[0] : ([], []);
+            foreach (var g in joined.Skip(1)) { group.Features.AddRange(g.Features); group.Members.AddRange(g.Members); groups.Remove(g); }
+            if (joined.Count == 0) groups.Add(group);
+            group.Members.Add(sc);
+            group.Features.AddRange(own.Where(f => !group.Features.Contains(f)));
+        }
         string Fresh(string name)
         {
             while (x.Scenarios.Any(sc => sc.Name == name) || x.Sequences.Any(q => q.Name == name) ||
                    x.Scenarios.Any(sc => sc.Feedback?.Sequence == name) || x.Features.Any(f => f.Name == OutcomeFeature(name))) name += "_";
             return name;
         }
-        string shared = common.Count > 0 ? Fresh("feedback") : "";
-        foreach (var sc in labelled)
+        foreach (var (features, members) in groups)
         {
-            List<string> features = common.Count > 0 ? [.. common] : sc.ItemFeatures.Where(categorical.Contains).ToList();
-            sc.Feedback = new FeedbackSpec
-            {
-                Sequence = common.Count > 0 ? shared : Fresh("feedback_" + sc.Name), Features = features,
-                Outcomes = [new FeedbackOutcome { Task = task }], HistoryCap = historyCap, StatisticsCap = statisticsCap,
-            };
+            // Features in the order the scenarios list them (first scenario first), members in schema order.
+            var ordered = labelled.Where(members.Contains).ToList();
+            var order = ordered.SelectMany(sc => sc.ItemFeatures).Where(features.Contains).Distinct().ToList();
+            string sequence = Fresh(groups.Count == 1 ? "feedback" : "feedback_" + ordered[0].Name);
+            foreach (var sc in ordered)
+                sc.Feedback = new FeedbackSpec
+                {
+                    Sequence = sequence, Features = [.. order],
+                    Outcomes = [new FeedbackOutcome { Task = task }], HistoryCap = historyCap, StatisticsCap = statisticsCap,
+                };
         }
+        x.Validate();
+        return x;
+    }
+
+    /// <summary>
+    /// <paramref name="raw"/> (a schema without feedback blocks) with the feedback blocks of <paramref name="model"/>
+    /// (the schema a model was trained with), scenario by scenario: how `mtfm eval` derives a model's feedback tokens
+    /// as in its training, whichever rule added them then.
+    /// </summary>
+    public static DatasetSchema WithFeedbackOf(DatasetSchema raw, DatasetSchema model)
+    {
+        ArgumentNullException.ThrowIfNull(raw);
+        ArgumentNullException.ThrowIfNull(model);
+        if (Declared(raw)) throw new ArgumentException("the schema declares feedback blocks of its own", nameof(raw));
+        var x = DatasetSchema.Parse(raw.ToJson());
+        var copy = DatasetSchema.Parse(model.ToJson()); // blocks of their own, not shared with the model's schema
+        foreach (var sc in x.Scenarios) sc.Feedback = copy.Scenarios.FirstOrDefault(m => m.Name == sc.Name)?.Feedback;
         x.Validate();
         return x;
     }
@@ -254,7 +310,7 @@ internal static class FeedbackTokens
                 foreach (var tok in tokens)
                 {
                     st.BeginEvent(u, tok.Time, p.Source);
-                    foreach (int c in p.CatFrom) st.CatValues.Add(cat[c]);
+                    for (int k = 0; k < p.CatFrom.Length; k++) st.CatValues.Add(p.TokenCategorical(k, cat));
                     st.CatValues.Add(l.EncodeCategorical(p.OutcomeFeature, tok.Code));
                     foreach (int c in p.NumFrom) st.NumValues.Add(num[c]);
                 }
@@ -312,10 +368,14 @@ internal static class FeedbackTokens
         public required int OutcomeFeature;
         public required FeedbackOutcome[] Outcomes;
         public required int[] Tasks;
-        public required int[] CatFrom, NumFrom; // positions in the exposure's categorical / numeric values
+        public required int[] CatFrom, NumFrom; // positions in the exposure's categorical / numeric values (CatFrom −1: a feature the scenario lacks)
+        public required int[] CatAbsent;        // per token categorical: the table's absent row where CatFrom is −1
         public required int[][] MatchCat;       // per outcome: positions of the match features in the exposure's categorical values
         public required int[] RevealSource;     // per outcome: source index of revealedBy (−1 none)
         public required int[][] RevealCat;      // per outcome: positions of the match features in the revealing event's categorical values
+
+        /// <summary>Token categorical <paramref name="k"/> of an exposure with encoded categoricals <paramref name="exposureCat"/>.</summary>
+        public int TokenCategorical(int k, ReadOnlySpan<int> exposureCat) => CatFrom[k] >= 0 ? exposureCat[CatFrom[k]] : CatAbsent[k];
     }
 
     internal static Plan?[] Plans(DataLayout l)
@@ -336,6 +396,7 @@ internal static class FeedbackTokens
                 Outcomes = [.. fb.Outcomes],
                 Tasks = fb.Outcomes.Select(o => s.Tasks.IndexOf(o.Task)).ToArray(),
                 CatFrom = qc[..^1].Select(f => Array.IndexOf(ec, f)).ToArray(),
+                CatAbsent = qc[..^1].Select(f => l.AbsentRow[f]).ToArray(),
                 NumFrom = qn.Select(f => Array.IndexOf(en, f)).ToArray(),
                 MatchCat = fb.Outcomes.Select(o => o.Match.Select(m => Array.IndexOf(ec, Feature(m))).ToArray()).ToArray(),
                 RevealSource = fb.Outcomes.Select(o => o.RevealedBy is { } r && l.TryGetSource(r, out int rs) ? rs : -1).ToArray(),

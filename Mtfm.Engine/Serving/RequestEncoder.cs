@@ -181,7 +181,7 @@ internal sealed class RequestEncoder
             foreach (var key in feats.Keys) CheckKnown(key, sc, $"{at}.features.{key}");
             // Only the features the tokens take (and the match features) are needed; any other given value is still validated.
             var sCat = _l.SourceCat[sc]; var sNum = _l.SourceNum[sc];
-            var needCat = new HashSet<int>(plan.CatFrom.Concat(plan.MatchCat.SelectMany(m => m)));
+            var needCat = new HashSet<int>(plan.CatFrom.Where(k => k >= 0).Concat(plan.MatchCat.SelectMany(m => m)));
             var needNum = new HashSet<int>(plan.NumFrom);
             var ec = new int[sCat.Length]; var en = new float[sNum.Length];
             for (int k = 0; k < sCat.Length; k++)
@@ -225,7 +225,7 @@ internal sealed class RequestEncoder
             foreach (var tok in tokens)
             {
                 var tc = new int[p.CatFrom.Length + 1];
-                for (int k = 0; k < p.CatFrom.Length; k++) tc[k] = ec[p.CatFrom[k]];
+                for (int k = 0; k < p.CatFrom.Length; k++) tc[k] = p.TokenCategorical(k, ec);
                 tc[^1] = _l.EncodeCategorical(p.OutcomeFeature, tok.Code);
                 var tn = new float[p.NumFrom.Length];
                 for (int k = 0; k < tn.Length; k++) tn[k] = en[p.NumFrom[k]];

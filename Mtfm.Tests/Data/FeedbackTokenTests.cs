@@ -8,13 +8,14 @@ namespace Mtfm.Tests.Data;
 public class FeedbackTokenTests
 {
     /// <summary>The tiny synthetic schema with feedback on feed and groupbuy: click seen at the exposure, conversion revealed by an order of the same item.</summary>
-    internal static DatasetSchema WithFeedback(DatasetSchema s)
+    /// <summary>Feedback on feed and groupbuy; with <paramref name="absent"/> the tokens also carry groupbuy's shop_id, which feed lacks (its tokens take the absent row).</summary>
+    internal static DatasetSchema WithFeedback(DatasetSchema s, bool absent = false)
     {
         var x = DatasetSchema.Parse(s.ToJson());
         foreach (var sc in x.Scenarios.Where(sc => sc.Name is "feed" or "groupbuy"))
             sc.Feedback = new FeedbackSpec
             {
-                Sequence = "fb", Features = ["item_id", "category"], HistoryCap = 30,
+                Sequence = "fb", Features = absent ? ["item_id", "category", "shop_id"] : ["item_id", "category"], HistoryCap = 30,
                 Outcomes = [new FeedbackOutcome { Task = "click" }, new FeedbackOutcome { Task = "conversion", RevealedBy = "order", Match = ["item_id"] }],
             };
         x.Validate();
@@ -120,7 +121,9 @@ public class FeedbackTokenTests
     }
 
     [Theory]
-    [InlineData("price", "feedback: feature 'price' is not a feature of the scenario")]
+    [InlineData("price", "feedback: feature 'price' is numeric and not a feature of the scenario")]
+    [InlineData("feature:shop_id", "feedback: feature 'shop_id' is a feature of no scenario whose feedback uses sequence 'fb'")]
+    [InlineData("feature:nosuch", "feedback: feature 'nosuch' is not a feature of the schema")]
     [InlineData("task:purchase", "outcome 'purchase' is not a label of the scenario")]
     [InlineData("reveal:nosuch", "revealedBy 'nosuch' is not a sequence")]
     [InlineData("match:", "needs match features")]
@@ -136,6 +139,7 @@ public class FeedbackTokenTests
         feed.Feedback = fb;
         string v = bad[(bad.IndexOf(':') + 1)..];
         if (bad == "price") fb.Features = ["price"];
+        else if (bad.StartsWith("feature:", StringComparison.Ordinal)) fb.Features = ["item_id", v]; // feed lacks shop_id; no other scenario uses fb
         else if (bad.StartsWith("task:", StringComparison.Ordinal)) o.Task = v;
         else if (bad.StartsWith("reveal:", StringComparison.Ordinal)) o.RevealedBy = v;
         else if (bad.StartsWith("match:", StringComparison.Ordinal)) o.Match = v.Length == 0 ? [] : [v];
@@ -148,26 +152,88 @@ public class FeedbackTokenTests
     }
 
     /// <summary>
-    /// --feedback's schema: one shared sequence with the common categorical item features when the clicked scenarios
-    /// share some (the synthetic schema), one sequence per scenario with its own when they share none (market).
+    /// --feedback's schema: scenarios that share a categorical item feature (directly or through others) share one
+    /// sequence carrying all their categorical item features; a scenario's tokens take the absent row for the ones it
+    /// lacks, so one scenario with fewer features never takes the item away from the others' tokens. The synthetic
+    /// schema is one group through category; the market's home and search share item_id, local and promo share nothing.
     /// </summary>
     [Fact]
-    public void ClickFeedbackSharesASequenceOnlyWhenScenariosShareItemFeatures()
+    public void ClickFeedbackSharesASequenceAmongScenariosConnectedByItemFeatures()
     {
-        var synth = FeedbackTokens.WithClickFeedback(SyntheticGenerator.Generate(SyntheticConfig.Tiny with { Users = 5, Days = 2 }).Store.Layout.Schema);
-        var fbs = synth.Scenarios.Where(sc => sc.Feedback is not null).Select(sc => sc.Feedback!).ToList();
-        Assert.NotEmpty(fbs);
-        Assert.All(fbs, fb => Assert.Equal("feedback", fb.Sequence));
-        Assert.All(fbs, fb => Assert.Equal(["category"], fb.Features)); // the one categorical item feature all clicked scenarios have
+        var raw = SyntheticGenerator.Generate(SyntheticConfig.Tiny with { Users = 30, Days = 3 }).Store;
+        var synth = FeedbackTokens.WithClickFeedback(raw.Layout.Schema);
+        Assert.All(synth.Scenarios, sc => Assert.Equal("feedback", sc.Feedback!.Sequence));
+        Assert.All(synth.Scenarios, sc => Assert.Equal(["item_id", "category", "shop_id"], sc.Feedback!.Features)); // price is numeric
+
+        // The derived tokens: each holds its exposure's values, and the absent row where the scenario lacks the feature.
+        var derived = FeedbackTokens.Derive(raw, synth);
+        var l = derived.Layout;
+        l.TryGetSource("feedback", out int fbSource);
+        int[] tokenFeatures = l.SourceCat[fbSource];
+        var bySecond = new Dictionary<(int, long), List<int>>();
+        for (int ev = 0; ev < raw.Count; ev++)
+            if (raw.IsExposure(ev)) { var k = (raw.UserOf(ev), raw.TimeOf(ev)); if (!bySecond.TryGetValue(k, out var list)) bySecond[k] = list = []; list.Add(ev); }
+        var seen = new HashSet<string>();
+        for (int ev = raw.Count; ev < derived.Count; ev++)
+        {
+            var exposures = bySecond[(derived.UserOf(ev), derived.TimeOf(ev))]; // clicks are observable at once: one token per exposure, at its time
+            var tok = derived.Categorical(ev).ToArray();
+            bool matched = exposures.Any(x =>
+            {
+                var sc = raw.Layout.Schema.Scenarios[raw.SourceOf(x)];
+                var cat = raw.Categorical(x);
+                for (int k = 0; k < tokenFeatures.Length - 1; k++)
+                {
+                    string name = l.Schema.Features[tokenFeatures[k]].Name;
+                    int pos = Array.IndexOf(raw.Layout.SourceCat[raw.SourceOf(x)], tokenFeatures[k]);
+                    int want = sc.AllFeatures().Contains(name) ? cat[pos] : l.AbsentRow[tokenFeatures[k]];
+                    if (tok[k] != want) return false;
+                }
+                seen.Add(sc.Name);
+                return true;
+            });
+            Assert.True(matched, $"feedback token {ev} matches no exposure of its user and second");
+        }
+        Assert.Equal(["coupon", "feed", "groupbuy"], seen.Order());
+        Assert.True(l.AbsentRow[l.Schema.Features.FindIndex(f => f.Name == "item_id")] >= 0);
+        Assert.Equal(-1, l.AbsentRow[l.Schema.Features.FindIndex(f => f.Name == "category")]); // every scenario has it
 
         var market = FeedbackTokens.WithClickFeedback(MarketGenerator.Schema(new MarketConfig()));
         var byScenario = market.Scenarios.ToDictionary(sc => sc.Name, sc => sc.Feedback!);
-        Assert.Equal("feedback_search", byScenario["search"].Sequence);
-        Assert.Equal(["item_id", "query_cat"], byScenario["search"].Features); // price is numeric
+        Assert.Equal("feedback_home", byScenario["search"].Sequence);
+        Assert.Equal(["item_id", "category", "query_cat"], byScenario["search"].Features);
         Assert.Equal(["shop_id", "local_cat"], byScenario["local"].Features);
         Assert.Equal(["promo_cat"], byScenario["promo"].Features);
-        Assert.Equal(4, byScenario.Values.Select(fb => fb.Sequence).Distinct().Count());
+        Assert.Equal(["feedback_home", "feedback_local", "feedback_promo"], byScenario.Values.Select(fb => fb.Sequence).Distinct());
         var expanded = FeedbackTokens.Expand(market);
-        Assert.Contains(expanded.Sequences, q => q.Name == "feedback_home" && q.Features.SequenceEqual(["item_id", "category", FeedbackTokens.OutcomeFeature("feedback_home")]));
+        Assert.Contains(expanded.Sequences, q => q.Name == "feedback_home" && q.Features.SequenceEqual(["item_id", "category", "query_cat", FeedbackTokens.OutcomeFeature("feedback_home")]));
+
+        // Groups merge when a later scenario links two earlier ones.
+        var linked = DatasetSchema.Parse(MarketGenerator.Schema(new MarketConfig()).ToJson());
+        linked.Scenarios.Single(sc => sc.Name == "promo").ItemFeatures = ["promo_cat", "shop_id", "item_id"];
+        Assert.All(FeedbackTokens.WithClickFeedback(linked).Scenarios, sc => Assert.Equal("feedback", sc.Feedback!.Sequence));
+    }
+
+    /// <summary>
+    /// `mtfm eval`'s derivation: a raw schema takes a model's feedback blocks scenario by scenario, whichever rule made
+    /// them (today's, or a block of another rule such as one shared sequence of the common features), and none from a
+    /// model without; a raw schema with blocks of its own is refused.
+    /// </summary>
+    [Fact]
+    public void WithFeedbackOfCopiesAModelsBlocks()
+    {
+        var raw = SyntheticGenerator.Generate(SyntheticConfig.Tiny with { Users = 5, Days = 2 }).Store.Layout.Schema;
+        var today = FeedbackTokens.WithClickFeedback(raw, 5, 40);
+        Assert.Equal(today.ToJson(), FeedbackTokens.WithFeedbackOf(raw, FeedbackTokens.Expand(today)).ToJson());
+
+        var older = DatasetSchema.Parse(raw.ToJson());
+        foreach (var sc in older.Scenarios)
+            sc.Feedback = new FeedbackSpec { Sequence = "feedback", Features = ["category"], Outcomes = [new FeedbackOutcome { Task = older.Tasks[0] }], HistoryCap = 50 };
+        var copied = FeedbackTokens.WithFeedbackOf(raw, FeedbackTokens.Expand(older));
+        Assert.Equal(older.ToJson(), copied.ToJson());
+        Assert.NotEqual(today.ToJson(), copied.ToJson());
+
+        Assert.False(FeedbackTokens.Declared(FeedbackTokens.WithFeedbackOf(raw, raw)));
+        Assert.Throws<ArgumentException>(() => FeedbackTokens.WithFeedbackOf(today, today));
     }
 }

@@ -11,11 +11,14 @@ namespace Mtfm.Tests.Serving;
 /// </summary>
 public class FeedbackServingTests
 {
-    private static readonly Lazy<(EventStore Raw, EventStore Derived)> Stores = new(() =>
+    private static readonly Lazy<(EventStore Raw, EventStore Derived)> Stores = new(() => Make(absent: false));
+    private static readonly Lazy<(EventStore Raw, EventStore Derived)> StoresWithAbsent = new(() => Make(absent: true));
+
+    private static (EventStore Raw, EventStore Derived) Make(bool absent)
     {
         var raw = SyntheticGenerator.Generate(SyntheticConfig.Tiny with { Users = 40, Days = 5 }).Store;
-        return (raw, FeedbackTokens.Derive(raw, Data.FeedbackTokenTests.WithFeedback(raw.Layout.Schema)));
-    });
+        return (raw, FeedbackTokens.Derive(raw, Data.FeedbackTokenTests.WithFeedback(raw.Layout.Schema, absent)));
+    }
 
     /// <summary>Every exposure of the user in a scenario with feedback, as the raw log holds it, with its labels.</summary>
     private static List<PastExposure> PastExposures(EventStore raw, int user)
@@ -40,10 +43,16 @@ public class FeedbackServingTests
         return list;
     }
 
-    [Fact]
-    public void RequestWithPastExposuresEncodesToTheTrainingInstanceOfTheDerivedStore()
+    /// <summary>
+    /// With <paramref name="absent"/> the feedback tokens also carry groupbuy's shop_id, which feed lacks: the request
+    /// encoder gives feed's tokens the same absent row as the derived store.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void RequestWithPastExposuresEncodesToTheTrainingInstanceOfTheDerivedStore(bool absent)
     {
-        var (raw, derived) = Stores.Value;
+        var (raw, derived) = absent ? StoresWithAbsent.Value : Stores.Value;
         var stats = derived.ComputeNumericStats();
         var per = UserLevelAggregator.Aggregate(derived, AggregationMode.PerExposure);
         var builder = new BatchBuilder(per, stats);
@@ -69,6 +78,13 @@ public class FeedbackServingTests
         }
         Assert.True(checkedInstances > 200, $"{checkedInstances} instances");
         Assert.True(withFeedback > checkedInstances / 2, $"{withFeedback} of {checkedInstances} instances hold feedback tokens");
+        if (!absent) return;
+        var l = derived.Layout;
+        int shop = l.Schema.Features.FindIndex(f => f.Name == "shop_id"), at = Array.IndexOf(l.SourceCat[fbSource], shop);
+        Assert.True(l.AbsentRow[shop] >= 0);
+        int absentTokens = Enumerable.Range(0, derived.Count).Count(e => derived.SourceOf(e) == fbSource && derived.Categorical(e)[at] == l.AbsentRow[shop]);
+        int present = Enumerable.Range(0, derived.Count).Count(e => derived.SourceOf(e) == fbSource && derived.Categorical(e)[at] != l.AbsentRow[shop]);
+        Assert.True(absentTokens > 0 && present > 0, $"{absentTokens} feed tokens with the absent shop row, {present} groupbuy tokens with a shop");
     }
 
     /// <summary>A conversion revealed by an order enters the tokens at the order's time, and not before: the request sees it only once the order is strictly earlier.</summary>
