@@ -172,6 +172,9 @@ internal sealed class RowDecoder
         throw Err(row, _mapCol[0], sb.ToString(), r.Text(_mapCol[0]));
     }
 
+    /// <summary>Unix seconds at or beyond which a unix_seconds time is rejected as milliseconds (1e11 s, the year 5138).</summary>
+    internal const long MaxUnixSeconds = 100_000_000_000L;
+
     private long ParseTime<TRow>(ref TRow r, long row) where TRow : IRowCells, allows ref struct
     {
         if (_timeFormat == "iso8601")
@@ -183,6 +186,10 @@ internal sealed class RowDecoder
         if (!r.TryNumber(_timeCol, out double d) || !double.IsFinite(d) || d != Math.Floor(d) || Math.Abs(d) > 9e15)
             throw Err(row, _timeCol, $"unparsable timestamp ({_timeFormat} integer expected)", r.Text(_timeCol));
         long t = (long)d;
+        // 1e11 unix seconds is the year 5138: such a column holds milliseconds (or finer), and reading it as seconds would
+        // stretch every decay, window and same-second page a thousandfold without any other error.
+        if (_timeFormat == "unix_seconds" && Math.Abs(t) >= MaxUnixSeconds)
+            throw Err(row, _timeCol, "timestamp beyond the year 5000 as unix seconds: the column looks like milliseconds (set \"timeFormat\": \"unix_millis\" in the schema)", r.Text(_timeCol));
         return _timeFormat == "unix_millis" ? Math.DivRem(t, 1000L).Quotient - (t % 1000 < 0 ? 1 : 0) : t;
     }
 }

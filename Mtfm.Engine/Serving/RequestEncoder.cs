@@ -52,6 +52,7 @@ internal sealed class RequestEncoder
         if (!_l.TryGetSource(r.Scenario, out int scenario) || scenario >= _l.ScenarioCount)
             throw new ScoreRequestException("scenario", $"'{r.Scenario}' is unknown (scenarios: {string.Join(", ", _l.Schema.Scenarios.Select(s => s.Name))})");
         if (r.Time is not { } now) throw new ScoreRequestException("time", "missing (unix seconds expected)");
+        CheckSeconds(now, "time");
         if (r.Candidates is null || r.Candidates.Count == 0) throw new ScoreRequestException("candidates", "missing or empty (at least one candidate is needed)");
 
         // Candidates: T tokens of the scenario's group.
@@ -88,6 +89,7 @@ internal sealed class RequestEncoder
             if (!_l.TryGetSource(e.Sequence, out int src) || src < ns)
                 throw new ScoreRequestException($"events[{i}].sequence", $"'{e.Sequence}' is unknown (sequences: {string.Join(", ", _l.Schema.Sequences.Select(s => s.Name))})");
             if (e.Time is not { } t) throw new ScoreRequestException($"events[{i}].time", "missing (unix seconds expected)");
+            CheckSeconds(t, $"events[{i}].time");
             var feats = e.Features ?? [];
             foreach (var key in feats.Keys)
             {
@@ -177,6 +179,7 @@ internal sealed class RequestEncoder
                 $"scenario '{x.Scenario}' declares no feedback block, so its exposures do not enter the user's sequences ("
                 + (withFeedback.Count == 0 ? "the model's schema declares none" : "scenarios with feedback: " + string.Join(", ", withFeedback)) + ")");
             if (x.Time is not { } t) throw new ScoreRequestException(at + ".time", "missing (unix seconds expected)");
+            CheckSeconds(t, at + ".time");
             var feats = x.Features ?? [];
             foreach (var key in feats.Keys) CheckKnown(key, sc, $"{at}.features.{key}");
             // Only the features the tokens take (and the match features) are needed; any other given value is still validated.
@@ -232,6 +235,13 @@ internal sealed class RequestEncoder
                 evSeq.Add(p.Source - ns); evTime.Add(tok.Time); evCat.Add(tc); evNum.Add(tn);
             }
         }
+    }
+
+    /// <summary>Rejects a time at or beyond 1e11 unix seconds (the year 5138): a request in milliseconds would otherwise score silently wrong.</summary>
+    private static void CheckSeconds(long t, string field)
+    {
+        if (Math.Abs(t) >= RowDecoder.MaxUnixSeconds)
+            throw new ScoreRequestException(field, $"{t} is beyond the year 5000 as unix seconds (milliseconds? request times are unix seconds)");
     }
 
     /// <summary>Whether exposure feature <paramref name="feature"/> is to be read: needed (and then required unless <c>missing: allow</c>) or given.</summary>

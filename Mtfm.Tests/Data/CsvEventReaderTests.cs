@@ -34,6 +34,7 @@ public class CsvEventReaderTests
     [InlineData("wrong_column_count.csv", "row 2, column 'coupon_type': wrong column count '5' (header has 9)")]
     [InlineData("unparsable_number.csv", "row 2, column 'price': unparsable number '12x5'")]
     [InlineData("unparsable_timestamp.csv", "row 2, column 'ts': unparsable timestamp (unix_seconds integer expected) 'yesterday'")]
+    [InlineData("millis_timestamp.csv", "row 2, column 'ts': timestamp beyond the year 5000 as unix seconds: the column looks like milliseconds (set \"timeFormat\": \"unix_millis\" in the schema) '1700000000123'")]
     [InlineData("unknown_scenario.csv", "row 2, column 'source': unknown scenario or sequence 'banner'")]
     [InlineData("nan_numeric.csv", "row 2, column 'price': non-finite numeric value 'NaN'")]
     [InlineData("inf_numeric.csv", "row 2, column 'price': non-finite numeric value 'Infinity'")]

@@ -56,6 +56,7 @@ public class RequestValidationTests
         ["unknown scenario"] = r => r["scenario"] = "x",
         ["sequence as scenario"] = r => r["scenario"] = "click",
         ["no time"] = r => r.Remove("time"),
+        ["time in milliseconds"] = r => r["time"] = 1_700_000_000_123L,
         ["no candidates"] = r => r.Remove("candidates"),
         ["empty candidates"] = r => r["candidates"] = new JsonArray(),
         ["null candidate"] = r => r["candidates"]![1] = null,
@@ -78,6 +79,7 @@ public class RequestValidationTests
         ["scenario as sequence"] = r => r["events"]![1]!["sequence"] = "feed",
         ["event without sequence"] = r => r["events"]![0]!.AsObject().Remove("sequence"),
         ["event without time"] = r => r["events"]![1]!.AsObject().Remove("time"),
+        ["event time in milliseconds"] = r => r["events"]![0]!["time"] = 1_699_999_999_000L,
         ["null event"] = r => r["events"]![0] = null,
         ["event feature missing"] = r => r["events"]![0]!["features"]!.AsObject().Remove("color"),
         ["event feature of another source"] = r => r["events"]![0]!["features"]!["price"] = 1,
@@ -98,6 +100,7 @@ public class RequestValidationTests
     [InlineData("unknown scenario", "scenario: 'x' is unknown (scenarios: feed, ads)")]
     [InlineData("sequence as scenario", "scenario: 'click' is unknown (scenarios: feed, ads)")]
     [InlineData("no time", "time: missing (unix seconds expected)")]
+    [InlineData("time in milliseconds", "time: 1700000000123 is beyond the year 5000 as unix seconds (milliseconds? request times are unix seconds)")]
     [InlineData("no candidates", "candidates: missing or empty (at least one candidate is needed)")]
     [InlineData("empty candidates", "candidates: missing or empty (at least one candidate is needed)")]
     [InlineData("null candidate", "candidates[1]: is null")]
@@ -120,6 +123,7 @@ public class RequestValidationTests
     [InlineData("scenario as sequence", "events[1].sequence: 'feed' is unknown (sequences: click, buy)")]
     [InlineData("event without sequence", "events[0].sequence: missing or empty")]
     [InlineData("event without time", "events[1].time: missing (unix seconds expected)")]
+    [InlineData("event time in milliseconds", "events[0].time: 1699999999000 is beyond the year 5000 as unix seconds (milliseconds? request times are unix seconds)")]
     [InlineData("null event", "events[0]: is null")]
     [InlineData("event feature missing", "events[0].features.color: missing (sequence 'click' needs item_id, color)")]
     [InlineData("event feature of another source", "events[0].features.price: not a feature of sequence 'click' (its features: item_id, color)")]
