@@ -81,5 +81,6 @@ internal static class CsvEventReader
         public ReadOnlySpan<char> Text(int col) => _row[col].Span;
         public bool TryNumber(int col, out double v) =>
             double.TryParse(_row[col].Span, NumberStyles.Float, CultureInfo.InvariantCulture, out v);
+        public bool IsTimestamp(int col) => false;
     }
 }

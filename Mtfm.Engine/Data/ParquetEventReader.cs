@@ -110,6 +110,7 @@ internal static class ParquetEventReader
             v = c.Num![_i];
             return !c.Null![_i];
         }
+        public bool IsTimestamp(int col) => _cols[col].IsTime;
     }
 
     private static async Task<Column> ReadColumn(ParquetRowGroupReader rg, DataField f, int n, string path, CancellationToken ct)

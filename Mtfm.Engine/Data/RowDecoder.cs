@@ -8,6 +8,8 @@ internal interface IRowCells
     ReadOnlySpan<char> Text(int col);
     /// <summary>Numeric cell; false when unparsable or empty.</summary>
     bool TryNumber(int col, out double v);
+    /// <summary>Whether the cell is a typed timestamp (a Parquet timestamp column), whose number is already unix seconds.</summary>
+    bool IsTimestamp(int col);
 }
 
 /// <summary>Maps the schema onto a header and decodes rows into an <see cref="EventStore"/>; shared by the CSV and Parquet readers.</summary>
@@ -186,6 +188,7 @@ internal sealed class RowDecoder
         if (!r.TryNumber(_timeCol, out double d) || !double.IsFinite(d) || d != Math.Floor(d) || Math.Abs(d) > 9e15)
             throw Err(row, _timeCol, $"unparsable timestamp ({_timeFormat} integer expected)", r.Text(_timeCol));
         long t = (long)d;
+        if (r.IsTimestamp(_timeCol)) return t; // a typed timestamp: seconds whatever the time format, and any year
         // 1e11 unix seconds is the year 5138: such a column holds milliseconds (or finer), and reading it as seconds would
         // stretch every decay, window and same-second page a thousandfold without any other error.
         if (_timeFormat == "unix_seconds" && Math.Abs(t) >= MaxUnixSeconds)

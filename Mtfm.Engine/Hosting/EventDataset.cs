@@ -125,6 +125,22 @@ public sealed class EventDataset
         return new EventDataset(_store, Description + ", click feedback tokens", FeedbackTokens.WithClickFeedback(_store.Layout.Schema));
     }
 
+    /// <summary>
+    /// This dataset with the feedback blocks <paramref name="model"/> was trained with (none when it had none): how to
+    /// evaluate or score a model on fresh data exactly as it was trained, whichever rule or statistics cap added its
+    /// feedback tokens then (<see cref="WithClickFeedback"/> follows today's rule, which may differ from an older
+    /// checkpoint's). Throws <see cref="InvalidOperationException"/> when this dataset's schema already declares
+    /// feedback blocks.
+    /// </summary>
+    public EventDataset WithFeedbackOf(TrainedModel model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        if (FeedbackTokens.Declared(_store.Layout.Schema))
+            throw new InvalidOperationException($"{Description}: the schema already declares feedback blocks.");
+        var schema = FeedbackTokens.WithFeedbackOf(_store.Layout.Schema, model.Schema);
+        return FeedbackTokens.Declared(schema) ? new EventDataset(_store, Description + ", the model's feedback tokens", schema) : this;
+    }
+
     /// <summary>The schema the events were read with; with feedback blocks, expanded by their sequences and outcome features.</summary>
     public DatasetSchema Schema => _store.Layout.Schema;
 
@@ -179,6 +195,8 @@ public sealed class EventDataset
 
         public bool TryNumber(int col, out double v) =>
             double.TryParse(Cell(col), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out v);
+
+        public bool IsTimestamp(int col) => false;
 
         private string Cell(int col) =>
             row.TryGetValue(header[col], out var s) && s is not null ? s

@@ -252,8 +252,10 @@ internal sealed class RequestEncoder
         if (feats.TryGetValue(name, out value)) return true;
         if (!needed) return false;
         if (_l.AllowMissing[feature]) return true; // an absent value is a missing value
-        var fb = _l.Schema.Scenarios[_l.TryGetSource(scenario, out int sc) ? sc : 0].Feedback!;
-        throw new ScoreRequestException(path, $"missing (scenario '{scenario}' feedback tokens take {string.Join(", ", fb.Features.Concat(fb.Outcomes.SelectMany(o => o.Match)).Distinct())})");
+        var spec = _l.Schema.Scenarios[_l.TryGetSource(scenario, out int sc) ? sc : 0];
+        var fb = spec.Feedback!;
+        var own = spec.AllFeatures().ToHashSet(StringComparer.Ordinal); // a token feature the scenario lacks takes its absent row and is not sent
+        throw new ScoreRequestException(path, $"missing (scenario '{scenario}' feedback tokens take {string.Join(", ", fb.Features.Where(own.Contains).Concat(fb.Outcomes.SelectMany(o => o.Match)).Distinct())})");
     }
 
     private void CheckKnown(string key, int scenario, string path)

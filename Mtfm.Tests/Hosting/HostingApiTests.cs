@@ -79,6 +79,11 @@ public sealed class HostingApiTests : IDisposable
         Assert.Contains("feedback blocks", Assert.Throws<InvalidOperationException>(() => fb.WithClickFeedback()).Message);
         using var model = TrainedModel.Train(fb, OneEpoch, ComputeDevice.Cpu(1), progress: null, Ct);
         Assert.True(model.Summary!.Steps > 0);
+        // Fresh data takes the trained model's blocks (what an older checkpoint needs once the default rule changes).
+        var again = data.WithFeedbackOf(model);
+        Assert.Equal(model.Schema.ToJson(), again.Schema.ToJson());
+        Assert.NotEmpty(model.Evaluate(again));
+        Assert.Contains("feedback blocks", Assert.Throws<InvalidOperationException>(() => fb.WithFeedbackOf(model)).Message);
     }
 
     [Fact]

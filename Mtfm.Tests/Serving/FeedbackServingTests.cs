@@ -143,9 +143,11 @@ public class FeedbackServingTests
     [InlineData("""{"scenario":"feed","time":10,"features":{"item_id":1,"category":2},"labels":{"like":1}}""", "exposures[0].labels.like: 'like' is not a label of scenario 'feed'")]
     [InlineData("""{"scenario":"feed","time":10,"when":3}""", "exposures[0].when: unknown field (an exposure has scenario, time, features, labels)")]
     [InlineData("""[1]""", "exposures[0]: wrong JSON type, expected an exposure object")]
-    public void BadExposuresAreRejectedNamingTheField(string exposure, string message)
+    [InlineData("""{"scenario":"feed","time":10,"features":{"item_id":1}}""", "exposures[0].features.category: missing (scenario 'feed' feedback tokens take item_id, category)", true)] // not shop_id: feed lacks it (absent row)
+    [InlineData("""{"scenario":"feed","time":10,"features":{"item_id":1,"category":2,"shop_id":3}}""", "exposures[0].features.shop_id: not a feature of scenario 'feed'", true)]
+    public void BadExposuresAreRejectedNamingTheField(string exposure, string message, bool absent = false)
     {
-        var (_, derived) = Stores.Value;
+        var (_, derived) = absent ? StoresWithAbsent.Value : Stores.Value;
         var l = derived.Layout;
         var enc = new RequestEncoder(l, derived.ComputeNumericStats());
         var sc = l.Schema.Scenarios[0];
