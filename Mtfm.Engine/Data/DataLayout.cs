@@ -101,6 +101,13 @@ internal sealed class DataLayout
             NumericPresence = Enumerable.Range(0, SourceNum[src].Length).Where(k => AllowMissing[SourceNum[src][k]]).ToArray(),
         };
 
+    /// <summary>Whether embedding table <paramref name="table"/> ends with an absent row (<see cref="AbsentRow"/>).</summary>
+    internal bool TableHasAbsentRow(int table)
+    {
+        for (int f = 0; f < FeatureTable.Length; f++) if (FeatureTable[f] == table) return AbsentRow[f] >= 0;
+        return false;
+    }
+
     /// <summary>Group id of the H group of sequence <paramref name="sequence"/>.</summary>
     public int HistoryGroup(int sequence) => sequence;
     /// <summary>Group id of the R group of sequence <paramref name="sequence"/>.</summary>

@@ -78,7 +78,10 @@ internal sealed class HistoryStatistics
                 for (int b = 0; b < qTables.Length; b++)
                 {
                     int rows = layout.Tables[qTables[b]].Rows;
-                    if (rows <= MaxLowCardinalityRows && !same.Exists(x => x.Item2 == b)) low.Add((b, rows));
+                    // A feedback sequence's absent row (DataLayout.AbsentRow) gets a share column but does not count
+                    // against the limit, so adding it never takes a table's shares away.
+                    int own = rows - (layout.TableHasAbsentRow(qTables[b]) ? 1 : 0);
+                    if (own <= MaxLowCardinalityRows && !same.Exists(x => x.Item2 == b)) low.Add((b, rows));
                 }
                 seqs[j] = new SequencePlan(j, same.ToArray(), low.ToArray(), layout.Groups[layout.HistoryGroup(j)].NumericFeatures.Length);
                 width += seqs[j].Width;

@@ -227,4 +227,31 @@ public class HistoryStatisticsTests
             return blk.Statistics.AsSpan(batch.RowInGroup[t] * blk.StatisticsWidth, blk.StatisticsWidth);
         }
     }
+
+    /// <summary>
+    /// A feedback sequence's absent row gets a share column but does not count against the low-cardinality limit: a
+    /// 15-value feature (16 rows) that only groupbuy has still gives feed's T tokens its per-value shares over the
+    /// feedback tokens (17 columns per aggregate: its 16 rows and the absent row) once the table has 17 rows.
+    /// </summary>
+    [Fact]
+    public void AnAbsentRowDoesNotTakeALowCardinalityFeaturesShares()
+    {
+        var raw = SyntheticGenerator.Generate(SyntheticConfig.Tiny with { Users = 5, Days = 2 }).Store.Layout.Schema;
+        int FeedWidth(bool tier, out DataLayout layout)
+        {
+            var x = DatasetSchema.Parse(raw.ToJson());
+            if (tier)
+            {
+                x.Features.Add(new FeatureSpec { Name = "tier", Kind = "categorical", Vocabulary = [.. Enumerable.Range(0, 15).Select(i => "t" + i)] });
+                x.Scenarios.Single(sc => sc.Name == "groupbuy").ItemFeatures.Add("tier");
+            }
+            layout = new DataLayout(FeedbackTokens.Expand(FeedbackTokens.WithClickFeedback(x)));
+            return new HistoryStatistics(layout).Width(layout.Schema.Scenarios.FindIndex(sc => sc.Name == "feed"));
+        }
+        int without = FeedWidth(false, out _), with = FeedWidth(true, out var l);
+        int tierFeature = l.Schema.Features.FindIndex(f => f.Name == "tier");
+        Assert.Equal(17, l.Tables[l.FeatureTable[tierFeature]].Rows);
+        Assert.True(l.AbsentRow[tierFeature] == 16);
+        Assert.Equal(without + 17 * (1 + 2), with); // overall and per same-value column (item_id, category) of the feedback sequence
+    }
 }
