@@ -41,6 +41,7 @@ internal static class TrainCommand
         var data = PreparedData.Load(r, Console.Out);
         var layout = data.Store.Layout;
         Console.WriteLine($"data: {data.Description}: {data.Store.Count:N0} events, {data.Store.ExposureCount:N0} exposures, {data.Store.UserCount:N0} users");
+        foreach (var line in FeedbackTokens.Describe(layout.Schema)) Console.WriteLine($"  feedback tokens: {line}");
         Console.WriteLine($"  train {data.Train}");
         Console.WriteLine($"  valid {data.Valid}");
         Console.WriteLine($"  test  {data.Test}");

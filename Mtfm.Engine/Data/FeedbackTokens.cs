@@ -199,6 +199,22 @@ internal static class FeedbackTokens
         return x;
     }
 
+    /// <summary>
+    /// One line per feedback sequence of <paramref name="schema"/>: its scenarios, the features its tokens take and its
+    /// caps, e.g. <c>feedback ← feed, groupbuy, coupon: item_id, category, shop_id + click outcome; H 50, statistics 400</c>
+    /// (what `mtfm train` prints, so a user sees which item features their feedback tokens kept).
+    /// </summary>
+    internal static IEnumerable<string> Describe(DatasetSchema schema)
+    {
+        foreach (var group in schema.Scenarios.Where(sc => sc.Feedback is not null).GroupBy(sc => sc.Feedback!.Sequence))
+        {
+            var fb = group.First().Feedback!;
+            string features = fb.Features.Count == 0 ? "no item features" : string.Join(", ", fb.Features);
+            string stats = fb.StatisticsCap is { } c ? $", statistics {c}" : "";
+            yield return $"{group.Key} ← {string.Join(", ", group.Select(sc => sc.Name))}: {features} + {string.Join(", ", fb.Outcomes.Select(o => o.Task))} outcome; H {fb.HistoryCap}{stats}";
+        }
+    }
+
     /// <summary>Every outcome code for <paramref name="n"/> labels: per label '0', '1' or '?' (not yet observable), e.g. "1?".</summary>
     internal static List<string> OutcomeVocabulary(int n)
     {

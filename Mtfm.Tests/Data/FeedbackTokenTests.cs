@@ -208,6 +208,10 @@ public class FeedbackTokenTests
         var expanded = FeedbackTokens.Expand(market);
         Assert.Contains(expanded.Sequences, q => q.Name == "feedback_home" && q.Features.SequenceEqual(["item_id", "category", "query_cat", FeedbackTokens.OutcomeFeature("feedback_home")]));
 
+        Assert.Equal(["feedback_home ← home, search: item_id, category, query_cat + click outcome; H 50, statistics 400",
+            "feedback_local ← local: shop_id, local_cat + click outcome; H 50, statistics 400",
+            "feedback_promo ← promo: promo_cat + click outcome; H 50, statistics 400"], FeedbackTokens.Describe(market));
+
         // Groups merge when a later scenario links two earlier ones.
         var linked = DatasetSchema.Parse(MarketGenerator.Schema(new MarketConfig()).ToJson());
         linked.Scenarios.Single(sc => sc.Name == "promo").ItemFeatures = ["promo_cat", "shop_id", "item_id"];
