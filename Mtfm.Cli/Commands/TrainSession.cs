@@ -37,8 +37,7 @@ internal sealed record TrainRequest
     public bool? Feedback { get; init; }
     /// <summary>
     /// Statistics cap of the click feedback sequences that --feedback adds (null: <see cref="FeedbackTokens.ClickFeedbackStatisticsCap"/>;
-    /// at most their H cap, e.g. 0: none). `mtfm eval` sets the model's own (0 for a model without one) so that its data
-    /// is derived as in training.
+    /// at most their H cap, e.g. 0: none). Programmatic callers and tests; `mtfm eval` uses <see cref="FeedbackOf"/> instead.
     /// </summary>
     public int? FeedbackStatisticsCap { get; init; }
     /// <summary>

@@ -50,13 +50,16 @@ internal sealed class HistorySelector
     }
 
     /// <summary>Held events of sequence <paramref name="j"/> older than its H (the first of the ring, in time order).</summary>
-    private int Older(int j) => Math.Max(0, _count[j] - _caps[j]);
+    public int OlderCount(int j) => Math.Max(0, _count[j] - _caps[j]);
+
+    /// <summary>Whether sequence <paramref name="j"/> keeps events older than its H for the statistics.</summary>
+    public bool KeepsOlder(int j) => _keep[j] > _caps[j];
 
     /// <summary>Appends the selected H events, merged by (<paramref name="time"/>[id], id), with their sequence.</summary>
     public void Merge(long[] time, ref GrowBuffer<int> ids, ref GrowBuffer<int> sequences)
     {
         int nq = _rings.Length;
-        for (int j = 0; j < nq; j++) _cursor[j] = Older(j);
+        for (int j = 0; j < nq; j++) _cursor[j] = OlderCount(j);
         while (true)
         {
             int best = -1, bestId = 0;
@@ -80,7 +83,7 @@ internal sealed class HistorySelector
     public void MergeOlder(ref GrowBuffer<int> ids, ref GrowBuffer<int> sequences)
     {
         for (int j = 0; j < _rings.Length; j++)
-            for (int c = 0, n = Older(j); c < n; c++)
+            for (int c = 0, n = OlderCount(j); c < n; c++)
             {
                 ids.Add(_rings[j][(_head[j] + c) % _rings[j].Length]); sequences.Add(j);
             }

@@ -40,7 +40,6 @@ internal static class UserLevelAggregator
         bool withOlder = history.HasOlder;
         int nqs = l.SequenceCount;
         var hCap = l.Schema.Sequences.Select(q => q.HistoryCap).ToArray();
-        var extra = l.Schema.Sequences.Select(q => q.EffectiveStatisticsCap - q.HistoryCap).ToArray();
         var segStart = new int[nqs];
         int n = order.Length, i = 0, usersDone = 0;
         while (i < n)
@@ -66,14 +65,14 @@ internal static class UserLevelAggregator
                     int before = outp.Count;
                     if (mode == AggregationMode.UserWindow) EmitWindow(outp, l, order, source, expo, u, wStart, hBuf.Span, k, kEnd);
                     else EmitPerExposure(outp, l, order, time, source, expo, u, wStart, hBuf.Span, k, kEnd);
-                    // Older events up to the statistics caps (what HistorySelector.MergeOlder selects): the pushes
-                    // before the last H cap of them, at most statistics cap − H cap.
+                    // Older events up to the statistics caps (what HistorySelector.MergeOlder selects): the selector's
+                    // older events are the pool's pushes just before the last H cap of them.
                     if (withOlder)
                         for (int inst = before; inst < outp.Count; inst++)
                             for (int j = 0; j < nqs; j++)
                             {
                                 int pushed = outp.OlderPool[j].Count - segStart[j];
-                                int c = Math.Min(extra[j], Math.Max(0, pushed - hCap[j]));
+                                int c = history.OlderCount(j);
                                 outp.OlderStart.Add(segStart[j] + pushed - hCap[j] - c); outp.OlderCount.Add(c);
                             }
                 }
@@ -84,7 +83,7 @@ internal static class UserLevelAggregator
                     if (expo[ev] < 0)
                     {
                         history.Push(source[ev] - ns, ev);
-                        if (extra[source[ev] - ns] > 0) outp.OlderPool[source[ev] - ns].Add(ev);
+                        if (history.KeepsOlder(source[ev] - ns)) outp.OlderPool[source[ev] - ns].Add(ev);
                     }
                 }
                 k = kEnd;

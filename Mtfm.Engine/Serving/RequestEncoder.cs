@@ -139,7 +139,7 @@ internal sealed class RequestEncoder
         // The one-instance batch, through the same assembly as training (BatchBuilder).
         int nh = hIds.Count, nr = realtime.Count;
         var asm = new InstanceAssembly(_l, nh + nr + nc);
-        for (int h = 0; h < nh; h++) asm.AddHistory(hSeqs.Items[h], evTime[hIds.Items[h]], hIds.Items[h]);
+        for (int h = 0; h < nh; h++) asm.AddHistory(hSeqs.Items[h], evTimes[hIds.Items[h]], hIds.Items[h]);
         foreach (var i in realtime) asm.AddRealtime(evSeq[i], evTime[i], i);
         for (int c = 0; c < nc; c++) asm.AddTarget(scenario, now, c);
         for (int o = 0; o < oIds.Count; o++) asm.AddOlderHistory(oSeqs.Items[o], evTimes[oIds.Items[o]], oIds.Items[o]);
