@@ -13,16 +13,24 @@ internal sealed class BatchBuilder
     /// <summary>
     /// Creates a builder; <paramref name="stats"/> are the training statistics of the numeric features. With
     /// <paramref name="population"/> T tokens also get their <see cref="PopulationStatistics"/> columns (one pass over the
-    /// store, shared by every builder of that store).
+    /// store, shared by every builder of that store), their user columns' decayed rates smoothed with
+    /// <paramref name="userRecentPrior"/> (<see cref="Model.MtfmConfig.UserRecentRatePrior"/>; the model's own value, or the
+    /// trainer rejects the builder).
     /// </summary>
-    public BatchBuilder(AggregatedInstances instances, NumericStats stats, bool population = false)
+    public BatchBuilder(AggregatedInstances instances, NumericStats stats, bool population = false, double userRecentPrior = PopulationStatistics.PriorStrength)
     {
         _inst = instances ?? throw new ArgumentNullException(nameof(instances));
         _stats = stats ?? throw new ArgumentNullException(nameof(stats));
         _l = instances.Store.Layout;
         _history = new HistoryStatistics(_l);
         _features = new StoreFeatures(instances.Store);
-        _population = population ? PopulationStatistics.CachedForStore(instances.Store) : null;
+        _population = population ? PopulationStatistics.CachedForStore(instances.Store, userRecentPrior) : null;
+    }
+
+    /// <summary>A builder with the T-token inputs <paramref name="config"/> reads (its population statistics and their prior).</summary>
+    public BatchBuilder(AggregatedInstances instances, NumericStats stats, Model.MtfmConfig config)
+        : this(instances, stats, (config ?? throw new ArgumentNullException(nameof(config))).PopulationStatistics, config.UserRecentRatePrior)
+    {
     }
 
     /// <summary>

@@ -24,7 +24,8 @@ namespace Mtfm.Engine.Data;
 /// <item>behaviour events of every sequence with a column of table t: L(B), L(B decayed).</item>
 /// </list>
 /// L(x) = log1p(x)/4, decay e^(−Δt/1 d), lor(c, e) = logit((c + k·p)/(e + k)) − logit(p), k = <see cref="PriorStrength"/>,
-/// p = (C + 1)/(E + 2).
+/// p = (C + 1)/(E + 2). The decayed lor of a column of the scenario's <c>userFeatures</c> (the user's own last-day click
+/// rate, in s and in all scenarios) takes k = <see cref="UserRecentPrior"/> instead (Model.MtfmConfig.UserRecentRatePrior).
 /// </summary>
 internal sealed class PopulationStatistics : IPopulationSource
 {
@@ -44,6 +45,8 @@ internal sealed class PopulationStatistics : IPopulationSource
     private readonly int[][] _seqTables; // per sequence: its categorical columns' tables
     private readonly double[] _scenExposures, _scenClicks;
     private double _allExposures, _allClicks;
+    private readonly bool[][] _isUser; // per scenario, per categorical column: a userFeatures column
+    private readonly double _userRecentPrior;
 
     /// <summary>The counts of one (scenario, categorical column), dense over the column's table rows.</summary>
     internal sealed class Counts(int rows)
@@ -60,10 +63,13 @@ internal sealed class PopulationStatistics : IPopulationSource
         }
     }
 
-    /// <summary>An empty state for <paramref name="layout"/>.</summary>
-    public PopulationStatistics(DataLayout layout)
+    /// <summary>An empty state for <paramref name="layout"/>, reading the user columns' decayed rates with prior <paramref name="userRecentPrior"/> (see the class summary).</summary>
+    public PopulationStatistics(DataLayout layout, double userRecentPrior = PriorStrength)
     {
         _l = layout ?? throw new ArgumentNullException(nameof(layout));
+        if (!double.IsFinite(userRecentPrior) || userRecentPrior <= 0)
+            throw new ArgumentOutOfRangeException(nameof(userRecentPrior), userRecentPrior, "must be a finite number > 0.");
+        _userRecentPrior = userRecentPrior;
         int ns = layout.ScenarioCount;
         _cols = new Counts[ns][];
         _colTable = new int[ns][];
@@ -83,7 +89,16 @@ internal sealed class PopulationStatistics : IPopulationSource
         _seqTables = Enumerable.Range(0, layout.SequenceCount).Select(j => layout.Groups[layout.HistoryGroup(j)].CategoricalTables).ToArray();
         _scenExposures = new double[ns];
         _scenClicks = new double[ns];
+        _isUser = new bool[ns][];
+        for (int s = 0; s < ns; s++)
+        {
+            var users = layout.Schema.Scenarios[s].UserFeatures;
+            _isUser[s] = layout.SourceCat[s].Select(f => users.Contains(layout.Schema.Features[f].Name)).ToArray();
+        }
     }
+
+    /// <summary>Prior of the decayed click rates of the user columns (<see cref="Model.MtfmConfig.UserRecentRatePrior"/>).</summary>
+    public double UserRecentPrior => _userRecentPrior;
 
     /// <summary>The layout the state is for.</summary>
     public DataLayout Layout => _l;
@@ -106,15 +121,16 @@ internal sealed class PopulationStatistics : IPopulationSource
         {
             int r = rows[a], t = _colTable[scenario][a];
             var o = dst.Slice(ColumnsPerFeature * a, ColumnsPerFeature);
-            ReadExposures(cols[a], r, time, p, o[..4]);
-            ReadExposures(_tableExposures[t]!, r, time, pAll, o.Slice(4, 4));
+            double recentPrior = _isUser[scenario][a] ? _userRecentPrior : PriorStrength;
+            ReadExposures(cols[a], r, time, p, recentPrior, o[..4]);
+            ReadExposures(_tableExposures[t]!, r, time, pAll, recentPrior, o.Slice(4, 4));
             var b = _tableBehaviours[t]!;
             o[8] = L(b.Exposures[r]);
             o[9] = L(b.DecayedExposures[r] * Decay(time, b.Last[r]));
         }
     }
 
-    private static void ReadExposures(Counts c, int r, long time, double p, Span<float> o)
+    private static void ReadExposures(Counts c, int r, long time, double p, double recentPrior, Span<float> o)
     {
         double e = c.Exposures[r], k = c.Clicks[r];
         double w = Decay(time, c.Last[r]);
@@ -123,7 +139,7 @@ internal sealed class PopulationStatistics : IPopulationSource
         o[0] = L(e);
         o[1] = L(ed);
         o[2] = (float)(Logit((k + PriorStrength * p) / (e + PriorStrength)) - lp);
-        o[3] = (float)(Logit((kd + PriorStrength * p) / (ed + PriorStrength)) - lp);
+        o[3] = (float)(Logit((kd + recentPrior * p) / (ed + recentPrior)) - lp);
     }
 
     /// <summary>Adds one exposure of <paramref name="scenario"/> at <paramref name="time"/> with its click outcome.</summary>
@@ -166,10 +182,10 @@ internal sealed class PopulationStatistics : IPopulationSource
     /// The columns of every exposure of <paramref name="store"/> (one time-ordered pass, see the class summary), with
     /// the state the pass ends in. Column block of exposure e: [<c>Offsets[e]</c>, <c>Offsets[e + 1]</c>).
     /// </summary>
-    public static StoreColumns ForStore(EventStore store)
+    public static StoreColumns ForStore(EventStore store, double userRecentPrior = PriorStrength)
     {
         ArgumentNullException.ThrowIfNull(store);
-        var state = new PopulationStatistics(store.Layout);
+        var state = new PopulationStatistics(store.Layout, userRecentPrior);
         var l = store.Layout;
         int ne = store.ExposureCount, tasks = l.TaskCount;
         var offsets = new long[ne + 1];
@@ -263,10 +279,18 @@ internal sealed class PopulationStatistics : IPopulationSource
         _scenClicks[scenario] = clicks;
     }
 
-    private static readonly ConditionalWeakTable<EventStore, StoreColumns> s_perStore = new();
+    private static readonly ConditionalWeakTable<EventStore, Dictionary<double, StoreColumns>> s_perStore = new();
 
-    /// <summary><see cref="ForStore"/>, computed once per store (train, validation and test parts share their store).</summary>
-    public static StoreColumns CachedForStore(EventStore store) => s_perStore.GetValue(store, ForStore);
+    /// <summary><see cref="ForStore"/>, computed once per store and prior (train, validation and test parts share their store).</summary>
+    public static StoreColumns CachedForStore(EventStore store, double userRecentPrior)
+    {
+        var perPrior = s_perStore.GetValue(store, _ => []);
+        lock (perPrior)
+        {
+            if (!perPrior.TryGetValue(userRecentPrior, out var c)) perPrior[userRecentPrior] = c = ForStore(store, userRecentPrior);
+            return c;
+        }
+    }
 
     private static double Decay(long now, long last) =>
         last == long.MinValue ? 0 : Math.Exp(-Math.Max(0, now - last) / DecaySeconds);

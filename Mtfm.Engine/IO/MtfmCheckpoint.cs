@@ -61,8 +61,7 @@ internal static class MtfmCheckpoint
         DatasetSchema schema;
         try
         {
-            config = JsonSerializer.Deserialize(Meta(ConfigKey), ModelJsonContext.Default.MtfmConfig)
-                ?? throw new CheckpointFormatException(path, $"metadata '{ConfigKey}' is null.");
+            config = ReadConfig(Meta(ConfigKey)) ?? throw new CheckpointFormatException(path, $"metadata '{ConfigKey}' is null.");
             schema = DatasetSchema.Parse(Meta(SchemaKey), $"{path}:{SchemaKey}");
         }
         catch (JsonException ex)
@@ -84,7 +83,7 @@ internal static class MtfmCheckpoint
             var stats = new NumericStats(layout, file.ReadFloat32("numeric.mean"), file.ReadFloat32("numeric.std"));
             if (stats.Mean.Length != schema.Features.Count || stats.Std.Length != schema.Features.Count)
                 throw new CheckpointFormatException(path, $"numeric statistics have {stats.Mean.Length} entries for {schema.Features.Count} features.");
-            if (config.PopulationStatistics) model.Population = PopulationCheckpoint.Read(file, layout, path);
+            if (config.PopulationStatistics) model.Population = PopulationCheckpoint.Read(file, layout, path, config.UserRecentRatePrior);
             return (model, stats);
         }
         catch
@@ -92,5 +91,19 @@ internal static class MtfmCheckpoint
             model.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// The configuration of a checkpoint's metadata. A field added after the checkpoint was written is absent from its
+    /// JSON, and the source-generated reader then leaves it at default(T) rather than at its initializer, so such fields
+    /// get the value the checkpoint was trained with here: <see cref="MtfmConfig.UserRecentRatePrior"/> 10.
+    /// </summary>
+    internal static MtfmConfig? ReadConfig(string json)
+    {
+        var config = JsonSerializer.Deserialize(json, ModelJsonContext.Default.MtfmConfig);
+        if (config is null) return null;
+        using var doc = JsonDocument.Parse(json);
+        if (!doc.RootElement.TryGetProperty("userRecentRatePrior", out _)) config = config with { UserRecentRatePrior = 10 };
+        return config;
     }
 }

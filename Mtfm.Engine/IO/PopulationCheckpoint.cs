@@ -33,12 +33,16 @@ internal static class PopulationCheckpoint
         WriteTotals(w, $"{TensorPrefix}totals", state.AllTotals);
     }
 
-    /// <summary>Reads a state written by <see cref="Write"/>; throws <see cref="CheckpointFormatException"/> naming <paramref name="path"/> and the tensor.</summary>
-    public static PopulationStatistics Read(SafetensorsFile file, DataLayout layout, string path)
+    /// <summary>
+    /// Reads a state written by <see cref="Write"/>, to be read with the model's <paramref name="userRecentPrior"/>
+    /// (Model.MtfmConfig.UserRecentRatePrior; a rule of the reading, not saved with the counts); throws
+    /// <see cref="CheckpointFormatException"/> naming <paramref name="path"/> and the tensor.
+    /// </summary>
+    public static PopulationStatistics Read(SafetensorsFile file, DataLayout layout, string path, double userRecentPrior)
     {
         ArgumentNullException.ThrowIfNull(file);
         ArgumentNullException.ThrowIfNull(layout);
-        var p = new PopulationStatistics(layout);
+        var p = new PopulationStatistics(layout, userRecentPrior);
         for (int s = 0; s < layout.ScenarioCount; s++)
         {
             for (int a = 0; a < p.ColumnCount(s); a++) ReadCounts(file, path, $"{TensorPrefix}{s}.{a}", p.Column(s, a));

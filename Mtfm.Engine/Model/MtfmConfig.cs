@@ -58,8 +58,27 @@ public sealed record MtfmConfig
     /// </summary>
     public bool PopulationStatistics { get; init; }
 
-    /// <summary>This configuration with <see cref="PopulationStatistics"/> on when it has transformer blocks (the training default; the MMoE baseline stays without).</summary>
-    public MtfmConfig WithDefaultPopulationStatistics() => this with { PopulationStatistics = Blocks > 0 };
+    /// <summary>
+    /// This configuration with <see cref="PopulationStatistics"/> on when it has transformer blocks (the training default;
+    /// the MMoE baseline stays without), reading the user columns' last-day click rates with
+    /// <see cref="UserRecentRatePrior"/> = <see cref="DefaultUserRecentRatePrior"/>.
+    /// </summary>
+    public MtfmConfig WithDefaultPopulationStatistics() =>
+        this with { PopulationStatistics = Blocks > 0, UserRecentRatePrior = Blocks > 0 ? DefaultUserRecentRatePrior : UserRecentRatePrior };
+
+    /// <summary>
+    /// Pseudo-exposures of the prior that smooths the last-day (decayed) click rates the population statistics give the
+    /// columns of a scenario's <c>userFeatures</c> (the user's own recent click rate, in the scenario and in all
+    /// scenarios; <see cref="Data.PopulationStatistics"/>). Every other rate is smoothed with 10. A light user's recent
+    /// rate jumps with each outcome, which moves their scores from one exposure to the next for no predictive reason, so
+    /// a stronger prior keeps it near the scenario's rate until the user has many recent exposures. 10 in a configuration
+    /// (checkpoints written before it existed were trained with 10 and load with it);
+    /// <see cref="WithDefaultPopulationStatistics"/> sets <see cref="DefaultUserRecentRatePrior"/>. See docs/quality.md.
+    /// </summary>
+    public double UserRecentRatePrior { get; init; } = 10;
+
+    /// <summary>The training default of <see cref="UserRecentRatePrior"/>.</summary>
+    public const double DefaultUserRecentRatePrior = 100;
 
     /// <summary>
     /// Whether scenarios whose T tokens take the same inputs (the same features in the same order, hence the same
@@ -148,6 +167,8 @@ public sealed record MtfmConfig
         Positive(TowerWidth, nameof(TowerWidth));
         Positive(EmbeddingDim, nameof(EmbeddingDim));
         Positive(TokenizerHidden, nameof(TokenizerHidden));
+        if (!double.IsFinite(UserRecentRatePrior) || UserRecentRatePrior <= 0)
+            throw new ArgumentException($"{nameof(UserRecentRatePrior)} = {UserRecentRatePrior} must be a finite number > 0.", nameof(UserRecentRatePrior));
         if (TimeBuckets < 2 || TimeBuckets > 128) throw new ArgumentException($"{nameof(TimeBuckets)} = {TimeBuckets} must lie in [2, 128].", nameof(TimeBuckets));
     }
 }

@@ -244,8 +244,22 @@ internal sealed class MtfmModel : IDisposable
     /// <summary>
     /// The cross-user statistics state serving reads (<see cref="PopulationStatistics"/>): saved with the model when
     /// <see cref="MtfmConfig.PopulationStatistics"/> is on, the state at the end of the training log. Null otherwise.
+    /// A state must read the user columns with the configuration's <see cref="MtfmConfig.UserRecentRatePrior"/>
+    /// (ArgumentException otherwise: a checkpoint saves the counts, and the reloaded model reads them with its config).
     /// </summary>
-    public PopulationStatistics? Population { get; internal set; }
+    public PopulationStatistics? Population
+    {
+        get => _population;
+        internal set
+        {
+            if (value is not null && value.UserRecentPrior != Config.UserRecentRatePrior)
+                throw new ArgumentException($"the state reads the user columns' recent rates with prior {value.UserRecentPrior}, the model's " +
+                    $"MtfmConfig.UserRecentRatePrior is {Config.UserRecentRatePrior}.", nameof(value));
+            _population = value;
+        }
+    }
+
+    private PopulationStatistics? _population;
 
     /// <summary>
     /// Rows a batched target forward (<see cref="ScoreTargets"/>) is padded to at least by the scorer (zero rows in an

@@ -87,8 +87,16 @@ internal sealed class MtfmTrainer
     {
         // The cross-user state serving reads: where the pass over the training log's store ended.
         if (_model.Config.PopulationStatistics)
-            _model.Population = (trainBatches.Population ?? throw new ArgumentException(
+        {
+            var state = (trainBatches.Population ?? throw new ArgumentException(
                 "the model reads population statistics: build its batches with new BatchBuilder(…, population: true).", nameof(trainBatches))).FinalState;
+            double prior = _model.Config.UserRecentRatePrior;
+            foreach (var (b, name) in new[] { (trainBatches, nameof(trainBatches)), (valid, nameof(valid)) })
+                if (b.Population is { } p && p.FinalState.UserRecentPrior != prior)
+                    throw new ArgumentException($"the batches read the user columns' recent rates with prior {p.FinalState.UserRecentPrior}, the model with " +
+                        $"{prior} (MtfmConfig.UserRecentRatePrior): build them with new BatchBuilder(…, model.Config).", name);
+            _model.Population = state;
+        }
         long batchesPerEpoch = trainBatches.CountBatches(_o.BatchTokens);
         int epochs = _o.ResolveEpochs(batchesPerEpoch);
         long total = batchesPerEpoch * epochs;

@@ -11,14 +11,18 @@ public class PopulationStatisticsTests
     /// <summary>
     /// Every column of every exposure recomputed independently from the raw log: counts and clicks of the exposures of
     /// the same scenario holding the same value in strictly earlier seconds (first-task label present), decayed sums
-    /// Σ e^(−Δt/1 d), and the smoothed log-odds ratios against the scenario's click rate so far.
+    /// Σ e^(−Δt/1 d), and the smoothed log-odds ratios against the scenario's click rate so far (prior 10; the decayed
+    /// rates of the scenario's user columns with <paramref name="userRecentPrior"/>).
     /// </summary>
-    [Fact]
-    public void ColumnsEqualABruteForceCountOfEarlierSecondsOfTheSameValue()
+    [Theory]
+    [InlineData(10.0)]
+    [InlineData(100.0)]
+    public void ColumnsEqualABruteForceCountOfEarlierSecondsOfTheSameValue(double userRecentPrior)
     {
         var st = Small.Value.Store;
-        var cols = PopulationStatistics.ForStore(st);
+        var cols = PopulationStatistics.ForStore(st, userRecentPrior);
         var l = st.Layout;
+        int userColumns = 0, recentUserCells = 0;
         var exposures = Enumerable.Range(0, st.Count).Where(st.IsExposure).ToArray();
         var behaviours = Enumerable.Range(0, st.Count).Where(e => !st.IsExposure(e)).ToArray();
         int ns = l.ScenarioCount, k = PopulationStatistics.ColumnsPerFeature;
@@ -36,12 +40,17 @@ public class PopulationStatisticsTests
             var rows = st.Categorical(ev).ToArray();
             var tables = l.Groups[l.TargetGroup(s)].CategoricalTables;
             Assert.Equal(k * rows.Length, got.Length);
+            var features = l.Schema.Scenarios[s].AllFeatures().Where(f => l.Schema.Features.First(x => x.Name == f).Kind != "numeric").ToArray();
+            Assert.Equal(rows.Length, features.Length);
             for (int a = 0; a < rows.Length; a++)
             {
                 int v = rows[a], col = a, table = tables[a];
+                bool user = l.Schema.Scenarios[s].UserFeatures.Contains(features[a]);
+                double recentPrior = user ? userRecentPrior : 10;
+                if (user) userColumns++;
                 // (1) this scenario's exposures with the value, (2) every scenario's exposures whose column of the same table holds it
-                Check(earlier.Where(e => st.Categorical(e)[col] == v), p, got.Slice(k * a, 4));
-                Check(earlierAll.Where(e => TableRow(e, table) == v), pAll, got.Slice(k * a + 4, 4));
+                Check(earlier.Where(e => st.Categorical(e)[col] == v), p, recentPrior, got.Slice(k * a, 4));
+                Check(earlierAll.Where(e => TableRow(e, table) == v), pAll, recentPrior, got.Slice(k * a + 4, 4));
                 // (3) behaviour events (any sequence) whose column of the same table holds it
                 var acted = behaviours.Where(e => st.TimeOf(e) < t && TableRow(e, table) == v).ToArray();
                 Assert.Equal(Math.Log(1 + acted.Length) / 4, got[k * a + 8], tolerance: 1e-5);
@@ -50,7 +59,7 @@ public class PopulationStatisticsTests
                 checkedCells++;
             }
 
-            void Check(IEnumerable<int> sameValue, double prior, ReadOnlySpan<float> o)
+            void Check(IEnumerable<int> sameValue, double prior, double recentPrior, ReadOnlySpan<float> o)
             {
                 var same = sameValue.ToArray();
                 double e0 = same.Length, c0 = same.Sum(e => st.Label(e, 0));
@@ -58,11 +67,14 @@ public class PopulationStatisticsTests
                 double cd = same.Where(e => st.Label(e, 0) == 1).Sum(e => Math.Exp(-(t - st.TimeOf(e)) / 86400.0));
                 Assert.Equal(Math.Log(1 + e0) / 4, o[0], tolerance: 1e-5);
                 Assert.Equal(Math.Log(1 + ed) / 4, o[1], tolerance: 1e-4);
-                Assert.Equal(Lor(c0, e0, prior), o[2], tolerance: 1e-4);
-                Assert.Equal(Lor(cd, ed, prior), o[3], tolerance: 1e-4);
+                Assert.Equal(Lor(c0, e0, prior, 10), o[2], tolerance: 1e-4);
+                Assert.Equal(Lor(cd, ed, prior, recentPrior), o[3], tolerance: 1e-4);
+                if (recentPrior != 10 && ed > 0.5) recentUserCells++;
             }
         }
         Assert.True(checkedCells > 2000, $"{checkedCells} cells");
+        Assert.True(userColumns > 200, $"{userColumns} user columns");
+        if (userRecentPrior != 10) Assert.True(recentUserCells > 100, $"{recentUserCells} user cells with last-day exposures (else the prior is not exercised)");
         Assert.True(behaviourCells > 200, $"{behaviourCells} cells with earlier behaviour");
         Assert.True(sameSecondPeers > 0, "the sample must hold exposures that share their second (pages), or the strict rule is not exercised");
 
@@ -75,9 +87,9 @@ public class PopulationStatisticsTests
             return c < 0 ? -1 : st.Categorical(e)[c];
         }
 
-        static double Lor(double c, double e, double p)
+        static double Lor(double c, double e, double p, double k)
         {
-            double q = (c + 10 * p) / (e + 10);
+            double q = (c + k * p) / (e + k);
             return Math.Log(q / (1 - q)) - Math.Log(p / (1 - p));
         }
     }
@@ -108,7 +120,7 @@ public class PopulationStatisticsTests
     public void TheSavedStateReadsBackBitForBitAndBadTensorsAreRefusedByName()
     {
         var st = Small.Value.Store;
-        var state = PopulationStatistics.ForStore(st).FinalState;
+        var state = PopulationStatistics.ForStore(st, 100).FinalState;
         string dir = Directory.CreateTempSubdirectory("mtfm-pop-").FullName;
         try
         {
@@ -116,7 +128,7 @@ public class PopulationStatisticsTests
             PopulationCheckpoint.Write(state, w);
             string path = Path.Combine(dir, "pop.safetensors");
             w.Save(path);
-            var back = PopulationCheckpoint.Read(SafetensorsFile.Load(path), st.Layout, path);
+            var back = PopulationCheckpoint.Read(SafetensorsFile.Load(path), st.Layout, path, state.UserRecentPrior);
             long tEnd = Enumerable.Range(0, st.Count).Max(st.TimeOf) + 1;
             int compared = 0;
             for (int ev = 0; ev < st.Count; ev += 7)
@@ -135,7 +147,7 @@ public class PopulationStatisticsTests
             partial.AddInt64("population.0.totals", [0, 0], 2);
             string bad = Path.Combine(dir, "bad.safetensors");
             partial.Save(bad);
-            var ex = Assert.Throws<CheckpointFormatException>(() => PopulationCheckpoint.Read(SafetensorsFile.Load(bad), st.Layout, bad));
+            var ex = Assert.Throws<CheckpointFormatException>(() => PopulationCheckpoint.Read(SafetensorsFile.Load(bad), st.Layout, bad, 10));
             Assert.Contains("bad.safetensors", ex.Message);
             Assert.Contains("'population.0.0' is missing", ex.Message);
         }

@@ -1,3 +1,4 @@
+using System.Text.Json;
 using Mtfm.Engine.Backends.Cpu;
 using Mtfm.Engine.Data;
 using Mtfm.Engine.IO;
@@ -46,23 +47,30 @@ public sealed class PopulationServingTests(ServingFixture fx) : IClassFixture<Se
         Assert.Contains("population-statistics columns", ex.Message);
     }
 
-    [Fact]
-    public void ACheckpointCarriesTheStateAndScoresBitForBitAfterReload()
+    [Theory]
+    [InlineData(10.0)]
+    [InlineData(MtfmConfig.DefaultUserRecentRatePrior)]
+    public void ACheckpointCarriesTheStateAndScoresBitForBitAfterReload(double userRecentPrior)
     {
         using var backend = new CpuBackend(1);
-        using var model = new MtfmModel(backend, MtfmConfig.Tiny with { PopulationStatistics = true }, fx.Store.Layout, seed: 11);
+        var config = MtfmConfig.Tiny with { PopulationStatistics = true, UserRecentRatePrior = userRecentPrior };
+        using var model = new MtfmModel(backend, config, fx.Store.Layout, seed: 11);
         string file = Path.Combine(_dir, "model.safetensors");
         var none = Assert.Throws<InvalidOperationException>(() => MtfmCheckpoint.Save(file, model, fx.Stats));
         Assert.Contains("no state to save", none.Message);
 
-        model.Population = PopulationStatistics.ForStore(fx.Store).FinalState;
+        // A state read with another prior than the model's would score differently once reloaded: refused.
+        double other = userRecentPrior == 10 ? 100 : 10;
+        var mismatch = Assert.Throws<ArgumentException>(() => model.Population = PopulationStatistics.ForStore(fx.Store, other).FinalState);
+        Assert.Contains("UserRecentRatePrior", mismatch.Message);
+        model.Population = PopulationStatistics.ForStore(fx.Store, userRecentPrior).FinalState;
         MtfmCheckpoint.Save(file, model, fx.Stats);
         using var live = new Scorer(model, fx.Stats);
         using var loaded = Scorer.Load(file, threads: 1);
         // The same weights with an empty state: the columns must change the scores, else the check above proves nothing.
-        using var emptyModel = new MtfmModel(backend, MtfmConfig.Tiny with { PopulationStatistics = true }, fx.Store.Layout, seed: 11)
+        using var emptyModel = new MtfmModel(backend, config, fx.Store.Layout, seed: 11)
         {
-            Population = new PopulationStatistics(fx.Store.Layout),
+            Population = new PopulationStatistics(fx.Store.Layout, userRecentPrior),
         };
         using var empty = new Scorer(emptyModel, fx.Stats);
         int n = 0, differ = 0;
@@ -75,5 +83,26 @@ public sealed class PopulationServingTests(ServingFixture fx) : IClassFixture<Se
         }
         Assert.True(n > 20);
         Assert.True(differ > n / 2, $"{differ} of {n} requests scored differently without the state");
+        Assert.Equal(userRecentPrior, loaded.Model.Config.UserRecentRatePrior);
+    }
+
+    /// <summary>A configuration saved before <see cref="MtfmConfig.UserRecentRatePrior"/> existed reads with 10, the prior it was trained with; the training default is 100.</summary>
+    [Fact]
+    public void ConfigurationsWithoutTheUserRecentPriorReadWithTen()
+    {
+        string json = JsonSerializer.Serialize(MtfmConfig.Tiny with { PopulationStatistics = true }, ModelJsonContext.Default.MtfmConfig);
+        var node = System.Text.Json.Nodes.JsonNode.Parse(json)!.AsObject();
+        Assert.Equal(10, (double)node["userRecentRatePrior"]!);
+        Assert.True(node.Remove("userRecentRatePrior"));
+        string old = node.ToJsonString();
+        Assert.DoesNotContain("ecentRatePrior", old);
+        var back = MtfmCheckpoint.ReadConfig(old)!;
+        Assert.Equal(100, MtfmCheckpoint.ReadConfig(JsonSerializer.Serialize(MtfmConfig.Tiny.WithDefaultPopulationStatistics(), ModelJsonContext.Default.MtfmConfig))!.UserRecentRatePrior);
+        Assert.Equal(10, back.UserRecentRatePrior);
+        Assert.True(back.PopulationStatistics);
+        Assert.Equal(MtfmConfig.DefaultUserRecentRatePrior, MtfmConfig.Tiny.WithDefaultPopulationStatistics().UserRecentRatePrior);
+        Assert.Equal(10, MtfmConfig.Mmoe.WithDefaultPopulationStatistics().UserRecentRatePrior);
+        Assert.Throws<ArgumentException>(() => (MtfmConfig.Tiny with { UserRecentRatePrior = 0 }).Validate());
+        Assert.Throws<ArgumentException>(() => (MtfmConfig.Tiny with { UserRecentRatePrior = double.NaN }).Validate());
     }
 }

@@ -34,6 +34,24 @@ public class TrainerMaxStepsTests
         return (result, steps);
     }
 
+    /// <summary>Batches whose population statistics read the user columns with another prior than the model's are refused by name; the model's own train.</summary>
+    [Fact]
+    public void BatchesReadWithAnotherUserRecentPriorThanTheModelsAreRefused()
+    {
+        var d = Data.Value;
+        using var be = new CpuBackend(1);
+        var config = Config.WithDefaultPopulationStatistics();
+        Assert.Equal(MtfmConfig.DefaultUserRecentRatePrior, config.UserRecentRatePrior);
+        using var model = new MtfmModel(be, config, d.Layout, seed: 2);
+        var trainer = new MtfmTrainer(model, new TrainOptions { Epochs = 1, BatchTokens = 128, MaxSteps = 2 });
+        var ex = Assert.Throws<ArgumentException>(() => trainer.Train(d.Train, new BatchBuilder(d.Train, d.Stats, population: true), new BatchBuilder(d.Valid, d.Stats, config)));
+        Assert.Contains("prior 10, the model with 100", ex.Message);
+        Assert.Equal("trainBatches", ex.ParamName);
+        var result = trainer.Train(d.Train, new BatchBuilder(d.Train, d.Stats, config), new BatchBuilder(d.Valid, d.Stats, config));
+        Assert.Equal(2, result.Steps);
+        Assert.Equal(MtfmConfig.DefaultUserRecentRatePrior, model.Population!.UserRecentPrior);
+    }
+
     [Fact]
     public void AStepLimitStopsTheRunWithoutValidatingTheCutEpoch()
     {
