@@ -33,7 +33,7 @@ internal static class EvalCommand
             if (data.Store.Layout.Schema.ToJson() != model.Layout.Schema.ToJson())
                 throw new ArgumentException($"The data's schema ({data.Store.Layout.Schema.Name}) differs from the schema the model in '{file}' was trained with ({model.Layout.Schema.Name}).");
             var predictions = r.Predictions is null ? null : new PredictionWriter(data.Store);
-            var eval = ModelEvaluation.Evaluate(model, new BatchBuilder(data.Test, stats, model.Config), predictions: predictions);
+            var eval = ModelEvaluation.Evaluate(model, model.Config.Batches(data.Test, stats), predictions: predictions);
             TrainCommand.PrintTable(TrainCommand.MetricRows(model.Layout, eval));
             TrainCommand.WritePredictions(predictions, r.Predictions);
         }

@@ -60,8 +60,7 @@ internal static class TrainCommand
         config = r.ScenarioPooling is { } sp ? config with { ScenarioPooling = sp } : config.WithDefaultScenarioPooling();
         config.Validate();
         using var model = new MtfmModel(backend, config, layout, r.Seed);
-        bool population = config.PopulationStatistics;
-        var trainBatches = new BatchBuilder(data.Train, data.Stats, config);
+        var trainBatches = config.Batches(data.Train, data.Stats);
         double flopsPerInstance = FlopsPerInstance(model, trainBatches);
         string shape = config.Layers == 0 ? "no transformer layers"
             : config.Attention switch
@@ -101,7 +100,7 @@ internal static class TrainCommand
         var result = TrainingProgress.Run("train", totalExposures, sink =>
         {
             long seen = 0;
-            return trainer.Train(data.Train, trainBatches, new BatchBuilder(data.Valid, data.Stats, config), p =>
+            return trainer.Train(data.Train, trainBatches, config.Batches(data.Valid, data.Stats), p =>
             {
                 seen = (long)(p.ExposuresPerSecond * p.Elapsed.TotalSeconds);
                 sink.Report(Math.Min(seen, totalExposures), p.Loss);
@@ -111,7 +110,7 @@ internal static class TrainCommand
             $"{result.ExposuresPerSecond:N0} exposures/s, {result.InstancesPerSecond:N0} instances/s; best valid CTR GAUC {result.BestValidGauc:F4} at step {result.BestStep}");
 
         var predictions = r.Predictions is null ? null : new PredictionWriter(data.Store);
-        var eval = ModelEvaluation.Evaluate(model, new BatchBuilder(data.Test, data.Stats, config), options.BatchTokens, predictions);
+        var eval = ModelEvaluation.Evaluate(model, config.Batches(data.Test, data.Stats), options.BatchTokens, predictions);
         var rows = MetricRows(layout, eval);
         PrintTable(rows);
         WritePredictions(predictions, r.Predictions);

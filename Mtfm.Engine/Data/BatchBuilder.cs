@@ -15,7 +15,7 @@ internal sealed class BatchBuilder
     /// <paramref name="population"/> T tokens also get their <see cref="PopulationStatistics"/> columns (one pass over the
     /// store, shared by every builder of that store), their user columns' decayed rates smoothed with
     /// <paramref name="userRecentPrior"/> (<see cref="Model.MtfmConfig.UserRecentRatePrior"/>; the model's own value, or the
-    /// trainer rejects the builder).
+    /// trainer rejects the builder; config.Batches(instances, stats) builds one from a configuration).
     /// </summary>
     public BatchBuilder(AggregatedInstances instances, NumericStats stats, bool population = false, double userRecentPrior = PopulationStatistics.PriorStrength)
     {
@@ -27,11 +27,6 @@ internal sealed class BatchBuilder
         _population = population ? PopulationStatistics.CachedForStore(instances.Store, userRecentPrior) : null;
     }
 
-    /// <summary>A builder with the T-token inputs <paramref name="config"/> reads (its population statistics and their prior).</summary>
-    public BatchBuilder(AggregatedInstances instances, NumericStats stats, Model.MtfmConfig config)
-        : this(instances, stats, (config ?? throw new ArgumentNullException(nameof(config))).PopulationStatistics, config.UserRecentRatePrior)
-    {
-    }
 
     /// <summary>
     /// Where set, batches compute their history statistics over the instances in parallel with it (the trainer sets

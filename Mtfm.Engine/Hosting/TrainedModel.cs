@@ -67,7 +67,7 @@ public sealed class TrainedModel : IDisposable
         {
             model = new MtfmModel(backend, config, data.Store.Layout, settings.Seed);
             var trainer = new MtfmTrainer(model, options) { StepCompleted = _ => cancellationToken.ThrowIfCancellationRequested() };
-            var r = trainer.Train(train, new BatchBuilder(train, stats, config), new BatchBuilder(valid, stats, config), p =>
+            var r = trainer.Train(train, config.Batches(train, stats), config.Batches(valid, stats), p =>
                 progress?.Report(new TrainingProgress(p.Epoch, p.Step, p.TotalSteps, p.Loss, p.ExposuresPerSecond, p.Elapsed, p.ValidGauc)));
             var summary = new TrainingSummary(r.Steps, r.Epochs, r.BestValidGauc, r.BestStep, r.TrainSeconds, r.ExposuresPerSecond);
             return new TrainedModel(backend, model, stats, device, summary);
@@ -131,7 +131,7 @@ public sealed class TrainedModel : IDisposable
         Live();
         if (data.Schema.ToJson() != _model.Layout.Schema.ToJson())
             throw new ArgumentException($"{data.Description}: the data's schema ({data.Schema.Name}) differs from the schema the model was trained with ({_model.Layout.Schema.Name}).", nameof(data));
-        var eval = ModelEvaluation.Evaluate(_model, new BatchBuilder(data.Part(part), _stats, _model.Config));
+        var eval = ModelEvaluation.Evaluate(_model, _model.Config.Batches(data.Part(part), _stats));
         var schema = _model.Layout.Schema;
         var rows = new List<TaskMetrics>(eval.Model.Count);
         for (int i = 0; i < eval.Model.Count; i++)

@@ -94,7 +94,7 @@ internal sealed class MtfmTrainer
             foreach (var (b, name) in new[] { (trainBatches, nameof(trainBatches)), (valid, nameof(valid)) })
                 if (b.Population is { } p && p.FinalState.UserRecentPrior != prior)
                     throw new ArgumentException($"the batches read the user columns' recent rates with prior {p.FinalState.UserRecentPrior}, the model with " +
-                        $"{prior} (MtfmConfig.UserRecentRatePrior): build them with new BatchBuilder(…, model.Config).", name);
+                        $"{prior} (MtfmConfig.UserRecentRatePrior): build them with model.Config.Batches(instances, stats).", name);
             _model.Population = state;
         }
         long batchesPerEpoch = trainBatches.CountBatches(_o.BatchTokens);

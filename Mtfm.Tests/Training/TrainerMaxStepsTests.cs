@@ -44,10 +44,10 @@ public class TrainerMaxStepsTests
         Assert.Equal(MtfmConfig.DefaultUserRecentRatePrior, config.UserRecentRatePrior);
         using var model = new MtfmModel(be, config, d.Layout, seed: 2);
         var trainer = new MtfmTrainer(model, new TrainOptions { Epochs = 1, BatchTokens = 128, MaxSteps = 2 });
-        var ex = Assert.Throws<ArgumentException>(() => trainer.Train(d.Train, new BatchBuilder(d.Train, d.Stats, population: true), new BatchBuilder(d.Valid, d.Stats, config)));
+        var ex = Assert.Throws<ArgumentException>(() => trainer.Train(d.Train, new BatchBuilder(d.Train, d.Stats, population: true), config.Batches(d.Valid, d.Stats)));
         Assert.Contains("prior 10, the model with 100", ex.Message);
         Assert.Equal("trainBatches", ex.ParamName);
-        var result = trainer.Train(d.Train, new BatchBuilder(d.Train, d.Stats, config), new BatchBuilder(d.Valid, d.Stats, config));
+        var result = trainer.Train(d.Train, config.Batches(d.Train, d.Stats), config.Batches(d.Valid, d.Stats));
         Assert.Equal(2, result.Steps);
         Assert.Equal(MtfmConfig.DefaultUserRecentRatePrior, model.Population!.UserRecentPrior);
     }
