@@ -60,11 +60,11 @@ public sealed record MtfmConfig
 
     /// <summary>
     /// This configuration with <see cref="PopulationStatistics"/> on when it has transformer blocks (the training default;
-    /// the MMoE baseline stays without), reading the user columns' last-day click rates with
-    /// <see cref="UserRecentRatePrior"/> = <see cref="DefaultUserRecentRatePrior"/>.
+    /// the MMoE baseline stays without), and <see cref="UserRecentRatePrior"/> = <see cref="DefaultUserRecentRatePrior"/>
+    /// for the user columns' last-day click rates (whichever preset: an MMoE run that turns the statistics on reads them so too).
     /// </summary>
     public MtfmConfig WithDefaultPopulationStatistics() =>
-        this with { PopulationStatistics = Blocks > 0, UserRecentRatePrior = Blocks > 0 ? DefaultUserRecentRatePrior : UserRecentRatePrior };
+        this with { PopulationStatistics = Blocks > 0, UserRecentRatePrior = DefaultUserRecentRatePrior };
 
     /// <summary>
     /// Pseudo-exposures of the prior that smooths the last-day (decayed) click rates the population statistics give the

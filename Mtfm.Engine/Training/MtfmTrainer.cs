@@ -89,7 +89,7 @@ internal sealed class MtfmTrainer
         if (_model.Config.PopulationStatistics)
         {
             var state = (trainBatches.Population ?? throw new ArgumentException(
-                "the model reads population statistics: build its batches with new BatchBuilder(…, population: true).", nameof(trainBatches))).FinalState;
+                "the model reads population statistics: build its batches with model.Config.Batches(instances, stats).", nameof(trainBatches))).FinalState;
             double prior = _model.Config.UserRecentRatePrior;
             foreach (var (b, name) in new[] { (trainBatches, nameof(trainBatches)), (valid, nameof(valid)) })
                 if (b.Population is { } p && p.FinalState.UserRecentPrior != prior)

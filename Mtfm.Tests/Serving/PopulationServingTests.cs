@@ -101,7 +101,8 @@ public sealed class PopulationServingTests(ServingFixture fx) : IClassFixture<Se
         Assert.Equal(10, back.UserRecentRatePrior);
         Assert.True(back.PopulationStatistics);
         Assert.Equal(MtfmConfig.DefaultUserRecentRatePrior, MtfmConfig.Tiny.WithDefaultPopulationStatistics().UserRecentRatePrior);
-        Assert.Equal(10, MtfmConfig.Mmoe.WithDefaultPopulationStatistics().UserRecentRatePrior);
+        Assert.Equal(MtfmConfig.DefaultUserRecentRatePrior, MtfmConfig.Mmoe.WithDefaultPopulationStatistics().UserRecentRatePrior);
+        Assert.False(MtfmConfig.Mmoe.WithDefaultPopulationStatistics().PopulationStatistics);
         Assert.Throws<ArgumentException>(() => (MtfmConfig.Tiny with { UserRecentRatePrior = 0 }).Validate());
         Assert.Throws<ArgumentException>(() => (MtfmConfig.Tiny with { UserRecentRatePrior = double.NaN }).Validate());
     }
