@@ -56,7 +56,8 @@ internal static class TrainCommand
         if (r.Blocks is { } b) config = config with { Blocks = b };
         if (r.TargetLayers is { } k) config = config with { TargetLayersPerBlock = k };
         if (r.HistoryStatistics is { } hs) config = config with { HistoryStatistics = hs };
-        config = r.PopulationStatistics is { } ps ? config.WithDefaultPopulationStatistics() with { PopulationStatistics = ps } : config.WithDefaultPopulationStatistics();
+        config = config.WithDefaultPopulationStatistics();
+        if (r.PopulationStatistics is { } ps) config = config with { PopulationStatistics = ps };
         config = r.ScenarioPooling is { } sp ? config with { ScenarioPooling = sp } : config.WithDefaultScenarioPooling();
         config.Validate();
         using var model = new MtfmModel(backend, config, layout, r.Seed);

@@ -27,7 +27,6 @@ internal sealed class BatchBuilder
         _population = population ? PopulationStatistics.CachedForStore(instances.Store, userRecentPrior) : null;
     }
 
-
     /// <summary>
     /// Where set, batches compute their history statistics over the instances in parallel with it (the trainer sets
     /// the CPU backend's pool while the step leaves it idle during batch building); bit-identical to a serial build.

@@ -46,7 +46,6 @@ internal sealed class PopulationStatistics : IPopulationSource
     private readonly double[] _scenExposures, _scenClicks;
     private double _allExposures, _allClicks;
     private readonly bool[][] _isUser; // per scenario, per categorical column: a userFeatures column
-    private readonly double _userRecentPrior;
 
     /// <summary>The counts of one (scenario, categorical column), dense over the column's table rows.</summary>
     internal sealed class Counts(int rows)
@@ -69,7 +68,7 @@ internal sealed class PopulationStatistics : IPopulationSource
         _l = layout ?? throw new ArgumentNullException(nameof(layout));
         if (!double.IsFinite(userRecentPrior) || userRecentPrior <= 0)
             throw new ArgumentOutOfRangeException(nameof(userRecentPrior), userRecentPrior, "must be a finite number > 0.");
-        _userRecentPrior = userRecentPrior;
+        UserRecentPrior = userRecentPrior;
         int ns = layout.ScenarioCount;
         _cols = new Counts[ns][];
         _colTable = new int[ns][];
@@ -98,7 +97,7 @@ internal sealed class PopulationStatistics : IPopulationSource
     }
 
     /// <summary>Prior of the decayed click rates of the user columns (<see cref="Model.MtfmConfig.UserRecentRatePrior"/>).</summary>
-    public double UserRecentPrior => _userRecentPrior;
+    public double UserRecentPrior { get; }
 
     /// <summary>The layout the state is for.</summary>
     public DataLayout Layout => _l;
@@ -121,7 +120,7 @@ internal sealed class PopulationStatistics : IPopulationSource
         {
             int r = rows[a], t = _colTable[scenario][a];
             var o = dst.Slice(ColumnsPerFeature * a, ColumnsPerFeature);
-            double recentPrior = _isUser[scenario][a] ? _userRecentPrior : PriorStrength;
+            double recentPrior = _isUser[scenario][a] ? UserRecentPrior : PriorStrength;
             ReadExposures(cols[a], r, time, p, recentPrior, o[..4]);
             ReadExposures(_tableExposures[t]!, r, time, pAll, recentPrior, o.Slice(4, 4));
             var b = _tableBehaviours[t]!;

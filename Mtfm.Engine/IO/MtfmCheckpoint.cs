@@ -96,14 +96,14 @@ internal static class MtfmCheckpoint
     /// <summary>
     /// The configuration of a checkpoint's metadata. A field added after the checkpoint was written is absent from its
     /// JSON, and the source-generated reader then leaves it at default(T) rather than at its initializer, so such fields
-    /// get the value the checkpoint was trained with here: <see cref="MtfmConfig.UserRecentRatePrior"/> 10.
+    /// get the value the checkpoint was trained with here: <see cref="MtfmConfig.UserRecentRatePrior"/> = <see cref="PopulationStatistics.PriorStrength"/> (10).
     /// </summary>
     internal static MtfmConfig? ReadConfig(string json)
     {
         var config = JsonSerializer.Deserialize(json, ModelJsonContext.Default.MtfmConfig);
         if (config is null) return null;
         using var doc = JsonDocument.Parse(json);
-        if (!doc.RootElement.TryGetProperty("userRecentRatePrior", out _)) config = config with { UserRecentRatePrior = 10 };
+        if (!doc.RootElement.TryGetProperty("userRecentRatePrior", out _)) config = config with { UserRecentRatePrior = PopulationStatistics.PriorStrength };
         return config;
     }
 }

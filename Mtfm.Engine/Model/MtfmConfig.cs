@@ -75,7 +75,7 @@ public sealed record MtfmConfig
     /// (checkpoints written before it existed were trained with 10 and load with it);
     /// <see cref="WithDefaultPopulationStatistics"/> sets <see cref="DefaultUserRecentRatePrior"/>. See docs/quality.md.
     /// </summary>
-    public double UserRecentRatePrior { get; init; } = 10;
+    public double UserRecentRatePrior { get; init; } = Data.PopulationStatistics.PriorStrength;
 
     /// <summary>The training default of <see cref="UserRecentRatePrior"/>.</summary>
     public const double DefaultUserRecentRatePrior = 100;
