@@ -239,8 +239,8 @@ internal static unsafe class CpuHstuAttention
         private readonly Body _io;
         private readonly int _hg, _lc, _rows, _tw;
         private readonly float _alpha;
-        private readonly float* _kt, _vt, _qr, _dor, _s, _pm, _da, _d, _sig, _acc, _rabAcc;
-        private readonly int* _bk;
+        private readonly float* _kt, _vt, _qr, _dor, _s, _pm, _da, _d, _sig, _acc;
+        private readonly int* _bk, _runStart, _runBucket, _runCount;
         private readonly void* _mem;
         private int _cachedInst;
 
@@ -255,8 +255,9 @@ internal static unsafe class CpuHstuAttention
             int g = a.KvHeads, dqk = a.Dqk, dv = a.Dv;
             long lc = _lc, rows = _rows;
             long floats = g * dqk * lc + (io.Backward ? g * dv * lc : 0) + rows * dqk + rows * dv
-                + rows * lc * (io.Backward ? 4 : 2) + lc + rows * Math.Max(dqk, dv) + 4 * _tw;
-            long bytes = (floats + p.QueryBlock * lc) * sizeof(float) + 64 * 14;
+                + rows * lc * (io.Backward ? 4 : 2) + (io.Backward ? Pad : 0) + lc + rows * Math.Max(dqk, dv);
+            long ints = p.QueryBlock * lc + (io.Backward ? p.QueryBlock * (2 * lc + 2) : 0);
+            long bytes = (floats + ints) * sizeof(float) + 64 * 16;
             _mem = NativeMemory.AlignedAlloc((nuint)bytes, 64);
             byte* cur = (byte*)_mem;
             float* Take(long n)
@@ -272,11 +273,16 @@ internal static unsafe class CpuHstuAttention
             _s = Take(rows * lc);
             _pm = Take(rows * lc);
             _da = io.Backward ? Take(rows * lc) : null;
-            _d = io.Backward ? Take(rows * lc) : null;
+            _d = io.Backward ? Take(rows * lc + Pad) : null; // + Pad: a run's last vector may read past the last row
             _sig = Take(lc);
             _acc = Take(rows * Math.Max(dqk, dv));
-            _rabAcc = Take(4 * _tw);
-            _bk = (int*)cur;
+            _bk = (int*)Take(p.QueryBlock * lc);
+            if (io.Backward)
+            {
+                _runStart = (int*)Take(p.QueryBlock * (lc + 1));
+                _runBucket = (int*)Take(p.QueryBlock * lc);
+                _runCount = (int*)Take(p.QueryBlock);
+            }
             _cachedInst = -1;
         }
 
@@ -301,7 +307,11 @@ internal static unsafe class CpuHstuAttention
             }
         }
 
-        /// <summary>Buckets of (query qi, key s0 + j) for j below the query's key end.</summary>
+        /// <summary>
+        /// Buckets of (query qi, key s0 + j) for j below the query's key end; in the backward also the runs of equal
+        /// buckets along j (start, bucket), which the rab gradient sums run by run. Keys in time order (the usual case)
+        /// give at most 2·NB − 1 runs per query; any order is still exact, with more, shorter runs.
+        /// </summary>
         private readonly void Buckets(int qa, int qb, int s0)
         {
             long* time = _a.Time;
@@ -309,8 +319,67 @@ internal static unsafe class CpuHstuAttention
             long unit = _a.UnitSeconds;
             for (int qi = qa; qi < qb; qi++)
             {
-                HstuAttentionTimeBucket.BucketRow(time[Token(qi)], time + s0, _p.KeyEnd[qi] - s0, nb, unit, _bk + (long)(qi - qa) * _lc);
+                int ql = qi - qa, e = _p.KeyEnd[qi] - s0;
+                int* brow = _bk + (long)ql * _lc;
+                HstuAttentionTimeBucket.BucketRow(time[Token(qi)], time + s0, e, nb, unit, brow);
+                if (_runStart == null) continue;
+                int* rs = _runStart + (long)ql * (_lc + 1);
+                int* rb = _runBucket + (long)ql * _lc;
+                int nr = 0;
+                for (int j = 0; j < e;)
+                {
+                    int bucket = brow[j], k = j + 1;
+                    while (k < e && brow[k] == bucket) k++;
+                    rs[nr] = j;
+                    rb[nr] = bucket;
+                    nr++;
+                    j = k;
+                }
+                rs[nr] = e;
+                _runCount[ql] = nr;
             }
+        }
+
+        /// <summary>
+        /// Σ x[j] for j in [a, b), b &gt; a: a plain ascending sum for runs of at most 4, otherwise one vector accumulator
+        /// over whole vectors from a, the last partial vector masked, then the vector's sum. The operations depend only on
+        /// the run's values and length. May read (and ignore) up to one vector past b.
+        /// </summary>
+        private static float RunSum(float* x, int a, int b)
+        {
+            int n = b - a;
+            if (n <= 4)
+            {
+                float s = x[a];
+                for (int j = a + 1; j < b; j++) s += x[j];
+                return s;
+            }
+            int i = a;
+            if (Vector512.IsHardwareAccelerated)
+            {
+                var acc = Vector512<float>.Zero;
+                for (; i + 16 <= b; i += 16) acc += Vector512.Load(x + i);
+                if (i < b)
+                {
+                    var keep = Vector512.LessThan(Vector512<int>.Indices, Vector512.Create(b - i)).AsSingle();
+                    acc += Vector512.ConditionalSelect(keep, Vector512.Load(x + i), Vector512<float>.Zero);
+                }
+                return Vector512.Sum(acc);
+            }
+            if (Vector256.IsHardwareAccelerated)
+            {
+                var acc = Vector256<float>.Zero;
+                for (; i + 8 <= b; i += 8) acc += Vector256.Load(x + i);
+                if (i < b)
+                {
+                    var keep = Vector256.LessThan(Vector256<int>.Indices, Vector256.Create(b - i)).AsSingle();
+                    acc += Vector256.ConditionalSelect(keep, Vector256.Load(x + i), Vector256<float>.Zero);
+                }
+                return Vector256.Sum(acc);
+            }
+            float t = 0f;
+            for (; i < b; i++) t += x[i];
+            return t;
         }
 
         /// <summary>Gathers the rows (query, head of kv group kh) of <paramref name="src"/> into dst [rows, width].</summary>
@@ -464,50 +533,29 @@ internal static unsafe class CpuHstuAttention
                 if (d != null) for (int j = 0; j < len; j++) d[(long)r * _lc + j] = 0f;
                 return;
             }
-            HstuAttentionMicroKernels.ScaleAddBias(srow, e, alpha, rabRow, _tw, brow);
-            if (d == null) CpuSilu.SiluScaled(srow, prow, e, invN); // (x·σ(x))·invN: the P the backward recomputes, bit for bit
-            else
+            float* darow = d == null ? null : da + (long)r * _lc;
+            float* drow = d == null ? null : d + (long)r * _lc;
+            // P = SiLU(alpha·S + rab)/n (the forward's P, which the backward recomputes bit for bit) and, backward,
+            // D = dA·SiLU'/n: one fused pass where it applies, else the same operations pass by pass.
+            if (!HstuAttentionMicroKernels.BiasSilu(srow, e, alpha, rabRow, _tw, brow, invN, prow, darow, drow))
             {
-                CpuSilu.Sigmoid(srow, _sig, e);
-                float* darow = da + (long)r * _lc;
-                float* drow = d + (long)r * _lc;
-                HstuAttentionMicroKernels.SiluForwardBackward(e, srow, _sig, darow, invN, prow, drow);
-                // rab scatter-add: 4 interleaved float partials per bucket (lane = j mod 4, stored bucket-major at
-                // part[4·bucket + lane]) break the add dependency chain of runs of equal buckets; they are folded into
-                // the instance's double partial in a fixed order. While groups of 4 keys share one bucket, that
-                // bucket's 4 partials stay in one register: each lane still adds its own elements in ascending j.
-                // Only the buckets this row holds are cleared and folded: the others would add +0.0 to the double
-                // partial, which never holds −0.0 (it starts at +0.0), so skipping them keeps every bit.
-                float* part = _rabAcc;
-                var rowBuckets = new ReadOnlySpan<int>(brow, e);
-                int bLo = TensorPrimitives.Min(rowBuckets), bHi = TensorPrimitives.Max(rowBuckets);
-                new Span<float>(part + 4 * bLo, 4 * (bHi - bLo + 1)).Clear();
-                int j = 0, cur = -1;
-                var acc = Vector128<float>.Zero;
-                for (; j + 4 <= e; j += 4)
+                HstuAttentionMicroKernels.ScaleAddBias(srow, e, alpha, rabRow, _tw, brow);
+                if (d == null) CpuSilu.SiluScaled(srow, prow, e, invN);
+                else
                 {
-                    int b0 = brow[j];
-                    if (Vector128.IsHardwareAccelerated && Vector128.Load(brow + j) == Vector128.Create(b0))
-                    {
-                        if (b0 != cur)
-                        {
-                            if (cur >= 0) acc.Store(part + 4 * cur);
-                            cur = b0;
-                            acc = Vector128.Load(part + 4 * b0);
-                        }
-                        acc += Vector128.Load(drow + j);
-                        continue;
-                    }
-                    if (cur >= 0) { acc.Store(part + 4 * cur); cur = -1; }
-                    part[4 * b0] += drow[j];
-                    part[4 * brow[j + 1] + 1] += drow[j + 1];
-                    part[4 * brow[j + 2] + 2] += drow[j + 2];
-                    part[4 * brow[j + 3] + 3] += drow[j + 3];
+                    CpuSilu.Sigmoid(srow, _sig, e);
+                    HstuAttentionMicroKernels.SiluForwardBackward(e, srow, _sig, darow, invN, prow, drow);
                 }
-                if (cur >= 0) acc.Store(part + 4 * cur);
-                for (; j < e; j++) part[4 * brow[j]] += drow[j];
-                for (int t = bLo; t <= bHi; t++) drab[t] += (double)part[4 * t] + part[4 * t + 1] + part[4 * t + 2] + part[4 * t + 3];
-                for (j = e; j < len; j++) drow[j] = 0f;
+            }
+            if (d != null)
+            {
+                // rab gradient: the row's D summed over each run of equal buckets (shared by the heads of the query),
+                // added to the instance's double partial in run order.
+                int* rs = _runStart + (long)ql * (_lc + 1);
+                int* rb = _runBucket + (long)ql * _lc;
+                int nr = _runCount[ql];
+                for (int k = 0; k < nr; k++) drab[rb[k]] += RunSum(drow, rs[k], rs[k + 1]);
+                for (int j = e; j < len; j++) drow[j] = 0f;
             }
             for (int j = e; j < len; j++) prow[j] = 0f;
         }

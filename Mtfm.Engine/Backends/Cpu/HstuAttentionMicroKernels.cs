@@ -320,6 +320,43 @@ internal static unsafe class HstuAttentionMicroKernels
         for (; j < n; j++) s[j] = alpha * s[j] + bias[bucket[j]];
     }
 
+    /// <summary>
+    /// One pass of a score row, for j &lt; n: x = alpha·s[j] + bias[bucket[j]] (as <see cref="ScaleAddBias"/>),
+    /// g = σ(x) (<see cref="CpuSilu.S(Vector512{float})"/>), p[j] = x·g·invN and, with <paramref name="da"/>,
+    /// d[j] = da[j]·g·(1 + x·(1 − g))·invN: the same operations, so the same bits, as ScaleAddBias followed by
+    /// <see cref="CpuSilu.SiluScaled"/> (forward) or by <see cref="CpuSilu.Sigmoid"/> and <see cref="SiluForwardBackward"/>
+    /// (backward), without storing x and σ. Whole vectors up to n rounded up to 16 are computed, so s, da and bucket
+    /// must be readable (s and da finite) there and p, d writable; lanes at or past n get values the caller overwrites.
+    /// Returns false, computing nothing, where it does not apply (no AVX-512, or a table of more than 64 entries).
+    /// </summary>
+    public static bool BiasSilu(float* s, int n, float alpha, float* bias, int tableSize, int* bucket, float invN, float* p,
+        float* da, float* d)
+    {
+        if (!Avx512F.IsSupported || !Vector512.IsHardwareAccelerated || tableSize > 64) return false;
+        float* t = stackalloc float[64];
+        new Span<float>(t, 64).Clear();
+        new Span<float>(bias, tableSize).CopyTo(new Span<float>(t, 64));
+        var t0 = Vector512.Load(t);
+        var t1 = Vector512.Load(t + 16);
+        var t2 = Vector512.Load(t + 32);
+        var t3 = Vector512.Load(t + 48);
+        var va = Vector512.Create(alpha);
+        var vn = Vector512.Create(invN);
+        var hi = Vector512.Create(32);
+        var one = Vector512<float>.One;
+        for (int j = 0; j < n; j += 16)
+        {
+            var idx = Vector512.Load(bucket + j);
+            var lo = Avx512F.PermuteVar16x32x2(t0, idx, t1);
+            var up = Avx512F.PermuteVar16x32x2(t2, idx, t3);
+            var x = Vector512.Load(s + j) * va + Vector512.ConditionalSelect(Vector512.Equals(idx & hi, hi).AsSingle(), up, lo);
+            var g = CpuSilu.S(x);
+            (x * g * vn).Store(p + j);
+            if (da != null) (Vector512.Load(da + j) * g * (one + x * (one - g)) * vn).Store(d + j);
+        }
+        return true;
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<float> Ld512(float* p, bool overwrite) => overwrite ? Vector512<float>.Zero : Vector512.Load(p);
 
