@@ -112,6 +112,8 @@ internal sealed class ProfilingBackend(IBackend inner) : IBackend
     public void LayerNormMul(Tensor o, Tensor u, float eps, Tensor z, Tensor mean, Tensor rstd) { long s = Stopwatch.GetTimestamp(); Inner.LayerNormMul(o, u, eps, z, mean, rstd); Add("LN(O)", "LayerNormMul", s); }
     public void LayerNormMulBackward(Tensor o, Tensor u, Tensor mean, Tensor rstd, float eps, Tensor dz, Tensor? du, bool accumulateDu, Tensor? dO, bool accumulateDo) { long s = Stopwatch.GetTimestamp(); Inner.LayerNormMulBackward(o, u, mean, rstd, eps, dz, du, accumulateDu, dO, accumulateDo); Add("LN(O)", "LayerNormMulBackward", s); }
     public void SiluColumns(Tensor x, int xCol, Tensor y, int yCol, int cols) { long s = Stopwatch.GetTimestamp(); Inner.SiluColumns(x, xCol, y, yCol, cols); Add("element-wise", "SiluColumns", s); }
+    public void SiluSplit(Tensor x, Tensor[] parts) { long s = Stopwatch.GetTimestamp(); Inner.SiluSplit(x, parts); Add("element-wise", "SiluSplit", s); }
+    public void SiluSplitBackward(Tensor x, int[] widths, Tensor?[] partGrads, Tensor dx, bool accumulate) { long s = Stopwatch.GetTimestamp(); Inner.SiluSplitBackward(x, widths, partGrads, dx, accumulate); Add("element-wise", "SiluSplitBackward", s); }
     public void SiluColumnsBackward(Tensor x, int xCol, Tensor dy, int dyCol, Tensor dx, int dxCol, int cols, bool accumulate) { long s = Stopwatch.GetTimestamp(); Inner.SiluColumnsBackward(x, xCol, dy, dyCol, dx, dxCol, cols, accumulate); Add("element-wise", "SiluColumnsBackward", s); }
 
     public void SumAll(Tensor x, float alpha, Tensor y) { long s = Stopwatch.GetTimestamp(); Inner.SumAll(x, alpha, y); Add("reduction", "SumAll", s); }

@@ -87,6 +87,20 @@ internal interface IBackend : IDisposable
     /// </summary>
     void SiluColumnsBackward(Tensor x, int xCol, Tensor dy, int dyCol, Tensor dx, int dxCol, int cols, bool accumulate);
 
+    /// <summary>
+    /// <see cref="SiluColumns"/> of consecutive column ranges in one call: parts[i] [n, w_i] = SiLU of columns
+    /// [w_0 + … + w_(i−1), + w_i) of x [n, Σ w] (no part may be x). A backend may pass over each row of x once instead of
+    /// once per part; each element equals <see cref="Silu"/>'s.
+    /// </summary>
+    void SiluSplit(Tensor x, Tensor[] parts);
+
+    /// <summary>
+    /// The backward of <see cref="SiluSplit"/>: for each part i with a gradient (<paramref name="partGrads"/>[i] [n, w_i],
+    /// w_i = <paramref name="widths"/>[i]), dx's columns of that part (+)= partGrads[i]·SiLU'(x) as
+    /// <see cref="SiluColumnsBackward"/> does; the columns of a part without one (null) are left as they are.
+    /// </summary>
+    void SiluSplitBackward(Tensor x, int[] widths, Tensor?[] partGrads, Tensor dx, bool accumulate);
+
     // ---------------------------------------------------------------- reductions
 
     /// <summary>y[0] = alpha·Σ x (y has one element).</summary>

@@ -450,6 +450,21 @@ internal static class OpTable
                 x.B.SiluColumnsBackward(a, 2, dy, 9, dx, 20, 7, accumulate);
                 return [dx];
             });
+        yield return new OpCase("SiluSplit", "[19,27] -> [19,7] [19,16] [19,0] [19,4]", 1e-5f, 1e-6f, x =>
+        {
+            var a = x.Rand(-4, 4, 19, 27);
+            Tensor[] parts = [x.Rand(-1, 1, 19, 7), x.Rand(-1, 1, 19, 16), x.Rand(-1, 1, 19, 0), x.Rand(-1, 1, 19, 4)];
+            x.B.SiluSplit(a, parts);
+            return parts;
+        });
+        foreach (var accumulate in new[] { false, true })
+            yield return new OpCase("SiluSplitBackward", $"[19,27] widths 7,16,0,4, the 16 without a gradient, accumulate={accumulate}", 1e-5f, 1e-5f, x =>
+            {
+                var a = x.Rand(-4, 4, 19, 27);
+                var dx = x.Rand(-1, 1, 19, 27);
+                x.B.SiluSplitBackward(a, [7, 16, 0, 4], [x.Rand(-1, 1, 19, 7), null, x.Rand(-1, 1, 19, 0), x.Rand(-1, 1, 19, 4)], dx, accumulate);
+                return [dx];
+            });
         foreach (var accumulate in new[] { false, true })
             yield return Exact("CopyColumns", $"[19,11] cols 2..9 -> [19,23] col 9, accumulate={accumulate}", x =>
             {
@@ -745,6 +760,28 @@ internal static class OpTable
             Forward = (b, t) => { var y = Out(b, 9, 20); b.SiluColumns(t[0], 2, y, 5, 8); return y; },
             Backward = (b, t, dy, g) => b.SiluColumnsBackward(t[0], 2, dy, 5, g[0], 2, 8, accumulate: true),
         });
+        yield return new GradCase("SiluSplit", "SiluSplitBackward", x => new GradProblem
+        {
+            Inputs = [In(x.Rng, -4, 4, 9, 11)],
+            Wrt = [0],
+            Forward = (b, t) =>
+            {
+                Tensor[] parts = [Out(b, 9, 3), Out(b, 9, 8)];
+                b.SiluSplit(t[0], parts);
+                var y = Out(b, 9, 11);
+                b.CopyColumns(parts[0], 0, y, 0, 3, accumulate: false);
+                b.CopyColumns(parts[1], 0, y, 3, 8, accumulate: false);
+                return y;
+            },
+            Backward = (b, t, dy, g) =>
+            {
+                var d0 = Out(b, 9, 3);
+                var d1 = Out(b, 9, 8);
+                b.CopyColumns(dy, 0, d0, 0, 3, accumulate: false);
+                b.CopyColumns(dy, 3, d1, 0, 8, accumulate: false);
+                b.SiluSplitBackward(t[0], [3, 8], [d0, d1], g[0], accumulate: true);
+            },
+        });
         yield return new GradCase("CopyColumns", "split is the accumulating copy back", x => new GradProblem
         {
             Inputs = [In(x.Rng, -1, 1, 9, 11)],
@@ -851,6 +888,17 @@ internal static class OpTable
             var a = x.Rand(-1, 1, 19, 11);
             var b = x.Rand(-1, 1, 19, 23);
             return () => x.B.SiluColumns(a, 6, b, 0, 7);
+        });
+        yield return new ErrorCase("SiluSplit", "widths that do not sum to x's columns", typeof(ArgumentException), "parts", "sum to", x =>
+        {
+            var a = x.Rand(-1, 1, 19, 11);
+            return () => x.B.SiluSplit(a, [x.Rand(-1, 1, 19, 4), x.Rand(-1, 1, 19, 6)]);
+        });
+        yield return new ErrorCase("SiluSplitBackward", "a part gradient with other rows", typeof(ArgumentException), "partGrads[1]", "rows", x =>
+        {
+            var a = x.Rand(-1, 1, 19, 11);
+            var dx = x.Rand(-1, 1, 19, 11);
+            return () => x.B.SiluSplitBackward(a, [4, 7], [x.Rand(-1, 1, 19, 4), x.Rand(-1, 1, 18, 7)], dx, true);
         });
         yield return new ErrorCase("SiluColumnsBackward", "dx with other rows", typeof(ArgumentException), "dx", "rows", x =>
         {

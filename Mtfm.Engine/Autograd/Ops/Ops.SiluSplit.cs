@@ -6,8 +6,9 @@ internal static partial class Ops
 {
     /// <summary>
     /// <c>Split(Silu(x), widths)</c> as one op that keeps no SiLU output: each part is the SiLU of its column range
-    /// (<see cref="Backends.IBackend.SiluColumns"/>), and the backward adds each part's gradient into its columns of dx
-    /// (<see cref="Backends.IBackend.SiluColumnsBackward"/>): no [rows, Σwidths] activation, gradient or copy. Values and
+    /// (<see cref="Backends.IBackend.SiluSplit"/>, one pass over each row of x on the CPU), and the backward adds each
+    /// part's gradient into its columns of dx (<see cref="Backends.IBackend.SiluSplitBackward"/>): no [rows, Σwidths]
+    /// activation, gradient or copy. Values and
     /// gradients are bit-identical to the two-op form.
     /// </summary>
     public static Variable[] SiluSplit(this Tape tape, Variable x, params int[] widths)
@@ -24,7 +25,7 @@ internal static partial class Ops
         var lead = x.Shape[..^1].ToArray();
         var outs = new Variable[widths.Length];
         for (int i = 0; i < widths.Length; i++) outs[i] = tape.Output(tape.Allocate([.. lead, widths[i]]));
-        SiluParts(be, x.Value, widths, Array.ConvertAll(outs, o => o.Value));
+        SiluParts(be, x.Value, Array.ConvertAll(outs, o => o.Value));
         tape.Record(outs, [x], () =>
         {
             if (tape.GradForWrite(x, out bool overwrite) is { } dx) SiluPartsBackward(be, x.Value, widths, Array.ConvertAll(outs, o => o.Grad), dx, overwrite);
@@ -33,10 +34,9 @@ internal static partial class Ops
     }
 
     /// <summary>parts[i] = columns [Σ widths[..i], + widths[i]) of SiLU(x), each written straight into its part.</summary>
-    private static void SiluParts(Backends.IBackend be, Tensor x, int[] widths, Tensor[] parts)
+    private static void SiluParts(Backends.IBackend be, Tensor x, Tensor[] parts)
     {
-        for (int i = 0, off = 0; i < widths.Length; off += widths[i], i++)
-            be.SiluColumns(x, off, parts[i], 0, widths[i]);
+        be.SiluSplit(x, parts);
     }
 
     /// <summary>
@@ -51,7 +51,6 @@ internal static partial class Ops
             be.Fill(dx, 0f);
             overwrite = false;
         }
-        for (int i = 0, off = 0; i < widths.Length; off += widths[i], i++)
-            if (partGrads[i] is { } d) be.SiluColumnsBackward(x, off, d, 0, dx, off, widths[i], accumulate: !overwrite);
+        be.SiluSplitBackward(x, widths, partGrads, dx, accumulate: !overwrite);
     }
 }

@@ -86,6 +86,60 @@ internal sealed unsafe partial class CpuBackend
         _pool.For(rows, MinRows(Math.Max(1, cols)), ref body);
     }
 
+    /// <summary>Every part of a SiLU split (or its backward) row by row: one pass over each row of x.</summary>
+    private struct SiluSplitBody : IRangeBody
+    {
+        public float* X, Dx;
+        public int XCols;
+        public nint[] Parts; // part i at its first element (null in the backward: no gradient)
+        public int[] Widths;
+        public bool Backward, Accumulate;
+
+        public readonly void Run(int start, int end)
+        {
+            for (int r = start; r < end; r++)
+            {
+                long xo = (long)r * XCols;
+                for (int i = 0, off = 0; i < Widths.Length; off += Widths[i], i++)
+                {
+                    int w = Widths[i];
+                    float* p = (float*)Parts[i];
+                    if (p == null || w == 0) continue;
+                    if (Backward) CpuSilu.Backward(X + xo + off, p + (long)r * w, Dx + xo + off, w, Accumulate);
+                    else CpuSilu.Forward(X + xo + off, p + (long)r * w, w);
+                }
+            }
+        }
+    }
+
+    /// <inheritdoc />
+    public void SiluSplit(Tensor x, Tensor[] parts)
+    {
+        int[] widths = SiluSplitCheck.Forward(x, parts);
+        float* px = F(x, nameof(x));
+        var ptrs = new nint[parts.Length];
+        for (int i = 0; i < parts.Length; i++)
+        {
+            ptrs[i] = (nint)F(parts[i], nameof(parts));
+            if (ptrs[i] == (nint)px) throw new ArgumentException($"SiluSplit cannot run in place: parts[{i}] is x's storage.", nameof(parts));
+        }
+        int cols = x.LastDim, rows = cols == 0 ? 0 : checked((int)(x.Length / cols));
+        var body = new SiluSplitBody { X = px, XCols = cols, Parts = ptrs, Widths = widths };
+        _pool.For(rows, MinRows(Math.Max(1, cols)), ref body);
+    }
+
+    /// <inheritdoc />
+    public void SiluSplitBackward(Tensor x, int[] widths, Tensor?[] partGrads, Tensor dx, bool accumulate)
+    {
+        SiluSplitCheck.Backward(x, widths, partGrads, dx);
+        float* px = F(x, nameof(x)), pdx = F(dx, nameof(dx));
+        var ptrs = new nint[widths.Length];
+        for (int i = 0; i < widths.Length; i++) ptrs[i] = partGrads[i] is { } g ? (nint)F(g, nameof(partGrads)) : 0;
+        int cols = x.LastDim, rows = cols == 0 ? 0 : checked((int)(x.Length / cols));
+        var body = new SiluSplitBody { X = px, Dx = pdx, XCols = cols, Parts = ptrs, Widths = widths, Backward = true, Accumulate = accumulate };
+        _pool.For(rows, MinRows(Math.Max(1, cols)), ref body);
+    }
+
     private void RunElementwise(Ew op, float* a, float* b, float* y, float alpha, long n)
     {
         var body = new ElementwiseBody { Op = op, A = a, B = b, Y = y, Alpha = alpha, N = n };

@@ -95,6 +95,21 @@ internal sealed unsafe partial class CudaBackend
     }
 
     /// <inheritdoc />
+    public void SiluSplit(Tensor x, Tensor[] parts)
+    {
+        int[] widths = SiluSplitCheck.Forward(x, parts);
+        for (int i = 0, off = 0; i < parts.Length; off += widths[i], i++) SiluColumns(x, off, parts[i], 0, widths[i]);
+    }
+
+    /// <inheritdoc />
+    public void SiluSplitBackward(Tensor x, int[] widths, Tensor?[] partGrads, Tensor dx, bool accumulate)
+    {
+        SiluSplitCheck.Backward(x, widths, partGrads, dx);
+        for (int i = 0, off = 0; i < widths.Length; off += widths[i], i++)
+            if (partGrads[i] is { } d) SiluColumnsBackward(x, off, d, 0, dx, off, widths[i], accumulate);
+    }
+
+    /// <inheritdoc />
     public void AddScalar(Tensor dy, float alpha, Tensor dx)
     {
         ulong pdy = F(dy, nameof(dy)), pdx = F(dx, nameof(dx));
