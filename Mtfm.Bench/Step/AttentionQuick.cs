@@ -24,7 +24,7 @@ namespace Mtfm.Bench.Step;
 /// the largest magnitude. GFLOP/s count visible pairs only (as <c>step-quick</c>).
 /// <code>
 /// dotnet run -c Release --project Mtfm.Bench -p:MtfmTorchSharp=true -- attn-quick [--preset small] [--threads 2]
-///     [--instances 32] [--h 256] [--r 32] [--t 64] [--warmup 3] [--reps 10]
+///     [--instances 32] [--h 256] [--r 32] [--t 64] [--warmup 10] [--reps 10]
 /// </code>
 /// </summary>
 internal static unsafe class AttentionQuick
@@ -34,7 +34,7 @@ internal static unsafe class AttentionQuick
         string preset = StepQuick.Arg(args, "--preset", "small");
         int threads = StepQuick.IntArg(args, "--threads", 2), inst = StepQuick.IntArg(args, "--instances", 32);
         int lh = StepQuick.IntArg(args, "--h", 256), lr = StepQuick.IntArg(args, "--r", 32), lt = StepQuick.IntArg(args, "--t", 64);
-        int warm = StepQuick.IntArg(args, "--warmup", 3), reps = StepQuick.IntArg(args, "--reps", 10);
+        int warm = StepQuick.IntArg(args, "--warmup", 10), reps = StepQuick.IntArg(args, "--reps", 10);
         var c = MtfmConfig.Preset(preset);
         var layout = new DataLayout(SyntheticGenerator.Schema(SyntheticConfig.Default));
         var batch = StepBatch.Build(layout, inst, lh, lr, lt, seed: 7);
@@ -60,7 +60,17 @@ internal static unsafe class AttentionQuick
             double flops = data.Flops(target);
             var engineTimes = new List<double>();
             var torchTimes = new List<double>();
-            Action engineRep = () => { data.Forward(pool, target); data.Backward(pool, target); };
+            var fwdTimes = new List<double>();
+            var bwdTimes = new List<double>();
+            Action engineRep = () =>
+            {
+                long t0 = Stopwatch.GetTimestamp();
+                data.Forward(pool, target);
+                long t1 = Stopwatch.GetTimestamp();
+                data.Backward(pool, target);
+                fwdTimes.Add(Stopwatch.GetElapsedTime(t0, t1).TotalMilliseconds);
+                bwdTimes.Add(Stopwatch.GetElapsedTime(t1).TotalMilliseconds);
+            };
             Action? torchRep = null;
 #if MTFM_TORCHSHARP
             TorchAttention? peer = null;
@@ -98,6 +108,9 @@ internal static unsafe class AttentionQuick
             peer?.Dispose();
 #endif
             double em = StepQuick.Median(engineTimes);
+            fwdTimes.RemoveRange(0, fwdTimes.Count - reps); // the timed repetitions only
+            bwdTimes.RemoveRange(0, bwdTimes.Count - reps);
+            Console.WriteLine($"  {name}, Mtfm fused kernel: forward {StepQuick.Median(fwdTimes):F2} ms, backward {StepQuick.Median(bwdTimes):F2} ms (medians)");
             int weight = target ? c.TargetLayersPerBlock : 1; // one HTA block: 1 full + K target layers
             engineBlock += weight * em;
             rows.Add($"| {name}, Mtfm fused kernel | {em:F2} ({engineTimes.Min():F2}–{engineTimes.Max():F2}) | {flops / em / 1e6:F1} | 1.00 |");
