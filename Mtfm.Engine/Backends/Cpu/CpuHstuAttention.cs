@@ -516,7 +516,7 @@ internal static unsafe class CpuHstuAttention
 
         /// <summary>
         /// Row r of the block: turns raw dots S into P = SiLU(alpha·S + rab)/n over the visible prefix (0 beyond, up to
-        /// <paramref name="len"/>); in the backward also D = dA·SiLU'(x)/n and the rab scatter-add into <paramref name="drab"/>.
+        /// <paramref name="len"/>); in the backward also D = dA·SiLU'(x)/n and the rab gradient (D summed over the query's bucket runs) into <paramref name="drab"/>.
         /// </summary>
         private readonly void Pointwise(int r, int ql, int qi, int head, int s0, int len, float* da, float* d, double* drab)
         {

@@ -301,21 +301,14 @@ internal static unsafe class HstuAttentionMicroKernels
         if (Avx512F.IsSupported && tableSize <= 64 && n >= 16)
         {
             float* t = stackalloc float[64];
-            new Span<float>(bias, tableSize).CopyTo(new Span<float>(t, 64));
+            FillTable(bias, tableSize, t);
             var t0 = Vector512.Load(t);
             var t1 = Vector512.Load(t + 16);
             var t2 = Vector512.Load(t + 32);
             var t3 = Vector512.Load(t + 48);
             var va = Vector512.Create(alpha);
-            var hi = Vector512.Create(32);
             for (; j + 16 <= n; j += 16)
-            {
-                var idx = Vector512.Load(bucket + j);
-                var lo = Avx512F.PermuteVar16x32x2(t0, idx, t1);
-                var up = Avx512F.PermuteVar16x32x2(t2, idx, t3);
-                var b = Vector512.ConditionalSelect(Vector512.Equals(idx & hi, hi).AsSingle(), up, lo);
-                (Vector512.Load(s + j) * va + b).Store(s + j);
-            }
+                (Vector512.Load(s + j) * va + Lookup(Vector512.Load(bucket + j), t0, t1, t2, t3)).Store(s + j);
         }
         for (; j < n; j++) s[j] = alpha * s[j] + bias[bucket[j]];
     }
@@ -334,27 +327,39 @@ internal static unsafe class HstuAttentionMicroKernels
     {
         if (!Avx512F.IsSupported || !Vector512.IsHardwareAccelerated || tableSize > 64) return false;
         float* t = stackalloc float[64];
-        new Span<float>(t, 64).Clear();
-        new Span<float>(bias, tableSize).CopyTo(new Span<float>(t, 64));
+        FillTable(bias, tableSize, t);
         var t0 = Vector512.Load(t);
         var t1 = Vector512.Load(t + 16);
         var t2 = Vector512.Load(t + 32);
         var t3 = Vector512.Load(t + 48);
         var va = Vector512.Create(alpha);
         var vn = Vector512.Create(invN);
-        var hi = Vector512.Create(32);
         var one = Vector512<float>.One;
         for (int j = 0; j < n; j += 16)
         {
-            var idx = Vector512.Load(bucket + j);
-            var lo = Avx512F.PermuteVar16x32x2(t0, idx, t1);
-            var up = Avx512F.PermuteVar16x32x2(t2, idx, t3);
-            var x = Vector512.Load(s + j) * va + Vector512.ConditionalSelect(Vector512.Equals(idx & hi, hi).AsSingle(), up, lo);
+            var x = Vector512.Load(s + j) * va + Lookup(Vector512.Load(bucket + j), t0, t1, t2, t3);
             var g = CpuSilu.S(x);
             (x * g * vn).Store(p + j);
             if (da != null) (Vector512.Load(da + j) * g * (one + x * (one - g)) * vn).Store(d + j);
         }
         return true;
+    }
+
+    /// <summary>The bias table of at most 64 entries in <paramref name="t"/> [64], zero past <paramref name="tableSize"/>.</summary>
+    private static void FillTable(float* bias, int tableSize, float* t)
+    {
+        new Span<float>(t, 64).Clear();
+        new Span<float>(bias, tableSize).CopyTo(new Span<float>(t, 64));
+    }
+
+    /// <summary>table[idx] for 16 lanes (idx in [0, 64)), the table in 4 registers: two two-register permutes and a select.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Lookup(Vector512<int> idx, Vector512<float> t0, Vector512<float> t1, Vector512<float> t2, Vector512<float> t3)
+    {
+        var hi = Vector512.Create(32);
+        var lo = Avx512F.PermuteVar16x32x2(t0, idx, t1);
+        var up = Avx512F.PermuteVar16x32x2(t2, idx, t3);
+        return Vector512.ConditionalSelect(Vector512.Equals(idx & hi, hi).AsSingle(), up, lo);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
