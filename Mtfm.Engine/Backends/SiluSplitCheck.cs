@@ -18,8 +18,8 @@ internal static class SiluSplitCheck
             widths[i] = parts[i].LastDim;
         }
         Sum(x, widths, nameof(parts));
-        int rows = Rows(x);
-        for (int i = 0; i < parts.Length; i++) SameRows(parts[i], $"parts[{i}]", rows, x);
+        int rows = ColumnRanges.Rows(x);
+        for (int i = 0; i < parts.Length; i++) ColumnRanges.Check(parts[i], $"parts[{i}]", 0, "col", widths[i], rows, $"x {x.ShapeString}");
         return widths;
     }
 
@@ -33,29 +33,15 @@ internal static class SiluSplitCheck
         if (partGrads.Length != widths.Length)
             throw new ArgumentException($"{partGrads.Length} part gradients for {widths.Length} widths.", nameof(partGrads));
         Sum(x, widths, nameof(widths));
-        int rows = Rows(x);
-        SameRows(dx, nameof(dx), rows, x);
+        int rows = ColumnRanges.Rows(x);
+        ColumnRanges.Check(dx, nameof(dx), 0, "col", dx.LastDim, rows, $"x {x.ShapeString}");
         if (dx.LastDim != x.LastDim) throw new ArgumentException($"dx {dx.ShapeString} must have the {x.LastDim} columns of x.", nameof(dx));
         for (int i = 0; i < widths.Length; i++)
             if (partGrads[i] is { } g)
             {
-                SameRows(g, $"partGrads[{i}]", rows, x);
+                ColumnRanges.Check(g, $"partGrads[{i}]", 0, "col", g.LastDim, rows, $"x {x.ShapeString}");
                 if (g.LastDim != widths[i]) throw new ArgumentException($"partGrads[{i}] {g.ShapeString} must have {widths[i]} columns.", nameof(partGrads));
             }
-    }
-
-    /// <summary>Rows of t viewed as [rows, last dimension]: the product of its leading dimensions (also for 0 columns).</summary>
-    private static int Rows(Tensor t)
-    {
-        long r = 1;
-        for (int d = 0; d < t.Rank - 1; d++) r *= t.Shape[d];
-        return checked((int)r);
-    }
-
-    private static void SameRows(Tensor t, string name, int rows, Tensor x)
-    {
-        int r = Rows(t);
-        if (r != rows) throw new ArgumentException($"{name} {t.ShapeString} has {r} rows, x {x.ShapeString} has {rows}.", name);
     }
 
     private static void Sum(Tensor x, int[] widths, string name)

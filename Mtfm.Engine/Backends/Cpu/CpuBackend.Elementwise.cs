@@ -123,7 +123,7 @@ internal sealed unsafe partial class CpuBackend
             ptrs[i] = (nint)F(parts[i], nameof(parts));
             if (ptrs[i] == (nint)px) throw new ArgumentException($"SiluSplit cannot run in place: parts[{i}] is x's storage.", nameof(parts));
         }
-        int cols = x.LastDim, rows = cols == 0 ? 0 : checked((int)(x.Length / cols));
+        int cols = x.LastDim, rows = ColumnRanges.Rows(x);
         var body = new SiluSplitBody { X = px, XCols = cols, Parts = ptrs, Widths = widths };
         _pool.For(rows, MinRows(Math.Max(1, cols)), ref body);
     }
@@ -135,7 +135,7 @@ internal sealed unsafe partial class CpuBackend
         float* px = F(x, nameof(x)), pdx = F(dx, nameof(dx));
         var ptrs = new nint[widths.Length];
         for (int i = 0; i < widths.Length; i++) ptrs[i] = partGrads[i] is { } g ? (nint)F(g, nameof(partGrads)) : 0;
-        int cols = x.LastDim, rows = cols == 0 ? 0 : checked((int)(x.Length / cols));
+        int cols = x.LastDim, rows = ColumnRanges.Rows(x);
         var body = new SiluSplitBody { X = px, Dx = pdx, XCols = cols, Parts = ptrs, Widths = widths, Backward = true, Accumulate = accumulate };
         _pool.For(rows, MinRows(Math.Max(1, cols)), ref body);
     }

@@ -98,7 +98,7 @@ internal sealed unsafe partial class CudaBackend
     public void SiluSplit(Tensor x, Tensor[] parts)
     {
         int[] widths = SiluSplitCheck.Forward(x, parts);
-        for (int i = 0, off = 0; i < parts.Length; off += widths[i], i++) if (widths[i] > 0) SiluColumns(x, off, parts[i], 0, widths[i]);
+        for (int i = 0, off = 0; i < parts.Length; off += widths[i], i++) SiluColumns(x, off, parts[i], 0, widths[i]);
     }
 
     /// <inheritdoc />
@@ -106,7 +106,7 @@ internal sealed unsafe partial class CudaBackend
     {
         SiluSplitCheck.Backward(x, widths, partGrads, dx);
         for (int i = 0, off = 0; i < widths.Length; off += widths[i], i++)
-            if (partGrads[i] is { } d && widths[i] > 0) SiluColumnsBackward(x, off, d, 0, dx, off, widths[i], accumulate);
+            if (partGrads[i] is { } d) SiluColumnsBackward(x, off, d, 0, dx, off, widths[i], accumulate);
     }
 
     /// <inheritdoc />
