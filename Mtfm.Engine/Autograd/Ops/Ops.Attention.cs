@@ -123,8 +123,8 @@ internal static partial class Ops
             V = be.Allocate(DType.Float32, [kvPre.Shape[0], kvWidths[1]]);
             U = be.Allocate(DType.Float32, [uqPre.Shape[0], uqWidths[0]]);
             Q = be.Allocate(DType.Float32, [uqPre.Shape[0], uqWidths[1]]);
-            SiluParts(be, kvPre, [K, V]);
-            SiluParts(be, uqPre, [U, Q]);
+            be.SiluSplit(kvPre, [K, V]);
+            be.SiluSplit(uqPre, [U, Q]);
         }
 
         public Tensor U { get; }

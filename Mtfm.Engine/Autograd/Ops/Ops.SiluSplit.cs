@@ -25,7 +25,7 @@ internal static partial class Ops
         var lead = x.Shape[..^1].ToArray();
         var outs = new Variable[widths.Length];
         for (int i = 0; i < widths.Length; i++) outs[i] = tape.Output(tape.Allocate([.. lead, widths[i]]));
-        SiluParts(be, x.Value, Array.ConvertAll(outs, o => o.Value));
+        be.SiluSplit(x.Value, Array.ConvertAll(outs, o => o.Value));
         tape.Record(outs, [x], () =>
         {
             if (tape.GradForWrite(x, out bool overwrite) is { } dx) SiluPartsBackward(be, x.Value, widths, Array.ConvertAll(outs, o => o.Grad), dx, overwrite);
@@ -33,14 +33,8 @@ internal static partial class Ops
         return outs;
     }
 
-    /// <summary>parts[i] = columns [Σ widths[..i], + widths[i]) of SiLU(x), each written straight into its part.</summary>
-    private static void SiluParts(Backends.IBackend be, Tensor x, Tensor[] parts)
-    {
-        be.SiluSplit(x, parts);
-    }
-
     /// <summary>
-    /// The backward of <see cref="SiluParts"/>: adds into <paramref name="dx"/> from the parts' gradients (null = none
+    /// The backward of <see cref="Backends.IBackend.SiluSplit"/>: adds into <paramref name="dx"/> from the parts' gradients (null = none
     /// reached that part), or writes it when <paramref name="overwrite"/> (a fresh, unzeroed buffer: a part without a
     /// gradient leaves zeros).
     /// </summary>
