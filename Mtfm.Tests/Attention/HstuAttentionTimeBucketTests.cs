@@ -109,4 +109,38 @@ public class HstuAttentionTimeBucketTests
                         Assert.True(got[j] == HstuDenseReference.Bucket(tq, tk[j], nb, unit), $"tq {tq}, tk {tk[j]}, NB {nb}, unit {unit}: row {got[j]}, reference {HstuDenseReference.Bucket(tq, tk[j], nb, unit)}");
                 }
     }
+
+    [Fact]
+    public unsafe void VectorisedRowEqualsScalarBucketAroundThe32BitPath()
+    {
+        // Rows of nearby keys take the 16-lane 32-bit path; a lane at or just past |dt| = 2^31 − 1 sends its 16 to the
+        // 64-bit path. Either way every bucket must equal the reference.
+        var rng = new Random(5);
+        long[] units = [1, 2, 64, 1L << 20, 1L << 31, 1L << 32, 3];
+        foreach (long unit in units)
+            foreach (int nb in new[] { 1, 8, 32, 128 })
+                for (int rep = 0; rep < 30; rep++)
+                {
+                    int n = rng.Next(0, 100);
+                    var tk = new long[n];
+                    long tq = rng.NextInt64(-(1L << 40), 1L << 40);
+                    for (int j = 0; j < n; j++)
+                    {
+                        long edge = int.MaxValue - 1 + rng.Next(3); // 2^31 − 2 .. 2^31
+                        tk[j] = rng.Next(rep % 3 == 0 ? 40 : 8) switch
+                        {
+                            0 => tq,
+                            1 => tq + edge * (rng.Next(2) * 2 - 1),
+                            2 => tq + ((1L << 24) - 2 + rng.Next(4)) * (rng.Next(2) * 2 - 1),
+                            3 => tq + rng.Next(-3, 4),
+                            _ => tq + rng.Next(int.MinValue + 1, int.MaxValue),
+                        };
+                    }
+                    var got = new int[n];
+                    fixed (long* tp = tk) fixed (int* gp = got)
+                        HstuAttentionTimeBucket.BucketRow(tq, tp, n, nb, unit, gp);
+                    for (int j = 0; j < n; j++)
+                        Assert.True(got[j] == HstuDenseReference.Bucket(tq, tk[j], nb, unit), $"tq {tq}, tk {tk[j]}, NB {nb}, unit {unit}: row {got[j]}, reference {HstuDenseReference.Bucket(tq, tk[j], nb, unit)}");
+                }
+    }
 }

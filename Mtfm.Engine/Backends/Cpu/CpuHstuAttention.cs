@@ -1,3 +1,4 @@
+using System.Numerics;
 using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -325,15 +326,34 @@ internal static unsafe class CpuHstuAttention
                 if (_runStart == null) continue;
                 int* rs = _runStart + (long)ql * (_lc + 1);
                 int* rb = _runBucket + (long)ql * _lc;
-                int nr = 0;
-                for (int j = 0; j < e;)
+                int nr = 0, j = 1;
+                if (e > 0)
                 {
-                    int bucket = brow[j], k = j + 1;
-                    while (k < e && brow[k] == bucket) k++;
+                    rs[0] = 0;
+                    rb[0] = brow[0];
+                    nr = 1;
+                }
+                if (Vector512.IsHardwareAccelerated)
+                {
+                    // A run starts wherever a bucket differs from its left neighbour: 16 comparisons at a time.
+                    for (; j + 16 <= e; j += 16)
+                    {
+                        ulong starts = (~Vector512.Equals(Vector512.Load(brow + j), Vector512.Load(brow + j - 1))).ExtractMostSignificantBits();
+                        for (; starts != 0; starts &= starts - 1)
+                        {
+                            int at = j + BitOperations.TrailingZeroCount(starts);
+                            rs[nr] = at;
+                            rb[nr] = brow[at];
+                            nr++;
+                        }
+                    }
+                }
+                for (; j < e; j++)
+                {
+                    if (brow[j] == brow[j - 1]) continue;
                     rs[nr] = j;
-                    rb[nr] = bucket;
+                    rb[nr] = brow[j];
                     nr++;
-                    j = k;
                 }
                 rs[nr] = e;
                 _runCount[ql] = nr;
