@@ -506,7 +506,7 @@ internal static unsafe class CpuHstuAttention
                             float* kRow = _io.K + (long)t * _io.Ldk + kh * dqk;
                             float* vRow = _io.V + (long)t * _io.Ldv + kh * dv;
                             float* doRow = _dor + (long)r * dv;
-                            float dA = HstuAttentionMicroKernels.DotChain(doRow, vRow, dv);
+                            float dA = HstuAttentionMicroKernels.Dot(doRow, vRow, dv);
                             float ds = dA * sg * (1f + x * (1f - sg)) * invN;
                             HstuAttentionMicroKernels.Axpy(dqk, ds, kRow, dq);
                             HstuAttentionMicroKernels.Axpy(dqk, ds, _qr + (long)r * dqk, _io.DK + (long)t * _io.LddK + kh * dqk);
@@ -525,10 +525,10 @@ internal static unsafe class CpuHstuAttention
             }
         }
 
-        /// <summary>alpha · Q_row · K[t] + rab[head, 0] (same fma chain as the tiled scores).</summary>
+        /// <summary>alpha · Q_row · K[t] + rab[head, 0] (the forward and the backward compute it alike, so P agrees).</summary>
         private readonly float SelfScore(int r, int t, int kh, int head)
         {
-            float dot = HstuAttentionMicroKernels.DotChain(_qr + (long)r * _a.Dqk, _io.K + (long)t * _io.Ldk + kh * _a.Dqk, _a.Dqk);
+            float dot = HstuAttentionMicroKernels.Dot(_qr + (long)r * _a.Dqk, _io.K + (long)t * _io.Ldk + kh * _a.Dqk, _a.Dqk);
             return _alpha * dot + _io.Rab[(long)head * _tw];
         }
 

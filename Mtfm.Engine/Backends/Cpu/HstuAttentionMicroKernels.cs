@@ -226,11 +226,22 @@ internal static unsafe class HstuAttentionMicroKernels
         }
     }
 
-    /// <summary>Σ_p x[p]·y[p] as one fused multiply-add chain in ascending p (matches a lane of <see cref="AddMatMul"/>).</summary>
-    public static float DotChain(float* x, float* y, int n)
+    /// <summary>
+    /// Σ_p x[p]·y[p]: with AVX-512, 16-lane partial sums (fused multiply-adds over whole vectors in ascending order), their
+    /// sum, then the leftover elements by fused multiply-adds; otherwise one chain in ascending p. The operations depend only
+    /// on n, so equal inputs give equal bits wherever the call sits.
+    /// </summary>
+    public static float Dot(float* x, float* y, int n)
     {
+        int p = 0;
         float acc = 0f;
-        for (int p = 0; p < n; p++) acc = MathF.FusedMultiplyAdd(x[p], y[p], acc);
+        if (Vector512.IsHardwareAccelerated && n >= 16)
+        {
+            var v = Vector512<float>.Zero;
+            for (; p + 16 <= n; p += 16) v = Vector512.FusedMultiplyAdd(Vector512.Load(x + p), Vector512.Load(y + p), v);
+            acc = Vector512.Sum(v);
+        }
+        for (; p < n; p++) acc = MathF.FusedMultiplyAdd(x[p], y[p], acc);
         return acc;
     }
 
