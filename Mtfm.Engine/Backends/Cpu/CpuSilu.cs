@@ -97,7 +97,7 @@ internal static unsafe class CpuSilu
 
     // e^t for float lanes: t clamped to [−87, 88] (e^t stays a normal float; a NaN lane gives a finite value here, and
     // every caller multiplies by x again, so NaN still propagates); t = n·ln2 + r, |r| ≤ ln2/2 (ln2 in two parts);
-    // e^r by a degree-6 minimax polynomial (the Cephes expf coefficients); 2^n built in the exponent field.
+    // e^r by a degree-6 minimax polynomial (the Cephes expf coefficients); then times 2^n (vscalefps with AVX-512, else 2^n built in the exponent field).
     private const float ExpLo = -87f, ExpHi = 88f, Log2E = 1.44269504088896341f, Ln2Hi = 0.693359375f, Ln2Lo = -2.12194440e-4f;
     private const float P0 = 1.9875691500e-4f, P1 = 1.3981999507e-3f, P2 = 8.3334519073e-3f, P3 = 4.1665795894e-2f, P4 = 1.6666665459e-1f, P5 = 5.0000001201e-1f;
 
