@@ -36,7 +36,7 @@ internal static class Program
         var aggregation = new Option<string>("--aggregation") { Description = "user (user-level windows) or exposure (one instance per exposure)", DefaultValueFactory = _ => "user" };
         var scenarios = new Option<string>("--scenarios") { Description = "all, or one scenario name to train on alone", DefaultValueFactory = _ => "all" };
         var feedback = new Option<string>("--feedback") { Description = "auto, on or off: click feedback tokens (each exposure also enters a feedback sequence with its click outcome, visible strictly later; docs/data.md) for a dataset whose schema declares none; auto: on for MTFM presets with sequences, off for mmoe and lightgbm", DefaultValueFactory = _ => "auto" };
-        var epochs = new Option<int>("--epochs") { Description = "passes over the training data (early stopping may end sooner); 0 = auto: enough for about 5,000 steps, 1 to 7", DefaultValueFactory = _ => 0 };
+        var epochs = new Option<int>("--epochs") { Description = "passes over the training data (early stopping may end sooner); 0 = auto: enough for about 3,000 steps, 1 to 7", DefaultValueFactory = _ => 0 };
         var batchTokens = new Option<int>("--batch-tokens") { Description = "tokens per batch", DefaultValueFactory = _ => 4096 };
         var lr = new Option<float>("--lr") { Description = "peak learning rate of dense parameters", DefaultValueFactory = _ => 2e-3f };
         var embeddingLr = new Option<float>("--embedding-lr") { Description = "peak learning rate of the embedding tables (row-sparse Adam; docs/training.md)", DefaultValueFactory = _ => TrainOptions.DefaultEmbeddingLearningRate };

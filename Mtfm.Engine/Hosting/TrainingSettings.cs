@@ -18,7 +18,7 @@ public sealed record TrainingSettings
 
     /// <summary>
     /// Passes over the training part (early stopping may end sooner); 0 (the default) = automatic: enough passes for
-    /// about 5,000 optimizer steps, at least 1 and at most 7 (a large log gets fewer passes, a small one 7).
+    /// about 3,000 optimizer steps, at least 1 and at most 7 (a large log gets fewer passes, a small one 7).
     /// </summary>
     public int Epochs { get; init; }
 

@@ -10,11 +10,8 @@ internal sealed record TrainOptions
     /// </summary>
     public int Epochs { get; init; }
 
-    /// <summary>
-    /// Optimizer steps automatic epochs aim for (docs/training.md: on the default synthetic log validation loss still fell
-    /// after 3,000 steps and flattened by 5,000).
-    /// </summary>
-    public const long AutoStepBudget = 5000;
+    /// <summary>Optimizer steps automatic epochs aim for (docs/training.md: more passes over a large log stopped paying).</summary>
+    public const long AutoStepBudget = 3000;
 
     /// <summary>Most passes automatic epochs make (a small log).</summary>
     public const int MaxAutoEpochs = 7;

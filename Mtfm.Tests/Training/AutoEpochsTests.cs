@@ -7,15 +7,15 @@ public class AutoEpochsTests
 {
     [Theory]
     [InlineData(1, 7)]        // a tiny log: the most passes
-    [InlineData(204, 7)]      // MovieLens ml-latest-small (tiny, 4,096 tokens): ⌈5000/204⌉ = 25 → 7
-    [InlineData(833, 7)]      // ⌈5000/833⌉ = 7
-    [InlineData(834, 6)]
-    [InlineData(1104, 5)]     // the default synthetic log
-    [InlineData(1666, 4)]
-    [InlineData(1667, 3)]
-    [InlineData(2500, 2)]
-    [InlineData(4999, 2)]
-    [InlineData(5000, 1)]
+    [InlineData(204, 7)]      // MovieLens ml-latest-small (tiny, 4,096 tokens): ⌈3000/204⌉ = 15 → 7
+    [InlineData(429, 7)]
+    [InlineData(430, 7)]      // ⌈3000/430⌉ = 7
+    [InlineData(500, 6)]
+    [InlineData(1104, 3)]     // the default synthetic log
+    [InlineData(1500, 2)]
+    [InlineData(1501, 2)]
+    [InlineData(2999, 2)]
+    [InlineData(3000, 1)]
     [InlineData(1_000_000, 1)] // a large log: one pass
     public void AutomaticEpochsAimForTheStepBudget(long batchesPerEpoch, int expected)
     {
