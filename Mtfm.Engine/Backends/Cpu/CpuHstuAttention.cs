@@ -1,5 +1,4 @@
 using System.Numerics;
-using System.Numerics.Tensors;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 
@@ -411,7 +410,7 @@ internal static unsafe class CpuHstuAttention
                 for (int ql = 0; ql < nq; ql++)
                 {
                     float* s = src + (long)(qa + ql) * ld + (long)head * width;
-                    new ReadOnlySpan<float>(s, width).CopyTo(new Span<float>(dst + (long)(hh * nq + ql) * width, width));
+                    HstuAttentionMicroKernels.Copy(s, dst + (long)(hh * nq + ql) * width, width);
                 }
             }
         }
@@ -449,7 +448,7 @@ internal static unsafe class CpuHstuAttention
                         float invN = 1f / (ke - s0 + 1);
                         HstuAttentionMicroKernels.Axpy(dv, x * sg * invN, _io.V + (long)t * _io.Ldv + kh * dv, orow);
                     }
-                    new ReadOnlySpan<float>(orow, dv).CopyTo(new Span<float>(_io.O + (long)qi * _io.Ldo + (long)head * dv, dv));
+                    HstuAttentionMicroKernels.Copy(orow, _io.O + (long)qi * _io.Ldo + (long)head * dv, dv);
                 }
             }
         }
@@ -462,8 +461,8 @@ internal static unsafe class CpuHstuAttention
             new Span<double>(dr, rabLen).Clear();
             for (int t = s0; t < e0; t++)
             {
-                new Span<float>(_io.DK + (long)t * _io.LddK, g * dqk).Clear();
-                new Span<float>(_io.DV + (long)t * _io.LddV, g * dv).Clear();
+                HstuAttentionMicroKernels.Zero(_io.DK + (long)t * _io.LddK, g * dqk);
+                HstuAttentionMicroKernels.Zero(_io.DV + (long)t * _io.LddV, g * dv);
             }
             int qBegin = _p.QBegin[b], qEnd = _p.QEnd[b];
             if (qBegin == qEnd) return;
@@ -514,14 +513,14 @@ internal static unsafe class CpuHstuAttention
                             dr[(long)head * _tw] += ds; // bucket(0) = 0
                         }
                         float* dst = _io.DQ + (long)qi * _io.LddQ + (long)head * dqk;
-                        TensorPrimitives.Multiply(new ReadOnlySpan<float>(dq, dqk), _alpha, new Span<float>(dst, dqk));
+                        HstuAttentionMicroKernels.Scale(dq, _alpha, dst, dqk);
                     }
                 }
             }
             for (int t = s0; t < e0; t++)
             {
-                var row = new Span<float>(_io.DK + (long)t * _io.LddK, g * dqk);
-                TensorPrimitives.Multiply(row, _alpha, row);
+                float* row = _io.DK + (long)t * _io.LddK;
+                HstuAttentionMicroKernels.Scale(row, _alpha, row, g * dqk);
             }
         }
 
@@ -549,8 +548,8 @@ internal static unsafe class CpuHstuAttention
             float alpha = _alpha;
             if (e == 0)
             {
-                for (int j = 0; j < len; j++) prow[j] = 0f;
-                if (d != null) for (int j = 0; j < len; j++) d[(long)r * _lc + j] = 0f;
+                HstuAttentionMicroKernels.Zero(prow, len);
+                if (d != null) HstuAttentionMicroKernels.Zero(d + (long)r * _lc, len);
                 return;
             }
             float* darow = d == null ? null : da + (long)r * _lc;
@@ -575,9 +574,9 @@ internal static unsafe class CpuHstuAttention
                 int* rb = _runBucket + (long)ql * _lc;
                 int nr = _runCount[ql];
                 for (int k = 0; k < nr; k++) drab[rb[k]] += RunSum(drow, rs[k], rs[k + 1]);
-                for (int j = e; j < len; j++) drow[j] = 0f;
+                HstuAttentionMicroKernels.Zero(drow + e, len - e);
             }
-            for (int j = e; j < len; j++) prow[j] = 0f;
+            HstuAttentionMicroKernels.Zero(prow + e, len - e);
         }
     }
 }

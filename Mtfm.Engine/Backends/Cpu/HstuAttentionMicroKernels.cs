@@ -21,7 +21,7 @@ internal static unsafe class HstuAttentionMicroKernels
         if (m <= 0 || n <= 0) return;
         if (kd <= 0)
         {
-            if (overwrite) for (int i = 0; i < m; i++) new Span<float>(c + i * ldc, n).Clear();
+            if (overwrite) for (int i = 0; i < m; i++) Zero(c + i * ldc, n);
             return;
         }
         int col = 0;
@@ -245,6 +245,34 @@ internal static unsafe class HstuAttentionMicroKernels
         return acc;
     }
 
+    /// <summary>dst[0..n) = src[0..n) (not overlapping): whole vectors, then the tail; rows of a few dozen floats without a call into the runtime's copy.</summary>
+    public static void Copy(float* src, float* dst, int n)
+    {
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated) for (; i + 16 <= n; i += 16) Vector512.Load(src + i).Store(dst + i);
+        for (; i < n; i++) dst[i] = src[i];
+    }
+
+    /// <summary>dst[0..n) = +0.</summary>
+    public static void Zero(float* dst, int n)
+    {
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated) for (; i + 16 <= n; i += 16) Vector512<float>.Zero.Store(dst + i);
+        for (; i < n; i++) dst[i] = 0f;
+    }
+
+    /// <summary>dst[0..n) = scale · src[0..n) (one multiply per element; src may be dst).</summary>
+    public static void Scale(float* src, float scale, float* dst, int n)
+    {
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var vs = Vector512.Create(scale);
+            for (; i + 16 <= n; i += 16) (Vector512.Load(src + i) * vs).Store(dst + i);
+        }
+        for (; i < n; i++) dst[i] = src[i] * scale;
+    }
+
     /// <summary>y[0..n) += alpha · x[0..n).</summary>
     public static void Axpy(int n, float alpha, float* x, float* y)
     {
@@ -359,8 +387,8 @@ internal static unsafe class HstuAttentionMicroKernels
     /// <summary>The bias table of at most 64 entries in <paramref name="t"/> [64], zero past <paramref name="tableSize"/>.</summary>
     private static void FillTable(float* bias, int tableSize, float* t)
     {
-        new Span<float>(t, 64).Clear();
-        new Span<float>(bias, tableSize).CopyTo(new Span<float>(t, 64));
+        Zero(t, 64);
+        Copy(bias, t, tableSize);
     }
 
     /// <summary>table[idx] for 16 lanes (idx in [0, 64)), the table in 4 registers: two two-register permutes and a select.</summary>
