@@ -1,6 +1,7 @@
 using System.Numerics;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Mtfm.Engine.Backends.Cpu;
 
@@ -415,8 +416,24 @@ internal static unsafe class CpuHstuAttention
             }
         }
 
+        /// <summary>
+        /// Asks for the query rows [qa, qa + n) of <paramref name="src"/> (the first <paramref name="floats"/> of each) to be
+        /// cached: the next block's Q (and dO) rows, strided slices of a wider tensor, are then read while this block computes.
+        /// </summary>
+        private readonly void Prefetch(float* src, int ld, int floats, int qa, int n)
+        {
+            if (!Sse.IsSupported) return;
+            int end = Math.Min(_a.NumQueries, qa + n);
+            for (int qi = qa; qi < end; qi++)
+            {
+                float* row = src + (long)qi * ld;
+                for (int j = 0; j < floats; j += 16) Sse.Prefetch0(row + j);
+            }
+        }
+
         public void ForwardItem(int b, int qa, int qb)
         {
+            Prefetch(_io.Q, _io.Ldq, _a.Heads * _a.Dqk, qb, qb - qa);
             int s0 = _a.Offsets[b];
             if (_cachedInst != b)
             {
@@ -474,6 +491,8 @@ internal static unsafe class CpuHstuAttention
                 int qb = Math.Min(qEnd, qa + _p.QueryBlock), nq = qb - qa, len = 0;
                 for (int qi = qa; qi < qb; qi++) len = Math.Max(len, _p.KeyEnd[qi] - s0);
                 int lp = RoundUp(len), rows = nq * _hg;
+                Prefetch(_io.Q, _io.Ldq, _a.Heads * dqk, qb, _p.QueryBlock);
+                Prefetch(_io.DO, _io.LddO, _a.Heads * dv, qb, _p.QueryBlock);
                 Buckets(qa, qb, s0);
                 for (int kh = 0; kh < g; kh++)
                 {
