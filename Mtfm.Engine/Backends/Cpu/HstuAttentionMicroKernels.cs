@@ -339,12 +339,7 @@ internal static unsafe class HstuAttentionMicroKernels
         int j = 0;
         if (Avx512F.IsSupported && tableSize <= 64 && n >= 16)
         {
-            float* t = stackalloc float[64];
-            FillTable(bias, tableSize, t);
-            var t0 = Vector512.Load(t);
-            var t1 = Vector512.Load(t + 16);
-            var t2 = Vector512.Load(t + 32);
-            var t3 = Vector512.Load(t + 48);
+            TableRegisters(bias, tableSize, out var t0, out var t1, out var t2, out var t3);
             var va = Vector512.Create(alpha);
             for (; j + 16 <= n; j += 16)
                 (Vector512.Load(s + j) * va + Lookup(Vector512.Load(bucket + j), t0, t1, t2, t3)).Store(s + j);
@@ -365,12 +360,7 @@ internal static unsafe class HstuAttentionMicroKernels
         float* da, float* d)
     {
         if (!Avx512F.IsSupported || !Vector512.IsHardwareAccelerated || tableSize > 64) return false;
-        float* t = stackalloc float[64];
-        FillTable(bias, tableSize, t);
-        var t0 = Vector512.Load(t);
-        var t1 = Vector512.Load(t + 16);
-        var t2 = Vector512.Load(t + 32);
-        var t3 = Vector512.Load(t + 48);
+        TableRegisters(bias, tableSize, out var t0, out var t1, out var t2, out var t3);
         var va = Vector512.Create(alpha);
         var vn = Vector512.Create(invN);
         var one = Vector512<float>.One;
@@ -384,11 +374,17 @@ internal static unsafe class HstuAttentionMicroKernels
         return true;
     }
 
-    /// <summary>The bias table of at most 64 entries in <paramref name="t"/> [64], zero past <paramref name="tableSize"/>.</summary>
-    private static void FillTable(float* bias, int tableSize, float* t)
+    /// <summary>The bias table of at most 64 entries in four registers (16 entries each), zero past <paramref name="tableSize"/>.</summary>
+    private static void TableRegisters(float* bias, int tableSize, out Vector512<float> t0, out Vector512<float> t1,
+        out Vector512<float> t2, out Vector512<float> t3)
     {
+        float* t = stackalloc float[64];
         Zero(t, 64);
         Copy(bias, t, tableSize);
+        t0 = Vector512.Load(t);
+        t1 = Vector512.Load(t + 16);
+        t2 = Vector512.Load(t + 32);
+        t3 = Vector512.Load(t + 48);
     }
 
     /// <summary>table[idx] for 16 lanes (idx in [0, 64)), the table in 4 registers: two two-register permutes and a select.</summary>
