@@ -104,7 +104,7 @@ public sealed unsafe class CpuSiluTests
     {
         // The vector exp multiplies its polynomial by 2^n in one scale instruction where AVX-512 has it: every input must
         // give the bits of the product with 2^n built in the exponent field (what the other paths compute). Inputs: one
-        // float bit pattern in 251 across all of them, so every exponent and both signs are covered.
+        // float bit pattern in 1,021 across all of them, so every exponent and both signs are covered.
         if (!Vector512.IsHardwareAccelerated) Assert.Skip("no AVX-512 on this machine: the scale path does not run");
         var idx = Vector512<int>.Indices * 1021;
         for (long bits = 0; bits < (1L << 32); bits += 16 * 1021)

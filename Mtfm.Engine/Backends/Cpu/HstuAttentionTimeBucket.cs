@@ -73,7 +73,7 @@ internal static class HstuAttentionTimeBucket
                     var dt1 = tq - tk1;
                     var overflow = ((tq ^ tk0) & (tq ^ dt0)) | ((tq ^ tk1) & (tq ^ dt1));
                     var wide = Vector512.GreaterThan((dt0 + off).AsUInt64(), span) | Vector512.GreaterThan((dt1 + off).AsUInt64(), span);
-                    if (((overflow & Vector512.Create(long.MinValue)).AsUInt64() | wide) != Vector512<ulong>.Zero) break;
+                    if ((Vector512.LessThan(overflow, Vector512<long>.Zero).AsUInt64() | wide) != Vector512<ulong>.Zero) break;
                     var dt = Vector512.Narrow(dt0, dt1);
                     var x = Vector512.ShiftRightLogical(Vector512.Abs(dt).AsUInt32(), shift) + Vector512<uint>.One;
                     var lg1 = thirtyTwo - Avx512CD.LeadingZeroCount(x).AsInt32(); // 1 + floor(log2 x)
