@@ -14,17 +14,19 @@ internal sealed class BatchBuilder
     /// Creates a builder; <paramref name="stats"/> are the training statistics of the numeric features. With
     /// <paramref name="population"/> T tokens also get their <see cref="PopulationStatistics"/> columns (one pass over the
     /// store, shared by every builder of that store), their user columns' decayed rates smoothed with
-    /// <paramref name="userRecentPrior"/> (<see cref="Model.MtfmConfig.UserRecentRatePrior"/>; the model's own value, or the
-    /// trainer rejects the builder; config.Batches(instances, stats) builds one from a configuration).
+    /// <paramref name="userRecentPrior"/> (<see cref="Model.MtfmConfig.UserRecentRatePrior"/>) and counted up to the window
+    /// start when <paramref name="userRatesAtWindowStart"/> (<see cref="Model.MtfmConfig.UserRatesAtWindowStart"/>): the
+    /// model's own values, or the trainer rejects the builder; config.Batches(instances, stats) builds one from a configuration.
     /// </summary>
-    public BatchBuilder(AggregatedInstances instances, NumericStats stats, bool population = false, double userRecentPrior = PopulationStatistics.PriorStrength)
+    public BatchBuilder(AggregatedInstances instances, NumericStats stats, bool population = false, double userRecentPrior = PopulationStatistics.PriorStrength,
+        bool userRatesAtWindowStart = false)
     {
         _inst = instances ?? throw new ArgumentNullException(nameof(instances));
         _stats = stats ?? throw new ArgumentNullException(nameof(stats));
         _l = instances.Store.Layout;
         _history = new HistoryStatistics(_l);
         _features = new StoreFeatures(instances.Store);
-        _population = population ? PopulationStatistics.CachedForStore(instances.Store, userRecentPrior) : null;
+        _population = population ? PopulationStatistics.CachedForStore(instances.Store, userRecentPrior, userRatesAtWindowStart) : null;
     }
 
     /// <summary>

@@ -26,6 +26,14 @@ namespace Mtfm.Engine.Data;
 /// L(x) = log1p(x)/4, decay e^(−Δt/1 d), lor(c, e) = logit((c + k·p)/(e + k)) − logit(p), k = <see cref="PriorStrength"/>,
 /// p = (C + 1)/(E + 2). The decayed lor of a column of the scenario's <c>userFeatures</c> (the user's own last-day click
 /// rate, in s and in all scenarios) takes k = <see cref="UserRecentPrior"/> instead (Model.MtfmConfig.UserRecentRatePrior).
+/// <para>
+/// With <see cref="UserRatesAtWindowStart"/> (Model.MtfmConfig.UserRatesAtWindowStart) the first eight columns of a
+/// <c>userFeatures</c> column count only the events of windows before the token's own (schema <c>windowSeconds</c>,
+/// the windows instances are cut by; decayed to the token's time), so every exposure of one user in one window reads
+/// the same user figures, whatever the outcomes of that window's earlier exposures; p stays the running rate. The
+/// state keeps, per row of such a column, its counts as they were when the row's current window began (a snapshot
+/// taken at the row's first event of a window), so serving reads the same rule.
+/// </para>
 /// </summary>
 internal sealed class PopulationStatistics : IPopulationSource
 {
@@ -54,7 +62,10 @@ internal sealed class PopulationStatistics : IPopulationSource
         public readonly double[] DecayedExposures = new double[rows], DecayedClicks = new double[rows];
         public readonly long[] Last = CreateLast(rows);
 
-        private static long[] CreateLast(int rows)
+        /// <summary>The counts of each row at the start of the window it last changed in (null unless a user column reads them).</summary>
+        public WindowStartCounts? AtWindowStart;
+
+        internal static long[] CreateLast(int rows)
         {
             var a = new long[rows];
             Array.Fill(a, long.MinValue);
@@ -62,8 +73,24 @@ internal sealed class PopulationStatistics : IPopulationSource
         }
     }
 
-    /// <summary>An empty state for <paramref name="layout"/>, reading the user columns' decayed rates with prior <paramref name="userRecentPrior"/> (see the class summary).</summary>
-    public PopulationStatistics(DataLayout layout, double userRecentPrior = PriorStrength)
+    /// <summary>
+    /// The counts of every row as they stood before the first event of the window it last changed in:
+    /// <see cref="Window"/>[r] is that window's index (long.MinValue before any event).
+    /// </summary>
+    internal sealed class WindowStartCounts(int rows)
+    {
+        public readonly long[] Window = Counts.CreateLast(rows);
+        public readonly double[] Exposures = new double[rows], Clicks = new double[rows];
+        public readonly double[] DecayedExposures = new double[rows], DecayedClicks = new double[rows];
+        public readonly long[] Last = Counts.CreateLast(rows);
+    }
+
+    /// <summary>
+    /// An empty state for <paramref name="layout"/>, reading the user columns' decayed rates with prior
+    /// <paramref name="userRecentPrior"/>, and their counts as at the start of the token's window when
+    /// <paramref name="userRatesAtWindowStart"/> (see the class summary).
+    /// </summary>
+    public PopulationStatistics(DataLayout layout, double userRecentPrior = PriorStrength, bool userRatesAtWindowStart = false)
     {
         _l = layout ?? throw new ArgumentNullException(nameof(layout));
         if (!double.IsFinite(userRecentPrior) || userRecentPrior <= 0)
@@ -94,7 +121,35 @@ internal sealed class PopulationStatistics : IPopulationSource
             var users = layout.Schema.Scenarios[s].UserFeatures;
             _isUser[s] = layout.SourceCat[s].Select(f => users.Contains(layout.Schema.Features[f].Name)).ToArray();
         }
+        _windows = WindowSpec.From(layout.Schema);
+        UserRatesAtWindowStart = userRatesAtWindowStart;
+        if (userRatesAtWindowStart)
+            for (int s = 0; s < ns; s++)
+                for (int a = 0; a < _isUser[s].Length; a++)
+                    if (_isUser[s][a])
+                    {
+                        EnableWindowStart(_cols[s][a]);
+                        EnableWindowStart(_tableExposures[_colTable[s][a]]!);
+                    }
     }
+
+    private static void EnableWindowStart(Counts c) => c.AtWindowStart ??= new WindowStartCounts(c.Last.Length);
+
+    private readonly WindowSpec _windows;
+
+    /// <summary>Whether the user columns count only earlier windows (<see cref="Model.MtfmConfig.UserRatesAtWindowStart"/>).</summary>
+    public bool UserRatesAtWindowStart { get; }
+
+    /// <summary>Whether this state reads with <paramref name="userRecentPrior"/> and <paramref name="userRatesAtWindowStart"/>.</summary>
+    public bool ReadsWith(double userRecentPrior, bool userRatesAtWindowStart) =>
+        UserRecentPrior == userRecentPrior && UserRatesAtWindowStart == userRatesAtWindowStart;
+
+    /// <summary>The reading rules in words, for error messages.</summary>
+    public string RulesText => Rules(UserRecentPrior, UserRatesAtWindowStart);
+
+    /// <summary>Reading rules in words: the recent-rate prior and whether user columns count earlier windows only.</summary>
+    public static string Rules(double userRecentPrior, bool userRatesAtWindowStart) =>
+        $"user recent-rate prior {userRecentPrior.ToString(System.Globalization.CultureInfo.InvariantCulture)}, user rates at window start {(userRatesAtWindowStart ? "on" : "off")}";
 
     /// <summary>Prior of the decayed click rates of the user columns (<see cref="Model.MtfmConfig.UserRecentRatePrior"/>).</summary>
     public double UserRecentPrior { get; }
@@ -120,20 +175,35 @@ internal sealed class PopulationStatistics : IPopulationSource
         {
             int r = rows[a], t = _colTable[scenario][a];
             var o = dst.Slice(ColumnsPerFeature * a, ColumnsPerFeature);
-            double recentPrior = _isUser[scenario][a] ? UserRecentPrior : PriorStrength;
-            ReadExposures(cols[a], r, time, p, recentPrior, o[..4]);
-            ReadExposures(_tableExposures[t]!, r, time, pAll, recentPrior, o.Slice(4, 4));
+            bool user = _isUser[scenario][a];
+            double recentPrior = user ? UserRecentPrior : PriorStrength;
+            long window = user && UserRatesAtWindowStart ? _windows.IndexOf(time) : long.MinValue;
+            ReadExposures(cols[a], r, time, window, p, recentPrior, o[..4]);
+            ReadExposures(_tableExposures[t]!, r, time, window, pAll, recentPrior, o.Slice(4, 4));
             var b = _tableBehaviours[t]!;
             o[8] = L(b.Exposures[r]);
             o[9] = L(b.DecayedExposures[r] * Decay(time, b.Last[r]));
         }
     }
 
-    private static void ReadExposures(Counts c, int r, long time, double p, double recentPrior, Span<float> o)
+    /// <summary>
+    /// The four exposure columns of row <paramref name="r"/>; with <paramref name="window"/> ≠ long.MinValue, from the
+    /// counts before that window when the row has changed in it (otherwise its counts are those already).
+    /// </summary>
+    private static void ReadExposures(Counts c, int r, long time, long window, double p, double recentPrior, Span<float> o)
     {
-        double e = c.Exposures[r], k = c.Clicks[r];
-        double w = Decay(time, c.Last[r]);
-        double ed = c.DecayedExposures[r] * w, kd = c.DecayedClicks[r] * w;
+        double e, k, ed, kd;
+        if (window != long.MinValue && c.AtWindowStart!.Window[r] == window)
+        {
+            var s = c.AtWindowStart;
+            double ws = Decay(time, s.Last[r]);
+            (e, k, ed, kd) = (s.Exposures[r], s.Clicks[r], s.DecayedExposures[r] * ws, s.DecayedClicks[r] * ws);
+        }
+        else
+        {
+            double w = Decay(time, c.Last[r]);
+            (e, k, ed, kd) = (c.Exposures[r], c.Clicks[r], c.DecayedExposures[r] * w, c.DecayedClicks[r] * w);
+        }
         double lp = Logit(p);
         o[0] = L(e);
         o[1] = L(ed);
@@ -153,8 +223,8 @@ internal sealed class PopulationStatistics : IPopulationSource
         _allClicks += click;
         for (int a = 0; a < cols.Length; a++)
         {
-            Add(cols[a], rows[a], time, click);
-            Add(_tableExposures[_colTable[scenario][a]]!, rows[a], time, click);
+            Add(cols[a], rows[a], time, click, _windows);
+            Add(_tableExposures[_colTable[scenario][a]]!, rows[a], time, click, _windows);
         }
     }
 
@@ -164,11 +234,25 @@ internal sealed class PopulationStatistics : IPopulationSource
         var tables = _seqTables[sequence];
         if (rows.Length != tables.Length) throw new ArgumentException($"{rows.Length} categorical rows for {tables.Length} columns.", nameof(rows));
         for (int a = 0; a < tables.Length; a++)
-            if (_tableBehaviours[tables[a]] is { } b) Add(b, rows[a], time, 0);
+            if (_tableBehaviours[tables[a]] is { } b) Add(b, rows[a], time, 0, _windows);
     }
 
-    private static void Add(Counts c, int r, long time, double click)
+    private static void Add(Counts c, int r, long time, double click, WindowSpec windows)
     {
+        if (c.AtWindowStart is { } s)
+        {
+            long window = windows.IndexOf(time);
+            if (s.Window[r] != window)
+            {
+                // The row's first event of this window: keep the counts it starts the window with.
+                s.Window[r] = window;
+                s.Exposures[r] = c.Exposures[r];
+                s.Clicks[r] = c.Clicks[r];
+                s.DecayedExposures[r] = c.DecayedExposures[r];
+                s.DecayedClicks[r] = c.DecayedClicks[r];
+                s.Last[r] = c.Last[r];
+            }
+        }
         double w = Decay(time, c.Last[r]);
         c.Exposures[r] += 1;
         c.Clicks[r] += click;
@@ -181,10 +265,10 @@ internal sealed class PopulationStatistics : IPopulationSource
     /// The columns of every exposure of <paramref name="store"/> (one time-ordered pass, see the class summary), with
     /// the state the pass ends in. Column block of exposure e: [<c>Offsets[e]</c>, <c>Offsets[e + 1]</c>).
     /// </summary>
-    public static StoreColumns ForStore(EventStore store, double userRecentPrior = PriorStrength)
+    public static StoreColumns ForStore(EventStore store, double userRecentPrior = PriorStrength, bool userRatesAtWindowStart = false)
     {
         ArgumentNullException.ThrowIfNull(store);
-        var state = new PopulationStatistics(store.Layout, userRecentPrior);
+        var state = new PopulationStatistics(store.Layout, userRecentPrior, userRatesAtWindowStart);
         var l = store.Layout;
         int ne = store.ExposureCount, tasks = l.TaskCount;
         var offsets = new long[ne + 1];
@@ -278,15 +362,16 @@ internal sealed class PopulationStatistics : IPopulationSource
         _scenClicks[scenario] = clicks;
     }
 
-    private static readonly ConditionalWeakTable<EventStore, Dictionary<double, StoreColumns>> s_perStore = new();
+    private static readonly ConditionalWeakTable<EventStore, Dictionary<(double, bool), StoreColumns>> s_perStore = new();
 
-    /// <summary><see cref="ForStore"/>, computed once per store and prior (train, validation and test parts share their store).</summary>
-    public static StoreColumns CachedForStore(EventStore store, double userRecentPrior)
+    /// <summary><see cref="ForStore"/>, computed once per store and reading rules (train, validation and test parts share their store).</summary>
+    public static StoreColumns CachedForStore(EventStore store, double userRecentPrior, bool userRatesAtWindowStart = false)
     {
-        var perPrior = s_perStore.GetValue(store, _ => []);
-        lock (perPrior)
+        var perRules = s_perStore.GetValue(store, _ => []);
+        lock (perRules)
         {
-            if (!perPrior.TryGetValue(userRecentPrior, out var c)) perPrior[userRecentPrior] = c = ForStore(store, userRecentPrior);
+            var key = (userRecentPrior, userRatesAtWindowStart);
+            if (!perRules.TryGetValue(key, out var c)) perRules[key] = c = ForStore(store, userRecentPrior, userRatesAtWindowStart);
             return c;
         }
     }

@@ -83,7 +83,7 @@ internal static class MtfmCheckpoint
             var stats = new NumericStats(layout, file.ReadFloat32("numeric.mean"), file.ReadFloat32("numeric.std"));
             if (stats.Mean.Length != schema.Features.Count || stats.Std.Length != schema.Features.Count)
                 throw new CheckpointFormatException(path, $"numeric statistics have {stats.Mean.Length} entries for {schema.Features.Count} features.");
-            if (config.PopulationStatistics) model.Population = PopulationCheckpoint.Read(file, layout, path, config.UserRecentRatePrior);
+            if (config.PopulationStatistics) model.Population = PopulationCheckpoint.Read(file, layout, path, config.UserRecentRatePrior, config.UserRatesAtWindowStart);
             return (model, stats);
         }
         catch

@@ -12,7 +12,9 @@ internal static class PopulationCheckpoint
     /// decayed clicks as IEEE-754 bit patterns, and the last time): <c>population.s.a</c> per (scenario s, column a),
     /// <c>population.table.t</c> and <c>population.behaviour.t</c> per embedding table t that a T column uses;
     /// <c>population.s.totals</c> and <c>population.totals</c> [2] hold the scenario and all-scenario exposures and
-    /// clicks. Bit patterns keep the round trip exact.
+    /// clicks. Bit patterns keep the round trip exact. A state that reads user columns at the window start
+    /// (<see cref="PopulationStatistics.UserRatesAtWindowStart"/>) adds, for every count tensor with such rows, the
+    /// window-start counts as <c>NAME.window</c> [rows, 6] (the same five fields, then the window index).
     /// </summary>
     public static void Write(PopulationStatistics state, SafetensorsWriter w)
     {
@@ -35,14 +37,15 @@ internal static class PopulationCheckpoint
 
     /// <summary>
     /// Reads a state written by <see cref="Write"/>, to be read with the model's <paramref name="userRecentPrior"/>
-    /// (Model.MtfmConfig.UserRecentRatePrior; a rule of the reading, not saved with the counts); throws
-    /// <see cref="CheckpointFormatException"/> naming <paramref name="path"/> and the tensor.
+    /// (Model.MtfmConfig.UserRecentRatePrior; a rule of the reading, not saved with the counts) and
+    /// <paramref name="userRatesAtWindowStart"/> (Model.MtfmConfig.UserRatesAtWindowStart; its window-start counts must
+    /// be there); throws <see cref="CheckpointFormatException"/> naming <paramref name="path"/> and the tensor.
     /// </summary>
-    public static PopulationStatistics Read(SafetensorsFile file, DataLayout layout, string path, double userRecentPrior)
+    public static PopulationStatistics Read(SafetensorsFile file, DataLayout layout, string path, double userRecentPrior, bool userRatesAtWindowStart = false)
     {
         ArgumentNullException.ThrowIfNull(file);
         ArgumentNullException.ThrowIfNull(layout);
-        var p = new PopulationStatistics(layout, userRecentPrior);
+        var p = new PopulationStatistics(layout, userRecentPrior, userRatesAtWindowStart);
         for (int s = 0; s < layout.ScenarioCount; s++)
         {
             for (int a = 0; a < p.ColumnCount(s); a++) ReadCounts(file, path, $"{TensorPrefix}{s}.{a}", p.Column(s, a));
@@ -72,7 +75,21 @@ internal static class PopulationCheckpoint
             data[5 * r + 4] = c.Last[r];
         }
         w.AddInt64(name, data, rows, 5);
+        if (c.AtWindowStart is not { } s) return;
+        var win = new long[rows * 6];
+        for (int r = 0; r < rows; r++)
+        {
+            win[6 * r] = BitConverter.DoubleToInt64Bits(s.Exposures[r]);
+            win[6 * r + 1] = BitConverter.DoubleToInt64Bits(s.Clicks[r]);
+            win[6 * r + 2] = BitConverter.DoubleToInt64Bits(s.DecayedExposures[r]);
+            win[6 * r + 3] = BitConverter.DoubleToInt64Bits(s.DecayedClicks[r]);
+            win[6 * r + 4] = s.Last[r];
+            win[6 * r + 5] = s.Window[r];
+        }
+        w.AddInt64(name + WindowSuffix, win, rows, 6);
     }
+
+    private const string WindowSuffix = ".window";
 
     private static void WriteTotals(SafetensorsWriter w, string name, (double Exposures, double Clicks) t) =>
         w.AddInt64(name, [BitConverter.DoubleToInt64Bits(t.Exposures), BitConverter.DoubleToInt64Bits(t.Clicks)], 2);
@@ -102,6 +119,18 @@ internal static class PopulationCheckpoint
             c.DecayedExposures[r] = Count(data[5 * r + 2], name, path);
             c.DecayedClicks[r] = Count(data[5 * r + 3], name, path);
             c.Last[r] = data[5 * r + 4];
+        }
+        if (c.AtWindowStart is not { } s) return;
+        string wname = name + WindowSuffix;
+        var win = Tensor(file, path, wname, 6L * c.Last.Length);
+        for (int r = 0; r < c.Last.Length; r++)
+        {
+            s.Exposures[r] = Count(win[6 * r], wname, path);
+            s.Clicks[r] = Count(win[6 * r + 1], wname, path);
+            s.DecayedExposures[r] = Count(win[6 * r + 2], wname, path);
+            s.DecayedClicks[r] = Count(win[6 * r + 3], wname, path);
+            s.Last[r] = win[6 * r + 4];
+            s.Window[r] = win[6 * r + 5];
         }
     }
 

@@ -60,11 +60,23 @@ public sealed record MtfmConfig
 
     /// <summary>
     /// This configuration with <see cref="PopulationStatistics"/> on when it has transformer blocks (the training default;
-    /// the MMoE baseline stays without), and <see cref="UserRecentRatePrior"/> = <see cref="DefaultUserRecentRatePrior"/>
-    /// for the user columns' last-day click rates (whichever preset: an MMoE run that turns the statistics on reads them so too).
+    /// the MMoE baseline stays without), <see cref="UserRecentRatePrior"/> = <see cref="DefaultUserRecentRatePrior"/>
+    /// for the user columns' last-day click rates and <see cref="UserRatesAtWindowStart"/> on (whichever preset: an MMoE
+    /// run that turns the statistics on reads them so too).
     /// </summary>
     public MtfmConfig WithDefaultPopulationStatistics() =>
-        this with { PopulationStatistics = Blocks > 0, UserRecentRatePrior = DefaultUserRecentRatePrior };
+        this with { PopulationStatistics = Blocks > 0, UserRecentRatePrior = DefaultUserRecentRatePrior, UserRatesAtWindowStart = true };
+
+    /// <summary>
+    /// Whether the population statistics of a scenario's <c>userFeatures</c> columns (the user's own exposure counts and
+    /// click rates, in the scenario and in all scenarios) count only the windows before the T token's own
+    /// (<see cref="Data.PopulationStatistics"/>): every exposure of a user in one window then reads the same user figures.
+    /// Read per exposure, they move with each earlier outcome of the window, which reorders a user's own exposures for
+    /// no reason tied to the items (that window's outcomes still reach the T tokens through the feedback tokens' history
+    /// statistics). Off in a configuration (checkpoints written before it existed read per exposure, as they were
+    /// trained); <see cref="WithDefaultPopulationStatistics"/> turns it on. See docs/quality.md.
+    /// </summary>
+    public bool UserRatesAtWindowStart { get; init; }
 
     /// <summary>
     /// Pseudo-exposures of the prior that smooths the last-day (decayed) click rates the population statistics give the

@@ -244,17 +244,18 @@ internal sealed class MtfmModel : IDisposable
     /// <summary>
     /// The cross-user statistics state serving reads (<see cref="PopulationStatistics"/>): saved with the model when
     /// <see cref="MtfmConfig.PopulationStatistics"/> is on, the state at the end of the training log. Null otherwise.
-    /// A state must read the user columns with the configuration's <see cref="MtfmConfig.UserRecentRatePrior"/>
-    /// (ArgumentException otherwise: a checkpoint saves the counts, and the reloaded model reads them with its config).
+    /// A state must read the user columns with the configuration's <see cref="MtfmConfig.UserRecentRatePrior"/> and
+    /// <see cref="MtfmConfig.UserRatesAtWindowStart"/> (ArgumentException otherwise: a checkpoint saves the counts, and
+    /// the reloaded model reads them with its config).
     /// </summary>
     public PopulationStatistics? Population
     {
         get => _population;
         internal set
         {
-            if (value is not null && value.UserRecentPrior != Config.UserRecentRatePrior)
-                throw new ArgumentException($"the state reads the user columns' recent rates with prior {value.UserRecentPrior}, the model's " +
-                    $"MtfmConfig.UserRecentRatePrior is {Config.UserRecentRatePrior}.", nameof(value));
+            if (value is not null && !value.ReadsWith(Config.UserRecentRatePrior, Config.UserRatesAtWindowStart))
+                throw new ArgumentException($"the state reads the user columns with {value.RulesText}, the model's configuration " +
+                    $"(MtfmConfig.UserRecentRatePrior, UserRatesAtWindowStart) with {Data.PopulationStatistics.Rules(Config.UserRecentRatePrior, Config.UserRatesAtWindowStart)}.", nameof(value));
             _population = value;
         }
     }

@@ -90,11 +90,12 @@ internal sealed class MtfmTrainer
         {
             var state = (trainBatches.Population ?? throw new ArgumentException(
                 "the model reads population statistics: build its batches with model.Config.Batches(instances, stats).", nameof(trainBatches))).FinalState;
-            double prior = _model.Config.UserRecentRatePrior;
+            var c = _model.Config;
             foreach (var (b, name) in new[] { (trainBatches, nameof(trainBatches)), (valid, nameof(valid)) })
-                if (b.Population is { } p && p.FinalState.UserRecentPrior != prior)
-                    throw new ArgumentException($"the batches read the user columns' recent rates with prior {p.FinalState.UserRecentPrior}, the model with " +
-                        $"{prior} (MtfmConfig.UserRecentRatePrior): build them with model.Config.Batches(instances, stats).", name);
+                if (b.Population is { } p && !p.FinalState.ReadsWith(c.UserRecentRatePrior, c.UserRatesAtWindowStart))
+                    throw new ArgumentException($"the batches read the user columns with {p.FinalState.RulesText}, the model with " +
+                        $"{PopulationStatistics.Rules(c.UserRecentRatePrior, c.UserRatesAtWindowStart)} (MtfmConfig.UserRecentRatePrior, " +
+                        $"UserRatesAtWindowStart): build them with model.Config.Batches(instances, stats).", name);
             _model.Population = state;
         }
         long batchesPerEpoch = trainBatches.CountBatches(_o.BatchTokens);

@@ -12,17 +12,21 @@ public class PopulationStatisticsTests
     /// Every column of every exposure recomputed independently from the raw log: counts and clicks of the exposures of
     /// the same scenario holding the same value in strictly earlier seconds (first-task label present), decayed sums
     /// Σ e^(−Δt/1 d), and the smoothed log-odds ratios against the scenario's click rate so far (prior 10; the decayed
-    /// rates of the scenario's user columns with <paramref name="userRecentPrior"/>).
+    /// rates of the scenario's user columns with <paramref name="userRecentPrior"/>). With
+    /// <paramref name="atWindowStart"/> the user columns count only exposures of earlier windows (one-day windows of the
+    /// schema), decayed to the exposure's time, against the same running rates p.
     /// </summary>
     [Theory]
-    [InlineData(10.0)]
-    [InlineData(100.0)]
-    public void ColumnsEqualABruteForceCountOfEarlierSecondsOfTheSameValue(double userRecentPrior)
+    [InlineData(10.0, false)]
+    [InlineData(100.0, false)]
+    [InlineData(100.0, true)]
+    public void ColumnsEqualABruteForceCountOfEarlierSecondsOfTheSameValue(double userRecentPrior, bool atWindowStart)
     {
         var st = Small.Value.Store;
-        var cols = PopulationStatistics.ForStore(st, userRecentPrior);
+        var cols = PopulationStatistics.ForStore(st, userRecentPrior, atWindowStart);
         var l = st.Layout;
-        int userColumns = 0, recentUserCells = 0;
+        long windowSeconds = l.Schema.WindowSeconds, origin = l.Schema.WindowOrigin;
+        int userColumns = 0, recentUserCells = 0, sameWindowUserCells = 0;
         var exposures = Enumerable.Range(0, st.Count).Where(st.IsExposure).ToArray();
         var behaviours = Enumerable.Range(0, st.Count).Where(e => !st.IsExposure(e)).ToArray();
         int ns = l.ScenarioCount, k = PopulationStatistics.ColumnsPerFeature;
@@ -48,9 +52,12 @@ public class PopulationStatisticsTests
                 bool user = l.Schema.Scenarios[s].UserFeatures.Contains(features[a]);
                 double recentPrior = user ? userRecentPrior : 10;
                 if (user) userColumns++;
+                // At the window start: only exposures of windows before the token's own count for a user column.
+                long from = user && atWindowStart ? origin + (long)Math.Floor((t - origin) / (double)windowSeconds) * windowSeconds : t;
+                if (user && atWindowStart && earlier.Any(e => st.TimeOf(e) >= from && st.Categorical(e)[col] == v)) sameWindowUserCells++;
                 // (1) this scenario's exposures with the value, (2) every scenario's exposures whose column of the same table holds it
-                Check(earlier.Where(e => st.Categorical(e)[col] == v), p, recentPrior, got.Slice(k * a, 4));
-                Check(earlierAll.Where(e => TableRow(e, table) == v), pAll, recentPrior, got.Slice(k * a + 4, 4));
+                Check(earlier.Where(e => st.TimeOf(e) < from && st.Categorical(e)[col] == v), p, recentPrior, got.Slice(k * a, 4));
+                Check(earlierAll.Where(e => st.TimeOf(e) < from && TableRow(e, table) == v), pAll, recentPrior, got.Slice(k * a + 4, 4));
                 // (3) behaviour events (any sequence) whose column of the same table holds it
                 var acted = behaviours.Where(e => st.TimeOf(e) < t && TableRow(e, table) == v).ToArray();
                 Assert.Equal(Math.Log(1 + acted.Length) / 4, got[k * a + 8], tolerance: 1e-5);
@@ -75,6 +82,7 @@ public class PopulationStatisticsTests
         Assert.True(checkedCells > 2000, $"{checkedCells} cells");
         Assert.True(userColumns > 200, $"{userColumns} user columns");
         if (userRecentPrior != 10) Assert.True(recentUserCells > 100, $"{recentUserCells} user cells with last-day exposures (else the prior is not exercised)");
+        if (atWindowStart) Assert.True(sameWindowUserCells > 100, $"{sameWindowUserCells} user cells with earlier exposures in the same window (else the rule is not exercised)");
         Assert.True(behaviourCells > 200, $"{behaviourCells} cells with earlier behaviour");
         Assert.True(sameSecondPeers > 0, "the sample must hold exposures that share their second (pages), or the strict rule is not exercised");
 
@@ -116,11 +124,18 @@ public class PopulationStatisticsTests
         Assert.True(laterDiffers, "the flip must change later columns (else this test could not fail)");
     }
 
-    [Fact]
-    public void TheSavedStateReadsBackBitForBitAndBadTensorsAreRefusedByName()
+    /// <summary>
+    /// The saved state reads back bit for bit, at times in the last window of the log (where a window-start state reads
+    /// its snapshots: checked against the per-exposure state, which must differ there) and later.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void TheSavedStateReadsBackBitForBitAndBadTensorsAreRefusedByName(bool atWindowStart)
     {
         var st = Small.Value.Store;
-        var state = PopulationStatistics.ForStore(st, 100).FinalState;
+        var state = PopulationStatistics.ForStore(st, 100, atWindowStart).FinalState;
+        var perExposure = PopulationStatistics.ForStore(st, 100).FinalState;
         string dir = Directory.CreateTempSubdirectory("mtfm-pop-").FullName;
         try
         {
@@ -128,20 +143,39 @@ public class PopulationStatisticsTests
             PopulationCheckpoint.Write(state, w);
             string path = Path.Combine(dir, "pop.safetensors");
             w.Save(path);
-            var back = PopulationCheckpoint.Read(SafetensorsFile.Load(path), st.Layout, path, state.UserRecentPrior);
-            long tEnd = Enumerable.Range(0, st.Count).Max(st.TimeOf) + 1;
-            int compared = 0;
+            var back = PopulationCheckpoint.Read(SafetensorsFile.Load(path), st.Layout, path, state.UserRecentPrior, atWindowStart);
+            Assert.Equal(atWindowStart, back.UserRatesAtWindowStart);
+            long tLast = Enumerable.Range(0, st.Count).Max(st.TimeOf);
+            var windows = WindowSpec.From(st.Layout.Schema);
+            int compared = 0, snapshotReads = 0;
             for (int ev = 0; ev < st.Count; ev += 7)
             {
                 if (!st.IsExposure(ev)) continue;
                 int s = st.SourceOf(ev), width = state.Width(s);
-                var a = new float[width]; var b = new float[width];
-                state.Read(s, st.Categorical(ev), tEnd + ev, a);
-                back.Read(s, st.Categorical(ev), tEnd + ev, b);
+                // Half the reads at the last event's second (inside the log's last window), half a day and more later.
+                long time = ev % 2 == 0 ? tLast : tLast + 86400 + ev;
+                var a = new float[width]; var b = new float[width]; var c = new float[width];
+                state.Read(s, st.Categorical(ev), time, a);
+                back.Read(s, st.Categorical(ev), time, b);
                 Assert.True(MemoryMarshal.AsBytes(a.AsSpan()).SequenceEqual(MemoryMarshal.AsBytes(b.AsSpan())), $"event {ev}");
+                perExposure.Read(s, st.Categorical(ev), time, c);
+                bool same = MemoryMarshal.AsBytes(a.AsSpan()).SequenceEqual(MemoryMarshal.AsBytes(c.AsSpan()));
+                if (!atWindowStart || windows.IndexOf(time) != windows.IndexOf(tLast)) Assert.True(same, $"event {ev} at {time}: the rules must agree outside the last window");
+                else if (!same) snapshotReads++;
                 compared++;
             }
             Assert.True(compared > 100);
+            if (atWindowStart) Assert.True(snapshotReads > 20, $"{snapshotReads} reads from window-start counts");
+            if (atWindowStart)
+            {
+                // A window-start state needs its snapshots: a file without them is refused by name.
+                var plain = new SafetensorsWriter();
+                PopulationCheckpoint.Write(perExposure, plain);
+                string noWindow = Path.Combine(dir, "nowindow.safetensors");
+                plain.Save(noWindow);
+                var missing = Assert.Throws<CheckpointFormatException>(() => PopulationCheckpoint.Read(SafetensorsFile.Load(noWindow), st.Layout, noWindow, 100, userRatesAtWindowStart: true));
+                Assert.Contains(".window' is missing", missing.Message);
+            }
 
             var partial = new SafetensorsWriter();
             partial.AddInt64("population.0.totals", [0, 0], 2);

@@ -48,12 +48,13 @@ public sealed class PopulationServingTests(ServingFixture fx) : IClassFixture<Se
     }
 
     [Theory]
-    [InlineData(10.0)]
-    [InlineData(MtfmConfig.DefaultUserRecentRatePrior)]
-    public void ACheckpointCarriesTheStateAndScoresBitForBitAfterReload(double userRecentPrior)
+    [InlineData(10.0, false)]
+    [InlineData(MtfmConfig.DefaultUserRecentRatePrior, false)]
+    [InlineData(MtfmConfig.DefaultUserRecentRatePrior, true)]
+    public void ACheckpointCarriesTheStateAndScoresBitForBitAfterReload(double userRecentPrior, bool atWindowStart)
     {
         using var backend = new CpuBackend(1);
-        var config = MtfmConfig.Tiny with { PopulationStatistics = true, UserRecentRatePrior = userRecentPrior };
+        var config = MtfmConfig.Tiny with { PopulationStatistics = true, UserRecentRatePrior = userRecentPrior, UserRatesAtWindowStart = atWindowStart };
         using var model = new MtfmModel(backend, config, fx.Store.Layout, seed: 11);
         string file = Path.Combine(_dir, "model.safetensors");
         var none = Assert.Throws<InvalidOperationException>(() => MtfmCheckpoint.Save(file, model, fx.Stats));
@@ -61,16 +62,19 @@ public sealed class PopulationServingTests(ServingFixture fx) : IClassFixture<Se
 
         // A state read with another prior than the model's would score differently once reloaded: refused.
         double other = userRecentPrior == 10 ? 100 : 10;
-        var mismatch = Assert.Throws<ArgumentException>(() => model.Population = PopulationStatistics.ForStore(fx.Store, other).FinalState);
+        var mismatch = Assert.Throws<ArgumentException>(() => model.Population = PopulationStatistics.ForStore(fx.Store, other, atWindowStart).FinalState);
         Assert.Contains("UserRecentRatePrior", mismatch.Message);
-        model.Population = PopulationStatistics.ForStore(fx.Store, userRecentPrior).FinalState;
+        // So would one read with the other window rule.
+        var rule = Assert.Throws<ArgumentException>(() => model.Population = PopulationStatistics.ForStore(fx.Store, userRecentPrior, !atWindowStart).FinalState);
+        Assert.Contains($"user rates at window start {(atWindowStart ? "off" : "on")}", rule.Message);
+        model.Population = PopulationStatistics.ForStore(fx.Store, userRecentPrior, atWindowStart).FinalState;
         MtfmCheckpoint.Save(file, model, fx.Stats);
         using var live = new Scorer(model, fx.Stats);
         using var loaded = Scorer.Load(file, threads: 1);
         // The same weights with an empty state: the columns must change the scores, else the check above proves nothing.
         using var emptyModel = new MtfmModel(backend, config, fx.Store.Layout, seed: 11)
         {
-            Population = new PopulationStatistics(fx.Store.Layout, userRecentPrior),
+            Population = new PopulationStatistics(fx.Store.Layout, userRecentPrior, atWindowStart),
         };
         using var empty = new Scorer(emptyModel, fx.Stats);
         int n = 0, differ = 0;
@@ -84,6 +88,8 @@ public sealed class PopulationServingTests(ServingFixture fx) : IClassFixture<Se
         Assert.True(n > 20);
         Assert.True(differ > n / 2, $"{differ} of {n} requests scored differently without the state");
         Assert.Equal(userRecentPrior, loaded.Model.Config.UserRecentRatePrior);
+        Assert.Equal(atWindowStart, loaded.Model.Config.UserRatesAtWindowStart);
+        Assert.Equal(atWindowStart, loaded.Model.Population!.UserRatesAtWindowStart);
     }
 
     /// <summary>A configuration saved before <see cref="MtfmConfig.UserRecentRatePrior"/> existed reads with 10, the prior it was trained with; the training default is 100.</summary>
@@ -100,6 +106,9 @@ public sealed class PopulationServingTests(ServingFixture fx) : IClassFixture<Se
         Assert.Equal(100, MtfmCheckpoint.ReadConfig(JsonSerializer.Serialize(MtfmConfig.Tiny.WithDefaultPopulationStatistics(), ModelJsonContext.Default.MtfmConfig))!.UserRecentRatePrior);
         Assert.Equal(10, back.UserRecentRatePrior);
         Assert.True(back.PopulationStatistics);
+        // Reading at the window start came later still: such configurations read per exposure, as they were trained.
+        Assert.False(back.UserRatesAtWindowStart);
+        Assert.True(MtfmConfig.Tiny.WithDefaultPopulationStatistics().UserRatesAtWindowStart);
         Assert.Equal(MtfmConfig.DefaultUserRecentRatePrior, MtfmConfig.Tiny.WithDefaultPopulationStatistics().UserRecentRatePrior);
         Assert.Equal(MtfmConfig.DefaultUserRecentRatePrior, MtfmConfig.Mmoe.WithDefaultPopulationStatistics().UserRecentRatePrior);
         Assert.False(MtfmConfig.Mmoe.WithDefaultPopulationStatistics().PopulationStatistics);

@@ -45,11 +45,12 @@ public class TrainerMaxStepsTests
         using var model = new MtfmModel(be, config, d.Layout, seed: 2);
         var trainer = new MtfmTrainer(model, new TrainOptions { Epochs = 1, BatchTokens = 128, MaxSteps = 2 });
         var ex = Assert.Throws<ArgumentException>(() => trainer.Train(d.Train, new BatchBuilder(d.Train, d.Stats, population: true), config.Batches(d.Valid, d.Stats)));
-        Assert.Contains("prior 10, the model with 100", ex.Message);
+        Assert.Contains("prior 10, user rates at window start off, the model with user recent-rate prior 100, user rates at window start on", ex.Message);
         Assert.Equal("trainBatches", ex.ParamName);
         var result = trainer.Train(d.Train, config.Batches(d.Train, d.Stats), config.Batches(d.Valid, d.Stats));
         Assert.Equal(2, result.Steps);
         Assert.Equal(MtfmConfig.DefaultUserRecentRatePrior, model.Population!.UserRecentPrior);
+        Assert.True(model.Population.UserRatesAtWindowStart);
     }
 
     [Fact]
