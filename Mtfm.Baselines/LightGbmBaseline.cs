@@ -154,8 +154,8 @@ internal static class LightGbmBaseline
         }
         double trainSecs = sw.Elapsed.TotalSeconds;
 
-        var acc = new MetricAccumulator(layout.ScenarioCount, tasks);
-        MetricAccumulator? bayes = store.HasTrueProbability ? new MetricAccumulator(layout.ScenarioCount, tasks) : null;
+        var acc = new MetricAccumulator(layout.ScenarioCount, tasks, store.HasTrueProbability);
+        MetricAccumulator? bayes = store.HasTrueProbability ? new MetricAccumulator(layout.ScenarioCount, tasks, trueProbabilities: true) : null;
         var pr = new float[tasks]; var lab = new float[tasks]; var pres = new byte[tasks]; var truth = new float[tasks];
         for (int x = 0; x < nx; x++)
         {
@@ -173,8 +173,8 @@ internal static class LightGbmBaseline
             }
             if (!any) continue;
             long[] user = [store.UserOf(ev)]; int[] scen = [store.SourceOf(ev)];
-            acc.Add(pr, lab, pres, user, scen);
-            bayes?.Add(truth, lab, pres, user, scen);
+            acc.Add(pr, lab, pres, user, scen, bayes is null ? default : truth);
+            bayes?.Add(truth, lab, pres, user, scen, truth);
         }
         return new LightGbmResult
         {

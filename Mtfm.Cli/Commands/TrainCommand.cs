@@ -230,7 +230,7 @@ internal static class TrainCommand
             if (m.Exposures == 0) continue;
             double bayes = eval.Bayes?[i].Auc ?? double.NaN;
             string scen = m.Scenario < 0 ? "(all)" : layout.Schema.Scenarios[m.Scenario].Name;
-            rows.Add(new ScenarioMetricsRow(scen, layout.Schema.Tasks[m.Task], m.Exposures, m.Positives, m.Auc, m.Gauc, m.GaucUsers, m.LogLoss, bayes));
+            rows.Add(new ScenarioMetricsRow(scen, layout.Schema.Tasks[m.Task], m.Exposures, m.Positives, m.Auc, m.Gauc, m.GaucUsers, m.LogLoss, bayes, m.ExpectedAuc));
         }
         return rows;
     }
@@ -241,10 +241,15 @@ internal static class TrainCommand
         var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Out) });
         if (Console.IsOutputRedirected) console.Profile.Width = Math.Max(console.Profile.Width, 120);
         var t = new Table().AddColumns("scenario", "task", "exposures", "AUC", "GAUC", "log-loss", "Bayes AUC", "gap (pp)");
+        // Generated data: the AUC expected over label draws from the true probabilities as well.
+        bool expected = rows.Any(m => double.IsFinite(m.ExpectedAuc));
+        if (expected) t.AddColumn("expected AUC");
         foreach (var m in rows)
         {
             string gap = double.IsNaN(m.BayesOptimalAuc) ? "-" : ((m.BayesOptimalAuc - m.Auc) * 100).ToString("F2", CultureInfo.InvariantCulture);
-            t.AddRow(m.Scenario, m.Task, m.Exposures.ToString("N0", CultureInfo.InvariantCulture), F(m.Auc), F(m.Gauc), F(m.LogLoss), F(m.BayesOptimalAuc), gap);
+            var cells = new List<string> { m.Scenario, m.Task, m.Exposures.ToString("N0", CultureInfo.InvariantCulture), F(m.Auc), F(m.Gauc), F(m.LogLoss), F(m.BayesOptimalAuc), gap };
+            if (expected) cells.Add(F(m.ExpectedAuc));
+            t.AddRow(cells.ToArray());
         }
         console.Write(t);
 

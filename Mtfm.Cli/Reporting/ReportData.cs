@@ -18,8 +18,10 @@ internal sealed record TrainingCurves(IReadOnlyList<LossPoint> Train, IReadOnlyL
 /// <param name="GaucUsers">Users in GAUC.</param>
 /// <param name="LogLoss">Log-loss.</param>
 /// <param name="BayesOptimalAuc">AUC of the true probabilities, or NaN when unknown (real data).</param>
+/// <param name="ExpectedAuc">The model's AUC in expectation over label draws from the true probabilities (free of the
+/// one test draw's noise), or NaN when unknown (real data).</param>
 internal sealed record ScenarioMetricsRow(string Scenario, string Task, long Exposures, long Positives, double Auc, double Gauc,
-    int GaucUsers, double LogLoss, double BayesOptimalAuc);
+    int GaucUsers, double LogLoss, double BayesOptimalAuc, double ExpectedAuc = double.NaN);
 
 /// <summary>A setting shown in the report (name → value as text).</summary>
 internal sealed record ReportSetting(string Name, string Value);

@@ -70,17 +70,23 @@ internal static class ReportWriter
         bool bayes = r.Metrics.Any(m => double.IsFinite(m.BayesOptimalAuc));
         sb.Append("| scenario | task | exposures | positives | AUC | GAUC | GAUC users | log-loss |");
         if (bayes) sb.Append(" Bayes-optimal AUC |");
+        bool expected = r.Metrics.Any(m => double.IsFinite(m.ExpectedAuc));
+        if (expected) sb.Append(" expected AUC |");
         sb.AppendLine();
         sb.Append("|---|---|---:|---:|---:|---:|---:|---:|");
         if (bayes) sb.Append("---:|");
+        if (expected) sb.Append("---:|");
         sb.AppendLine();
         foreach (var m in r.Metrics)
         {
             sb.Append(ci, $"| {Escape(m.Scenario)} | {Escape(m.Task)} | {m.Exposures:#,0} | {m.Positives:#,0} | {F(m.Auc)} | {F(m.Gauc)} | {m.GaucUsers:#,0} | {F(m.LogLoss)} |");
             if (bayes) sb.Append(' ').Append(F(m.BayesOptimalAuc)).Append(" |");
+            if (expected) sb.Append(' ').Append(F(m.ExpectedAuc)).Append(" |");
             sb.AppendLine();
         }
-        sb.AppendLine().AppendLine("n/a: undefined (one class only, or no user with both classes).").AppendLine();
+        sb.AppendLine().AppendLine("n/a: undefined (one class only, or no user with both classes).");
+        if (expected) sb.AppendLine("Expected AUC: the model's AUC averaged over label draws from the data's true probabilities (free of the one test draw's noise).");
+        sb.AppendLine();
         if (plotsMissing is not null) sb.Append("Note: ").AppendLine(Escape(plotsMissing)).AppendLine();
         foreach (var (title, file) in plots)
             sb.Append("## ").AppendLine(title).AppendLine().Append("![").Append(title).Append("](").Append(file).AppendLine(")").AppendLine();

@@ -9,4 +9,11 @@ namespace Mtfm.Engine.Evaluation;
 /// <param name="Gauc">Exposure-weighted per-user AUC over users with both classes; NaN if there are none.</param>
 /// <param name="GaucUsers">Users that entered GAUC.</param>
 /// <param name="LogLoss">Mean clipped log-loss (eps <see cref="Evaluation.LogLoss.DefaultEpsilon"/>); NaN if empty.</param>
-internal sealed record ScenarioTaskMetrics(int Scenario, int Task, long Exposures, long Positives, double Auc, double Gauc, int GaucUsers, double LogLoss);
+internal sealed record ScenarioTaskMetrics(int Scenario, int Task, long Exposures, long Positives, double Auc, double Gauc, int GaucUsers, double LogLoss)
+{
+    /// <summary>
+    /// Expected AUC over label draws from the data's true probabilities (<see cref="BayesOptimalAuc.Expected(ReadOnlySpan{float}, ReadOnlySpan{float})"/>),
+    /// where the data has them (generated logs); NaN otherwise.
+    /// </summary>
+    public double ExpectedAuc { get; init; } = double.NaN;
+}

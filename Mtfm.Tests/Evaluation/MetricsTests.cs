@@ -169,6 +169,60 @@ public class MetricsTests
         Assert.Throws<ArgumentException>(() => BayesOptimalAuc.Compute([1.2f], [1]));
     }
 
+    /// <summary>
+    /// A model's expected AUC over label draws from the true probabilities equals the brute-force ratio
+    /// Σ_{i≠j} p_i(1−p_j)·[s_i &gt; s_j or ½] / Σ_{i≠j} p_i(1−p_j) (scores with ties, not ordered like p); reversed
+    /// scores give 1 minus it; with p as the scores it is the expected Bayes AUC; the accumulator reports it per cell
+    /// and pooled where it was given the true probabilities, NaN where not.
+    /// </summary>
+    [Fact]
+    public void ExpectedAucOfAModelEqualsTheBruteForceRatioOverLabelDraws()
+    {
+        var r = new Random(23);
+        int n = 400;
+        var p = new float[n]; var s = new float[n]; var neg = new float[n]; var y = new float[n];
+        for (int i = 0; i < n; i++)
+        {
+            p[i] = (float)r.NextDouble();
+            s[i] = MathF.Round(0.5f * p[i] + 0.5f * (float)r.NextDouble(), 1); // noisy, with ties
+            neg[i] = -s[i];
+            y[i] = r.NextDouble() < p[i] ? 1 : 0;
+        }
+        double num = 0, den = 0;
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++)
+            {
+                if (i == j) continue;
+                double w = (double)p[i] * (1 - (double)p[j]);
+                den += w;
+                num += w * (s[i] > s[j] ? 1 : s[i] == s[j] ? 0.5 : 0);
+            }
+        double e = BayesOptimalAuc.Expected(s, p);
+        Assert.Equal(num / den, e, 10);
+        Assert.Equal(1 - e, BayesOptimalAuc.Expected(neg, p), 10);
+        Assert.True(e < BayesOptimalAuc.Expected(p, p), "a noisy score ranks below the true probabilities in expectation");
+        Assert.Equal(BayesOptimalAuc.Expected(p), BayesOptimalAuc.Expected(p, p));
+        Assert.Throws<ArgumentException>(() => BayesOptimalAuc.Expected([0.5f], [0.5f, 0.5f]));
+        Assert.Throws<ArgumentException>(() => BayesOptimalAuc.Expected([float.NaN], [0.5f]));
+
+        // Through the accumulator: scenario 0 holds the even exposures, scenario 1 the odd ones.
+        var acc = new MetricAccumulator(2, 1, trueProbabilities: true);
+        var present = Enumerable.Repeat((byte)1, n).ToArray();
+        var users = Enumerable.Range(0, n).Select(i => (long)(i % 37)).ToArray();
+        var scen = Enumerable.Range(0, n).Select(i => i % 2).ToArray();
+        var probs = s.Select(v => Math.Clamp(v, 0f, 1f)).ToArray();
+        acc.Add(probs, y, present, users, scen, p);
+        var even = Enumerable.Range(0, n).Where(i => i % 2 == 0).ToArray();
+        Assert.Equal(BayesOptimalAuc.Expected(even.Select(i => probs[i]).ToArray(), even.Select(i => p[i]).ToArray()), acc.Compute(0, 0).ExpectedAuc, 12);
+        Assert.Equal(BayesOptimalAuc.Expected(probs, p), acc.ComputePooled(0).ExpectedAuc, 12);
+        var ex = Assert.Throws<ArgumentException>(() => acc.Add(probs, y, present, users, scen));
+        Assert.Contains("trueProbabilities", ex.Message);
+        var plain = new MetricAccumulator(2, 1);
+        plain.Add(probs, y, present, users, scen);
+        Assert.True(double.IsNaN(plain.Compute(0, 0).ExpectedAuc));
+        Assert.Equal(acc.Compute(1, 0).Auc, plain.Compute(1, 0).Auc);
+    }
+
     [Fact]
     public void AccumulatorMatchesDirectComputationPerScenarioAndTask()
     {
