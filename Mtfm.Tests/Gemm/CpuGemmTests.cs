@@ -27,6 +27,7 @@ public sealed unsafe class CpuGemmTests : IDisposable
         { 2, 5000, 60 },   // direct path with few rows, parallel over column strips
         { 64, 64, 1100 },  // Aᵀ·B read in place (weight gradient): full tiles, several KC blocks, parallel
         { 50, 16, 700 },   // in place with the narrow tile and a partial row panel
+        { 40, 24, 1030 },  // in place, summed as two k halves (k ≥ 1024), k/2 rounded down to 16
     };
 
     [Theory]
@@ -129,6 +130,47 @@ public sealed unsafe class CpuGemmTests : IDisposable
                     Assert.True(c0.AsSpan().SequenceEqual(c2), $"{isa} {ta}/{tb}: pool(2) differs from single-threaded");
                     Assert.True(c0.AsSpan().SequenceEqual(c3), $"{isa} {ta}/{tb}: pool(3) differs from single-threaded");
                 }
+            }
+        }
+    }
+
+    /// <summary>
+    /// A long-k Aᵀ·B is the first ⌊k/2⌋ (rounded down to 16) rows into C with beta, the rest into a partial, then
+    /// C += partial: bit for bit the same with no pool, one thread and two, whatever C held where beta is 0.
+    /// </summary>
+    [Theory]
+    [InlineData(128, 64, 11264, 0, 0, 0)]
+    [InlineData(37, 45, 1030, 3, 5, 2)]
+    public void LongKAᵀBIsTwoHalvesAddedInOneOrderOnAnyPool(int m, int n, int k, int padA, int padB, int padC)
+    {
+        if (!GemmIsaSupport.IsSupported(GemmIsa.Avx512))
+            Assert.Skip("AVX-512 is not supported on this CPU: the in-place path exists only for its micro-kernels.");
+        var bl = GemmBlocking.For(GemmIsa.Avx512, n);
+        Assert.True(CpuGemm.KSplit(in bl, transA: true, transB: false, m, n, k));
+        Assert.False(CpuGemm.KSplit(in bl, transA: true, transB: false, m, n, CpuGemm.KSplitMinK - 1));
+        Assert.False(CpuGemm.KSplit(in bl, transA: false, transB: false, m, n, k));
+        int lda = m + padA, ldb = n + padB, ldc = n + padC, k0 = (k / 2) & ~15;
+        var a = GemmReference.Random(k * lda, 21);
+        var b = GemmReference.Random(k * ldb, 22);
+        foreach (float beta in new[] { 0f, 0.5f })
+        {
+            var start = GemmReference.Random(m * ldc, 23);
+            if (beta == 0) start[0] = float.NaN; // ignored where beta is 0
+            var want = (float[])start.Clone();
+            var part = new float[m * n];
+            fixed (float* pa = a, pb = b, pw = want, pp = part)
+            {
+                CpuGemm.Packed(in bl, true, false, m, n, k0, -1.25f, pa, lda, pb, ldb, beta, pw, ldc);
+                CpuGemm.Packed(in bl, true, false, m, n, k - k0, -1.25f, pa + (long)k0 * lda, lda, pb + (long)k0 * ldb, ldb, 0f, pp, n);
+                for (int i = 0; i < m; i++)
+                    for (int j = 0; j < n; j++) pw[i * ldc + j] += pp[i * n + j];
+            }
+            foreach (var pool in new[] { null, _pool1, _pool2 })
+            {
+                var got = (float[])start.Clone();
+                fixed (float* pa = a, pb = b, pg = got)
+                    CpuGemm.Sgemm(pool, GemmIsa.Avx512, true, false, m, n, k, -1.25f, pa, lda, pb, ldb, beta, pg, ldc);
+                Assert.True(want.AsSpan().SequenceEqual(got), $"beta {beta}, pool {pool?.ThreadCount.ToString() ?? "none"}: differs from the two halves");
             }
         }
     }

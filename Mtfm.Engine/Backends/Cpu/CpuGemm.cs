@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 namespace Mtfm.Engine.Backends.Cpu;
 
 /// <summary>
@@ -132,6 +133,11 @@ internal static unsafe class CpuGemm
             return;
         }
         var bl = GemmBlocking.For(isa, n);
+        if (KSplit(in bl, transA, transB, m, n, k))
+        {
+            KSplitTN(pool, in bl, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+            return;
+        }
         if (path == GemmPath.Packed)
         {
             Packed(in bl, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
@@ -223,6 +229,59 @@ internal static unsafe class CpuGemm
     /// contiguous run): only the partial edge panels are packed. Worth it when C is small against k (weight
     /// gradients: packing would move as many bytes as the micro-kernel does FMAs).
     /// </summary>
+    /// <summary>Shortest k that <see cref="KSplitTN"/> takes (two halves of at least 512).</summary>
+    internal const int KSplitMinK = 1024;
+
+    /// <summary>
+    /// Whether an Aᵀ·B is summed as two k halves (<see cref="KSplitTN"/>): the in-place shapes (small C, long k: the
+    /// weight gradients) with k ≥ <see cref="KSplitMinK"/>. A property of the shape only, never of the thread count, so
+    /// the bits are the same on one thread and on many.
+    /// </summary>
+    internal static bool KSplit(in GemmBlocking bl, bool transA, bool transB, int m, int n, int k)
+        => k >= KSplitMinK && InPlace(in bl, transA, transB, m, n, k);
+
+    /// <summary>
+    /// C = alpha·Aᵀ·B + beta·C as two halves over k: the first k0 = ⌊k/2⌋ rounded down to 16 rows into C (with beta),
+    /// the rest into a partial, then C += partial row by row. Each half is <see cref="InPlaceTN"/>; on a pool the two
+    /// run on two threads, so each reads half of A and half of B (the row or column split reads one operand twice: this
+    /// shape is bound by that traffic, not by the FMAs). The same operations in the same order whatever the pool.
+    /// </summary>
+    private static void KSplitTN(CpuWorkerPool? pool, in GemmBlocking bl, int m, int n, int k, float alpha,
+        float* a, int lda, float* b, int ldb, float beta, float* c, int ldc)
+    {
+        int k0 = (k / 2) & ~15;
+        float* part = GemmScratch.Current.Partial((long)m * n);
+        var body = new KSplitBody
+        {
+            Blocking = bl, M = m, N = n, K = k, K0 = k0, Alpha = alpha, Beta = beta,
+            A = a, Lda = lda, B = b, Ldb = ldb, C = c, Ldc = ldc, Part = part,
+        };
+        if (pool is null || pool.ThreadCount < 2) body.Run(0, 2);
+        else pool.For(2, 1, ref body);
+        for (int i = 0; i < m; i++)
+        {
+            var row = new Span<float>(c + (long)i * ldc, n);
+            TensorPrimitives.Add(row, new ReadOnlySpan<float>(part + (long)i * n, n), row);
+        }
+    }
+
+    private struct KSplitBody : IRangeBody
+    {
+        public GemmBlocking Blocking;
+        public int M, N, K, K0, Lda, Ldb, Ldc;
+        public float Alpha, Beta;
+        public float* A, B, C, Part;
+
+        public readonly void Run(int start, int end)
+        {
+            for (int u = start; u < end; u++)
+            {
+                if (u == 0) InPlaceTN(in Blocking, M, N, K0, Alpha, A, Lda, B, Ldb, Beta, C, Ldc);
+                else InPlaceTN(in Blocking, M, N, K - K0, Alpha, A + (long)K0 * Lda, Lda, B + (long)K0 * Ldb, Ldb, 0f, Part, N);
+            }
+        }
+    }
+
     internal static bool InPlace(in GemmBlocking bl, bool transA, bool transB, int m, int n, int k)
         => bl.StridedKernel != null && transA && !transB && (long)m * n <= 256L * 256 && k >= 4 * Math.Max(m, n);
 

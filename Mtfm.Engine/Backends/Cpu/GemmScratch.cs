@@ -10,8 +10,8 @@ internal sealed unsafe class GemmScratch
 {
     [ThreadStatic] private static GemmScratch? t_current;
 
-    private float* _packA, _packB, _row;
-    private nuint _packALen, _packBLen, _rowLen;
+    private float* _packA, _packB, _row, _partial;
+    private nuint _packALen, _packBLen, _rowLen, _partialLen;
 
     /// <summary>The calling thread's scratch.</summary>
     public static GemmScratch Current => t_current ??= new GemmScratch();
@@ -24,6 +24,9 @@ internal sealed unsafe class GemmScratch
 
     /// <summary>A buffer of at least <paramref name="count"/> floats for row accumulators of the direct path.</summary>
     public float* Row(long count) => Ensure(ref _row, ref _rowLen, count);
+
+    /// <summary>A buffer of at least <paramref name="count"/> floats for a partial C (the k-split Aᵀ·B; another thread may write it).</summary>
+    public float* Partial(long count) => Ensure(ref _partial, ref _partialLen, count);
 
     private static float* Ensure(ref float* buffer, ref nuint length, long count)
     {
@@ -45,5 +48,6 @@ internal sealed unsafe class GemmScratch
         if (_packA != null) NativeMemory.AlignedFree(_packA);
         if (_packB != null) NativeMemory.AlignedFree(_packB);
         if (_row != null) NativeMemory.AlignedFree(_row);
+        if (_partial != null) NativeMemory.AlignedFree(_partial);
     }
 }
