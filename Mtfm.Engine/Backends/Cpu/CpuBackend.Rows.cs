@@ -89,8 +89,24 @@ internal sealed unsafe partial class CpuBackend
         float* pd = F(dst, nameof(dst));
         void* pi = CheckIndex(index, indexName, dst.RowCount, $"{nameof(dst)} has {dst.RowCount} rows", out bool is64);
         int cols = checked((int)dst.RowLength);
-        for (long i = 0; i < index.Length; i++)
-            new Span<float>(pd + ReadIndex(pi, is64, i) * cols, cols).Fill(value);
+        var body = new FillRowsBody { Dst = pd, Index = pi, Is64 = is64, Cols = cols, Value = value };
+        _pool.For(checked((int)index.Length), MinRows(cols), ref body);
+    }
+
+    /// <summary>Rows index[i] of Dst set to Value (a row listed twice is written twice with the same value).</summary>
+    private struct FillRowsBody : IRangeBody
+    {
+        public float* Dst;
+        public void* Index;
+        public bool Is64;
+        public int Cols;
+        public float Value;
+
+        public readonly void Run(int start, int end)
+        {
+            for (int i = start; i < end; i++)
+                new Span<float>(Dst + ReadIndex(Index, Is64, i) * Cols, Cols).Fill(Value);
+        }
     }
 
     private struct ScatterAddBody : IRangeBody

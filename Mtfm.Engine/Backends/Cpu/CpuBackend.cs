@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Mtfm.Engine.Tensors;
 
 namespace Mtfm.Engine.Backends.Cpu;
@@ -52,6 +53,49 @@ internal sealed unsafe partial class CpuBackend : IBackend
         return Tensor.Owning(storage, shape);
     }
 
+    /// <summary>Bytes of one chunk of a parallel copy or clear (smaller ones run on the calling thread).</summary>
+    private const int ByteChunk = 1 << 18;
+
+    /// <summary>Copies <paramref name="bytes"/> bytes (non-overlapping buffers), in 256 KiB chunks over the pool.</summary>
+    internal void CopyBytes(void* src, void* dst, nuint bytes)
+    {
+        if (bytes <= 2 * ByteChunk)
+        {
+            Buffer.MemoryCopy(src, dst, bytes, bytes);
+            return;
+        }
+        var body = new ByteRangeBody { Src = (byte*)src, Dst = (byte*)dst, Bytes = bytes };
+        _pool.For(Chunks(bytes), 1, ref body);
+    }
+
+    /// <summary>Sets <paramref name="bytes"/> bytes to 0, in 256 KiB chunks over the pool.</summary>
+    internal void ClearBytes(void* dst, nuint bytes)
+    {
+        if (bytes <= 2 * ByteChunk)
+        {
+            NativeMemory.Clear(dst, bytes);
+            return;
+        }
+        var body = new ByteRangeBody { Src = null, Dst = (byte*)dst, Bytes = bytes };
+        _pool.For(Chunks(bytes), 1, ref body);
+    }
+
+    private static int Chunks(nuint bytes) => (int)((bytes + ByteChunk - 1) / ByteChunk);
+
+    /// <summary>Chunk c of a byte range: copied from Src, or cleared where Src is null.</summary>
+    private struct ByteRangeBody : IRangeBody
+    {
+        public byte* Src, Dst;
+        public nuint Bytes;
+
+        public readonly void Run(int start, int end)
+        {
+            nuint a = (nuint)start * ByteChunk, b = Math.Min(Bytes, (nuint)end * ByteChunk);
+            if (Src == null) NativeMemory.Clear(Dst + a, b - a);
+            else Buffer.MemoryCopy(Src + a, Dst + a, b - a, b - a);
+        }
+    }
+
     internal void OnFreed(long bytes)
     {
         Interlocked.Decrement(ref _liveAllocations);
@@ -84,7 +128,7 @@ internal sealed unsafe partial class CpuBackend : IBackend
         CheckSameLength(src, dst, nameof(dst));
         if (src.DType == dst.DType)
         {
-            Buffer.MemoryCopy(Raw(src), Raw(dst), dst.Length * dst.DType.SizeOf(), src.Length * src.DType.SizeOf());
+            CopyBytes(Raw(src), Raw(dst), (nuint)(src.Length * src.DType.SizeOf()));
             return;
         }
         if (src.DType == DType.Int32 && dst.DType == DType.Int64)

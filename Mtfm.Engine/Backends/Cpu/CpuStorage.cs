@@ -18,7 +18,7 @@ internal sealed unsafe class CpuStorage : TensorStorage
         _owner = backend;
         nuint bytes = (nuint)Math.Max(Alignment, elements * dtype.SizeOf());
         _ptr = backend.BlockCache.Rent(bytes, out _capacity);
-        if (zero) NativeMemory.Clear(_ptr, bytes);
+        if (zero) backend.ClearBytes(_ptr, bytes);
     }
 
     /// <summary>The host address of element 0.</summary>
