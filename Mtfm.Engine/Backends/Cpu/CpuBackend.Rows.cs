@@ -149,13 +149,19 @@ internal sealed unsafe partial class CpuBackend
                 increasing &= i == 0 || keys[i] > keys[i - 1];
             }
             // Strictly increasing targets (the usual T-row lists) are already sorted, one source each: no sort needed.
-            if (!increasing) Array.Sort(keys, order, 0, m); // introsort is not stable: restore ascending source order within equal keys below
+            // Otherwise a counting sort where the target range is not much larger than the sources (stable: the same
+            // order as the sort below), else introsort, which is not stable: ascending source order within equal keys
+            // is restored below.
+            int rows = dst.RowCount;
+            bool stable = increasing || rows <= 16L * m + 4096;
+            if (!increasing && stable) CountingSortByTarget(keys, order, m, rows);
+            else if (!increasing) Array.Sort(keys, order, 0, m);
             int distinct = 0;
             for (int s = 0; s < m;)
             {
                 int e = s + 1;
                 while (e < m && keys[e] == keys[s]) e++;
-                Array.Sort(order, s, e - s);
+                if (!stable) Array.Sort(order, s, e - s);
                 pt[distinct] = (int)keys[s];
                 pst[distinct++] = s;
                 s = e;
@@ -173,6 +179,34 @@ internal sealed unsafe partial class CpuBackend
             ArrayPool<int>.Shared.Return(order);
             ArrayPool<int>.Shared.Return(pt);
             ArrayPool<int>.Shared.Return(pst);
+        }
+    }
+
+    /// <summary>
+    /// Sorts the first <paramref name="m"/> (key, source) pairs by key in [0, <paramref name="rows"/>), sources ascending
+    /// within a key (order[i] = i on entry): a stable counting sort, O(m + rows).
+    /// </summary>
+    private static void CountingSortByTarget(long[] keys, int[] order, int m, int rows)
+    {
+        int[] start = ArrayPool<int>.Shared.Rent(rows + 1);
+        long[] sortedKeys = ArrayPool<long>.Shared.Rent(m);
+        try
+        {
+            Array.Clear(start, 0, rows + 1);
+            for (int i = 0; i < m; i++) start[keys[i] + 1]++;
+            for (int r = 0; r < rows; r++) start[r + 1] += start[r];
+            for (int i = 0; i < m; i++)
+            {
+                int at = start[keys[i]]++;
+                order[at] = i;
+                sortedKeys[at] = keys[i];
+            }
+            Array.Copy(sortedKeys, keys, m);
+        }
+        finally
+        {
+            ArrayPool<int>.Shared.Return(start);
+            ArrayPool<long>.Shared.Return(sortedKeys);
         }
     }
 
