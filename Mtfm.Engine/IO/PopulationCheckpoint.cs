@@ -65,28 +65,44 @@ internal static class PopulationCheckpoint
     private static void WriteCounts(SafetensorsWriter w, string name, PopulationStatistics.Counts c)
     {
         int rows = c.Last.Length;
-        var data = new long[rows * 5];
+        w.AddInt64(name, Pack(rows, c.Exposures, c.Clicks, c.DecayedExposures, c.DecayedClicks, c.Last, null), rows, 5);
+        if (c.AtWindowStart is { } s)
+            w.AddInt64(name + WindowSuffix, Pack(rows, s.Exposures, s.Clicks, s.DecayedExposures, s.DecayedClicks, s.Last, s.Window), rows, 6);
+    }
+
+    /// <summary>Rows of (exposures, clicks, decayed exposures, decayed clicks as bit patterns, last time[, window]).</summary>
+    private static long[] Pack(int rows, double[] e, double[] k, double[] ed, double[] kd, long[] last, long[]? window)
+    {
+        int width = window is null ? 5 : 6;
+        var data = new long[rows * width];
         for (int r = 0; r < rows; r++)
         {
-            data[5 * r] = BitConverter.DoubleToInt64Bits(c.Exposures[r]);
-            data[5 * r + 1] = BitConverter.DoubleToInt64Bits(c.Clicks[r]);
-            data[5 * r + 2] = BitConverter.DoubleToInt64Bits(c.DecayedExposures[r]);
-            data[5 * r + 3] = BitConverter.DoubleToInt64Bits(c.DecayedClicks[r]);
-            data[5 * r + 4] = c.Last[r];
+            int o = width * r;
+            data[o] = BitConverter.DoubleToInt64Bits(e[r]);
+            data[o + 1] = BitConverter.DoubleToInt64Bits(k[r]);
+            data[o + 2] = BitConverter.DoubleToInt64Bits(ed[r]);
+            data[o + 3] = BitConverter.DoubleToInt64Bits(kd[r]);
+            data[o + 4] = last[r];
+            if (window is not null) data[o + 5] = window[r];
         }
-        w.AddInt64(name, data, rows, 5);
-        if (c.AtWindowStart is not { } s) return;
-        var win = new long[rows * 6];
+        return data;
+    }
+
+    /// <summary>Reads tensor <paramref name="name"/> written by <see cref="Pack"/> into the arrays (counts checked).</summary>
+    private static void Unpack(SafetensorsFile file, string path, string name, double[] e, double[] k, double[] ed, double[] kd, long[] last, long[]? window)
+    {
+        int rows = last.Length, width = window is null ? 5 : 6;
+        var data = Tensor(file, path, name, (long)width * rows);
         for (int r = 0; r < rows; r++)
         {
-            win[6 * r] = BitConverter.DoubleToInt64Bits(s.Exposures[r]);
-            win[6 * r + 1] = BitConverter.DoubleToInt64Bits(s.Clicks[r]);
-            win[6 * r + 2] = BitConverter.DoubleToInt64Bits(s.DecayedExposures[r]);
-            win[6 * r + 3] = BitConverter.DoubleToInt64Bits(s.DecayedClicks[r]);
-            win[6 * r + 4] = s.Last[r];
-            win[6 * r + 5] = s.Window[r];
+            int o = width * r;
+            e[r] = Count(data[o], name, path);
+            k[r] = Count(data[o + 1], name, path);
+            ed[r] = Count(data[o + 2], name, path);
+            kd[r] = Count(data[o + 3], name, path);
+            last[r] = data[o + 4];
+            if (window is not null) window[r] = data[o + 5];
         }
-        w.AddInt64(name + WindowSuffix, win, rows, 6);
     }
 
     private const string WindowSuffix = ".window";
@@ -111,27 +127,9 @@ internal static class PopulationCheckpoint
 
     private static void ReadCounts(SafetensorsFile file, string path, string name, PopulationStatistics.Counts c)
     {
-        var data = Tensor(file, path, name, 5L * c.Last.Length);
-        for (int r = 0; r < c.Last.Length; r++)
-        {
-            c.Exposures[r] = Count(data[5 * r], name, path);
-            c.Clicks[r] = Count(data[5 * r + 1], name, path);
-            c.DecayedExposures[r] = Count(data[5 * r + 2], name, path);
-            c.DecayedClicks[r] = Count(data[5 * r + 3], name, path);
-            c.Last[r] = data[5 * r + 4];
-        }
-        if (c.AtWindowStart is not { } s) return;
-        string wname = name + WindowSuffix;
-        var win = Tensor(file, path, wname, 6L * c.Last.Length);
-        for (int r = 0; r < c.Last.Length; r++)
-        {
-            s.Exposures[r] = Count(win[6 * r], wname, path);
-            s.Clicks[r] = Count(win[6 * r + 1], wname, path);
-            s.DecayedExposures[r] = Count(win[6 * r + 2], wname, path);
-            s.DecayedClicks[r] = Count(win[6 * r + 3], wname, path);
-            s.Last[r] = win[6 * r + 4];
-            s.Window[r] = win[6 * r + 5];
-        }
+        Unpack(file, path, name, c.Exposures, c.Clicks, c.DecayedExposures, c.DecayedClicks, c.Last, null);
+        if (c.AtWindowStart is { } s)
+            Unpack(file, path, name + WindowSuffix, s.Exposures, s.Clicks, s.DecayedExposures, s.DecayedClicks, s.Last, s.Window);
     }
 
     private static (double Exposures, double Clicks) ReadTotals(SafetensorsFile file, string path, string name)
