@@ -16,6 +16,7 @@ public sealed unsafe class CpuGemmBatchedTests : IDisposable
     [InlineData(129, 70, 31, 2, true, true)]
     [InlineData(1, 1, 1, 9, false, false)]
     [InlineData(64, 64, 64, 1, false, false)]
+    [InlineData(4, 64, 1, 706, true, false)] // many tiny items (the MMoE mix)
     public void MatchesReferencePerItemAndIsThreadCountIndependent(int m, int n, int k, int batch, bool ta, bool tb)
     {
         int lda = (ta ? m : k) + 2, ldb = (tb ? k : n) + 1, ldc = n + 3;
