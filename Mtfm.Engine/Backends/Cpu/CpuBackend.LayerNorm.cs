@@ -17,8 +17,21 @@ internal sealed unsafe partial class CpuBackend
 
         public void Run(int start, int end)
         {
+            bool swept = SweptRows(Cols);
             for (int i = start; i < end; i++)
             {
+                if (swept)
+                {
+                    float* gam = null, bet = null;
+                    if (Gamma != null)
+                    {
+                        long g = Groups == null ? 0 : ReadIndex(Groups, Groups64, i);
+                        gam = Gamma + g * Cols;
+                        bet = Beta + g * Cols;
+                    }
+                    (Mean[i], Rstd[i]) = SweptRow(X + (long)i * Cols, Y + (long)i * Cols, gam, bet, Cols, Eps);
+                    continue;
+                }
                 var x = new ReadOnlySpan<float>(X + (long)i * Cols, Cols);
                 var y = new Span<float>(Y + (long)i * Cols, Cols);
                 float mean = TensorPrimitives.Sum(x) / Cols;
@@ -35,6 +48,38 @@ internal sealed unsafe partial class CpuBackend
                 }
             }
         }
+    }
+
+    /// <summary>Whether <see cref="SweptRow"/> serves rows of <paramref name="cols"/> columns (whole vectors, at most 8).</summary>
+    private static bool SweptRows(int cols) => Vector512.IsHardwareAccelerated && cols > 0 && cols % 16 == 0 && cols <= 8 * 16;
+
+    /// <summary>
+    /// One row of the LayerNorm forward in three vector sweeps: Σx, then d = x − mean (stored) with Σd², then
+    /// y = (d·rstd)·gamma + beta. Up to 8 vectors, <see cref="TensorPrimitives"/>' Sum and SumOfSquares add the vectors
+    /// in order from zero and reduce the lanes with Vector512.Sum, and its Multiply and MultiplyAdd round every product:
+    /// so these are the bits of the span formulation in LayerNormBody.Run (LayerNormForwardTests pins them).
+    /// </summary>
+    private static (float Mean, float Rstd) SweptRow(float* x, float* y, float* gamma, float* beta, int cols, float eps)
+    {
+        var s = Vector512<float>.Zero;
+        for (int j = 0; j < cols; j += 16) s += Vector512.Load(x + j);
+        float mean = Vector512.Sum(s) / cols;
+        var vm = Vector512.Create(mean);
+        var q = Vector512<float>.Zero;
+        for (int j = 0; j < cols; j += 16)
+        {
+            var d = Vector512.Load(x + j) - vm;
+            d.Store(y + j);
+            q += d * d;
+        }
+        float rstd = 1f / MathF.Sqrt(Vector512.Sum(q) / cols + eps);
+        var vr = Vector512.Create(rstd);
+        for (int j = 0; j < cols; j += 16)
+        {
+            var n = Vector512.Load(y + j) * vr;
+            (gamma != null ? n * Vector512.Load(gamma + j) + Vector512.Load(beta + j) : n).Store(y + j);
+        }
+        return (mean, rstd);
     }
 
     /// <inheritdoc />
