@@ -155,7 +155,7 @@ internal static class LightGbmBaseline
         double trainSecs = sw.Elapsed.TotalSeconds;
 
         var acc = new MetricAccumulator(layout.ScenarioCount, tasks, store.HasTrueProbability);
-        MetricAccumulator? bayes = store.HasTrueProbability ? new MetricAccumulator(layout.ScenarioCount, tasks, trueProbabilities: true) : null;
+        MetricAccumulator? bayes = store.HasTrueProbability ? new MetricAccumulator(layout.ScenarioCount, tasks) : null;
         var pr = new float[tasks]; var lab = new float[tasks]; var pres = new byte[tasks]; var truth = new float[tasks];
         for (int x = 0; x < nx; x++)
         {
@@ -174,7 +174,7 @@ internal static class LightGbmBaseline
             if (!any) continue;
             long[] user = [store.UserOf(ev)]; int[] scen = [store.SourceOf(ev)];
             acc.Add(pr, lab, pres, user, scen, bayes is null ? default : truth);
-            bayes?.Add(truth, lab, pres, user, scen, truth);
+            bayes?.Add(truth, lab, pres, user, scen);
         }
         return new LightGbmResult
         {

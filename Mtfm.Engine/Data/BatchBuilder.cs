@@ -35,6 +35,9 @@ internal sealed class BatchBuilder
     /// </summary>
     public ParallelRanges? Parallel { get; set; }
 
+    /// <summary>Whether the builder's batches carry the true probabilities of their labels (generated data).</summary>
+    public bool HasTrueProbabilities => _inst.Store.HasTrueProbability;
+
     /// <summary>The population statistics of the builder's store (one pass over all of its exposures), or null when the builder adds none.</summary>
     public PopulationStatistics.StoreColumns? Population => _population;
 

@@ -20,24 +20,20 @@ internal static class ModelEvaluation
         ArgumentNullException.ThrowIfNull(data);
         var layout = model.Layout;
         int tasks = layout.TaskCount;
-        MetricAccumulator? acc = null, bayes = null;
+        // Data with true probabilities (generated logs) brings them in every batch: the model's expected AUC too.
+        bool known = data.HasTrueProbabilities;
+        var acc = new MetricAccumulator(layout.ScenarioCount, tasks, known);
+        var bayes = known ? new MetricAccumulator(layout.ScenarioCount, tasks) : null;
         foreach (var batch in data.Batches(batchTokens))
         {
             var probs = model.Score(batch);
             predictions?.Add(batch, probs);
             var users = new long[batch.TargetCount];
             for (int j = 0; j < users.Length; j++) users[j] = batch.TargetUser[j];
-            // Data with true probabilities (generated logs) brings them in every batch: the model's expected AUC too.
-            var truth = batch.TrueProbabilities;
-            acc ??= new MetricAccumulator(layout.ScenarioCount, tasks, truth is not null);
-            acc.Add(probs, batch.Labels, batch.LabelMask, users, batch.TargetScenario, acc.HasTrueProbabilities ? truth : default);
-            if (truth is not null)
-            {
-                bayes ??= new MetricAccumulator(layout.ScenarioCount, tasks, trueProbabilities: true);
-                bayes.Add(truth, batch.Labels, batch.LabelMask, users, batch.TargetScenario, truth);
-            }
+            var truth = known ? batch.TrueProbabilities! : default(ReadOnlySpan<float>);
+            acc.Add(probs, batch.Labels, batch.LabelMask, users, batch.TargetScenario, truth);
+            bayes?.Add(truth, batch.Labels, batch.LabelMask, users, batch.TargetScenario);
         }
-        acc ??= new MetricAccumulator(layout.ScenarioCount, tasks);
         return new EvaluationResult(acc.ComputeAll(), bayes?.ComputeAll());
     }
 }
