@@ -65,6 +65,16 @@ internal sealed class PopulationStatistics : IPopulationSource
         /// <summary>The counts of each row at the start of the window it last changed in (null unless a user column reads them).</summary>
         public WindowStartCounts? AtWindowStart;
 
+        /// <summary>Row <paramref name="r"/> of <paramref name="from"/> copied into this one.</summary>
+        public void CopyRow(Counts from, int r)
+        {
+            Exposures[r] = from.Exposures[r];
+            Clicks[r] = from.Clicks[r];
+            DecayedExposures[r] = from.DecayedExposures[r];
+            DecayedClicks[r] = from.DecayedClicks[r];
+            Last[r] = from.Last[r];
+        }
+
         internal static long[] CreateLast(int rows)
         {
             var a = new long[rows];
@@ -74,15 +84,13 @@ internal sealed class PopulationStatistics : IPopulationSource
     }
 
     /// <summary>
-    /// The counts of every row as they stood before the first event of the window it last changed in:
-    /// <see cref="Window"/>[r] is that window's index (long.MinValue before any event).
+    /// The counts of every row as they stood before the first event of the window it last changed in
+    /// (<see cref="Start"/>); <see cref="Window"/>[r] is that window's index (long.MinValue before any event).
     /// </summary>
     internal sealed class WindowStartCounts(int rows)
     {
+        public readonly Counts Start = new(rows);
         public readonly long[] Window = Counts.CreateLast(rows);
-        public readonly double[] Exposures = new double[rows], Clicks = new double[rows];
-        public readonly double[] DecayedExposures = new double[rows], DecayedClicks = new double[rows];
-        public readonly long[] Last = Counts.CreateLast(rows);
     }
 
     /// <summary>
@@ -192,18 +200,10 @@ internal sealed class PopulationStatistics : IPopulationSource
     /// </summary>
     private static void ReadExposures(Counts c, int r, long time, long window, double p, double recentPrior, Span<float> o)
     {
-        double e, k, ed, kd;
-        if (window != long.MinValue && c.AtWindowStart!.Window[r] == window)
-        {
-            var s = c.AtWindowStart;
-            double ws = Decay(time, s.Last[r]);
-            (e, k, ed, kd) = (s.Exposures[r], s.Clicks[r], s.DecayedExposures[r] * ws, s.DecayedClicks[r] * ws);
-        }
-        else
-        {
-            double w = Decay(time, c.Last[r]);
-            (e, k, ed, kd) = (c.Exposures[r], c.Clicks[r], c.DecayedExposures[r] * w, c.DecayedClicks[r] * w);
-        }
+        if (window != long.MinValue && c.AtWindowStart!.Window[r] == window) c = c.AtWindowStart.Start;
+        double e = c.Exposures[r], k = c.Clicks[r];
+        double w = Decay(time, c.Last[r]);
+        double ed = c.DecayedExposures[r] * w, kd = c.DecayedClicks[r] * w;
         double lp = Logit(p);
         o[0] = L(e);
         o[1] = L(ed);
@@ -239,19 +239,11 @@ internal sealed class PopulationStatistics : IPopulationSource
 
     private static void Add(Counts c, int r, long time, double click, WindowSpec windows)
     {
-        if (c.AtWindowStart is { } s)
+        if (c.AtWindowStart is { } s && s.Window[r] != windows.IndexOf(time))
         {
-            long window = windows.IndexOf(time);
-            if (s.Window[r] != window)
-            {
-                // The row's first event of this window: keep the counts it starts the window with.
-                s.Window[r] = window;
-                s.Exposures[r] = c.Exposures[r];
-                s.Clicks[r] = c.Clicks[r];
-                s.DecayedExposures[r] = c.DecayedExposures[r];
-                s.DecayedClicks[r] = c.DecayedClicks[r];
-                s.Last[r] = c.Last[r];
-            }
+            // The row's first event of this window: keep the counts it starts the window with.
+            s.Window[r] = windows.IndexOf(time);
+            s.Start.CopyRow(c, r);
         }
         double w = Decay(time, c.Last[r]);
         c.Exposures[r] += 1;

@@ -65,42 +65,41 @@ internal static class PopulationCheckpoint
     private static void WriteCounts(SafetensorsWriter w, string name, PopulationStatistics.Counts c)
     {
         int rows = c.Last.Length;
-        w.AddInt64(name, Pack(rows, c.Exposures, c.Clicks, c.DecayedExposures, c.DecayedClicks, c.Last, null), rows, 5);
-        if (c.AtWindowStart is { } s)
-            w.AddInt64(name + WindowSuffix, Pack(rows, s.Exposures, s.Clicks, s.DecayedExposures, s.DecayedClicks, s.Last, s.Window), rows, 6);
+        w.AddInt64(name, Pack(c, null), rows, 5);
+        if (c.AtWindowStart is { } s) w.AddInt64(name + WindowSuffix, Pack(s.Start, s.Window), rows, 6);
     }
 
     /// <summary>Rows of (exposures, clicks, decayed exposures, decayed clicks as bit patterns, last time[, window]).</summary>
-    private static long[] Pack(int rows, double[] e, double[] k, double[] ed, double[] kd, long[] last, long[]? window)
+    private static long[] Pack(PopulationStatistics.Counts c, long[]? window)
     {
-        int width = window is null ? 5 : 6;
+        int rows = c.Last.Length, width = window is null ? 5 : 6;
         var data = new long[rows * width];
         for (int r = 0; r < rows; r++)
         {
             int o = width * r;
-            data[o] = BitConverter.DoubleToInt64Bits(e[r]);
-            data[o + 1] = BitConverter.DoubleToInt64Bits(k[r]);
-            data[o + 2] = BitConverter.DoubleToInt64Bits(ed[r]);
-            data[o + 3] = BitConverter.DoubleToInt64Bits(kd[r]);
-            data[o + 4] = last[r];
+            data[o] = BitConverter.DoubleToInt64Bits(c.Exposures[r]);
+            data[o + 1] = BitConverter.DoubleToInt64Bits(c.Clicks[r]);
+            data[o + 2] = BitConverter.DoubleToInt64Bits(c.DecayedExposures[r]);
+            data[o + 3] = BitConverter.DoubleToInt64Bits(c.DecayedClicks[r]);
+            data[o + 4] = c.Last[r];
             if (window is not null) data[o + 5] = window[r];
         }
         return data;
     }
 
-    /// <summary>Reads tensor <paramref name="name"/> written by <see cref="Pack"/> into the arrays (counts checked).</summary>
-    private static void Unpack(SafetensorsFile file, string path, string name, double[] e, double[] k, double[] ed, double[] kd, long[] last, long[]? window)
+    /// <summary>Reads tensor <paramref name="name"/> written by <see cref="Pack"/> into <paramref name="c"/> (and <paramref name="window"/>), counts checked.</summary>
+    private static void Unpack(SafetensorsFile file, string path, string name, PopulationStatistics.Counts c, long[]? window)
     {
-        int rows = last.Length, width = window is null ? 5 : 6;
+        int rows = c.Last.Length, width = window is null ? 5 : 6;
         var data = Tensor(file, path, name, (long)width * rows);
         for (int r = 0; r < rows; r++)
         {
             int o = width * r;
-            e[r] = Count(data[o], name, path);
-            k[r] = Count(data[o + 1], name, path);
-            ed[r] = Count(data[o + 2], name, path);
-            kd[r] = Count(data[o + 3], name, path);
-            last[r] = data[o + 4];
+            c.Exposures[r] = Count(data[o], name, path);
+            c.Clicks[r] = Count(data[o + 1], name, path);
+            c.DecayedExposures[r] = Count(data[o + 2], name, path);
+            c.DecayedClicks[r] = Count(data[o + 3], name, path);
+            c.Last[r] = data[o + 4];
             if (window is not null) window[r] = data[o + 5];
         }
     }
@@ -127,9 +126,8 @@ internal static class PopulationCheckpoint
 
     private static void ReadCounts(SafetensorsFile file, string path, string name, PopulationStatistics.Counts c)
     {
-        Unpack(file, path, name, c.Exposures, c.Clicks, c.DecayedExposures, c.DecayedClicks, c.Last, null);
-        if (c.AtWindowStart is { } s)
-            Unpack(file, path, name + WindowSuffix, s.Exposures, s.Clicks, s.DecayedExposures, s.DecayedClicks, s.Last, s.Window);
+        Unpack(file, path, name, c, null);
+        if (c.AtWindowStart is { } s) Unpack(file, path, name + WindowSuffix, s.Start, s.Window);
     }
 
     private static (double Exposures, double Clicks) ReadTotals(SafetensorsFile file, string path, string name)

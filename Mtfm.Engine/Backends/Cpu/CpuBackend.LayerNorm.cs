@@ -51,7 +51,13 @@ internal sealed unsafe partial class CpuBackend
     }
 
     /// <summary>Whether <see cref="SweptRow"/> serves rows of <paramref name="cols"/> columns (whole vectors, at most 8).</summary>
-    private static bool SweptRows(int cols) => Vector512.IsHardwareAccelerated && cols > 0 && cols % 16 == 0 && cols <= 8 * 16;
+    private static bool SweptRows(int cols) => Vector512.IsHardwareAccelerated && cols > 0 && cols % 16 == 0 && cols <= SweptColumns;
+
+    /// <summary>
+    /// Widest row (8 vectors) whose sums <see cref="TensorPrimitives"/> forms by adding its vectors in order from zero
+    /// and reducing the lanes with Vector512.Sum, so that a sweep that adds them the same way has its bits.
+    /// </summary>
+    private const int SweptColumns = 8 * 16;
 
     /// <summary>
     /// One row of the LayerNorm forward in three vector sweeps: Σx, then d = x − mean (stored) with Σd², then
@@ -196,7 +202,7 @@ internal sealed unsafe partial class CpuBackend
         // Up to 8 vectors, TensorPrimitives.Sum and Dot add the vectors in order from zero (products rounded before the
         // add) and then reduce the lanes with Vector512.Sum: the same sums come out of this first sweep, with no
         // further pass over the row (LayerNormBackwardTests pins the bits to the span ops).
-        bool inSweep = dx != null && cols <= 8 * 16;
+        bool inSweep = dx != null && cols <= SweptColumns;
         var sg = Vector512<float>.Zero;
         var sgx = Vector512<float>.Zero;
         for (int j = 0; j < cols; j += 16)
