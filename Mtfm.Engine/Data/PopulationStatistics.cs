@@ -239,11 +239,15 @@ internal sealed class PopulationStatistics : IPopulationSource
 
     private static void Add(Counts c, int r, long time, double click, WindowSpec windows)
     {
-        if (c.AtWindowStart is { } s && s.Window[r] != windows.IndexOf(time))
+        if (c.AtWindowStart is { } s)
         {
-            // The row's first event of this window: keep the counts it starts the window with.
-            s.Window[r] = windows.IndexOf(time);
-            s.Start.CopyRow(c, r);
+            long window = windows.IndexOf(time);
+            if (s.Window[r] != window)
+            {
+                // The row's first event of this window: keep the counts it starts the window with.
+                s.Window[r] = window;
+                s.Start.CopyRow(c, r);
+            }
         }
         double w = Decay(time, c.Last[r]);
         c.Exposures[r] += 1;
